@@ -1,0 +1,169 @@
+//! Command-line flags. Flag names keep the original script's snake_case spellings
+//! (`--total_generations`); kebab-case aliases are accepted too.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::dataset::{DEFAULT_DATASET_NAME, DEFAULT_PERSONA_PATH};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dgen",
+    version,
+    about = "Manufacture synthetic task-oriented dialogues (customer <-> assistant)",
+    long_about = "dgen plans a reproducible set of work items from MultiWOZ dialogues, personas and a \
+                  catalog of services, stores the plan in an embedded redb store, and reports on it.\n\n\
+                  Typical use:\n  dgen plan --total_generations 1000 --dataset DATA --persona_dataset PERSONAS\n  \
+                  dgen status\n  dgen export --plan_file plan.jsonl"
+)]
+pub struct Cli {
+    /// The dgen store (a redb file) every command works on.
+    #[arg(long, global = true, default_value = "dgen.redb", value_name = "FILE")]
+    pub store: PathBuf,
+
+    /// Log more (DEBUG). RUST_LOG, when set, wins.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Draw a seeded plan of N work items and commit it to the store.
+    Plan(PlanArgs),
+    /// Print one base dialogue as the prompts will use it (the original's --test_extraction).
+    Extract(ExtractArgs),
+    /// Show progress, failures and the plan's distributions.
+    Status(StatusArgs),
+    /// Write files from the store (the plan as JSONL).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DatasetArgs {
+    /// Base dialogues: a Hugging Face save_to_disk folder (DatasetDict or Dataset), MultiWOZ 2.2
+    /// JSON (a file with a list of dialogues or a folder of dialogues_*.json), JSONL or Parquet.
+    /// Without it, --dataset_name decides.
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Option<PathBuf>,
+
+    /// Dataset name used when --dataset is absent: maps to ./local_datasets/<last part of the name>.
+    #[arg(long = "dataset_name", visible_alias = "dataset-name", default_value = DEFAULT_DATASET_NAME)]
+    pub dataset_name: String,
+
+    /// Split of the dataset to use (MultiWOZ folders call validation "dev").
+    #[arg(long, default_value = "train")]
+    pub split: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PersonaArgs {
+    /// Personas: save_to_disk folder, JSONL or Parquet with a `persona` column and optional
+    /// `cluster_label` / `summary_label`.
+    #[arg(long = "persona_dataset", visible_alias = "persona-dataset", default_value = DEFAULT_PERSONA_PATH, value_name = "PATH")]
+    pub persona_dataset: PathBuf,
+
+    /// Split of the persona dataset [default: train when present, else the first split].
+    #[arg(long = "persona_split", visible_alias = "persona-split")]
+    pub persona_split: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Number of dialogues (work items) to plan.
+    #[arg(long = "total_generations", visible_alias = "total-generations", value_name = "N")]
+    pub total_generations: u64,
+
+    /// Seed of the ChaCha20 RNG: same inputs and seed give a byte-identical plan.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Cosine similarity at or above which a dialogue counts as a near-duplicate, in (0, 1]
+    /// [default: from the catalog, 0.9].
+    #[arg(long = "similarity_threshold", visible_alias = "similarity-threshold")]
+    pub similarity_threshold: Option<f64>,
+
+    /// Range the minimum turn count is drawn from [default: from the catalog, 5 10].
+    #[arg(long = "min_turns", visible_alias = "min-turns", num_args = 2, value_names = ["LOW", "HIGH"])]
+    pub min_turns: Option<Vec<u32>>,
+
+    /// Range the maximum turn count is drawn from, never below the item's minimum
+    /// [default: from the catalog, 7 20].
+    #[arg(long = "max_turns", visible_alias = "max-turns", num_args = 2, value_names = ["LOW", "HIGH"])]
+    pub max_turns: Option<Vec<u32>>,
+
+    /// Temperatures to draw from [default: from the catalog, 0.7 0.8 0.9 1.0].
+    #[arg(long, num_args = 1.., value_name = "T")]
+    pub temperature: Option<Vec<f64>>,
+
+    /// top_p values to draw from [default: from the catalog, 0.8 0.85 0.9 0.95 1.0].
+    #[arg(long = "top_p", visible_alias = "top-p", num_args = 1.., value_name = "P")]
+    pub top_p: Option<Vec<f64>>,
+
+    /// Frequency penalties to draw from [default: from the catalog, 0.0 0.2 0.4 0.6 0.7].
+    #[arg(long = "frequency_penalty", visible_alias = "frequency-penalty", num_args = 1.., value_name = "X", allow_negative_numbers = true)]
+    pub frequency_penalty: Option<Vec<f64>>,
+
+    /// Presence penalties to draw from [default: from the catalog, 0.0 0.2 0.4 0.6 0.7].
+    #[arg(long = "presence_penalty", visible_alias = "presence-penalty", num_args = 1.., value_name = "X", allow_negative_numbers = true)]
+    pub presence_penalty: Option<Vec<f64>>,
+
+    /// Catalog file (JSON or TOML, the shape of assets/catalog.json) replacing the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+
+    /// Replace a different plan already in the store (refused once dialogues were generated).
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    #[command(flatten)]
+    pub personas: PersonaArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Index of the dialogue among the dataset's usable dialogues (0-based).
+    #[arg(long, visible_alias = "extraction_index", default_value_t = 0)]
+    pub index: usize,
+
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write the plan as JSONL (one work item a line) to this file.
+    #[arg(long = "plan_file", visible_alias = "plan-file", value_name = "FILE")]
+    pub plan_file: Option<PathBuf>,
+}
+
+/// Accepts the original script's spelling `--test_extraction [--extraction_index N]` by turning
+/// it into `extract [--index N]`.
+pub fn normalize_legacy_args(args: Vec<OsString>) -> Vec<OsString> {
+    let Some(pos) = args.iter().position(|a| a == "--test_extraction") else {
+        return args;
+    };
+    let mut out: Vec<OsString> = Vec::with_capacity(args.len());
+    out.push(args[0].clone());
+    out.push("extract".into());
+    for (i, arg) in args.into_iter().enumerate().skip(1) {
+        if i != pos {
+            out.push(arg);
+        }
+    }
+    out
+}

@@ -1,0 +1,4 @@
+//! Commands that glue the stages together: load inputs, call the pure parts, talk to the store.
+
+pub mod extract;
+pub mod plan;

@@ -1,0 +1,137 @@
+//! `dgen plan`: validate the settings, load the inputs, draw the plan and commit it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use crate::catalog::Catalog;
+use crate::cli::PlanArgs;
+use crate::dataset::{self, DatasetSource};
+use crate::plan::{self, PlanConfig};
+use crate::store::{DatasetsMeta, Meta, State, Store};
+
+fn pair(flag: Option<Vec<u32>>, default: [u32; 2]) -> [u32; 2] {
+    match flag {
+        Some(v) => [v[0], v[1]],
+        None => default,
+    }
+}
+
+pub fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> PlanConfig {
+    let d = &catalog.generation_defaults;
+    PlanConfig {
+        total_generations: args.total_generations,
+        seed: args.seed,
+        similarity_threshold: args.similarity_threshold.unwrap_or(d.similarity_threshold),
+        min_turns: pair(args.min_turns.clone(), d.min_turns),
+        max_turns: pair(args.max_turns.clone(), d.max_turns),
+        temperature: args.temperature.clone().unwrap_or_else(|| d.temperature.clone()),
+        top_p: args.top_p.clone().unwrap_or_else(|| d.top_p.clone()),
+        frequency_penalty: args
+            .frequency_penalty
+            .clone()
+            .unwrap_or_else(|| d.frequency_penalty.clone()),
+        presence_penalty: args
+            .presence_penalty
+            .clone()
+            .unwrap_or_else(|| d.presence_penalty.clone()),
+    }
+}
+
+pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
+    let catalog = Catalog::load(args.catalog.as_deref())?;
+    let config = config_from_args(&args, &catalog);
+    config.validate()?;
+
+    let source = DatasetSource {
+        path: args.dataset.dataset.clone(),
+        name: args.dataset.dataset_name.clone(),
+        split: args.dataset.split.clone(),
+    };
+    let dialogues = dataset::load_dialogues(&source.resolve()?, &source.split)?;
+    let personas = dataset::load_personas(
+        &args.personas.persona_dataset,
+        args.personas.persona_split.as_deref(),
+    )?;
+
+    let started = Instant::now();
+    let plan = plan::build(&catalog, &config, &dialogues.dialogues, &personas.personas);
+    let fingerprint = plan::fingerprint(
+        &catalog,
+        &config,
+        &[&dialogues.report.fingerprint, &personas.report.fingerprint],
+        &plan.items,
+    );
+    tracing::info!(
+        "drew {} work items in {:.2} s",
+        plan.items.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let store = Store::create_or_open(store_path)?;
+    if let Some(existing) = store.meta()? {
+        if existing.plan_fingerprint == fingerprint {
+            println!(
+                "store {} already holds this plan ({} items); nothing to do",
+                store.path().display(),
+                config.total_generations
+            );
+            println!("plan fingerprint: {fingerprint}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.force {
+            bail!(
+                "store {} already holds a different plan (fingerprint {}); pass --force to replace it, or --store NEW to keep both",
+                store.path().display(),
+                existing.plan_fingerprint
+            );
+        }
+        let done = store.state_counts()?[&State::Done];
+        if done > 0 {
+            bail!(
+                "refusing --force on {}: {done} dialogues were already generated from its plan and would be lost; export them, then plan into another --store",
+                store.path().display()
+            );
+        }
+        tracing::warn!("--force: replacing plan {}", existing.plan_fingerprint);
+    }
+
+    let persona_texts: BTreeMap<u32, &str> = plan
+        .items
+        .iter()
+        .map(|item| {
+            let text = personas.personas[item.persona_index as usize].text.as_str();
+            (item.persona_index, text)
+        })
+        .collect();
+    let meta = Meta {
+        dgen_version: env!("CARGO_PKG_VERSION").to_string(),
+        config,
+        catalog,
+        datasets: DatasetsMeta {
+            split: source.split,
+            dialogues: dialogues.report,
+            personas: personas.report,
+        },
+        plan_fingerprint: fingerprint.clone(),
+    };
+    let writing = Instant::now();
+    store.write_plan(&meta, &plan.items, &plan.usage, &persona_texts)?;
+    tracing::info!(
+        "committed the plan to {} in {:.2} s",
+        store.path().display(),
+        writing.elapsed().as_secs_f64()
+    );
+    println!(
+        "planned {} work items from {} dialogues and {} personas into {}",
+        plan.items.len(),
+        dialogues.dialogues.len(),
+        personas.personas.len(),
+        store.path().display()
+    );
+    println!("plan fingerprint: {fingerprint}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,255 @@
+//! `dgen status`: where a store stands (items per state) and what the plan looks like (each
+//! distribution next to its target), as text or JSON.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::catalog::SIZE_NAMES;
+use crate::cli::StatusArgs;
+use crate::store::Store;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Distributions {
+    pub service_count: BTreeMap<String, Share>,
+    pub combinations: BTreeMap<String, u64>,
+    pub primary_services: BTreeMap<String, u64>,
+    pub categories: BTreeMap<String, u64>,
+    pub regions: BTreeMap<String, u64>,
+    pub time_slots: BTreeMap<String, u64>,
+    pub user_emotions: BTreeMap<String, u64>,
+    pub assistant_emotions: BTreeMap<String, u64>,
+    pub resolution_statuses: BTreeMap<String, Share>,
+    pub min_turns: BTreeMap<u32, u64>,
+    pub max_turns: BTreeMap<u32, u64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Share {
+    pub count: u64,
+    pub share: f64,
+    pub target: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub store: String,
+    pub store_bytes: u64,
+    pub dgen_version: String,
+    pub plan_fingerprint: String,
+    pub seed: u64,
+    pub total_items: u64,
+    /// Items per state, in lifecycle order.
+    pub states: Vec<StateCount>,
+    pub dataset: DatasetSummary,
+    pub personas: DatasetSummary,
+    pub distributions: Distributions,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StateCount {
+    pub state: &'static str,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatasetSummary {
+    pub source: String,
+    pub format: String,
+    pub rows: u64,
+    pub skipped: BTreeMap<String, u64>,
+}
+
+fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
+    *map.entry(key).or_default() += 1;
+}
+
+pub fn report(store: &Store) -> Result<Report> {
+    let meta = store.meta()?.context("the store holds no plan")?;
+    let catalog = &meta.catalog;
+    let mut d = Distributions::default();
+    let mut sizes = [0u64; 4];
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    let mut total = 0u64;
+    store.for_each_item(|item| {
+        total += 1;
+        sizes[item.services.len().clamp(1, 4) - 1] += 1;
+        bump(&mut d.primary_services, item.primary_service().to_string());
+        bump(&mut d.categories, item.category);
+        bump(&mut d.regions, item.region);
+        let slot = catalog
+            .time_slots
+            .get(item.time_slot as usize)
+            .map_or("?", |s| s.name());
+        bump(&mut d.time_slots, slot.to_string());
+        bump(&mut d.user_emotions, item.user_emotion);
+        bump(&mut d.assistant_emotions, item.assistant_emotion);
+        bump(&mut statuses, item.resolution_status);
+        bump(&mut d.min_turns, item.min_turns);
+        bump(&mut d.max_turns, item.max_turns);
+        Ok(())
+    })?;
+    let share = |count: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            count as f64 / total as f64
+        }
+    };
+    let weights = catalog.service_count_weights.as_array();
+    let weight_sum: f64 = weights.iter().sum();
+    for (i, name) in SIZE_NAMES.iter().enumerate() {
+        d.service_count.insert(
+            name.to_string(),
+            Share {
+                count: sizes[i],
+                share: share(sizes[i]),
+                target: weights[i] / weight_sum,
+            },
+        );
+    }
+    let status_sum: f64 = catalog.resolution_statuses.values().sum();
+    for (name, weight) in &catalog.resolution_statuses {
+        let count = statuses.get(name).copied().unwrap_or(0);
+        d.resolution_statuses.insert(
+            name.clone(),
+            Share {
+                count,
+                share: share(count),
+                target: weight / status_sum,
+            },
+        );
+    }
+    d.combinations = store.combination_usage()?;
+
+    let states = store
+        .state_counts()?
+        .into_iter()
+        .map(|(s, count)| StateCount {
+            state: s.name(),
+            count,
+        })
+        .collect();
+    let summary = |r: &crate::dataset::LoadReport| DatasetSummary {
+        source: r.source.clone(),
+        format: r.format.clone(),
+        rows: r.rows,
+        skipped: r.skipped.clone(),
+    };
+    Ok(Report {
+        store: store.path().display().to_string(),
+        store_bytes: std::fs::metadata(store.path()).map(|m| m.len()).unwrap_or(0),
+        dgen_version: meta.dgen_version.clone(),
+        plan_fingerprint: meta.plan_fingerprint.clone(),
+        seed: meta.config.seed,
+        total_items: total,
+        states,
+        dataset: summary(&meta.datasets.dialogues),
+        personas: summary(&meta.datasets.personas),
+        distributions: d,
+    })
+}
+
+pub fn run(store_path: &Path, args: StatusArgs) -> Result<ExitCode> {
+    let store = Store::open_existing(store_path)?;
+    let report = report(&store)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write_text(&mut out, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Longest lists are cut to this many rows in text; `--json` has everything.
+const TEXT_ROWS: usize = 12;
+
+fn write_counts<K: std::fmt::Display>(
+    out: &mut impl Write,
+    title: &str,
+    counts: &BTreeMap<K, u64>,
+    total: u64,
+    by_count: bool,
+) -> Result<()> {
+    writeln!(out, "{title} ({} distinct)", counts.len())?;
+    let mut rows: Vec<(&K, &u64)> = counts.iter().collect();
+    if by_count {
+        rows.sort_by(|a, b| b.1.cmp(a.1));
+    }
+    for (key, count) in rows.iter().take(TEXT_ROWS) {
+        let pct = 100.0 * **count as f64 / total.max(1) as f64;
+        writeln!(out, "  {key:<28} {count:>9}  {pct:5.1}%")?;
+    }
+    if rows.len() > TEXT_ROWS {
+        writeln!(out, "  ... {} more (dgen status --json)", rows.len() - TEXT_ROWS)?;
+    }
+    Ok(())
+}
+
+fn write_shares<'a>(
+    out: &mut impl Write,
+    title: &str,
+    shares: impl Iterator<Item = (&'a String, &'a Share)>,
+) -> Result<()> {
+    writeln!(out, "{title}")?;
+    for (name, s) in shares {
+        writeln!(
+            out,
+            "  {name:<28} {:>9}  {:5.1}%  (target {:4.1}%)",
+            s.count,
+            100.0 * s.share,
+            100.0 * s.target
+        )?;
+    }
+    Ok(())
+}
+
+fn write_text(out: &mut impl Write, r: &Report) -> Result<()> {
+    writeln!(out, "store:       {} ({})", r.store, mib(r.store_bytes))?;
+    writeln!(out, "plan:        {} items, seed {}", r.total_items, r.seed)?;
+    writeln!(out, "fingerprint: {}", r.plan_fingerprint)?;
+    let states: Vec<String> = r
+        .states
+        .iter()
+        .map(|s| format!("{} {}", s.state, s.count))
+        .collect();
+    writeln!(out, "items:       {}", states.join(", "))?;
+    for (label, ds) in [("dataset", &r.dataset), ("personas", &r.personas)] {
+        let skipped: u64 = ds.skipped.values().sum();
+        write!(out, "{label:<12} {} ({}, {} rows", ds.source, ds.format, ds.rows)?;
+        if skipped > 0 {
+            let reasons: Vec<String> =
+                ds.skipped.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            write!(out, ", skipped {skipped}: {}", reasons.join(", "))?;
+        }
+        writeln!(out, ")")?;
+    }
+    writeln!(out)?;
+    let d = &r.distributions;
+    let t = r.total_items;
+    let sizes = SIZE_NAMES
+        .iter()
+        .filter_map(|n| d.service_count.get_key_value(*n));
+    write_shares(out, "services per dialogue", sizes)?;
+    write_counts(out, "combinations (usage)", &d.combinations, t, false)?;
+    write_counts(out, "primary services", &d.primary_services, t, false)?;
+    write_counts(out, "categories", &d.categories, t, true)?;
+    write_counts(out, "regions", &d.regions, t, true)?;
+    write_counts(out, "time slots", &d.time_slots, t, false)?;
+    write_counts(out, "user emotions", &d.user_emotions, t, true)?;
+    write_counts(out, "assistant emotions", &d.assistant_emotions, t, true)?;
+    write_shares(out, "resolution statuses", d.resolution_statuses.iter())?;
+    write_counts(out, "min turns", &d.min_turns, t, false)?;
+    write_counts(out, "max turns", &d.max_turns, t, false)?;
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! The store: one redb file holding the plan, the state of every item and (from `dgen run` on)
+//! the results. All table definitions live here. A meta table identifies the file as a dgen
+//! store and records the schema version, the configuration, the catalog, the dataset
+//! fingerprints and the plan fingerprint, so a later command never mixes incompatible data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::dataset::LoadReport;
+use crate::plan::{CombinationUsage, PlanConfig, WorkItem};
+
+pub const SCHEMA_VERSION: u32 = 1;
+const FORMAT: &str = "dgen-store";
+
+/// Meta entries, JSON-encoded values keyed by name (see the `META_*` keys).
+pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Work items by index, bincode-encoded [`WorkItem`]s.
+pub const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
+/// Item states by index, bincode-encoded [`ItemState`]s.
+pub const ITEM_STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("item_state");
+/// Persona texts by persona index, for the personas the plan uses.
+pub const PERSONAS: TableDefinition<u32, &str> = TableDefinition::new("personas");
+/// Combination usage counters, keyed `size/service+service`.
+pub const COMBINATION_USAGE: TableDefinition<&str, u64> = TableDefinition::new("combination_usage");
+
+const META_FORMAT: &str = "format";
+const META_SCHEMA: &str = "schema_version";
+const META_DGEN_VERSION: &str = "dgen_version";
+const META_CONFIG: &str = "config";
+const META_CATALOG: &str = "catalog";
+const META_DATASETS: &str = "datasets";
+const META_FINGERPRINT: &str = "plan_fingerprint";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum State {
+    Pending,
+    InFlight,
+    Done,
+    Rejected,
+    Failed,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Pending,
+        State::InFlight,
+        State::Done,
+        State::Rejected,
+        State::Failed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::InFlight => "in-flight",
+            State::Done => "done",
+            State::Rejected => "rejected",
+            State::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemState {
+    pub state: State,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+impl ItemState {
+    pub fn pending() -> Self {
+        ItemState {
+            state: State::Pending,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// Where the plan's inputs came from and what they contained.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetsMeta {
+    pub split: String,
+    pub dialogues: LoadReport,
+    pub personas: LoadReport,
+}
+
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub dgen_version: String,
+    pub config: PlanConfig,
+    pub catalog: Catalog,
+    pub datasets: DatasetsMeta,
+    pub plan_fingerprint: String,
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("encodes")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .with_context(|| format!("the store holds a {what} this dgen cannot decode"))
+}
+
+fn open_error(path: &Path, err: redb::DatabaseError) -> anyhow::Error {
+    match err {
+        redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
+            "store {} is in use by another dgen process; wait for it to finish or pass another --store",
+            path.display()
+        ),
+        redb::DatabaseError::UpgradeRequired(v) => anyhow::anyhow!(
+            "store {} uses redb file format {v}, which this dgen cannot read; use the dgen version that wrote it",
+            path.display()
+        ),
+        other => anyhow::Error::new(other).context(format!(
+            "{} is not a dgen store (not a redb database it can open); refusing to touch it: pass another --store",
+            path.display()
+        )),
+    }
+}
+
+impl Store {
+    /// Opens the store for planning, creating the file when it does not exist. A file that is
+    /// not a dgen store is refused, never overwritten.
+    pub fn create_or_open(path: &Path) -> Result<Store> {
+        if path.is_dir() {
+            bail!("--store {} is a folder; name a file such as dgen.redb", path.display());
+        }
+        let db = Database::create(path).map_err(|e| open_error(path, e))?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.check_identity(true)?;
+        Ok(store)
+    }
+
+    /// Opens an existing store (status, export, run).
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        if !path.is_file() {
+            bail!(
+                "no store at {}; create one with `dgen plan --total_generations N` (or pass --store PATH)",
+                path.display()
+            );
+        }
+        let db = Database::open(path).map_err(|e| open_error(path, e))?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.check_identity(false)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// An empty redb file is acceptable when planning; anything else must carry our meta.
+    fn check_identity(&self, allow_empty: bool) -> Result<()> {
+        let txn = self.db.begin_read()?;
+        let tables: Vec<String> = txn
+            .list_tables()?
+            .map(|t| t.name().to_string())
+            .collect();
+        if tables.is_empty() && allow_empty {
+            return Ok(());
+        }
+        let foreign = || {
+            anyhow::anyhow!(
+                "{} is a redb database but not a dgen store; refusing to touch it: pass another --store",
+                self.path.display()
+            )
+        };
+        if !tables.iter().any(|t| t == META.name()) {
+            if tables.is_empty() {
+                bail!(
+                    "store {} holds no plan yet; run `dgen plan --total_generations N` first",
+                    self.path.display()
+                );
+            }
+            return Err(foreign());
+        }
+        let meta = txn.open_table(META)?;
+        match meta.get(META_FORMAT)? {
+            Some(v) if v.value() == FORMAT => {}
+            _ => return Err(foreign()),
+        }
+        let version: u32 = match meta.get(META_SCHEMA)? {
+            Some(v) => v.value().parse().map_err(|_| foreign())?,
+            None => return Err(foreign()),
+        };
+        if version > SCHEMA_VERSION {
+            bail!(
+                "store {} was written by a newer dgen (schema {version}); this dgen reads schema {SCHEMA_VERSION}: upgrade dgen",
+                self.path.display()
+            );
+        }
+        if version < SCHEMA_VERSION {
+            bail!(
+                "store {} has schema {version}, older than this dgen's {SCHEMA_VERSION}; finish it with the dgen that wrote it, or plan into a new --store",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// The meta of the stored plan, or `None` for a new store.
+    pub fn meta(&self) -> Result<Option<Meta>> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let get = |key: &str| -> Result<String> {
+            Ok(table
+                .get(key)?
+                .with_context(|| format!("store meta lacks `{key}`; the store is damaged"))?
+                .value()
+                .to_string())
+        };
+        let json = |key: &str| -> Result<serde_json::Value> {
+            serde_json::from_str(&get(key)?)
+                .with_context(|| format!("store meta `{key}` is not valid JSON; the store is damaged"))
+        };
+        Ok(Some(Meta {
+            dgen_version: get(META_DGEN_VERSION)?,
+            config: serde_json::from_value(json(META_CONFIG)?)?,
+            catalog: serde_json::from_value(json(META_CATALOG)?)?,
+            datasets: serde_json::from_value(json(META_DATASETS)?)?,
+            plan_fingerprint: get(META_FINGERPRINT)?,
+        }))
+    }
+
+    /// How many items are in each state.
+    pub fn state_counts(&self) -> Result<BTreeMap<State, u64>> {
+        let txn = self.db.begin_read()?;
+        let mut counts: BTreeMap<State, u64> = State::ALL.iter().map(|s| (*s, 0)).collect();
+        let table = match txn.open_table(ITEM_STATE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(counts),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            let state: ItemState = decode(v.value(), "item state")?;
+            *counts.entry(state.state).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Writes a new plan in one transaction, replacing any previous one.
+    pub fn write_plan(
+        &self,
+        meta: &Meta,
+        items: &[WorkItem],
+        usage: &CombinationUsage,
+        persona_texts: &BTreeMap<u32, &str>,
+    ) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        for table in [ITEMS, ITEM_STATE] {
+            txn.delete_table(table)?;
+        }
+        txn.delete_table(PERSONAS)?;
+        txn.delete_table(COMBINATION_USAGE)?;
+        txn.delete_table(META)?;
+        {
+            let mut t = txn.open_table(META)?;
+            let config = serde_json::to_string(&meta.config)?;
+            let catalog = meta.catalog.canonical_json();
+            let datasets = serde_json::to_string(&meta.datasets)?;
+            let schema = SCHEMA_VERSION.to_string();
+            for (k, v) in [
+                (META_FORMAT, FORMAT),
+                (META_SCHEMA, schema.as_str()),
+                (META_DGEN_VERSION, env!("CARGO_PKG_VERSION")),
+                (META_CONFIG, config.as_str()),
+                (META_CATALOG, catalog.as_str()),
+                (META_DATASETS, datasets.as_str()),
+                (META_FINGERPRINT, meta.plan_fingerprint.as_str()),
+            ] {
+                t.insert(k, v)?;
+            }
+        }
+        {
+            let mut t = txn.open_table(ITEMS)?;
+            let mut states = txn.open_table(ITEM_STATE)?;
+            let pending = encode(&ItemState::pending());
+            let mut buf = Vec::with_capacity(256);
+            for item in items {
+                buf.clear();
+                bincode::serde::encode_into_std_write(item, &mut buf, bincode::config::standard())
+                    .expect("encodes");
+                t.insert(item.index, buf.as_slice())?;
+                states.insert(item.index, pending.as_slice())?;
+            }
+        }
+        {
+            let mut t = txn.open_table(PERSONAS)?;
+            for (i, text) in persona_texts {
+                t.insert(*i, *text)?;
+            }
+        }
+        {
+            let mut t = txn.open_table(COMBINATION_USAGE)?;
+            for (size, combos) in usage {
+                for (combo, count) in combos {
+                    t.insert(format!("{size}/{combo}").as_str(), *count)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Calls `f` for every work item in index order, without loading them all.
+    pub fn for_each_item(&self, mut f: impl FnMut(WorkItem) -> Result<()>) -> Result<()> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ITEMS)?;
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            f(decode(v.value(), "work item")?)?;
+        }
+        Ok(())
+    }
+
+    pub fn personas(&self) -> Result<BTreeMap<u32, String>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PERSONAS)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value(), v.value().to_string());
+        }
+        Ok(out)
+    }
+
+    pub fn combination_usage(&self) -> Result<BTreeMap<String, u64>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(COMBINATION_USAGE)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+}
