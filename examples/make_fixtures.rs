@@ -69,7 +69,7 @@ fn lines(service: &str, n: usize) -> [String; 4] {
         "attraction" => [
             format!("What museums or galleries are there in the {area}?"),
             format!("The Weaving Gallery in the {area} is free to enter and opens at 10:00."),
-            format!("Could I get its phone number and postcode?"),
+            "Could I get its phone number and postcode?".to_string(),
             format!("Certainly: the phone is 01223 55{n:04} and the postcode is CB{} 4QA.", 1 + n % 9),
         ],
         "taxi" => [
@@ -81,7 +81,7 @@ fn lines(service: &str, n: usize) -> [String; 4] {
         "bus" => [
             format!("Which bus goes to the {area} side of town on {day}?"),
             format!("Route {} runs every 20 minutes from the central stop.", 10 + n % 30),
-            format!("When is the last one back at night?"),
+            "When is the last one back at night?".to_string(),
             format!("The last return leaves at {}:40.", 22 + n % 2),
         ],
         "hospital" => [
@@ -167,9 +167,22 @@ fn turns_struct_of_lists(ds: &[Dialogue]) -> ArrayRef {
     let speakers: ArrayRef = Arc::new(speakers.finish());
     let utterances: ArrayRef = Arc::new(utterances.finish());
     Arc::new(StructArray::from(vec![
-        (Arc::new(Field::new("turn_id", ids.data_type().clone(), true)), ids),
-        (Arc::new(Field::new("speaker", speakers.data_type().clone(), true)), speakers),
-        (Arc::new(Field::new("utterance", utterances.data_type().clone(), true)), utterances),
+        (
+            Arc::new(Field::new("turn_id", ids.data_type().clone(), true)),
+            ids,
+        ),
+        (
+            Arc::new(Field::new("speaker", speakers.data_type().clone(), true)),
+            speakers,
+        ),
+        (
+            Arc::new(Field::new(
+                "utterance",
+                utterances.data_type().clone(),
+                true,
+            )),
+            utterances,
+        ),
     ]))
 }
 
@@ -220,13 +233,19 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
 }
 
 fn dialogue_batch(ds: &[Dialogue], struct_of_lists: bool) -> RecordBatch {
-    let ids: ArrayRef = Arc::new(StringArray::from_iter_values(ds.iter().map(|d| d.id.as_str())));
+    let ids: ArrayRef = Arc::new(StringArray::from_iter_values(
+        ds.iter().map(|d| d.id.as_str()),
+    ));
     let turns = if struct_of_lists {
         turns_struct_of_lists(ds)
     } else {
         turns_list_of_structs(ds)
     };
-    batch(vec![("dialogue_id", ids), ("services", services_array(ds)), ("turns", turns)])
+    batch(vec![
+        ("dialogue_id", ids),
+        ("services", services_array(ds)),
+        ("turns", turns),
+    ])
 }
 
 /// A save_to_disk Dataset folder: one Arrow IPC stream shard plus state.json.
@@ -246,7 +265,10 @@ fn write_hf_dataset(dir: &Path, batch: &RecordBatch) {
         "_split": null
     });
     write_json(&dir.join("state.json"), &state);
-    write_json(&dir.join("dataset_info.json"), &json!({"description": "dgen sample data", "features": {}}));
+    write_json(
+        &dir.join("dataset_info.json"),
+        &json!({"description": "dgen sample data", "features": {}}),
+    );
 }
 
 fn write_json(path: &Path, value: &Value) {
@@ -260,7 +282,11 @@ fn json_dialogue(d: &Dialogue, int_ids: bool) -> Value {
         .iter()
         .enumerate()
         .map(|(k, (s, u))| {
-            let id = if int_ids { json!(k) } else { json!(k.to_string()) };
+            let id = if int_ids {
+                json!(k)
+            } else {
+                json!(k.to_string())
+            };
             json!({"turn_id": id, "speaker": speaker_name(*s), "utterance": u})
         })
         .collect();
@@ -268,29 +294,85 @@ fn json_dialogue(d: &Dialogue, int_ids: bool) -> Value {
 }
 
 const PERSONA_PARTS: [(&str, &str, &str); 12] = [
-    ("A retired ferry engineer", "who plans rail holidays around heritage lines", "Transportation"),
-    ("A paediatric nurse", "who works rotating night shifts", "Healthcare"),
-    ("A food blogger", "who reviews family-run restaurants", "Food"),
-    ("A university lecturer in geology", "who takes students on field trips", "Education"),
-    ("A wheelchair user and amateur photographer", "who checks venue access before every trip", "Accessibility"),
-    ("A sales manager", "who flies twice a month and hates delays", "Business"),
-    ("A parent of three young children", "who books everything on a tight budget", "Family"),
-    ("A jazz saxophonist", "who tours small venues across Europe", "Music"),
-    ("A software developer", "who works remotely from a different city each month", "Technology"),
-    ("A wedding planner", "who coordinates transport for large groups", "Events"),
-    ("A marathon runner", "who travels to races and cares about diet", "Sports"),
-    ("A first-year medical student", "who is new to the city", "Science"),
+    (
+        "A retired ferry engineer",
+        "who plans rail holidays around heritage lines",
+        "Transportation",
+    ),
+    (
+        "A paediatric nurse",
+        "who works rotating night shifts",
+        "Healthcare",
+    ),
+    (
+        "A food blogger",
+        "who reviews family-run restaurants",
+        "Food",
+    ),
+    (
+        "A university lecturer in geology",
+        "who takes students on field trips",
+        "Education",
+    ),
+    (
+        "A wheelchair user and amateur photographer",
+        "who checks venue access before every trip",
+        "Accessibility",
+    ),
+    (
+        "A sales manager",
+        "who flies twice a month and hates delays",
+        "Business",
+    ),
+    (
+        "A parent of three young children",
+        "who books everything on a tight budget",
+        "Family",
+    ),
+    (
+        "A jazz saxophonist",
+        "who tours small venues across Europe",
+        "Music",
+    ),
+    (
+        "A software developer",
+        "who works remotely from a different city each month",
+        "Technology",
+    ),
+    (
+        "A wedding planner",
+        "who coordinates transport for large groups",
+        "Events",
+    ),
+    (
+        "A marathon runner",
+        "who travels to races and cares about diet",
+        "Sports",
+    ),
+    (
+        "A first-year medical student",
+        "who is new to the city",
+        "Science",
+    ),
 ];
 
 fn personas() -> Vec<(String, i64, String)> {
     let mut out = Vec::new();
     for round in 0..3 {
         for (i, (who, what, label)) in PERSONA_PARTS.iter().enumerate() {
-            let detail = ["and prefers quiet places", "and is always in a hurry", "and likes to ask many questions"][round];
+            let detail = [
+                "and prefers quiet places",
+                "and is always in a hurry",
+                "and likes to ask many questions",
+            ][round];
             let text = format!("{who} {what}, {detail}.");
             let cluster = (i % 5) as i64;
             let other = PERSONA_PARTS[(i + round + 1) % PERSONA_PARTS.len()].2;
-            let labels = if round == 0 { vec![*label] } else { vec![*label, other] };
+            let labels = if round == 0 {
+                vec![*label]
+            } else {
+                vec![*label, other]
+            };
             out.push((text, cluster, serde_json::to_string(&labels).unwrap()));
         }
     }
@@ -307,20 +389,38 @@ fn main() {
     let hf = root.join("multiwoz_hf");
     write_hf_dataset(&hf.join("train"), &dialogue_batch(&train, true));
     write_hf_dataset(&hf.join("validation"), &dialogue_batch(&validation, true));
-    write_json(&hf.join("dataset_dict.json"), &json!({"splits": ["train", "validation"]}));
+    write_json(
+        &hf.join("dataset_dict.json"),
+        &json!({"splits": ["train", "validation"]}),
+    );
 
     // A single save_to_disk Dataset, turns as a list of structs with string speakers.
-    write_hf_dataset(&root.join("multiwoz_hf_list"), &dialogue_batch(&train, false));
+    write_hf_dataset(
+        &root.join("multiwoz_hf_list"),
+        &dialogue_batch(&train, false),
+    );
 
     // The MultiWOZ 2.2 repository layout: <split>/dialogues_NNN.json.
     let mw = root.join("multiwoz_json");
     let (a, b) = train.split_at(25);
-    write_json(&mw.join("train/dialogues_001.json"), &Value::Array(a.iter().map(|d| json_dialogue(d, false)).collect()));
-    write_json(&mw.join("train/dialogues_002.json"), &Value::Array(b.iter().map(|d| json_dialogue(d, false)).collect()));
-    write_json(&mw.join("dev/dialogues_001.json"), &Value::Array(validation.iter().map(|d| json_dialogue(d, false)).collect()));
+    write_json(
+        &mw.join("train/dialogues_001.json"),
+        &Value::Array(a.iter().map(|d| json_dialogue(d, false)).collect()),
+    );
+    write_json(
+        &mw.join("train/dialogues_002.json"),
+        &Value::Array(b.iter().map(|d| json_dialogue(d, false)).collect()),
+    );
+    write_json(
+        &mw.join("dev/dialogues_001.json"),
+        &Value::Array(validation.iter().map(|d| json_dialogue(d, false)).collect()),
+    );
 
     // JSONL and Parquet with integer turn ids.
-    let jsonl: String = train.iter().map(|d| json_dialogue(d, true).to_string() + "\n").collect();
+    let jsonl: String = train
+        .iter()
+        .map(|d| json_dialogue(d, true).to_string() + "\n")
+        .collect();
     fs::write(root.join("multiwoz.jsonl"), jsonl).unwrap();
     let pq = dialogue_batch(&train, true);
     let file = fs::File::create(root.join("multiwoz.parquet")).unwrap();
@@ -330,16 +430,26 @@ fn main() {
 
     // Personas with FinePersonas' label columns.
     let ps = personas();
-    let texts: ArrayRef = Arc::new(StringArray::from_iter_values(ps.iter().map(|p| p.0.as_str())));
+    let texts: ArrayRef = Arc::new(StringArray::from_iter_values(
+        ps.iter().map(|p| p.0.as_str()),
+    ));
     let clusters: ArrayRef = Arc::new(Int64Array::from_iter_values(ps.iter().map(|p| p.1)));
-    let summaries: ArrayRef = Arc::new(StringArray::from_iter_values(ps.iter().map(|p| p.2.as_str())));
+    let summaries: ArrayRef = Arc::new(StringArray::from_iter_values(
+        ps.iter().map(|p| p.2.as_str()),
+    ));
     write_hf_dataset(
         &root.join("personas_hf"),
-        &batch(vec![("persona", texts), ("cluster_label", clusters), ("summary_label", summaries)]),
+        &batch(vec![
+            ("persona", texts),
+            ("cluster_label", clusters),
+            ("summary_label", summaries),
+        ]),
     );
     let jsonl: String = ps
         .iter()
-        .map(|p| json!({"persona": p.0, "cluster_label": p.1, "summary_label": p.2}).to_string() + "\n")
+        .map(|p| {
+            json!({"persona": p.0, "cluster_label": p.1, "summary_label": p.2}).to_string() + "\n"
+        })
         .collect();
     fs::write(root.join("personas.jsonl"), jsonl).unwrap();
     println!("wrote {}", root.display());

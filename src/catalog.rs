@@ -115,7 +115,9 @@ impl Catalog {
     pub fn builtin() -> Catalog {
         let catalog: Catalog =
             serde_json::from_str(DEFAULT_CATALOG).expect("the built-in catalog parses");
-        catalog.validate().expect("the built-in catalog is consistent");
+        catalog
+            .validate()
+            .expect("the built-in catalog is consistent");
         catalog
     }
 
@@ -127,12 +129,15 @@ impl Catalog {
             .extension()
             .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"));
         let catalog: Catalog = if is_toml {
-            toml::from_str(&text)
-                .with_context(|| format!("catalog {} is not valid TOML of the catalog shape (see assets/catalog.json)", path.display()))?
+            toml::from_str(&text).with_context(|| {
+                format!(
+                    "catalog {} is not valid TOML of the catalog shape (see assets/catalog.json)",
+                    path.display()
+                )
+            })?
         } else {
-            let mut value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
-                format!("catalog {} is not valid JSON", path.display())
-            })?;
+            let mut value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("catalog {} is not valid JSON", path.display()))?;
             // Comment-like keys (`_about`, ...) are allowed at the top level.
             if let Some(map) = value.as_object_mut() {
                 map.retain(|key, _| !key.starts_with('_') && !key.ends_with("_note"));

@@ -34,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Draw a seeded plan of N work items and commit it to the store.
-    Plan(PlanArgs),
+    Plan(Box<PlanArgs>),
     /// Print one base dialogue as the prompts will use it (the original's --test_extraction).
     Extract(ExtractArgs),
     /// Show progress, failures and the plan's distributions.
@@ -75,7 +75,11 @@ pub struct PersonaArgs {
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Number of dialogues (work items) to plan.
-    #[arg(long = "total_generations", visible_alias = "total-generations", value_name = "N")]
+    #[arg(
+        long = "total_generations",
+        visible_alias = "total-generations",
+        value_name = "N"
+    )]
     pub total_generations: u64,
 
     /// Seed of the ChaCha20 RNG: same inputs and seed give a byte-identical plan.

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Plan(args) => commands::plan::run(&cli.store, args),
+        Command::Plan(args) => commands::plan::run(&cli.store, *args),
         Command::Extract(args) => commands::extract::run(args),
         Command::Status(args) => status::run(&cli.store, args),
         Command::Export(args) => export::run(&cli.store, args),

@@ -40,8 +40,10 @@ impl PlanConfig {
                 self.similarity_threshold
             );
         }
-        for (flag, [lo, hi]) in [("--min_turns", self.min_turns), ("--max_turns", self.max_turns)]
-        {
+        for (flag, [lo, hi]) in [
+            ("--min_turns", self.min_turns),
+            ("--max_turns", self.max_turns),
+        ] {
             if lo == 0 {
                 bail!("{flag} {lo} {hi}: a dialogue needs at least 1 turn");
             }
@@ -108,18 +110,16 @@ impl WorkItem {
     }
 
     pub fn specific_time_hhmm(&self) -> String {
-        format!("{:02}:{:02}", self.specific_time / 60, self.specific_time % 60)
+        format!(
+            "{:02}:{:02}",
+            self.specific_time / 60,
+            self.specific_time % 60
+        )
     }
 }
 
-/// Combination usage after planning, keyed by size name then by the sorted services joined
-/// with `+` (the original tracked sorted tuples).
+/// Combination usage: size name -> sorted services joined with `+` -> count.
 pub type CombinationUsage = BTreeMap<String, BTreeMap<String, u64>>;
-
-pub struct Plan {
-    pub items: Vec<WorkItem>,
-    pub usage: CombinationUsage,
-}
 
 /// Uniform integer in `0..n`, the same on every platform.
 fn below(rng: &mut ChaCha20Rng, n: usize) -> usize {
@@ -162,7 +162,10 @@ fn inclusive(rng: &mut ChaCha20Rng, lo: u32, hi: u32) -> u32 {
 fn base_dialogues(rng: &mut ChaCha20Rng, dialogues: &[Dialogue], n: u64) -> Vec<u32> {
     let mut groups: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for (i, d) in dialogues.iter().enumerate() {
-        groups.entry(d.primary_service()).or_default().push(i as u32);
+        groups
+            .entry(d.primary_service())
+            .or_default()
+            .push(i as u32);
     }
     let groups: Vec<Vec<u32>> = groups.into_values().collect();
     let g = groups.len() as u64;
@@ -248,65 +251,123 @@ pub fn combination_key(services: &[String]) -> String {
     sorted.join("+")
 }
 
-pub fn build(
-    catalog: &Catalog,
-    config: &PlanConfig,
-    dialogues: &[Dialogue],
-    personas: &[Persona],
-) -> Plan {
-    let n = config.total_generations;
-    let mut rng = ChaCha20Rng::seed_from_u64(config.seed);
-    let bases = base_dialogues(&mut rng, dialogues, n);
+/// Draws the work items one at a time, so planning a million items never holds them all.
+pub struct Sampler<'a> {
+    rng: ChaCha20Rng,
+    bases: std::vec::IntoIter<u32>,
+    next_index: u64,
+    catalog: &'a Catalog,
+    config: &'a PlanConfig,
+    dialogues: &'a [Dialogue],
+    personas: PersonaPicker,
+    combos: Vec<Vec<Vec<String>>>,
+    usage: Vec<Vec<u64>>,
+    categories: BTreeMap<&'a str, Vec<String>>,
+    status_weights: Vec<f64>,
+    candidates: Vec<usize>,
+}
 
-    let combos: Vec<Vec<Vec<String>>> = (0..4).map(|s| catalog.combinations(s)).collect();
-    let mut usage: Vec<Vec<u64>> = combos.iter().map(|c| vec![0; c.len()]).collect();
-    let size_weights = catalog.service_count_weights.as_array();
-    let categories: BTreeMap<&str, Vec<String>> = catalog
-        .core_services
-        .iter()
-        .map(|s| (s.as_str(), catalog.categories_for(s)))
-        .collect();
-    let statuses: Vec<&String> = catalog.resolution_statuses.keys().collect();
-    let status_weights: Vec<f64> = catalog.resolution_statuses.values().copied().collect();
-    let personas = PersonaPicker::new(personas);
+impl<'a> Sampler<'a> {
+    pub fn new(
+        catalog: &'a Catalog,
+        config: &'a PlanConfig,
+        dialogues: &'a [Dialogue],
+        personas: &[Persona],
+    ) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(config.seed);
+        let bases = base_dialogues(&mut rng, dialogues, config.total_generations);
+        let combos: Vec<Vec<Vec<String>>> = (0..4).map(|s| catalog.combinations(s)).collect();
+        let usage = combos.iter().map(|c| vec![0; c.len()]).collect();
+        Sampler {
+            rng,
+            bases: bases.into_iter(),
+            next_index: 0,
+            catalog,
+            config,
+            dialogues,
+            personas: PersonaPicker::new(personas),
+            combos,
+            usage,
+            categories: catalog
+                .core_services
+                .iter()
+                .map(|s| (s.as_str(), catalog.categories_for(s)))
+                .collect(),
+            status_weights: catalog.resolution_statuses.values().copied().collect(),
+            candidates: Vec::new(),
+        }
+    }
 
-    let mut items = Vec::with_capacity(n as usize);
-    let mut candidates = Vec::new();
-    for (index, base) in bases.into_iter().enumerate() {
-        let size = weighted(&mut rng, &size_weights);
-        let counts = &mut usage[size];
+    /// Combination usage so far, keyed by size name then by the sorted services joined with
+    /// `+` (the original tracked sorted tuples).
+    pub fn usage(&self) -> CombinationUsage {
+        self.usage
+            .iter()
+            .enumerate()
+            .map(|(size, counts)| {
+                let per_combo = counts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (combination_key(&self.combos[size][i]), *c))
+                    .collect();
+                (SIZE_NAMES[size].to_string(), per_combo)
+            })
+            .collect()
+    }
+
+    /// The least-used combination of a size drawn by the weights; ties broken at random.
+    fn services(&mut self) -> Vec<String> {
+        let size = weighted(
+            &mut self.rng,
+            &self.catalog.service_count_weights.as_array(),
+        );
+        let counts = &mut self.usage[size];
         let least = *counts.iter().min().expect("validated non-empty");
-        candidates.clear();
-        candidates.extend((0..counts.len()).filter(|&i| counts[i] == least));
-        let chosen = *pick(&mut rng, &candidates);
+        self.candidates.clear();
+        self.candidates
+            .extend((0..counts.len()).filter(|&i| counts[i] == least));
+        let chosen = self.candidates[below(&mut self.rng, self.candidates.len())];
         counts[chosen] += 1;
-        let mut services = combos[size][chosen].clone();
-        shuffle(&mut rng, &mut services);
+        let mut services = self.combos[size][chosen].clone();
+        shuffle(&mut self.rng, &mut services);
+        services
+    }
+}
 
-        let category = pick(&mut rng, &categories[services[0].as_str()]).clone();
-        let region = pick(&mut rng, &catalog.regions).clone();
-        let time_slot = below(&mut rng, catalog.time_slots.len());
-        let specific_time = specific_time(&mut rng, &catalog.time_slots[time_slot]);
-        let persona_index = personas.pick(&mut rng);
-        let user_emotion = pick(&mut rng, &catalog.user_emotions).clone();
-        let assistant_emotion = pick(&mut rng, &catalog.assistant_emotions).clone();
-        let resolution_status = statuses[weighted(&mut rng, &status_weights)].clone();
-        let min_turns = inclusive(&mut rng, config.min_turns[0], config.min_turns[1]);
+impl Iterator for Sampler<'_> {
+    type Item = WorkItem;
+
+    fn next(&mut self) -> Option<WorkItem> {
+        let base = self.bases.next()?;
+        let index = self.next_index;
+        self.next_index += 1;
+        let services = self.services();
+        let (catalog, config) = (self.catalog, self.config);
+        let rng = &mut self.rng;
+        let category = pick(rng, &self.categories[services[0].as_str()]).clone();
+        let region = pick(rng, &catalog.regions).clone();
+        let time_slot = below(rng, catalog.time_slots.len());
+        let specific_time = specific_time(rng, &catalog.time_slots[time_slot]);
+        let persona_index = self.personas.pick(rng);
+        let user_emotion = pick(rng, &catalog.user_emotions).clone();
+        let assistant_emotion = pick(rng, &catalog.assistant_emotions).clone();
+        let status = weighted(rng, &self.status_weights);
+        let resolution_status = catalog
+            .resolution_statuses
+            .keys()
+            .nth(status)
+            .expect("index from the weights")
+            .clone();
+        let min_turns = inclusive(rng, config.min_turns[0], config.min_turns[1]);
         let max_turns = inclusive(
-            &mut rng,
+            rng,
             config.max_turns[0].max(min_turns),
             config.max_turns[1].max(min_turns),
         );
-        let temperature = *pick(&mut rng, &config.temperature);
-        let top_p = *pick(&mut rng, &config.top_p);
-        let frequency_penalty = *pick(&mut rng, &config.frequency_penalty);
-        let presence_penalty = *pick(&mut rng, &config.presence_penalty);
-        let seed = rng.next_u64();
-
-        items.push(WorkItem {
-            index: index as u64,
+        Some(WorkItem {
+            index,
             base_dialogue_index: base,
-            base_dialogue_id: dialogues[base as usize].dialogue_id.clone(),
+            base_dialogue_id: self.dialogues[base as usize].dialogue_id.clone(),
             services,
             category,
             region,
@@ -318,27 +379,13 @@ pub fn build(
             resolution_status,
             min_turns,
             max_turns,
-            temperature,
-            top_p,
-            frequency_penalty,
-            presence_penalty,
-            seed,
-        });
-    }
-
-    let usage = usage
-        .iter()
-        .enumerate()
-        .map(|(size, counts)| {
-            let per_combo = counts
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (combination_key(&combos[size][i]), *c))
-                .collect();
-            (SIZE_NAMES[size].to_string(), per_combo)
+            temperature: *pick(rng, &config.temperature),
+            top_p: *pick(rng, &config.top_p),
+            frequency_penalty: *pick(rng, &config.frequency_penalty),
+            presence_penalty: *pick(rng, &config.presence_penalty),
+            seed: rng.next_u64(),
         })
-        .collect();
-    Plan { items, usage }
+    }
 }
 
 /// blake3 over the canonical encoding of everything the plan is a function of, and the items.
@@ -346,13 +393,17 @@ pub fn fingerprint(
     catalog: &Catalog,
     config: &PlanConfig,
     dataset_fingerprints: &[&str],
-    items: &[WorkItem],
+    items: impl IntoIterator<Item = WorkItem>,
 ) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"dgen-plan-v1\0");
     hasher.update(catalog.canonical_json().as_bytes());
     hasher.update(b"\0");
-    hasher.update(serde_json::to_string(config).expect("serializes").as_bytes());
+    hasher.update(
+        serde_json::to_string(config)
+            .expect("serializes")
+            .as_bytes(),
+    );
     for fp in dataset_fingerprints {
         hasher.update(b"\0");
         hasher.update(fp.as_bytes());
@@ -360,7 +411,7 @@ pub fn fingerprint(
     let mut buf = Vec::with_capacity(256);
     for item in items {
         buf.clear();
-        bincode::serde::encode_into_std_write(item, &mut buf, bincode::config::standard())
+        bincode::serde::encode_into_std_write(&item, &mut buf, bincode::config::standard())
             .expect("encodes");
         hasher.update(&buf);
     }

@@ -142,7 +142,9 @@ pub fn report(store: &Store) -> Result<Report> {
     };
     Ok(Report {
         store: store.path().display().to_string(),
-        store_bytes: std::fs::metadata(store.path()).map(|m| m.len()).unwrap_or(0),
+        store_bytes: std::fs::metadata(store.path())
+            .map(|m| m.len())
+            .unwrap_or(0),
         dgen_version: meta.dgen_version.clone(),
         plan_fingerprint: meta.plan_fingerprint.clone(),
         seed: meta.config.seed,
@@ -191,7 +193,11 @@ fn write_counts<K: std::fmt::Display>(
         writeln!(out, "  {key:<28} {count:>9}  {pct:5.1}%")?;
     }
     if rows.len() > TEXT_ROWS {
-        writeln!(out, "  ... {} more (dgen status --json)", rows.len() - TEXT_ROWS)?;
+        writeln!(
+            out,
+            "  ... {} more (dgen status --json)",
+            rows.len() - TEXT_ROWS
+        )?;
     }
     Ok(())
 }
@@ -226,10 +232,13 @@ fn write_text(out: &mut impl Write, r: &Report) -> Result<()> {
     writeln!(out, "items:       {}", states.join(", "))?;
     for (label, ds) in [("dataset", &r.dataset), ("personas", &r.personas)] {
         let skipped: u64 = ds.skipped.values().sum();
-        write!(out, "{label:<12} {} ({}, {} rows", ds.source, ds.format, ds.rows)?;
+        write!(
+            out,
+            "{label:<12} {} ({}, {} rows",
+            ds.source, ds.format, ds.rows
+        )?;
         if skipped > 0 {
-            let reasons: Vec<String> =
-                ds.skipped.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            let reasons: Vec<String> = ds.skipped.iter().map(|(k, v)| format!("{v} {k}")).collect();
             write!(out, ", skipped {skipped}: {}", reasons.join(", "))?;
         }
         writeln!(out, ")")?;

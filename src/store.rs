@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use redb::{
-    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
@@ -138,7 +136,10 @@ impl Store {
     /// not a dgen store is refused, never overwritten.
     pub fn create_or_open(path: &Path) -> Result<Store> {
         if path.is_dir() {
-            bail!("--store {} is a folder; name a file such as dgen.redb", path.display());
+            bail!(
+                "--store {} is a folder; name a file such as dgen.redb",
+                path.display()
+            );
         }
         let db = Database::create(path).map_err(|e| open_error(path, e))?;
         let store = Store {
@@ -173,10 +174,7 @@ impl Store {
     /// An empty redb file is acceptable when planning; anything else must carry our meta.
     fn check_identity(&self, allow_empty: bool) -> Result<()> {
         let txn = self.db.begin_read()?;
-        let tables: Vec<String> = txn
-            .list_tables()?
-            .map(|t| t.name().to_string())
-            .collect();
+        let tables: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
         if tables.is_empty() && allow_empty {
             return Ok(());
         }
@@ -235,8 +233,9 @@ impl Store {
                 .to_string())
         };
         let json = |key: &str| -> Result<serde_json::Value> {
-            serde_json::from_str(&get(key)?)
-                .with_context(|| format!("store meta `{key}` is not valid JSON; the store is damaged"))
+            serde_json::from_str(&get(key)?).with_context(|| {
+                format!("store meta `{key}` is not valid JSON; the store is damaged")
+            })
         };
         Ok(Some(Meta {
             dgen_version: get(META_DGEN_VERSION)?,
@@ -268,7 +267,7 @@ impl Store {
     pub fn write_plan(
         &self,
         meta: &Meta,
-        items: &[WorkItem],
+        items: impl Iterator<Item = WorkItem>,
         usage: &CombinationUsage,
         persona_texts: &BTreeMap<u32, &str>,
     ) -> Result<()> {
@@ -304,7 +303,7 @@ impl Store {
             let mut buf = Vec::with_capacity(256);
             for item in items {
                 buf.clear();
-                bincode::serde::encode_into_std_write(item, &mut buf, bincode::config::standard())
+                bincode::serde::encode_into_std_write(&item, &mut buf, bincode::config::standard())
                     .expect("encodes");
                 t.insert(item.index, buf.as_slice())?;
                 states.insert(item.index, pending.as_slice())?;

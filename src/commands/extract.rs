@@ -25,7 +25,11 @@ pub fn run(args: ExtractArgs) -> Result<ExitCode> {
             count - 1
         );
     };
-    let users = d.turns.iter().filter(|t| t.speaker == Speaker::User).count();
+    let users = d
+        .turns
+        .iter()
+        .filter(|t| t.speaker == Speaker::User)
+        .count();
     let mut out = std::io::stdout().lock();
     writeln!(out, "index: {} of {count}", args.index)?;
     writeln!(out, "dialogue_id: {}", d.dialogue_id)?;

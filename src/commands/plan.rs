@@ -1,6 +1,6 @@
 //! `dgen plan`: validate the settings, load the inputs, draw the plan and commit it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use crate::catalog::Catalog;
 use crate::cli::PlanArgs;
 use crate::dataset::{self, DatasetSource};
-use crate::plan::{self, PlanConfig};
+use crate::plan::{self, PlanConfig, Sampler};
 use crate::store::{DatasetsMeta, Meta, State, Store};
 
 fn pair(flag: Option<Vec<u32>>, default: [u32; 2]) -> [u32; 2] {
@@ -28,7 +28,10 @@ pub fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> PlanConfig {
         similarity_threshold: args.similarity_threshold.unwrap_or(d.similarity_threshold),
         min_turns: pair(args.min_turns.clone(), d.min_turns),
         max_turns: pair(args.max_turns.clone(), d.max_turns),
-        temperature: args.temperature.clone().unwrap_or_else(|| d.temperature.clone()),
+        temperature: args
+            .temperature
+            .clone()
+            .unwrap_or_else(|| d.temperature.clone()),
         top_p: args.top_p.clone().unwrap_or_else(|| d.top_p.clone()),
         frequency_penalty: args
             .frequency_penalty
@@ -57,17 +60,27 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         args.personas.persona_split.as_deref(),
     )?;
 
+    // Pass 1 only hashes; pass 2 (when the store needs the plan) draws the same items again
+    // and streams them into the store, so memory does not grow with N.
     let started = Instant::now();
-    let plan = plan::build(&catalog, &config, &dialogues.dialogues, &personas.personas);
+    let fingerprints = [
+        dialogues.report.fingerprint.as_str(),
+        personas.report.fingerprint.as_str(),
+    ];
+    let mut sampler = Sampler::new(&catalog, &config, &dialogues.dialogues, &personas.personas);
+    let mut used_personas = BTreeSet::new();
     let fingerprint = plan::fingerprint(
         &catalog,
         &config,
-        &[&dialogues.report.fingerprint, &personas.report.fingerprint],
-        &plan.items,
+        &fingerprints,
+        sampler.by_ref().inspect(|item| {
+            used_personas.insert(item.persona_index);
+        }),
     );
+    let usage = sampler.usage();
     tracing::info!(
         "drew {} work items in {:.2} s",
-        plan.items.len(),
+        config.total_generations,
         started.elapsed().as_secs_f64()
     );
 
@@ -99,27 +112,24 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         tracing::warn!("--force: replacing plan {}", existing.plan_fingerprint);
     }
 
-    let persona_texts: BTreeMap<u32, &str> = plan
-        .items
-        .iter()
-        .map(|item| {
-            let text = personas.personas[item.persona_index as usize].text.as_str();
-            (item.persona_index, text)
-        })
+    let persona_texts: BTreeMap<u32, &str> = used_personas
+        .into_iter()
+        .map(|i| (i, personas.personas[i as usize].text.as_str()))
         .collect();
     let meta = Meta {
         dgen_version: env!("CARGO_PKG_VERSION").to_string(),
-        config,
-        catalog,
+        config: config.clone(),
+        catalog: catalog.clone(),
         datasets: DatasetsMeta {
-            split: source.split,
-            dialogues: dialogues.report,
-            personas: personas.report,
+            split: source.split.clone(),
+            dialogues: dialogues.report.clone(),
+            personas: personas.report.clone(),
         },
         plan_fingerprint: fingerprint.clone(),
     };
     let writing = Instant::now();
-    store.write_plan(&meta, &plan.items, &plan.usage, &persona_texts)?;
+    let items = Sampler::new(&catalog, &config, &dialogues.dialogues, &personas.personas);
+    store.write_plan(&meta, items, &usage, &persona_texts)?;
     tracing::info!(
         "committed the plan to {} in {:.2} s",
         store.path().display(),
@@ -127,7 +137,7 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     );
     println!(
         "planned {} work items from {} dialogues and {} personas into {}",
-        plan.items.len(),
+        config.total_generations,
         dialogues.dialogues.len(),
         personas.personas.len(),
         store.path().display()

@@ -30,24 +30,26 @@ pub struct RawRows {
 /// of a MultiWOZ folder; `None` takes `train` when present, else the first split listed.
 pub fn read_rows(path: &Path, split: Option<&str>, fields: &[&str]) -> Result<RawRows> {
     let (files, format) = locate(path, split)?;
-    let mut rows = Vec::new();
-    for file in &files {
-        let before = rows.len();
-        match format {
-            Format::Arrow => arrow::read_ipc_stream(file, fields, &mut rows)?,
-            Format::Parquet => arrow::read_parquet(file, fields, &mut rows)?,
-            Format::Json => read_json(file, fields, &mut rows)?,
-            Format::Jsonl => read_jsonl(file, fields, &mut rows)?,
-        }
-        tracing::debug!("{}: {} rows", file.display(), rows.len() - before);
-    }
-    let report = LoadReport {
-        source: path.display().to_string(),
-        format: format.describe().to_string(),
-        rows: rows.len() as u64,
-        ..LoadReport::default()
+    let mut raw = RawRows {
+        rows: Vec::new(),
+        report: LoadReport {
+            source: path.display().to_string(),
+            format: format.describe().to_string(),
+            ..LoadReport::default()
+        },
     };
-    Ok(RawRows { rows, report })
+    for file in &files {
+        let before = raw.rows.len();
+        match format {
+            Format::Arrow => arrow::read_ipc_stream(file, fields, &mut raw.rows)?,
+            Format::Parquet => arrow::read_parquet(file, fields, &mut raw.rows)?,
+            Format::Json => read_json(file, fields, &mut raw)?,
+            Format::Jsonl => read_jsonl(file, fields, &mut raw)?,
+        }
+        tracing::debug!("{}: {} rows", file.display(), raw.rows.len() - before);
+    }
+    raw.report.rows = raw.rows.len() as u64 + raw.report.skipped_total();
+    Ok(raw)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,7 +157,14 @@ fn locate(path: &Path, split: Option<&str>) -> Result<(Vec<PathBuf>, Format)> {
                 .collect(),
             None => Vec::new(),
         };
-        return Ok((if with_split.is_empty() { same } else { with_split }, format));
+        return Ok((
+            if with_split.is_empty() {
+                same
+            } else {
+                with_split
+            },
+            format,
+        ));
     }
     bail!(
         "{} is not a dataset dgen can read: expected dataset_dict.json or state.json (Hugging Face save_to_disk), dialogues_*.json (MultiWOZ), or .arrow/.parquet/.json/.jsonl files",
@@ -242,12 +251,9 @@ fn file_name(path: &Path) -> String {
 fn filter_value(value: Value, fields: &[&str]) -> Value {
     match value {
         Value::Object(map) => Value::Object(filter_object(map, fields)),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|v| filter_value(v, fields))
-                .collect(),
-        ),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| filter_value(v, fields)).collect())
+        }
         other => other,
     }
 }
@@ -259,15 +265,20 @@ fn filter_object(map: Map<String, Value>, fields: &[&str]) -> Map<String, Value>
         .collect()
 }
 
-fn push_row(value: Value, fields: &[&str], out: &mut Vec<Map<String, Value>>) {
+fn push_row(value: Value, fields: &[&str], out: &mut RawRows) {
     match value {
-        Value::Object(map) => out.push(filter_object(map, fields)),
-        // A non-object row still counts, and is skipped as malformed by the normaliser.
-        _ => out.push(Map::new()),
+        Value::Object(map) => out.rows.push(filter_object(map, fields)),
+        _ => out.skip("record is not a JSON object"),
     }
 }
 
-fn read_json(path: &Path, fields: &[&str], out: &mut Vec<Map<String, Value>>) -> Result<()> {
+impl RawRows {
+    fn skip(&mut self, reason: &str) {
+        *self.report.skipped.entry(reason.to_string()).or_default() += 1;
+    }
+}
+
+fn read_json(path: &Path, fields: &[&str], out: &mut RawRows) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let value: Value = serde_json::from_reader(BufReader::new(file))
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
@@ -295,18 +306,23 @@ fn read_json(path: &Path, fields: &[&str], out: &mut Vec<Map<String, Value>>) ->
     Ok(())
 }
 
-fn read_jsonl(path: &Path, fields: &[&str], out: &mut Vec<Map<String, Value>>) -> Result<()> {
+fn read_jsonl(path: &Path, fields: &[&str], out: &mut RawRows) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read {} line {}", path.display(), n + 1))?;
+        let line =
+            line.with_context(|| format!("cannot read {} line {}", path.display(), n + 1))?;
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<Value>(&line) {
             Ok(value) => push_row(value, fields, out),
             Err(err) => {
-                tracing::warn!("{} line {}: not JSON ({err}); skipped", path.display(), n + 1);
-                out.push(Map::new());
+                tracing::debug!(
+                    "{} line {}: not JSON ({err}); skipped",
+                    path.display(),
+                    n + 1
+                );
+                out.skip("invalid JSON line");
             }
         }
     }
