@@ -37,6 +37,8 @@ pub enum Command {
     Plan(Box<PlanArgs>),
     /// Print one base dialogue as the prompts will use it (the original's --test_extraction).
     Extract(ExtractArgs),
+    /// Generate the planned dialogues through an OpenAI-compatible endpoint (resumable).
+    Run(Box<RunArgs>),
     /// Show progress, failures and the plan's distributions.
     Status(StatusArgs),
     /// Write files from the store (the plan as JSONL).
@@ -142,17 +144,159 @@ pub struct ExtractArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RunArgs {
+    /// OpenAI-compatible API base URL.
+    #[arg(
+        long = "base_url",
+        visible_alias = "base-url",
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    pub base_url: String,
+
+    /// Model name sent with every request [default: from the catalog, gpt-4o-mini].
+    #[arg(long)]
+    pub model: Option<String>,
+
+    /// Work items in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Attempts per item (a rejected answer is retried with re-drawn persona and sampling).
+    #[arg(
+        long = "max_attempts",
+        visible_alias = "max-attempts",
+        default_value_t = 3
+    )]
+    pub max_attempts: u32,
+
+    /// Retries per call for 429, 5xx, timeouts and connection errors.
+    #[arg(
+        long = "max_retries",
+        visible_alias = "max-retries",
+        default_value_t = 3
+    )]
+    pub max_retries: u32,
+
+    /// First backoff delay in milliseconds (doubles each retry, with jitter, capped at 60 s).
+    #[arg(
+        long = "retry_base_ms",
+        visible_alias = "retry-base-ms",
+        default_value_t = 1000
+    )]
+    pub retry_base_ms: u64,
+
+    /// Seconds before a call times out.
+    #[arg(
+        long = "request_timeout",
+        visible_alias = "request-timeout",
+        default_value_t = 120.0
+    )]
+    pub request_timeout: f64,
+
+    /// max_tokens of the dialogue call [default: from the catalog, 1500].
+    #[arg(long = "max_tokens", visible_alias = "max-tokens")]
+    pub max_tokens: Option<u32>,
+
+    /// Stop the run after this many consecutive failed calls or invalid answers.
+    #[arg(
+        long = "max_consecutive_failures",
+        visible_alias = "max-consecutive-failures",
+        default_value_t = 20
+    )]
+    pub max_consecutive_failures: u32,
+
+    /// After Ctrl-C/SIGTERM, seconds to let in-flight items finish before leaving them pending.
+    #[arg(
+        long = "shutdown_timeout",
+        visible_alias = "shutdown-timeout",
+        default_value_t = 60.0
+    )]
+    pub shutdown_timeout: f64,
+
+    /// Print the exact requests of the next pending items and call nothing.
+    #[arg(long = "dry_run", visible_alias = "dry-run")]
+    pub dry_run: bool,
+
+    /// With --dry_run: how many items to show.
+    #[arg(long, default_value_t = 1)]
+    pub limit: usize,
+
+    /// Folder with the embedding assets from scripts/fetch-assets.sh [default: $DGEN_CACHE_DIR or ~/.cache/dgen].
+    #[arg(long = "assets_dir", visible_alias = "assets-dir", value_name = "DIR")]
+    pub assets_dir: Option<PathBuf>,
+
+    /// Log file (INFO, or DEBUG with -v), besides stderr.
+    #[arg(
+        long = "log_file",
+        visible_alias = "log-file",
+        default_value = "dialogue_generation.log"
+    )]
+    pub log_file: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Price per million prompt tokens, for the cost estimate [default: built in for gpt-4o-mini].
+    #[arg(long = "price_input", visible_alias = "price-input")]
+    pub price_input: Option<f64>,
+
+    /// Price per million completion tokens [default: built in for gpt-4o-mini].
+    #[arg(long = "price_output", visible_alias = "price-output")]
+    pub price_output: Option<f64>,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Write the plan as JSONL (one work item a line) to this file.
+    /// The dialogues as a JSON array (the original pipeline's schema plus provenance).
+    #[arg(
+        long = "output_file",
+        visible_alias = "output-file",
+        default_value = "generated_dialogues.json",
+        value_name = "FILE"
+    )]
+    pub output_file: PathBuf,
+
+    /// The dialogues' SHA-256 hashes as a JSON array, in the same order.
+    #[arg(
+        long = "hash_file",
+        visible_alias = "hash-file",
+        default_value = "dialogue_hashes.json",
+        value_name = "FILE"
+    )]
+    pub hash_file: PathBuf,
+
+    /// The embeddings as NPY (float32, N x 384), row i for dialogue i.
+    #[arg(
+        long = "embedding_file",
+        visible_alias = "embedding-file",
+        default_value = "dialogue_embeddings.npy",
+        value_name = "FILE"
+    )]
+    pub embedding_file: PathBuf,
+
+    /// Also write the dialogues as JSONL (one record a line) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub jsonl: Option<PathBuf>,
+
+    /// Write only one of the three files.
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
+
+    /// Write the plan as JSONL (one work item a line) to this file, and nothing else.
     #[arg(long = "plan_file", visible_alias = "plan-file", value_name = "FILE")]
     pub plan_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    Dialogues,
+    Hashes,
+    Embeddings,
 }
 
 /// Accepts the original script's spelling `--test_extraction [--extraction_index N]` by turning

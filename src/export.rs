@@ -11,9 +11,12 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::catalog::Catalog;
-use crate::cli::ExportArgs;
+use crate::cli::{ExportArgs, Only};
+use crate::dedup;
+use crate::embed;
 use crate::plan::WorkItem;
-use crate::store::Store;
+use crate::record::GeneratedDialogue;
+use crate::store::{DialogueSink, Store};
 
 /// A file that appears under its final name only when [`AtomicFile::commit`] succeeds.
 pub struct AtomicFile {
@@ -128,12 +131,171 @@ fn export_plan(store: &Store, path: &Path) -> Result<u64> {
     Ok(count)
 }
 
+/// One dialogue in the original pipeline's schema, plus the provenance it lost.
+pub fn dialogue_record(d: &GeneratedDialogue) -> serde_json::Value {
+    let turns: Vec<serde_json::Value> = d
+        .turns
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({
+                "turn_number": i + 1,
+                "utterance": t.utterance,
+                "intent": t.intent,
+                "assistant_response": t.assistant_response,
+                "user_emotion": d.user_emotion,
+                "assistant_emotion": d.assistant_emotion,
+            })
+        })
+        .collect();
+    json!({
+        "dialogue_id": d.dialogue_id,
+        "services": d.services,
+        "turns": turns,
+        "num_lines": d.turns.len(),
+        "user_emotions": [d.user_emotion],
+        "assistant_emotions": [d.assistant_emotion],
+        "scenario_category": d.scenario_category,
+        "generated_scenario": d.generated_scenario,
+        "time_slot": [d.time_slot.0, d.time_slot.1, d.time_slot.2],
+        "regions": d.regions,
+        "resolution_status": d.resolution_status,
+        "persona": d.persona,
+        "specific_time": d.specific_time,
+        "base_dialogue_id": d.base_dialogue_id,
+        "model": d.model,
+        "temperature": d.temperature,
+        "top_p": d.top_p,
+        "frequency_penalty": d.frequency_penalty,
+        "presence_penalty": d.presence_penalty,
+        "seed": d.seed,
+        "attempt": d.attempt,
+        "usage": {
+            "calls": d.usage.calls,
+            "prompt_tokens": d.usage.prompt_tokens,
+            "completion_tokens": d.usage.completion_tokens,
+        },
+    })
+}
+
+/// The NPY v1.0 header of a C-order little-endian float32 matrix, padded to 64 bytes.
+pub fn npy_header(rows: u64, cols: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let unpadded = 10 + dict.len() + 1;
+    let pad = (64 - unpadded % 64) % 64;
+    let mut header = Vec::with_capacity(unpadded + pad);
+    header.extend_from_slice(b"\x93NUMPY\x01\x00");
+    header.extend_from_slice(&((dict.len() + pad + 1) as u16).to_le_bytes());
+    header.extend_from_slice(dict.as_bytes());
+    header.extend(std::iter::repeat_n(b' ', pad));
+    header.push(b'\n');
+    header
+}
+
+/// The export's open files; each is committed (renamed into place) only when all are written.
+struct Outputs {
+    json: Option<AtomicFile>,
+    hashes: Option<AtomicFile>,
+    npy: Option<AtomicFile>,
+    jsonl: Option<AtomicFile>,
+    written: u64,
+}
+
+impl DialogueSink for Outputs {
+    fn begin(&mut self, count: u64) -> Result<()> {
+        for f in [self.json.as_mut(), self.hashes.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            f.writer().write_all(b"[")?;
+        }
+        if let Some(f) = self.npy.as_mut() {
+            f.writer().write_all(&npy_header(count, embed::DIM))?;
+        }
+        Ok(())
+    }
+
+    fn dialogue(&mut self, _seq: u64, record: GeneratedDialogue, embedding: &[u8]) -> Result<()> {
+        let sep: &[u8] = if self.written == 0 { b"\n" } else { b",\n" };
+        if let Some(f) = self.json.as_mut() {
+            let w = f.writer();
+            w.write_all(sep)?;
+            serde_json::to_writer_pretty(&mut *w, &dialogue_record(&record))?;
+        }
+        if let Some(f) = self.hashes.as_mut() {
+            let w = f.writer();
+            w.write_all(sep)?;
+            write!(w, "  \"{}\"", dedup::hex(&record.hash))?;
+        }
+        if let Some(f) = self.npy.as_mut() {
+            f.writer().write_all(embedding)?;
+        }
+        if let Some(f) = self.jsonl.as_mut() {
+            let w = f.writer();
+            serde_json::to_writer(&mut *w, &dialogue_record(&record))?;
+            w.write_all(b"\n")?;
+        }
+        self.written += 1;
+        Ok(())
+    }
+}
+
+/// Writes the selected files from one snapshot of the store; returns how many dialogues.
+pub fn export_dialogues(store: &Store, args: &ExportArgs) -> Result<u64> {
+    let want = |o: Only| args.only.is_none_or(|x| x == o);
+    let open = |wanted: bool, path: &Path| wanted.then(|| AtomicFile::create(path)).transpose();
+    let mut out = Outputs {
+        json: open(want(Only::Dialogues), &args.output_file)?,
+        hashes: open(want(Only::Hashes), &args.hash_file)?,
+        npy: open(want(Only::Embeddings), &args.embedding_file)?,
+        jsonl: args.jsonl.as_deref().map(AtomicFile::create).transpose()?,
+        written: 0,
+    };
+    store.for_each_dialogue(&mut out)?;
+    let close: &[u8] = if out.written == 0 { b"]\n" } else { b"\n]\n" };
+    for file in [out.json.as_mut(), out.hashes.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        file.writer().write_all(close)?;
+    }
+    for file in [out.json, out.hashes, out.npy, out.jsonl]
+        .into_iter()
+        .flatten()
+    {
+        file.commit()?;
+    }
+    Ok(out.written)
+}
+
 pub fn run(store_path: &Path, args: ExportArgs) -> Result<ExitCode> {
     let store = Store::open_existing(store_path)?;
-    let Some(plan_file) = args.plan_file else {
-        bail!("nothing to export: pass --plan_file FILE to write the plan as JSONL");
-    };
-    let count = export_plan(&store, &plan_file)?;
-    println!("wrote {count} work items to {}", plan_file.display());
+    if let Some(plan_file) = &args.plan_file {
+        let count = export_plan(&store, plan_file)?;
+        println!("wrote {count} work items to {}", plan_file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if store.dialogue_count()? == 0 {
+        println!(
+            "nothing to export yet: {} has no dialogues (run `dgen run` first); no files written",
+            store.path().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let written = export_dialogues(&store, &args)?;
+    let mut files = Vec::new();
+    if args.only.is_none_or(|o| o == Only::Dialogues) {
+        files.push(args.output_file.display().to_string());
+    }
+    if args.only.is_none_or(|o| o == Only::Hashes) {
+        files.push(args.hash_file.display().to_string());
+    }
+    if args.only.is_none_or(|o| o == Only::Embeddings) {
+        files.push(args.embedding_file.display().to_string());
+    }
+    if let Some(p) = &args.jsonl {
+        files.push(p.display().to_string());
+    }
+    println!("exported {written} dialogues to {}", files.join(", "));
     Ok(ExitCode::SUCCESS)
 }

@@ -5,8 +5,15 @@ mod catalog;
 mod cli;
 mod commands;
 mod dataset;
+mod dedup;
+mod embed;
 mod export;
+mod llm;
+mod parse;
 mod plan;
+mod prompt;
+mod record;
+mod runner;
 mod status;
 mod store;
 
@@ -19,7 +26,11 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let args = cli::normalize_legacy_args(std::env::args_os().collect());
     let cli = Cli::parse_from(args);
-    init_logging(cli.verbose);
+    let log_file = match &cli.command {
+        Command::Run(args) if !args.dry_run => Some(args.log_file.clone()),
+        _ => None,
+    };
+    init_logging(cli.verbose, log_file.as_deref());
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -36,20 +47,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plan(args) => commands::plan::run(&cli.store, *args),
         Command::Extract(args) => commands::extract::run(args),
+        Command::Run(args) => runner::run(&cli.store, *args),
         Command::Status(args) => status::run(&cli.store, args),
         Command::Export(args) => export::run(&cli.store, args),
     }
 }
 
-fn init_logging(verbose: bool) {
-    use tracing_subscriber::EnvFilter;
-    let default = if verbose { "dgen=debug" } else { "dgen=info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Logs go to stderr and, for `dgen run`, to a log file too (INFO by default, DEBUG with -v,
+/// `RUST_LOG` wins).
+fn init_logging(verbose: bool, file: Option<&std::path::Path>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = || {
+        let default = if verbose { "dgen=debug" } else { "dgen=info" };
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
+    };
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        .with_filter(filter());
+    let file_layer = file.and_then(|path| {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::sync::Mutex::new(f))
+                    .with_ansi(false)
+                    .with_target(false)
+                    .with_filter(filter()),
+            ),
+            Err(e) => {
+                eprintln!("warning: cannot open log file {}: {e}", path.display());
+                None
+            }
+        }
+    });
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file_layer)
         .init();
 }
 

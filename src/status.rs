@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::catalog::SIZE_NAMES;
 use crate::cli::StatusArgs;
-use crate::store::Store;
+use crate::store::{State, Store};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Distributions {
@@ -47,7 +47,35 @@ pub struct Report {
     pub states: Vec<StateCount>,
     pub dataset: DatasetSummary,
     pub personas: DatasetSummary,
+    pub run: RunReport,
     pub distributions: Distributions,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub model: Option<String>,
+    pub dialogues: u64,
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// USD per million tokens (input, output) used for the estimate.
+    pub prices: Option<(f64, f64)>,
+    pub estimated_cost: Option<f64>,
+    /// Rejected attempts by reason (each may have been retried).
+    pub rejections: BTreeMap<String, u64>,
+    /// Items that ran out of attempts, by the reason of their last one.
+    pub failures: BTreeMap<String, u64>,
+    pub elapsed_seconds: f64,
+    pub dialogues_per_second: Option<f64>,
+    pub eta_seconds: Option<f64>,
+}
+
+/// Built-in prices, USD per million tokens (input, output).
+fn builtin_prices(model: &str) -> Option<(f64, f64)> {
+    match model {
+        "gpt-4o-mini" => Some((0.15, 0.60)),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -68,7 +96,45 @@ fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
     *map.entry(key).or_default() += 1;
 }
 
-pub fn report(store: &Store) -> Result<Report> {
+fn run_report(store: &Store, args: &StatusArgs, remaining: u64) -> Result<RunReport> {
+    let counters = store.counters()?;
+    let get = |k: &str| counters.get(k).copied().unwrap_or(0);
+    let by_prefix = |prefix: &str| -> BTreeMap<String, u64> {
+        counters
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|r| (r.to_string(), *v)))
+            .collect()
+    };
+    let model = store.run_settings()?.map(|r| r.model);
+    let prices = match (args.price_input, args.price_output) {
+        (Some(i), Some(o)) => Some((i, o)),
+        (i, o) => model
+            .as_deref()
+            .and_then(builtin_prices)
+            .map(|(bi, bo)| (i.unwrap_or(bi), o.unwrap_or(bo))),
+    };
+    let (prompt_tokens, completion_tokens) = (get("tokens/prompt"), get("tokens/completion"));
+    let elapsed = get("run/elapsed_ms") as f64 / 1000.0;
+    let accepted = get("accepted");
+    let rate = (elapsed > 0.0 && accepted > 0).then(|| accepted as f64 / elapsed);
+    Ok(RunReport {
+        model,
+        dialogues: store.dialogue_count()?,
+        calls: get("calls"),
+        prompt_tokens,
+        completion_tokens,
+        prices,
+        estimated_cost: prices
+            .map(|(i, o)| (prompt_tokens as f64 * i + completion_tokens as f64 * o) / 1_000_000.0),
+        rejections: by_prefix("rejected/"),
+        failures: by_prefix("failed/"),
+        elapsed_seconds: elapsed,
+        dialogues_per_second: rate,
+        eta_seconds: rate.map(|r| remaining as f64 / r),
+    })
+}
+
+pub fn report(store: &Store, args: &StatusArgs) -> Result<Report> {
     let meta = store.meta()?.context("the store holds no plan")?;
     let catalog = &meta.catalog;
     let mut d = Distributions::default();
@@ -126,8 +192,10 @@ pub fn report(store: &Store) -> Result<Report> {
     }
     d.combinations = store.combination_usage()?;
 
-    let states = store
-        .state_counts()?
+    let counts = store.state_counts()?;
+    let remaining = counts[&State::Pending] + counts[&State::InFlight] + counts[&State::Rejected];
+    let run = run_report(store, args, remaining)?;
+    let states = counts
         .into_iter()
         .map(|(s, count)| StateCount {
             state: s.name(),
@@ -152,13 +220,14 @@ pub fn report(store: &Store) -> Result<Report> {
         states,
         dataset: summary(&meta.datasets.dialogues),
         personas: summary(&meta.datasets.personas),
+        run,
         distributions: d,
     })
 }
 
 pub fn run(store_path: &Path, args: StatusArgs) -> Result<ExitCode> {
     let store = Store::open_existing(store_path)?;
-    let report = report(&store)?;
+    let report = report(&store, &args)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -243,6 +312,7 @@ fn write_text(out: &mut impl Write, r: &Report) -> Result<()> {
         }
         writeln!(out, ")")?;
     }
+    write_run(out, &r.run)?;
     writeln!(out)?;
     let d = &r.distributions;
     let t = r.total_items;
@@ -260,5 +330,44 @@ fn write_text(out: &mut impl Write, r: &Report) -> Result<()> {
     write_shares(out, "resolution statuses", d.resolution_statuses.iter())?;
     write_counts(out, "min turns", &d.min_turns, t, false)?;
     write_counts(out, "max turns", &d.max_turns, t, false)?;
+    Ok(())
+}
+
+fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
+    if r.calls == 0 && r.dialogues == 0 {
+        writeln!(out, "run:         not started (dgen run)")?;
+        return Ok(());
+    }
+    write!(
+        out,
+        "run:         {} dialogues, {} calls, {} prompt + {} completion tokens",
+        r.dialogues, r.calls, r.prompt_tokens, r.completion_tokens
+    )?;
+    match (r.estimated_cost, r.prices) {
+        (Some(cost), Some((i, o))) => {
+            writeln!(out, ", about ${cost:.4} (at ${i}/${o} per 1M tokens)")?
+        }
+        _ => writeln!(
+            out,
+            " (pass --price_input/--price_output for a cost estimate)"
+        )?,
+    }
+    if let Some(rate) = r.dialogues_per_second {
+        write!(
+            out,
+            "throughput:  {rate:.2} dialogues/s over {:.0} s of running",
+            r.elapsed_seconds
+        )?;
+        match r.eta_seconds {
+            Some(eta) if eta > 0.0 => writeln!(out, ", ETA {eta:.0} s")?,
+            _ => writeln!(out)?,
+        }
+    }
+    for (title, map) in [("rejections", &r.rejections), ("failures", &r.failures)] {
+        if !map.is_empty() {
+            let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(out, "{title:<12} {}", parts.join(", "))?;
+        }
+    }
     Ok(())
 }

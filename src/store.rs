@@ -11,8 +11,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
-use crate::dataset::LoadReport;
+use crate::dataset::{Dialogue, LoadReport};
+use crate::dedup::DedupIndex;
 use crate::plan::{CombinationUsage, PlanConfig, WorkItem};
+use crate::record::GeneratedDialogue;
 
 pub const SCHEMA_VERSION: u32 = 1;
 const FORMAT: &str = "dgen-store";
@@ -25,6 +27,17 @@ pub const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
 pub const ITEM_STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("item_state");
 /// Persona texts by persona index, for the personas the plan uses.
 pub const PERSONAS: TableDefinition<u32, &str> = TableDefinition::new("personas");
+/// The base dialogues the plan uses, by dataset index (bincode `Dialogue`), so a run does not
+/// need the dataset again.
+pub const BASE_DIALOGUES: TableDefinition<u32, &[u8]> = TableDefinition::new("base_dialogues");
+/// Accepted dialogues by commit sequence number (bincode `GeneratedDialogue`); export order.
+pub const DIALOGUES: TableDefinition<u64, &[u8]> = TableDefinition::new("dialogues");
+/// SHA-256 of each stored dialogue's canonical text -> its sequence number.
+pub const HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("hashes");
+/// Embedding of each stored dialogue by sequence number: 384 little-endian f32.
+pub const EMBEDDINGS: TableDefinition<u64, &[u8]> = TableDefinition::new("embeddings");
+/// Run counters: tokens, calls, acceptances, rejections and failures by reason, run time.
+pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// Combination usage counters, keyed `size/service+service`.
 pub const COMBINATION_USAGE: TableDefinition<&str, u64> = TableDefinition::new("combination_usage");
 
@@ -35,6 +48,7 @@ const META_CONFIG: &str = "config";
 const META_CATALOG: &str = "catalog";
 const META_DATASETS: &str = "datasets";
 const META_FINGERPRINT: &str = "plan_fingerprint";
+const META_RUN: &str = "run";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum State {
@@ -270,12 +284,14 @@ impl Store {
         items: impl Iterator<Item = WorkItem>,
         usage: &CombinationUsage,
         persona_texts: &BTreeMap<u32, &str>,
+        base_dialogues: &BTreeMap<u32, &Dialogue>,
     ) -> Result<()> {
         let txn = self.db.begin_write()?;
         for table in [ITEMS, ITEM_STATE] {
             txn.delete_table(table)?;
         }
         txn.delete_table(PERSONAS)?;
+        txn.delete_table(BASE_DIALOGUES)?;
         txn.delete_table(COMBINATION_USAGE)?;
         txn.delete_table(META)?;
         {
@@ -313,6 +329,12 @@ impl Store {
             let mut t = txn.open_table(PERSONAS)?;
             for (i, text) in persona_texts {
                 t.insert(*i, *text)?;
+            }
+        }
+        {
+            let mut t = txn.open_table(BASE_DIALOGUES)?;
+            for (i, d) in base_dialogues {
+                t.insert(*i, encode(d).as_slice())?;
             }
         }
         {
@@ -358,5 +380,229 @@ impl Store {
             out.insert(k.value().to_string(), v.value());
         }
         Ok(out)
+    }
+}
+
+/// What a run was started with; a later run must match where it matters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub prompt_version: String,
+    pub embedding: String,
+    pub model: String,
+}
+
+/// Receives the stored dialogues from [`Store::for_each_dialogue`].
+pub trait DialogueSink {
+    fn begin(&mut self, count: u64) -> Result<()>;
+    fn dialogue(&mut self, seq: u64, record: GeneratedDialogue, embedding: &[u8]) -> Result<()>;
+}
+
+/// One accepted dialogue ready to commit.
+pub struct Accepted {
+    pub seq: u64,
+    pub record: GeneratedDialogue,
+    pub embedding: Vec<f32>,
+}
+
+/// Everything one write transaction of a run commits.
+#[derive(Default)]
+pub struct Batch {
+    pub accepted: Vec<Accepted>,
+    pub states: Vec<(u64, ItemState)>,
+    /// Increments.
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl Batch {
+    pub fn count(&mut self, key: impl Into<String>, n: u64) {
+        if n > 0 {
+            *self.counters.entry(key.into()).or_default() += n;
+        }
+    }
+}
+
+pub fn embedding_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn embedding_from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+impl Store {
+    pub fn run_settings(&self) -> Result<Option<RunSettings>> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let Some(v) = meta.get(META_RUN)? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_str(v.value())?))
+    }
+
+    pub fn set_run_settings(&self, settings: &RunSettings) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_RUN, serde_json::to_string(settings)?.as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn item(&self, index: u64) -> Result<WorkItem> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ITEMS)?;
+        let v = table
+            .get(index)?
+            .with_context(|| format!("work item {index} is missing from the store"))?;
+        decode(v.value(), "work item")
+    }
+
+    pub fn base_dialogues(&self) -> Result<BTreeMap<u32, Dialogue>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BASE_DIALOGUES)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value(), decode(v.value(), "base dialogue")?);
+        }
+        Ok(out)
+    }
+
+    /// Every item's state, in index order.
+    pub fn states(&self) -> Result<Vec<(u64, ItemState)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ITEM_STATE)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value(), decode(v.value(), "item state")?));
+        }
+        Ok(out)
+    }
+
+    pub fn counters(&self) -> Result<BTreeMap<String, u64>> {
+        let txn = self.db.begin_read()?;
+        let mut out = BTreeMap::new();
+        let table = match txn.open_table(COUNTERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+
+    pub fn dialogue_count(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        match txn.open_table(DIALOGUES) {
+            Ok(t) => Ok(redb::ReadableTableMetadata::len(&t)?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The next free sequence number.
+    pub fn next_seq(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        match txn.open_table(DIALOGUES) {
+            Ok(t) => Ok(t.last()?.map_or(0, |(k, _)| k.value() + 1)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The dedup index of every stored dialogue.
+    pub fn load_index(&self, dim: usize) -> Result<DedupIndex> {
+        let txn = self.db.begin_read()?;
+        let mut index = DedupIndex::new(dim);
+        let (hashes, embeddings) = match (txn.open_table(HASHES), txn.open_table(EMBEDDINGS)) {
+            (Ok(h), Ok(e)) => (h, e),
+            _ => return Ok(index),
+        };
+        let mut by_seq: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
+        for entry in hashes.iter()? {
+            let (k, v) = entry?;
+            let hash: [u8; 32] = k
+                .value()
+                .try_into()
+                .context("the store holds a hash that is not 32 bytes")?;
+            by_seq.insert(v.value(), hash);
+        }
+        for entry in embeddings.iter()? {
+            let (k, v) = entry?;
+            let hash = by_seq
+                .get(&k.value())
+                .with_context(|| format!("dialogue {} has an embedding but no hash", k.value()))?;
+            let vector = embedding_from_bytes(v.value());
+            if vector.len() != dim {
+                bail!(
+                    "dialogue {} has a {}-dimensional embedding, expected {dim}",
+                    k.value(),
+                    vector.len()
+                );
+            }
+            index.insert(*hash, &vector);
+        }
+        Ok(index)
+    }
+
+    /// Commits a run's batch in one transaction: dialogues, hashes, embeddings, item states and
+    /// counters land together or not at all.
+    pub fn apply(&self, batch: &Batch) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut dialogues = txn.open_table(DIALOGUES)?;
+            let mut hashes = txn.open_table(HASHES)?;
+            let mut embeddings = txn.open_table(EMBEDDINGS)?;
+            for a in &batch.accepted {
+                dialogues.insert(a.seq, encode(&a.record).as_slice())?;
+                hashes.insert(a.record.hash.as_slice(), a.seq)?;
+                embeddings.insert(a.seq, embedding_bytes(&a.embedding).as_slice())?;
+            }
+            let mut states = txn.open_table(ITEM_STATE)?;
+            for (index, state) in &batch.states {
+                states.insert(*index, encode(state).as_slice())?;
+            }
+            let mut counters = txn.open_table(COUNTERS)?;
+            for (key, add) in &batch.counters {
+                let now = counters.get(key.as_str())?.map_or(0, |v| v.value());
+                counters.insert(key.as_str(), now + add)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Feeds `sink` from one consistent snapshot: the number of stored dialogues, then every
+    /// dialogue in commit order with its embedding bytes.
+    pub fn for_each_dialogue(&self, sink: &mut impl DialogueSink) -> Result<()> {
+        let txn = self.db.begin_read()?;
+        let (dialogues, embeddings) = match (txn.open_table(DIALOGUES), txn.open_table(EMBEDDINGS))
+        {
+            (Ok(d), Ok(e)) => (d, e),
+            _ => return sink.begin(0),
+        };
+        sink.begin(redb::ReadableTableMetadata::len(&dialogues)?)?;
+        for (d, e) in dialogues.iter()?.zip(embeddings.iter()?) {
+            let (seq, record) = d?;
+            let (eseq, embedding) = e?;
+            if seq.value() != eseq.value() {
+                bail!(
+                    "the store's dialogues and embeddings disagree at {}",
+                    seq.value()
+                );
+            }
+            sink.dialogue(
+                seq.value(),
+                decode(record.value(), "dialogue")?,
+                embedding.value(),
+            )?;
+        }
+        Ok(())
     }
 }

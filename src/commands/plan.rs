@@ -69,12 +69,14 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     ];
     let mut sampler = Sampler::new(&catalog, &config, &dialogues.dialogues, &personas.personas);
     let mut used_personas = BTreeSet::new();
+    let mut used_bases = BTreeSet::new();
     let fingerprint = plan::fingerprint(
         &catalog,
         &config,
         &fingerprints,
         sampler.by_ref().inspect(|item| {
             used_personas.insert(item.persona_index);
+            used_bases.insert(item.base_dialogue_index);
         }),
     );
     let usage = sampler.usage();
@@ -128,8 +130,12 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         plan_fingerprint: fingerprint.clone(),
     };
     let writing = Instant::now();
+    let bases: BTreeMap<u32, &dataset::Dialogue> = used_bases
+        .into_iter()
+        .map(|i| (i, &dialogues.dialogues[i as usize]))
+        .collect();
     let items = Sampler::new(&catalog, &config, &dialogues.dialogues, &personas.personas);
-    store.write_plan(&meta, items, &usage, &persona_texts)?;
+    store.write_plan(&meta, items, &usage, &persona_texts, &bases)?;
     tracing::info!(
         "committed the plan to {} in {:.2} s",
         store.path().display(),

@@ -2,6 +2,8 @@
 //! fixtures, and the real data in `../shared/data` when it is there.
 #![allow(dead_code)]
 
+pub mod mock;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

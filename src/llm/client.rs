@@ -1,0 +1,172 @@
+//! The HTTP client: one POST to `{base_url}/chat/completions` per try, classified by status.
+
+use std::time::Duration;
+
+use async_openai::types::chat::CreateChatCompletionRequest;
+use serde_json::Value;
+
+use super::retry::{retry_hint, RetryPolicy};
+use super::{CallError, CallFailure, Completion, Secret, Usage};
+
+/// Where and how to call.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+pub struct LlmClient {
+    http: reqwest::Client,
+    url: String,
+    key: Option<Secret>,
+    retry: RetryPolicy,
+}
+
+impl LlmClient {
+    pub fn new(endpoint: &Endpoint) -> anyhow::Result<LlmClient> {
+        let http = reqwest::Client::builder()
+            .timeout(endpoint.timeout)
+            .connect_timeout(endpoint.timeout.min(Duration::from_secs(30)))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(LlmClient {
+            http,
+            url: format!(
+                "{}/chat/completions",
+                endpoint.base_url.trim_end_matches('/')
+            ),
+            key: endpoint.api_key.clone(),
+            retry: endpoint.retry,
+        })
+    }
+
+    /// One completion, retrying what is worth retrying. Tokens of every answered try count.
+    pub async fn complete(
+        &self,
+        request: &CreateChatCompletionRequest,
+    ) -> Result<Completion, CallFailure> {
+        let mut usage = Usage::default();
+        let mut retry = 0;
+        loop {
+            match self.try_once(request).await {
+                Ok(mut completion) => {
+                    completion.usage += usage;
+                    return Ok(completion);
+                }
+                Err((error, billed)) => {
+                    usage += billed;
+                    let hint = match &error {
+                        CallError::Retryable { retry_after, .. }
+                            if retry < self.retry.max_retries =>
+                        {
+                            *retry_after
+                        }
+                        _ => return Err(CallFailure { error, usage }),
+                    };
+                    let wait = self.retry.delay(retry, hint);
+                    tracing::debug!("call failed ({error}); retry {} in {wait:?}", retry + 1);
+                    tokio::time::sleep(wait).await;
+                    retry += 1;
+                }
+            }
+        }
+    }
+
+    async fn try_once(
+        &self,
+        request: &CreateChatCompletionRequest,
+    ) -> Result<Completion, (CallError, Usage)> {
+        let mut builder = self.http.post(&self.url).json(request);
+        if let Some(key) = &self.key {
+            builder = builder.bearer_auth(key.expose());
+        }
+        let scrub = |text: String| match &self.key {
+            Some(key) => key.scrub(&text),
+            None => text,
+        };
+        let response = match builder.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                let message = scrub(format!("{kind}: {}", error_chain(&e)));
+                return Err((retryable(message, None), Usage::default()));
+            }
+        };
+        let status = response.status();
+        let hint = retry_hint(response.headers());
+        let body = match response.text().await {
+            Ok(b) => b,
+            Err(e) => {
+                let message = scrub(format!("reading the response failed: {}", error_chain(&e)));
+                return Err((retryable(message, hint), Usage::default()));
+            }
+        };
+        let parsed: Option<Value> = serde_json::from_str(&body).ok();
+        let usage = parsed.as_ref().map(usage_of).unwrap_or_default();
+        if !status.is_success() {
+            let detail = parsed
+                .as_ref()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| body.chars().take(300).collect());
+            let message = scrub(format!("HTTP {}: {}", status.as_u16(), detail.trim()));
+            let code = status.as_u16();
+            let error = if matches!(code, 408 | 409 | 425 | 429) || status.is_server_error() {
+                retryable(message, hint)
+            } else {
+                CallError::Fatal {
+                    status: code,
+                    message,
+                }
+            };
+            return Err((error, usage));
+        }
+        let Some(value) = parsed else {
+            let message = scrub(format!(
+                "the endpoint answered 200 with a body that is not JSON: {}",
+                body.chars().take(200).collect::<String>()
+            ));
+            return Err((retryable(message, None), usage));
+        };
+        // Lenient on purpose: OpenAI-compatible servers differ in the optional fields.
+        let content = value["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        Ok(Completion { content, usage })
+    }
+}
+
+fn retryable(message: String, retry_after: Option<Duration>) -> CallError {
+    CallError::Retryable {
+        message,
+        retry_after,
+    }
+}
+
+fn usage_of(value: &Value) -> Usage {
+    let u = &value["usage"];
+    Usage {
+        calls: 1,
+        prompt_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
+        completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,92 @@
+//! Talking to an OpenAI-compatible chat-completions endpoint.
+//!
+//! Requests are async-openai's `CreateChatCompletionRequest` (so the wire format is exactly the
+//! one async-openai sends); the transport is our own reqwest client because the run needs what
+//! async-openai's client does not expose: the HTTP status (to tell a bad key from a busy
+//! server) and the `Retry-After` / `x-ratelimit-reset-*` headers (to wait as long as the server
+//! asks). Every call reports the tokens it was billed, also when its output is later rejected.
+
+mod client;
+mod retry;
+
+use std::time::Duration;
+
+pub use client::{Endpoint, LlmClient};
+pub use retry::RetryPolicy;
+
+/// Tokens billed for one or more calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.calls += other.calls;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub content: String,
+    pub usage: Usage,
+}
+
+/// Why a call did not produce a completion.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// 429, 5xx, timeouts, connection errors, unreadable bodies: worth another try.
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// 400/401/403/404 and other client errors: every further call would fail the same way.
+    #[error("{message}")]
+    Fatal { status: u16, message: String },
+}
+
+impl CallError {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, CallError::Fatal { .. })
+    }
+}
+
+/// A failed call (after its retries), with what the failed tries were billed.
+#[derive(Debug, Clone)]
+pub struct CallFailure {
+    pub error: CallError,
+    pub usage: Usage,
+}
+
+/// An API key that never prints itself.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Removes the key from text that came from elsewhere (a server's error body, say).
+    pub fn scrub(&self, text: &str) -> String {
+        if self.0.len() < 4 {
+            return text.to_string();
+        }
+        text.replace(&self.0, "[redacted]")
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}

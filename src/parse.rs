@@ -1,0 +1,295 @@
+//! Parsing the model's dialogue: `<User>…</User> <Intent>…</Intent> <Assistant>…</Assistant>`
+//! repeated. Tolerant of whitespace and letter case (`< user >`, `</ASSISTANT>`), strict about
+//! structure: the three tags in that order, every field non-empty, no tag inside a field, no
+//! unclosed tag, and a turn count inside the item's bounds. Text before the first turn or after
+//! the last one (a model's "Here is the dialogue:") is ignored; text between turns is not.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParsedTurn {
+    pub utterance: String,
+    pub intent: String,
+    pub assistant_response: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    User,
+    Intent,
+    Assistant,
+}
+
+impl Tag {
+    fn name(self) -> &'static str {
+        match self {
+            Tag::User => "User",
+            Tag::Intent => "Intent",
+            Tag::Assistant => "Assistant",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Token<'a> {
+    Open(Tag),
+    Close(Tag),
+    Text(&'a str),
+}
+
+/// Why an answer was rejected; the `Display` text is stored as the item's last error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty response")]
+    Empty,
+    #[error("no <User>/<Intent>/<Assistant> turns found")]
+    NoTurns,
+    #[error("turn {turn}: expected <{expected}>, found {found}")]
+    Structure {
+        turn: usize,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("turn {turn}: <{tag}> is empty")]
+    EmptyField { turn: usize, tag: &'static str },
+    #[error("turn {turn}: <{tag}> is not closed")]
+    Unclosed { turn: usize, tag: &'static str },
+    #[error("turn {turn}: a <{inner}> tag inside <{outer}>")]
+    Nested {
+        turn: usize,
+        outer: &'static str,
+        inner: &'static str,
+    },
+    #[error("{count} turns, outside the required {min}..={max}")]
+    TurnCount { count: usize, min: u32, max: u32 },
+}
+
+impl ParseError {
+    /// A short stable name for counting rejections by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ParseError::Empty => "empty_response",
+            ParseError::NoTurns => "no_turns",
+            ParseError::Structure { .. } => "bad_structure",
+            ParseError::EmptyField { .. } => "empty_field",
+            ParseError::Unclosed { .. } => "unclosed_tag",
+            ParseError::Nested { .. } => "nested_tag",
+            ParseError::TurnCount { .. } => "turn_count",
+        }
+    }
+}
+
+/// Recognizes `<user>`, `< User >`, `</ASSISTANT>` … at the start of `s` (which begins with `<`).
+fn tag_at(s: &str) -> Option<(Token<'static>, usize)> {
+    let end = s.find('>')?;
+    let inner = s[1..end].trim();
+    let (closing, name) = match inner.strip_prefix('/') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, inner),
+    };
+    let tag = match name.to_ascii_lowercase().as_str() {
+        "user" => Tag::User,
+        "intent" => Tag::Intent,
+        "assistant" => Tag::Assistant,
+        _ => return None,
+    };
+    let token = if closing {
+        Token::Close(tag)
+    } else {
+        Token::Open(tag)
+    };
+    Some((token, end + 1))
+}
+
+fn tokenize(text: &str) -> Vec<Token<'_>> {
+    let mut tokens = Vec::new();
+    let mut rest = text;
+    let mut text_start = 0;
+    let mut pos = 0;
+    while let Some(offset) = rest.find('<') {
+        let at = pos + offset;
+        match tag_at(&text[at..]) {
+            Some((token, len)) => {
+                if at > text_start {
+                    tokens.push(Token::Text(&text[text_start..at]));
+                }
+                tokens.push(token);
+                pos = at + len;
+                text_start = pos;
+            }
+            None => pos = at + 1,
+        }
+        rest = &text[pos..];
+    }
+    if text_start < text.len() {
+        tokens.push(Token::Text(&text[text_start..]));
+    }
+    tokens
+}
+
+fn describe(token: Option<&Token>) -> String {
+    match token {
+        None => "the end of the response".to_string(),
+        Some(Token::Open(t)) => format!("<{}>", t.name()),
+        Some(Token::Close(t)) => format!("</{}>", t.name()),
+        Some(Token::Text(s)) => {
+            let s: String = s.trim().chars().take(40).collect();
+            format!("text \"{s}\"")
+        }
+    }
+}
+
+pub fn parse_dialogue(text: &str, min: u32, max: u32) -> Result<Vec<ParsedTurn>, ParseError> {
+    if text.trim().is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let tokens = tokenize(text);
+    // Leading and trailing prose is allowed; whitespace-only text is ignored everywhere.
+    let first = tokens.iter().position(|t| !matches!(t, Token::Text(_)));
+    let last = tokens.iter().rposition(|t| !matches!(t, Token::Text(_)));
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err(ParseError::NoTurns);
+    };
+    let body: Vec<&Token> = tokens[first..=last]
+        .iter()
+        .filter(|t| !matches!(t, Token::Text(s) if s.trim().is_empty()))
+        .collect();
+
+    let mut turns = Vec::new();
+    let mut i = 0;
+    while i < body.len() {
+        let turn = turns.len() + 1;
+        let mut fields = [String::new(), String::new(), String::new()];
+        for (slot, tag) in [Tag::User, Tag::Intent, Tag::Assistant]
+            .into_iter()
+            .enumerate()
+        {
+            match body.get(i) {
+                Some(Token::Open(t)) if *t == tag => {}
+                other => {
+                    return Err(ParseError::Structure {
+                        turn,
+                        expected: tag.name(),
+                        found: describe(other.copied()),
+                    })
+                }
+            }
+            match (body.get(i + 1), body.get(i + 2)) {
+                (Some(Token::Text(content)), Some(Token::Close(t))) if *t == tag => {
+                    fields[slot] = content.trim().to_string();
+                    i += 3;
+                }
+                (Some(Token::Close(t)), _) if *t == tag => {
+                    return Err(ParseError::EmptyField {
+                        turn,
+                        tag: tag.name(),
+                    })
+                }
+                (Some(Token::Text(_)), Some(Token::Open(inner)))
+                | (Some(Token::Open(inner)), _) => {
+                    return Err(ParseError::Nested {
+                        turn,
+                        outer: tag.name(),
+                        inner: inner.name(),
+                    })
+                }
+                _ => {
+                    return Err(ParseError::Unclosed {
+                        turn,
+                        tag: tag.name(),
+                    })
+                }
+            }
+        }
+        let [utterance, intent, assistant_response] = fields;
+        turns.push(ParsedTurn {
+            utterance,
+            intent,
+            assistant_response,
+        });
+    }
+    if turns.is_empty() {
+        return Err(ParseError::NoTurns);
+    }
+    let count = turns.len();
+    if count < min as usize || count > max as usize {
+        return Err(ParseError::TurnCount { count, min, max });
+    }
+    Ok(turns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(u: &str, i: &str, a: &str) -> String {
+        format!("<User>{u}</User>\n<Intent>{i}</Intent>\n<Assistant>{a}</Assistant>\n")
+    }
+
+    #[test]
+    fn parses_turns_tolerating_case_whitespace_and_prose() {
+        let text = format!(
+            "Here is the dialogue:\n{}< user > Hi again </USER><intent>greet</Intent>  <Assistant>\n Hello!\n</assistant>\nThanks.",
+            turn("I need a taxi.", "book_taxi", "Where to?")
+        );
+        let turns = parse_dialogue(&text, 1, 5).unwrap();
+        assert_eq!(turns.len(), 2);
+        assert_eq!(turns[1].utterance, "Hi again");
+        assert_eq!(turns[1].assistant_response, "Hello!");
+        // A lone "<" in text is content, not a tag.
+        let t = parse_dialogue(&turn("Is 3 < 4?", "ask", "Yes."), 1, 1).unwrap();
+        assert_eq!(t[0].utterance, "Is 3 < 4?");
+    }
+
+    #[test]
+    fn rejects_bad_structure() {
+        let ok = turn("a", "b", "c");
+        assert_eq!(parse_dialogue("   ", 1, 3), Err(ParseError::Empty));
+        assert_eq!(parse_dialogue("just prose", 1, 3), Err(ParseError::NoTurns));
+        assert!(matches!(
+            parse_dialogue(&turn("a", "", "c"), 1, 3),
+            Err(ParseError::EmptyField { tag: "Intent", .. })
+        ));
+        assert!(matches!(
+            parse_dialogue("<User>a</User><Intent>b</Intent><Assistant>c", 1, 3),
+            Err(ParseError::Unclosed {
+                tag: "Assistant",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_dialogue(
+                "<User>a <User>b</User></User><Intent>b</Intent><Assistant>c</Assistant>",
+                1,
+                3
+            ),
+            Err(ParseError::Nested { .. })
+        ));
+        assert!(matches!(
+            parse_dialogue("<User>a</User><Assistant>c</Assistant>", 1, 3),
+            Err(ParseError::Structure {
+                expected: "Intent",
+                ..
+            })
+        ));
+        let interleaved = format!("{ok}Turn two:\n{ok}");
+        assert!(matches!(
+            parse_dialogue(&interleaved, 1, 3),
+            Err(ParseError::Structure { turn: 2, .. })
+        ));
+        let three = ok.repeat(3);
+        assert_eq!(
+            parse_dialogue(&three, 4, 6),
+            Err(ParseError::TurnCount {
+                count: 3,
+                min: 4,
+                max: 6
+            })
+        );
+        assert_eq!(
+            parse_dialogue(&three, 1, 2).unwrap_err().kind(),
+            "turn_count"
+        );
+        assert_eq!(parse_dialogue(&three, 3, 3).unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,169 @@
+//! The two prompts of each attempt, written from the original pipeline's requirements: a short
+//! scenario grounded in persona, place and time, then the dialogue itself with its services,
+//! emotions, turn bounds, outcome and a base conversation as reference. `PROMPT_VERSION` goes
+//! into the store, so a store is never continued with different prompts.
+
+use async_openai::types::chat::{
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestUserMessage, CreateChatCompletionRequest,
+};
+
+use crate::catalog::Catalog;
+use crate::plan::WorkItem;
+
+/// Bump when the wording or parameters of a request change.
+pub const PROMPT_VERSION: &str = "dgen-prompts-v1";
+
+/// What one attempt of an item uses: the plan's choices on attempt 0, re-drawn afterwards.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptSpec {
+    pub attempt: u32,
+    pub persona_index: u32,
+    pub persona: String,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub frequency_penalty: f64,
+    pub presence_penalty: f64,
+    /// Sent as the request `seed`.
+    pub seed: u64,
+}
+
+/// Settings shared by every request of a run.
+#[derive(Debug, Clone)]
+pub struct RequestSettings {
+    pub model: String,
+    pub dialogue_max_tokens: u32,
+}
+
+fn system(text: String) -> ChatCompletionRequestMessage {
+    ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage::from(text))
+}
+
+fn user(text: String) -> ChatCompletionRequestMessage {
+    ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(text))
+}
+
+fn services_phrase(services: &[String]) -> String {
+    match services {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+fn category_phrase(category: &str) -> String {
+    category.replace('_', " ")
+}
+
+// `max_tokens` and `seed` are deprecated in OpenAI's schema but are what every
+// OpenAI-compatible server (llama-server, vLLM, Ollama) understands, and the seed makes a
+// retried item reproducible where the server honours it.
+#[allow(deprecated)]
+pub fn scenario_request(
+    settings: &RequestSettings,
+    catalog: &Catalog,
+    item: &WorkItem,
+    spec: &AttemptSpec,
+) -> CreateChatCompletionRequest {
+    let slot = &catalog.time_slots[item.time_slot as usize];
+    let services = services_phrase(&item.services);
+    let category = category_phrase(&item.category);
+    let system_text = format!(
+        "You write short, specific scenarios for customer-service conversations about {services} services.\n\
+         Write one scenario in the category \"{category}\" from the point of view of this customer:\n\
+         {persona}\n\
+         It takes place in {region} at {time} ({slot_name}). Use local details of {region} (places, transport, customs) where they fit, and make the time of day matter.\n\
+         Be concrete: names, times, amounts. Write 2-3 lines of plain text, no title, no list.",
+        persona = spec.persona,
+        region = item.region,
+        time = item.specific_time_hhmm(),
+        slot_name = slot.name(),
+    );
+    let user_text = format!(
+        "Write the scenario for category \"{category}\" involving {services} in {region}, {slot_name} at {time}.",
+        region = item.region,
+        slot_name = slot.name(),
+        time = item.specific_time_hhmm(),
+    );
+    let call = &catalog.generation_defaults.scenario_call;
+    CreateChatCompletionRequest {
+        model: settings.model.clone(),
+        messages: vec![system(system_text), user(user_text)],
+        max_tokens: Some(call.max_tokens),
+        temperature: Some(call.temperature as f32),
+        top_p: Some(call.top_p as f32),
+        seed: Some(spec.seed as i64),
+        n: Some(1),
+        ..Default::default()
+    }
+}
+
+/// How the conversation must end, by resolution status.
+pub fn resolution_instruction(status: &str) -> String {
+    match status {
+        "Resolved" => "The assistant fully resolves the user's request by the end of the conversation, and the user confirms it.".to_string(),
+        "Failed" => "The request cannot be fulfilled: the conversation ends without a solution, with the assistant explaining why and the user left unsatisfied.".to_string(),
+        "Escalated" => "The assistant cannot resolve the issue alone and escalates it: in the final turn the assistant hands the case to a human supervisor or a specialist team and tells the user what happens next.".to_string(),
+        other => format!("The conversation ends with the outcome \"{other}\"."),
+    }
+}
+
+#[allow(deprecated)]
+pub fn dialogue_request(
+    settings: &RequestSettings,
+    catalog: &Catalog,
+    item: &WorkItem,
+    spec: &AttemptSpec,
+    scenario: &str,
+    base_conversation: &str,
+) -> CreateChatCompletionRequest {
+    let slot = &catalog.time_slots[item.time_slot as usize];
+    let services = services_phrase(&item.services);
+    let system_text = format!(
+        "You are an expert dialogue generator for {services} customer service.\n\
+         Create one new, realistic conversation between a USER (the customer) and an ASSISTANT (the service agent).\n\
+         Scenario: {scenario}\n\
+         Region: {region}. Time: {time} ({slot_name}).\n\
+         Services involved: {services}; the conversation starts with {primary}.\n\
+         Emotions: the user is {user_emotion}; the assistant is {assistant_emotion}. Let both show in the wording of every turn.\n\
+         Length: between {min} and {max} turns. A turn is one user message, its intent, and one assistant reply.\n\
+         Outcome: {status}. {outcome}\n\
+         Format every turn exactly like this, with nothing between turns:\n\
+         <User>what the user says</User>\n\
+         <Intent>the user's intent as a short snake_case label</Intent>\n\
+         <Assistant>what the assistant replies</Assistant>",
+        scenario = scenario.trim(),
+        region = item.region,
+        time = item.specific_time_hhmm(),
+        slot_name = slot.name(),
+        primary = item.primary_service(),
+        user_emotion = item.user_emotion,
+        assistant_emotion = item.assistant_emotion,
+        min = item.min_turns,
+        max = item.max_turns,
+        status = item.resolution_status,
+        outcome = resolution_instruction(&item.resolution_status),
+    );
+    let user_text = format!(
+        "Here is an existing conversation, for reference only:\n\
+         {base_conversation}\n\n\
+         Write a new dialogue that fits the scenario and services above. Do not copy the reference: \
+         make it different and more engaging, with concrete details. Resolution status: {status}. \
+         Use between {min} and {max} turns in the <User>/<Intent>/<Assistant> format.",
+        status = item.resolution_status,
+        min = item.min_turns,
+        max = item.max_turns,
+    );
+    CreateChatCompletionRequest {
+        model: settings.model.clone(),
+        messages: vec![system(system_text), user(user_text)],
+        max_tokens: Some(settings.dialogue_max_tokens),
+        temperature: Some(spec.temperature as f32),
+        top_p: Some(spec.top_p as f32),
+        frequency_penalty: Some(spec.frequency_penalty as f32),
+        presence_penalty: Some(spec.presence_penalty as f32),
+        seed: Some(spec.seed as i64),
+        n: Some(1),
+        ..Default::default()
+    }
+}

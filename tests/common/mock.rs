@@ -1,0 +1,404 @@
+//! A chat-completions server on 127.0.0.1 for tests and benchmarks: it answers the scenario and
+//! dialogue calls that dgen sends with text it composes from a word bank (so answers differ in
+//! meaning, not only in spelling), and it can misbehave on request: HTTP errors with
+//! `Retry-After`, hangs, malformed tags, wrong turn counts, empty content, exact and near
+//! repeats of an earlier answer, 401s.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// An HTTP error status with an optional Retry-After header value.
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+    },
+    /// 401 whose message repeats the bearer token it received (servers do).
+    EchoKey401,
+    /// Sleep this long before answering normally.
+    Hang(Duration),
+    /// A dialogue whose last <Assistant> is never closed.
+    Malformed,
+    /// A dialogue with far more turns than any item allows.
+    WrongTurns,
+    /// 200 with empty content.
+    Empty,
+    /// The previous dialogue answer again, byte for byte.
+    ExactRepeat,
+    /// The previous dialogue answer with one word changed.
+    NearRepeat,
+}
+
+impl Fault {
+    /// Faults about the dialogue's content wait for a dialogue call.
+    fn dialogue_only(&self) -> bool {
+        matches!(
+            self,
+            Fault::Malformed
+                | Fault::WrongTurns
+                | Fault::Empty
+                | Fault::ExactRepeat
+                | Fault::NearRepeat
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub body: Value,
+    pub authorization: Option<String>,
+    pub dialogue: bool,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub faults: VecDeque<Fault>,
+    /// Applied to every call while set (after the queue is empty).
+    pub always: Option<Fault>,
+    pub latency: Duration,
+    pub requests: Vec<Recorded>,
+    pub answers: Vec<String>,
+    pub counter: u64,
+    /// Turns per generated dialogue; `None` uses the prompt's minimum.
+    pub turns: Option<usize>,
+}
+
+pub struct MockServer {
+    pub url: String,
+    pub state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MockServer {
+    pub fn start() -> MockServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        let _ = serve(conn, &s);
+                    });
+                }
+            }
+        });
+        MockServer {
+            url: format!("http://{addr}/v1"),
+            state,
+            stop,
+        }
+    }
+
+    pub fn push(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().unwrap().faults.extend(faults);
+    }
+
+    pub fn set_always(&self, fault: Option<Fault>) {
+        self.state.lock().unwrap().always = fault;
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().unwrap().latency = latency;
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn dialogue_calls(&self) -> usize {
+        self.requests().iter().filter(|r| r.dialogue).count()
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(
+            self.url
+                .trim_start_matches("http://")
+                .trim_end_matches("/v1"),
+        );
+    }
+}
+
+fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut length = 0usize;
+    let mut authorization = None;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header)?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "content-length" => length = v.trim().parse().unwrap_or(0),
+                "authorization" => authorization = Some(v.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    if !line.starts_with("POST") || !line.contains("/chat/completions") {
+        return respond(
+            &mut conn,
+            404,
+            &[],
+            &json!({"error": {"message": "not found"}}).to_string(),
+        );
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let system = body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let dialogue = system.contains("dialogue generator");
+
+    let (fault, latency) = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(Recorded {
+            body: body.clone(),
+            authorization: authorization.clone(),
+            dialogue,
+        });
+        let fault = match s.faults.front() {
+            Some(f) if dialogue || !f.dialogue_only() => s.faults.pop_front(),
+            _ => s.always.clone().filter(|f| dialogue || !f.dialogue_only()),
+        };
+        (fault, s.latency)
+    };
+    if !latency.is_zero() {
+        std::thread::sleep(latency);
+    }
+    let content = match fault {
+        Some(Fault::Status { code, retry_after }) => {
+            let headers: Vec<(&str, String)> = retry_after
+                .map(|v| vec![("Retry-After", v)])
+                .unwrap_or_default();
+            let msg = json!({"error": {"message": format!("mock status {code}"), "type": "mock"}});
+            return respond(&mut conn, code, &headers, &msg.to_string());
+        }
+        Some(Fault::EchoKey401) => {
+            let key = authorization
+                .unwrap_or_default()
+                .trim_start_matches("Bearer ")
+                .to_string();
+            let msg = json!({"error": {"message": format!("Incorrect API key provided: {key}"), "type": "invalid_request_error"}});
+            return respond(&mut conn, 401, &[], &msg.to_string());
+        }
+        Some(Fault::Hang(d)) => {
+            std::thread::sleep(d);
+            compose(state, &system, dialogue)
+        }
+        Some(Fault::Malformed) => {
+            let text = compose(state, &system, true);
+            text.rsplit_once("</Assistant>")
+                .map(|(a, b)| format!("{a}{b}"))
+                .unwrap_or(text)
+        }
+        Some(Fault::WrongTurns) => {
+            let one = compose(state, &system, true);
+            one.repeat(40)
+        }
+        Some(Fault::Empty) => String::new(),
+        Some(Fault::ExactRepeat) => {
+            let s = state.lock().unwrap();
+            s.answers.last().cloned().unwrap_or_default()
+        }
+        Some(Fault::NearRepeat) => {
+            let s = state.lock().unwrap();
+            let last = s.answers.last().cloned().unwrap_or_default();
+            // Change one word of the first utterance.
+            match last.find("<User>") {
+                Some(at) => {
+                    let (head, tail) = last.split_at(at + "<User>".len());
+                    match tail.split_once(' ') {
+                        Some((_, rest)) => format!("{head}Honestly {rest}"),
+                        None => last.clone(),
+                    }
+                }
+                None => last,
+            }
+        }
+        None => compose(state, &system, dialogue),
+    };
+    if dialogue && !content.is_empty() {
+        state.lock().unwrap().answers.push(content.clone());
+    }
+    let prompt_tokens = body["messages"].to_string().len() / 4;
+    let response = json!({
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": content.len() / 4,
+                  "total_tokens": prompt_tokens + content.len() / 4}
+    });
+    respond(&mut conn, 200, &[], &response.to_string())
+}
+
+fn respond(
+    conn: &mut TcpStream,
+    code: u16,
+    headers: &[(&str, String)],
+    body: &str,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(body.as_bytes())?;
+    conn.flush()
+}
+
+const SUBJECTS: &[&str] = &[
+    "my luggage",
+    "the invoice",
+    "our anniversary dinner",
+    "a wheelchair ramp",
+    "the night bus",
+    "my daughter's school trip",
+    "a vegan tasting menu",
+    "the conference shuttle",
+    "a lost passport",
+    "the rooftop pool",
+    "an emergency dental visit",
+    "my grandmother's medication",
+    "a cello case",
+    "the parking permit",
+    "a surfboard",
+    "the museum's night opening",
+    "a broken phone charger",
+    "the wedding photographer",
+    "a refund for the concert",
+    "a dog crate",
+    "my cycling tour",
+    "the jazz brunch",
+    "a bakery order",
+    "the ferry timetable",
+    "my insurance card",
+    "a jetlag remedy",
+    "the chess tournament",
+    "a sushi workshop",
+    "the hiking permit",
+    "my laptop battery",
+];
+const PLACES: &[&str] = &[
+    "the old harbour",
+    "the central market",
+    "the airport's terminal two",
+    "the university hospital",
+    "the riverside promenade",
+    "the botanical garden",
+    "the cathedral square",
+    "the stadium",
+    "the spice bazaar",
+    "the tech park",
+    "the opera house",
+    "the fishing village",
+    "the mountain lodge",
+    "the night market",
+    "the railway museum",
+    "the science centre",
+    "the beach boardwalk",
+];
+const CONCERNS: &[&str] = &[
+    "it was charged twice",
+    "nobody answered the phone",
+    "the booking vanished",
+    "the time changed",
+    "the price doubled overnight",
+    "the staff were rude",
+    "the room smelled of smoke",
+    "the driver never arrived",
+    "the allergy note was ignored",
+    "the app keeps crashing",
+    "the seats were split up",
+    "the confirmation email never came",
+    "the queue took two hours",
+    "the food arrived cold",
+    "the tickets were for the wrong day",
+    "the elevator was broken",
+];
+const ACTIONS: &[&str] = &[
+    "I have reissued the voucher",
+    "I moved your slot to the morning",
+    "I logged a formal complaint",
+    "I found an alternative route",
+    "I applied a partial credit",
+    "I booked a quieter room",
+    "I contacted the duty manager",
+    "I arranged a courier",
+    "I reserved a later table",
+    "I updated the passenger list",
+    "I flagged the dietary request",
+    "I cancelled the duplicate charge",
+];
+
+/// A dialogue (or a scenario) that differs in meaning from the others.
+fn compose(state: &Mutex<State>, system: &str, dialogue: bool) -> String {
+    let (n, fixed) = {
+        let mut s = state.lock().unwrap();
+        s.counter += 1;
+        (s.counter, s.turns)
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(n * 7919 + system.len() as u64);
+    let mut pick = |list: &[&'static str]| list[rng.random_range(0..list.len())];
+    if !dialogue {
+        return format!(
+            "A traveller near {} needs help with {} because {}.",
+            pick(PLACES),
+            pick(SUBJECTS),
+            pick(CONCERNS)
+        );
+    }
+    let min = system
+        .split("between ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(3);
+    let turns = fixed.unwrap_or(min);
+    let mut out = String::new();
+    for t in 0..turns {
+        let (subject, place, concern, action) =
+            (pick(SUBJECTS), pick(PLACES), pick(CONCERNS), pick(ACTIONS));
+        out.push_str(&format!(
+            "<User>About {subject} at {place}: {concern}. What now? (call {n}, part {t})</User>\n\
+             <Intent>ask_about_{}</Intent>\n\
+             <Assistant>{action} for {subject}; check {place} again after {} o'clock.</Assistant>\n",
+            subject.split(' ').next_back().unwrap_or("it").replace('\'', ""),
+            1 + (n as usize + t) % 12
+        ));
+    }
+    out
+}
