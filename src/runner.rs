@@ -497,11 +497,11 @@ fn verify_plan(store: &Store, meta: &Meta) -> Result<()> {
     Ok(())
 }
 
-/// Items still to attempt, in index order, with their next attempt number.
-fn pending_work(
-    store: &Store,
-    max_attempts: u32,
-) -> Result<(VecDeque<(u64, u32)>, BTreeMap<State, u64>)> {
+/// (item index, next attempt number) pairs, in dispatch order.
+type Queue = VecDeque<(u64, u32)>;
+
+/// Items still to attempt, in index order, and the number of items in each state.
+fn pending_work(store: &Store, max_attempts: u32) -> Result<(Queue, BTreeMap<State, u64>)> {
     let mut queue = VecDeque::new();
     let mut counts: BTreeMap<State, u64> = BTreeMap::new();
     for (index, state) in store.states()? {
