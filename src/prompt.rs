@@ -35,6 +35,12 @@ pub struct RequestSettings {
     pub dialogue_max_tokens: u32,
 }
 
+/// The request `seed`: 31 bits of the attempt's seed, which every server accepts (llama-server
+/// reads it as an unsigned 32-bit value and treats -1 as "random").
+pub fn request_seed(seed: u64) -> i64 {
+    (seed & 0x7FFF_FFFF) as i64
+}
+
 fn system(text: String) -> ChatCompletionRequestMessage {
     ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage::from(text))
 }
@@ -92,7 +98,7 @@ pub fn scenario_request(
         max_tokens: Some(call.max_tokens),
         temperature: Some(call.temperature as f32),
         top_p: Some(call.top_p as f32),
-        seed: Some(spec.seed as i64),
+        seed: Some(request_seed(spec.seed)),
         n: Some(1),
         ..Default::default()
     }
@@ -162,7 +168,7 @@ pub fn dialogue_request(
         top_p: Some(spec.top_p as f32),
         frequency_penalty: Some(spec.frequency_penalty as f32),
         presence_penalty: Some(spec.presence_penalty as f32),
-        seed: Some(spec.seed as i64),
+        seed: Some(request_seed(spec.seed)),
         n: Some(1),
         ..Default::default()
     }

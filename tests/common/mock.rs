@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]
 pub enum Fault {
+    /// A normal answer; queued to let one dialogue call through before later faults.
+    Normal,
     /// An HTTP error status with an optional Retry-After header value.
     Status {
         code: u16,
@@ -44,7 +46,8 @@ impl Fault {
     fn dialogue_only(&self) -> bool {
         matches!(
             self,
-            Fault::Malformed
+            Fault::Normal
+                | Fault::Malformed
                 | Fault::WrongTurns
                 | Fault::Empty
                 | Fault::ExactRepeat
@@ -242,7 +245,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 None => last,
             }
         }
-        None => compose(state, &system, dialogue),
+        Some(Fault::Normal) | None => compose(state, &system, dialogue),
     };
     if dialogue && !content.is_empty() {
         state.lock().unwrap().answers.push(content.clone());

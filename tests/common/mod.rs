@@ -89,3 +89,115 @@ impl Env {
             .collect()
     }
 }
+
+/// Turn bounds every run test plans with, so the mock's 3-turn answers always fit.
+pub const TURNS: [&str; 6] = ["--min_turns", "3", "3", "--max_turns", "6", "6"];
+
+impl Env {
+    /// `dgen plan` on the fixtures with [`TURNS`].
+    pub fn plan_for_run(&self, n: u64) {
+        self.plan(n, &TURNS).assert().success();
+    }
+
+    /// `dgen run` against the mock, with short retry delays; no key in the environment.
+    pub fn run(&self, mock: &mock::MockServer, extra: &[&str]) -> Command {
+        let mut cmd = self.dgen();
+        cmd.env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .args(["run", "--base_url", &mock.url, "--retry_base_ms", "20"])
+            .args(extra)
+            .timeout(std::time::Duration::from_secs(300));
+        cmd
+    }
+
+    /// The same as [`Env::run`] as a child process, for signal tests.
+    pub fn spawn_run(&self, mock: &mock::MockServer, extra: &[&str]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen"))
+            .current_dir(self.dir.path())
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("RUST_LOG")
+            .args(["run", "--base_url", &mock.url, "--retry_base_ms", "20"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout(self.dgen().args(["status", "--json"]))).unwrap()
+    }
+
+    pub fn state_count(&self, state: &str) -> u64 {
+        let status = self.status_json();
+        status["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["state"] == state)
+            .map(|s| s["count"].as_u64().unwrap())
+            .unwrap()
+    }
+
+    /// `dgen export` into the temp dir; the three files parsed: (records, hashes, npy rows).
+    pub fn export_all(&self) -> Exported {
+        self.dgen().arg("export").assert().success();
+        let records: Vec<serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(self.path("generated_dialogues.json")).unwrap(),
+        )
+        .unwrap();
+        let hashes: Vec<String> = serde_json::from_str(
+            &std::fs::read_to_string(self.path("dialogue_hashes.json")).unwrap(),
+        )
+        .unwrap();
+        let embeddings = read_npy(&self.path("dialogue_embeddings.npy"));
+        Exported {
+            records,
+            hashes,
+            embeddings,
+        }
+    }
+}
+
+pub struct Exported {
+    pub records: Vec<serde_json::Value>,
+    pub hashes: Vec<String>,
+    pub embeddings: Vec<Vec<f32>>,
+}
+
+/// A minimal NPY reader (v1, '<f4', C order, 2-D), independent of dgen's writer.
+pub fn read_npy(path: &Path) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "NPY v1 magic");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
+        "{header}"
+    );
+    assert_eq!((10 + header_len) % 64, 0, "header padded to 64 bytes");
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter_map(|d| d.trim().parse().ok())
+        .collect();
+    let (rows, cols) = (dims[0], dims[1]);
+    let data = &bytes[10 + header_len..];
+    assert_eq!(data.len(), rows * cols * 4, "data size matches the shape");
+    data.chunks_exact(cols * 4)
+        .map(|row| {
+            row.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+        .collect()
+}

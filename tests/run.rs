@@ -1,0 +1,410 @@
+//! `dgen run` against a chat-completions server on 127.0.0.1, with real embeddings and a real
+//! redb store: full runs, dedup, every fault, fatal errors, the breaker, secrets.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::mock::{Fault, MockServer};
+use common::{fixture, shared_data, Env, TURNS};
+use predicates::prelude::*;
+
+fn rejections(env: &Env) -> serde_json::Value {
+    env.status_json()["run"]["rejections"].clone()
+}
+
+#[test]
+fn a_full_run_reaches_n_accepted_and_exports_aligned_files() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(12);
+    env.run(&mock, &["--concurrency", "4"]).assert().success();
+    assert_eq!(env.state_count("done"), 12);
+
+    let out = env.export_all();
+    assert_eq!(out.records.len(), 12);
+    assert_eq!(out.hashes.len(), 12);
+    assert_eq!(out.embeddings.len(), 12);
+    let ids: BTreeSet<&str> = out
+        .records
+        .iter()
+        .map(|r| r["dialogue_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 12, "dialogue ids are unique");
+    assert_eq!(
+        out.hashes.iter().collect::<BTreeSet<_>>().len(),
+        12,
+        "hashes are unique"
+    );
+    for (record, row) in out.records.iter().zip(&out.embeddings) {
+        let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(
+            (norm - 1.0).abs() < 1e-3,
+            "embeddings are unit length: {norm}"
+        );
+        let turns = record["turns"].as_array().unwrap();
+        assert_eq!(turns.len(), 3);
+        assert_eq!(record["num_lines"], 3);
+        for (i, t) in turns.iter().enumerate() {
+            assert_eq!(t["turn_number"], i + 1);
+            assert_eq!(t["user_emotion"], record["user_emotions"][0]);
+            assert_eq!(t["assistant_emotion"], record["assistant_emotions"][0]);
+        }
+        assert!(record["dialogue_id"]
+            .as_str()
+            .unwrap()
+            .contains("_generated_"));
+    }
+
+    // Two calls an item: a scenario call, then a dialogue call with the item's sampling and seed.
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 24);
+    let plan = env.plan_jsonl("dgen.redb");
+    for record in &out.records {
+        let seed = record["seed"].as_u64().unwrap();
+        let item = plan
+            .iter()
+            .find(|i| i["seed"].as_u64() == Some(seed))
+            .expect("attempt 0 uses the plan's seed");
+        let request = requests
+            .iter()
+            .find(|r| r.dialogue && r.body["seed"].as_u64() == Some(seed & 0x7FFF_FFFF))
+            .expect("the dialogue request carries the item seed");
+        assert_eq!(
+            request.body["temperature"].as_f64().unwrap() as f32,
+            item["temperature"].as_f64().unwrap() as f32
+        );
+        assert_eq!(request.body["max_tokens"], 1500);
+        let system = request.body["messages"][0]["content"].as_str().unwrap();
+        assert!(
+            system.contains(item["region"].as_str().unwrap()),
+            "{system}"
+        );
+        assert!(system.contains(item["resolution_status"].as_str().unwrap()));
+        assert!(
+            request.authorization.is_none(),
+            "no key is sent to a loopback server without one"
+        );
+    }
+    let status = env.status_json();
+    assert_eq!(status["run"]["calls"], 24);
+    assert!(status["run"]["prompt_tokens"].as_u64().unwrap() > 0);
+
+    // Finished: a second run says so and calls nothing.
+    env.run(&mock, &[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to do"));
+    assert_eq!(mock.requests().len(), 24);
+}
+
+#[test]
+fn exact_and_near_duplicates_are_rejected_and_reattempted() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(4);
+    // Dialogue calls 2 and 3 repeat the previous answer exactly, then with one word changed.
+    mock.push([Fault::Normal, Fault::ExactRepeat, Fault::NearRepeat]);
+    env.run(&mock, &["--concurrency", "1"]).assert().success();
+    assert_eq!(env.state_count("done"), 4);
+    let r = rejections(&env);
+    assert_eq!(r["duplicate_exact"], 1, "{r}");
+    assert_eq!(r["duplicate_semantic"], 1, "{r}");
+    assert_eq!(mock.dialogue_calls(), 6);
+    let out = env.export_all();
+    let retried: Vec<_> = out
+        .records
+        .iter()
+        .filter(|r| r["attempt"].as_u64().unwrap() > 0)
+        .collect();
+    assert!(
+        !retried.is_empty(),
+        "a rejected item is accepted on a later attempt"
+    );
+    for r in &retried {
+        // A new attempt re-draws the request seed.
+        let seeds: BTreeSet<u64> = mock
+            .requests()
+            .iter()
+            .filter(|q| q.dialogue)
+            .filter_map(|q| q.body["seed"].as_u64())
+            .collect();
+        assert!(seeds.contains(&(r["seed"].as_u64().unwrap() & 0x7FFF_FFFF)));
+    }
+}
+
+#[test]
+fn every_fault_is_survived_and_counted() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    mock.push([
+        Fault::Status {
+            code: 429,
+            retry_after: Some("1".into()),
+        },
+        Fault::Status {
+            code: 500,
+            retry_after: None,
+        },
+        Fault::Hang(Duration::from_secs(4)),
+        Fault::Malformed,
+        Fault::WrongTurns,
+        Fault::Empty,
+    ]);
+    let started = Instant::now();
+    env.run(
+        &mock,
+        &[
+            "--concurrency",
+            "1",
+            "--request_timeout",
+            "1.5",
+            "--max_attempts",
+            "5",
+        ],
+    )
+    .assert()
+    .success();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    assert_eq!(env.state_count("done"), 3);
+    let r = rejections(&env);
+    assert_eq!(r["unclosed_tag"], 1, "{r}");
+    assert_eq!(r["turn_count"], 1, "{r}");
+    assert_eq!(r["empty_response"], 1, "{r}");
+    // 429, 500 and the hang were retried inside their calls: no attempt was lost to them.
+    assert!(r.get("api_error").is_none(), "{r}");
+}
+
+#[test]
+fn calls_that_keep_failing_use_up_attempts_then_the_item_fails() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    mock.set_always(Some(Fault::Status {
+        code: 503,
+        retry_after: None,
+    }));
+    env.run(
+        &mock,
+        &[
+            "--max_retries",
+            "1",
+            "--max_attempts",
+            "2",
+            "--max_consecutive_failures",
+            "100",
+        ],
+    )
+    .assert()
+    .success()
+    .stderr(predicate::str::contains("2 failed"));
+    assert_eq!(env.state_count("failed"), 2);
+    let status = env.status_json();
+    assert_eq!(status["run"]["failures"]["api_error"], 2);
+    assert_eq!(status["run"]["rejections"]["api_error"], 4);
+    // 2 items x 2 attempts x (1 try + 1 retry) scenario calls.
+    assert_eq!(mock.requests().len(), 8);
+}
+
+#[test]
+fn a_401_stops_the_run_promptly_and_keeps_items_pending() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(50);
+    mock.set_always(Some(Fault::Status {
+        code: 401,
+        retry_after: None,
+    }));
+    let started = Instant::now();
+    env.run(&mock, &["--concurrency", "4"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("HTTP 401").and(predicate::str::contains("API key")));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        mock.requests().len() <= 4,
+        "no more calls after the first refusal: {}",
+        mock.requests().len()
+    );
+    assert_eq!(env.state_count("pending"), 50);
+}
+
+#[test]
+fn many_consecutive_failures_trip_the_breaker() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(40);
+    mock.set_always(Some(Fault::Malformed));
+    env.run(
+        &mock,
+        &[
+            "--concurrency",
+            "2",
+            "--max_consecutive_failures",
+            "5",
+            "--max_attempts",
+            "10",
+        ],
+    )
+    .assert()
+    .failure()
+    .stderr(
+        predicate::str::contains("consecutive failures")
+            .and(predicate::str::contains("not closed")),
+    );
+    assert!(mock.dialogue_calls() < 20, "{}", mock.dialogue_calls());
+}
+
+#[test]
+fn the_api_key_never_reaches_logs_store_or_exports() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    let key = "sk-test-DO-NOT-LEAK-7f3a9c";
+    env.plan_for_run(3);
+    let out = env
+        .run(&mock, &["--concurrency", "2"])
+        .env("OPENAI_API_KEY", key)
+        .arg("-v")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(mock
+        .requests()
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some(&format!("Bearer {key}"))));
+    // A server that echoes the key in its error.
+    env.plan(3, &["--store", "second.redb"]).assert().success();
+    mock.set_always(Some(Fault::EchoKey401));
+    let refused = env
+        .run(&mock, &["--store", "second.redb"])
+        .env("OPENAI_API_KEY", key)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("[redacted]"), "{stderr}");
+    env.export_all();
+    let mut haystacks = vec![out.stdout, out.stderr, refused.stdout, refused.stderr];
+    for file in [
+        "dgen.redb",
+        "second.redb",
+        "dialogue_generation.log",
+        "generated_dialogues.json",
+        "dialogue_hashes.json",
+        "dialogue_embeddings.npy",
+    ] {
+        haystacks.push(std::fs::read(env.path(file)).unwrap());
+    }
+    for h in haystacks {
+        assert!(!String::from_utf8_lossy(&h).contains(key), "the key leaked");
+    }
+}
+
+#[test]
+fn a_remote_endpoint_without_a_key_is_refused_before_any_work() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    env.dgen()
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_KEY")
+        .args(["run", "--base_url", "https://api.example.invalid/v1"])
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("no API key").and(predicate::str::contains("OPENAI_API_KEY")),
+        );
+    assert_eq!(env.state_count("pending"), 2);
+    // .env.local is read as the original did.
+    std::fs::write(env.path(".env.local"), "OPENAI_KEY=sk-from-dotenv\n").unwrap();
+    let mock = MockServer::start();
+    env.run(&mock, &[]).assert().success();
+    assert_eq!(
+        mock.requests()[0].authorization.as_deref(),
+        Some("Bearer sk-from-dotenv")
+    );
+}
+
+#[test]
+fn dry_run_prints_the_exact_requests_and_calls_nothing() {
+    let env = Env::new();
+    env.plan(5, &TURNS).assert().success();
+    let out = env.stdout(env.dgen().args([
+        "run",
+        "--dry_run",
+        "--limit",
+        "2",
+        "--base_url",
+        "http://127.0.0.1:9/v1",
+    ]));
+    let snapshot_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/dry_run.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(snapshot_path.parent().unwrap()).unwrap();
+        std::fs::write(&snapshot_path, &out).unwrap();
+    }
+    let expected = std::fs::read_to_string(&snapshot_path)
+        .expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
+    assert_eq!(out, expected, "the rendered prompts changed; if on purpose, bump PROMPT_VERSION and rerun with UPDATE_SNAPSHOTS=1");
+    assert_eq!(out.matches("scenario request").count(), 2);
+    assert!(!env.path("dialogue_generation.log").exists());
+}
+
+#[test]
+fn an_altered_plan_is_refused() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    {
+        let db = redb::Database::create(env.path("dgen.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let def: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("meta");
+        txn.open_table(def)
+            .unwrap()
+            .insert("plan_fingerprint", "0000")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let mock = MockServer::start();
+    env.run(&mock, &[])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("does not match its fingerprint"));
+    assert!(mock.requests().is_empty());
+}
+
+#[test]
+fn real_multiwoz_dialogues_as_reference() {
+    let Some(data) = shared_data() else {
+        eprintln!("SKIPPED: ../shared/data is absent; the real-data run test did not run");
+        return;
+    };
+    let env = Env::new();
+    let mut plan = env.dgen();
+    plan.args(["plan", "--total_generations", "6"])
+        .args(TURNS)
+        .arg("--dataset")
+        .arg(data.join("multiwoz22_dev/dialogues.json"))
+        .arg("--persona_dataset")
+        .arg(data.join("personas_spc.jsonl"));
+    plan.assert().success();
+    let mock = MockServer::start();
+    env.run(&mock, &["--concurrency", "3"]).assert().success();
+    assert_eq!(env.state_count("done"), 6);
+    let reference = mock.requests().iter().filter(|r| r.dialogue).all(|r| {
+        r.body["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("\nUSER: ")
+    });
+    assert!(
+        reference,
+        "the base conversation is in every dialogue prompt"
+    );
+    let _ = fixture("multiwoz_hf");
+}
