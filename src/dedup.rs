@@ -2,6 +2,9 @@
 //! duplicates by cosine similarity of L2-normalised embeddings. The scan runs over int8 copies
 //! of the vectors (a quarter of the memory traffic) with a proven error bound, and only the
 //! candidates the bound cannot rule out are checked in full precision, so the answer is exact.
+//! The scan is compiled for AVX2 and AVX-512 as well and picked at run time: the only `unsafe`
+//! in dgen is that call, made after the CPU was checked for the features.
+#![allow(unsafe_code)]
 
 use std::collections::HashSet;
 
@@ -48,6 +51,7 @@ fn quantize(v: &[f32]) -> Quantized {
     }
 }
 
+#[inline(always)]
 fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     a.iter()
         .zip(b)
@@ -86,6 +90,10 @@ impl DedupIndex {
         self.scales.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.scales.is_empty()
+    }
+
     pub fn contains_hash(&self, hash: &Hash) -> bool {
         self.hashes.contains(hash)
     }
@@ -105,19 +113,84 @@ impl DedupIndex {
     /// `threshold`, with that similarity. Vectors are unit length, so cosine is the dot product.
     pub fn similar(&self, v: &[f32], threshold: f32) -> Option<(usize, f32)> {
         let q = quantize(v);
-        for i in 0..self.len() {
-            let row = &self.quantized[i * self.dim..(i + 1) * self.dim];
+        let scan = Scan {
+            dim: self.dim,
+            rows: &self.quantized,
+            scales: &self.scales,
+            errors: &self.errors,
+            norms: &self.norms,
+            query: &q,
+            threshold,
+        };
+        let mut from = 0;
+        while let Some(i) = scan.next_candidate(from) {
+            let exact = dot_f32(&self.vectors[i * self.dim..(i + 1) * self.dim], v);
+            if exact >= threshold {
+                return Some((i, exact));
+            }
+            from = i + 1;
+        }
+        None
+    }
+}
+
+/// The int8 scan: finds stored vectors whose similarity the error bound cannot rule out.
+struct Scan<'a> {
+    dim: usize,
+    rows: &'a [i8],
+    scales: &'a [f32],
+    errors: &'a [f32],
+    norms: &'a [f32],
+    query: &'a Quantized,
+    threshold: f32,
+}
+
+impl Scan<'_> {
+    #[inline(always)]
+    fn next_candidate_generic(&self, from: usize) -> Option<usize> {
+        let q = self.query;
+        let mut i = from;
+        while i < self.scales.len() {
+            let row = &self.rows[i * self.dim..(i + 1) * self.dim];
             let approx = self.scales[i] * q.scale * dot_i8(row, &q.values) as f32;
             // |a.b - a'.b'| <= |a - a'| |b| + |a'| |b - b'|, with |b| = 1.
             let bound = self.errors[i] + self.norms[i] * q.error + 1e-5;
-            if approx + bound >= threshold {
-                let exact = dot_f32(&self.vectors[i * self.dim..(i + 1) * self.dim], v);
-                if exact >= threshold {
-                    return Some((i, exact));
-                }
+            if approx + bound >= self.threshold {
+                return Some(i);
             }
+            i += 1;
         }
         None
+    }
+
+    /// The same loop compiled for wider vector units, picked at run time.
+    fn next_candidate(&self, from: usize) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                // SAFETY: the CPU supports the features the function is compiled for.
+                return unsafe { self.next_candidate_avx512(from) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                return unsafe { self.next_candidate_avx2(from) };
+            }
+        }
+        self.next_candidate_generic(from)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn next_candidate_avx2(&self, from: usize) -> Option<usize> {
+        self.next_candidate_generic(from)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn next_candidate_avx512(&self, from: usize) -> Option<usize> {
+        self.next_candidate_generic(from)
     }
 }
 

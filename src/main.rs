@@ -1,27 +1,12 @@
 //! dgen: manufactures synthetic task-oriented dialogues. `main` only parses flags, sets up
 //! logging, dispatches, and prints the error chain once.
 
-mod catalog;
-mod cli;
-mod commands;
-mod dataset;
-mod dedup;
-mod embed;
-mod export;
-mod llm;
-mod parse;
-mod plan;
-mod prompt;
-mod record;
-mod runner;
-mod status;
-mod store;
-
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
+use dgen::cli::{self, Cli, Command};
+use dgen::{commands, export, runner, status};
 
 fn main() -> ExitCode {
     let args = cli::normalize_legacy_args(std::env::args_os().collect());

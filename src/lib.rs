@@ -1,0 +1,19 @@
+//! dgen as a library: the pipeline stages the `dgen` binary is made of, in pipeline order.
+//! `cli` -> `catalog` / `dataset` -> `plan` -> `store` -> `llm` -> `prompt` -> `parse` ->
+//! `embed` / `dedup` -> `runner` -> `export` / `status`.
+
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod dataset;
+pub mod dedup;
+pub mod embed;
+pub mod export;
+pub mod llm;
+pub mod parse;
+pub mod plan;
+pub mod prompt;
+pub mod record;
+pub mod runner;
+pub mod status;
+pub mod store;
