@@ -385,7 +385,7 @@ fn compose(state: &Mutex<State>, system: &str, dialogue: bool) -> String {
         );
     }
     let min = system
-        .split("between ")
+        .split("Length: between ")
         .nth(1)
         .and_then(|s| s.split(' ').next())
         .and_then(|s| s.parse::<usize>().ok())
