@@ -20,7 +20,7 @@ fn main() {
         let mut stored = Vec::with_capacity(size);
         for i in 0..size {
             let v = unit(&mut rng);
-            index.insert(sha256(&i.to_string()), &v);
+            index.insert(&[sha256(&i.to_string())], &v);
             stored.push(v);
         }
         let queries: Vec<Vec<f32>> = (0..200).map(|_| unit(&mut rng)).collect();

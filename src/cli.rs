@@ -39,6 +39,11 @@ pub enum Command {
     Extract(ExtractArgs),
     /// Generate the planned dialogues through an OpenAI-compatible endpoint (resumable).
     Run(Box<RunArgs>),
+    /// Bring earlier results (dgen's or the original script's files) into the dedup index.
+    Import(ImportArgs),
+    /// Write synthetic dialogues straight into a store (benchmarks only).
+    #[command(hide = true, name = "bench-fill")]
+    BenchFill(BenchFillArgs),
     /// Show progress, failures and the plan's distributions.
     Status(StatusArgs),
     /// Write files from the store (the plan as JSONL).
@@ -235,7 +240,7 @@ pub struct RunArgs {
     pub log_file: PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 pub struct StatusArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
@@ -250,7 +255,7 @@ pub struct StatusArgs {
     pub price_output: Option<f64>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 pub struct ExportArgs {
     /// The dialogues as a JSON array (the original pipeline's schema plus provenance).
     #[arg(
@@ -287,12 +292,54 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub only: Option<Only>,
 
+    /// Also export dialogues brought in with `dgen import`.
+    #[arg(long = "include_imported", visible_alias = "include-imported")]
+    pub include_imported: bool,
+
     /// Write the plan as JSONL (one work item a line) to this file, and nothing else.
     #[arg(long = "plan_file", visible_alias = "plan-file", value_name = "FILE")]
     pub plan_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Args)]
+pub struct BenchFillArgs {
+    /// How many dialogues to write.
+    #[arg(long)]
+    pub dialogues: u64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Dialogues: a JSON array or JSONL in dgen's or the original script's schema.
+    #[arg(
+        long = "output_file",
+        visible_alias = "output-file",
+        value_name = "FILE"
+    )]
+    pub output_file: PathBuf,
+
+    /// Their SHA-256 hashes (JSON array, same order) [default: computed from the turns].
+    #[arg(long = "hash_file", visible_alias = "hash-file", value_name = "FILE")]
+    pub hash_file: Option<PathBuf>,
+
+    /// Their embeddings (NPY float32, N x 384, same order) [default: computed].
+    #[arg(
+        long = "embedding_file",
+        visible_alias = "embedding-file",
+        value_name = "FILE"
+    )]
+    pub embedding_file: Option<PathBuf>,
+
+    /// Folder with the embedding assets [default: $DGEN_CACHE_DIR or ~/.cache/dgen].
+    #[arg(long = "assets_dir", visible_alias = "assets-dir", value_name = "DIR")]
+    pub assets_dir: Option<PathBuf>,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum Only {
     Dialogues,
     Hashes,

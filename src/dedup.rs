@@ -98,9 +98,10 @@ impl DedupIndex {
         self.hashes.contains(hash)
     }
 
-    pub fn insert(&mut self, hash: Hash, vector: &[f32]) {
+    /// Adds one dialogue: its hash keys (usually one) and its embedding.
+    pub fn insert(&mut self, hashes: &[Hash], vector: &[f32]) {
         assert_eq!(vector.len(), self.dim);
-        self.hashes.insert(hash);
+        self.hashes.extend(hashes.iter().copied());
         let q = quantize(vector);
         self.vectors.extend_from_slice(vector);
         self.quantized.extend_from_slice(&q.values);
@@ -211,7 +212,7 @@ mod tests {
         let mut index = DedupIndex::new(384);
         let stored: Vec<Vec<f32>> = (0..500).map(|_| unit(&mut rng, 384)).collect();
         for (i, v) in stored.iter().enumerate() {
-            index.insert(sha256(&i.to_string()), v);
+            index.insert(&[sha256(&i.to_string())], v);
         }
         for k in 0..200 {
             // Queries near stored vectors, at a range of similarities.

@@ -16,7 +16,8 @@ use crate::dedup;
 use crate::embed;
 use crate::plan::WorkItem;
 use crate::record::GeneratedDialogue;
-use crate::store::{DialogueSink, Store};
+use crate::remote::{self, Request};
+use crate::store::{DialogueSink, Store, StoreInUse};
 
 /// A file that appears under its final name only when [`AtomicFile::commit`] succeeds.
 pub struct AtomicFile {
@@ -41,11 +42,9 @@ impl AtomicFile {
         let name = target
             .file_name()
             .with_context(|| format!("{} is not a file path", target.display()))?;
-        let temp = dir.join(format!(
-            ".{}.tmp-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let prefix = format!(".{}.tmp-", name.to_string_lossy());
+        remove_stale_temps(&dir, &prefix);
+        let temp = dir.join(format!("{prefix}{}", std::process::id()));
         let file = File::create(&temp).with_context(|| {
             format!(
                 "cannot write {}: {} is not writable",
@@ -75,6 +74,23 @@ impl AtomicFile {
         std::fs::rename(&self.temp, &self.target)
             .with_context(|| format!("cannot move the new file into {}", self.target.display()))?;
         Ok(())
+    }
+}
+
+/// Temporary files left by a killed export: `<prefix><pid>` whose process is gone.
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid).exists();
+        if pid.parse::<u32>().is_ok() && !alive {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -194,6 +210,7 @@ pub fn npy_header(rows: u64, cols: usize) -> Vec<u8> {
 
 /// The export's open files; each is committed (renamed into place) only when all are written.
 struct Outputs {
+    include_imported: bool,
     json: Option<AtomicFile>,
     hashes: Option<AtomicFile>,
     npy: Option<AtomicFile>,
@@ -216,6 +233,9 @@ impl DialogueSink for Outputs {
     }
 
     fn dialogue(&mut self, _seq: u64, record: GeneratedDialogue, embedding: &[u8]) -> Result<()> {
+        if record.item_index.is_none() && !self.include_imported {
+            return Ok(());
+        }
         let sep: &[u8] = if self.written == 0 { b"\n" } else { b",\n" };
         if let Some(f) = self.json.as_mut() {
             let w = f.writer();
@@ -245,6 +265,7 @@ pub fn export_dialogues(store: &Store, args: &ExportArgs) -> Result<u64> {
     let want = |o: Only| args.only.is_none_or(|x| x == o);
     let open = |wanted: bool, path: &Path| wanted.then(|| AtomicFile::create(path)).transpose();
     let mut out = Outputs {
+        include_imported: args.include_imported,
         json: open(want(Only::Dialogues), &args.output_file)?,
         hashes: open(want(Only::Hashes), &args.hash_file)?,
         npy: open(want(Only::Embeddings), &args.embedding_file)?,
@@ -268,34 +289,52 @@ pub fn export_dialogues(store: &Store, args: &ExportArgs) -> Result<u64> {
     Ok(out.written)
 }
 
-pub fn run(store_path: &Path, args: ExportArgs) -> Result<ExitCode> {
-    let store = Store::open_existing(store_path)?;
+/// Runs an export on an open store and returns what to print.
+pub fn execute(store: &Store, args: &ExportArgs) -> Result<String> {
     if let Some(plan_file) = &args.plan_file {
-        let count = export_plan(&store, plan_file)?;
-        println!("wrote {count} work items to {}", plan_file.display());
-        return Ok(ExitCode::SUCCESS);
+        let count = export_plan(store, plan_file)?;
+        return Ok(format!(
+            "wrote {count} work items to {}\n",
+            plan_file.display()
+        ));
     }
     if store.dialogue_count()? == 0 {
-        println!(
-            "nothing to export yet: {} has no dialogues (run `dgen run` first); no files written",
+        return Ok(format!(
+            "nothing to export yet: {} has no dialogues (run `dgen run` first); no files written\n",
             store.path().display()
-        );
-        return Ok(ExitCode::SUCCESS);
+        ));
     }
-    let written = export_dialogues(&store, &args)?;
+    let written = export_dialogues(store, args)?;
     let mut files = Vec::new();
-    if args.only.is_none_or(|o| o == Only::Dialogues) {
-        files.push(args.output_file.display().to_string());
-    }
-    if args.only.is_none_or(|o| o == Only::Hashes) {
-        files.push(args.hash_file.display().to_string());
-    }
-    if args.only.is_none_or(|o| o == Only::Embeddings) {
-        files.push(args.embedding_file.display().to_string());
+    let want = |o: Only| args.only.is_none_or(|x| x == o);
+    for (o, path) in [
+        (Only::Dialogues, &args.output_file),
+        (Only::Hashes, &args.hash_file),
+        (Only::Embeddings, &args.embedding_file),
+    ] {
+        if want(o) {
+            files.push(path.display().to_string());
+        }
     }
     if let Some(p) = &args.jsonl {
         files.push(p.display().to_string());
     }
-    println!("exported {written} dialogues to {}", files.join(", "));
-    Ok(ExitCode::SUCCESS)
+    Ok(format!(
+        "exported {written} dialogues to {}\n",
+        files.join(", ")
+    ))
+}
+
+/// Export streams through the store once; a small page cache keeps its memory flat.
+const EXPORT_CACHE: usize = 32 << 20;
+
+pub fn run(store_path: &Path, args: ExportArgs) -> Result<ExitCode> {
+    match Store::open_with_cache(store_path, Some(EXPORT_CACHE)) {
+        Ok(store) => {
+            print!("{}", execute(&store, &args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.is::<StoreInUse>() => remote::print_answer(store_path, Request::Export(args)),
+        Err(e) => Err(e),
+    }
 }

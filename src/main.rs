@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use dgen::cli::{self, Cli, Command};
-use dgen::{commands, export, runner, status};
+use dgen::{commands, export, import, runner, status};
 
 fn main() -> ExitCode {
     let args = cli::normalize_legacy_args(std::env::args_os().collect());
@@ -33,6 +33,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => commands::plan::run(&cli.store, *args),
         Command::Extract(args) => commands::extract::run(args),
         Command::Run(args) => runner::run(&cli.store, *args),
+        Command::Import(args) => import::run(&cli.store, args),
+        Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
         Command::Status(args) => status::run(&cli.store, args),
         Command::Export(args) => export::run(&cli.store, args),
     }

@@ -31,6 +31,7 @@ use crate::parse;
 use crate::plan::{Fingerprinter, PlanConfig, WorkItem};
 use crate::prompt::{self, AttemptSpec, RequestSettings};
 use crate::record::{self, GeneratedDialogue};
+use crate::remote;
 use crate::store::{Accepted, Batch, ItemState, Meta, RunSettings, State, Store};
 
 /// Exit code after Ctrl-C / SIGTERM, as shells report a SIGINT death.
@@ -360,7 +361,7 @@ impl Writer {
                         ));
                         continue;
                     }
-                    self.index.insert(record.hash, &embedding);
+                    self.index.insert(&[record.hash], &embedding);
                     let seq = self.next_seq;
                     self.next_seq += 1;
                     batch.states.push((
@@ -838,6 +839,9 @@ async fn dispatch(
     let mut progress = Progress::new(total, done);
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
     ticker.tick().await;
+    // Export and status requests from other processes, answered from read snapshots.
+    let mut requests = tokio::time::interval(Duration::from_millis(200));
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     loop {
         while !stopping && in_flight < args.concurrency {
@@ -922,6 +926,16 @@ async fn dispatch(
                 deadline = None;
             },
             _ = ticker.tick() => progress.log_line(),
+            _ = requests.tick() => {
+                use std::sync::atomic::Ordering;
+                if !remote::pending(store.path()).is_empty() && !serving.swap(true, Ordering::SeqCst) {
+                    let (store, serving) = (store.clone(), serving.clone());
+                    tokio::task::spawn_blocking(move || {
+                        remote::serve(&store, remote::answer);
+                        serving.store(false, Ordering::SeqCst);
+                    });
+                }
+            },
         }
     }
     progress.finish();

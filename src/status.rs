@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::catalog::SIZE_NAMES;
 use crate::cli::StatusArgs;
-use crate::store::{State, Store};
+use crate::remote::{self, Request};
+use crate::store::{State, Store, StoreInUse};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Distributions {
@@ -55,6 +56,8 @@ pub struct Report {
 pub struct RunReport {
     pub model: Option<String>,
     pub dialogues: u64,
+    /// Of `dialogues`, brought in by `dgen import`.
+    pub imported: u64,
     pub calls: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -120,6 +123,7 @@ fn run_report(store: &Store, args: &StatusArgs, remaining: u64) -> Result<RunRep
     Ok(RunReport {
         model,
         dialogues: store.dialogue_count()?,
+        imported: get("imported"),
         calls: get("calls"),
         prompt_tokens,
         completion_tokens,
@@ -225,17 +229,28 @@ pub fn report(store: &Store, args: &StatusArgs) -> Result<Report> {
     })
 }
 
-pub fn run(store_path: &Path, args: StatusArgs) -> Result<ExitCode> {
-    let store = Store::open_existing(store_path)?;
-    let report = report(&store, &args)?;
-    let mut out = std::io::stdout().lock();
+/// The status report of an open store, as text or JSON.
+pub fn render(store: &Store, args: &StatusArgs) -> Result<String> {
+    let report = report(store, args)?;
+    let mut out = Vec::new();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
         write_text(&mut out, &report)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(String::from_utf8(out)?)
+}
+
+pub fn run(store_path: &Path, args: StatusArgs) -> Result<ExitCode> {
+    match Store::open_existing(store_path) {
+        Ok(store) => {
+            print!("{}", render(&store, &args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.is::<StoreInUse>() => remote::print_answer(store_path, Request::Status(args)),
+        Err(e) => Err(e),
+    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -340,8 +355,8 @@ fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
     }
     write!(
         out,
-        "run:         {} dialogues, {} calls, {} prompt + {} completion tokens",
-        r.dialogues, r.calls, r.prompt_tokens, r.completion_tokens
+        "run:         {} dialogues ({} imported), {} calls, {} prompt + {} completion tokens",
+        r.dialogues, r.imported, r.calls, r.prompt_tokens, r.completion_tokens
     )?;
     match (r.estimated_cost, r.prices) {
         (Some(cost), Some((i, o))) => {

@@ -128,12 +128,15 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T>
         .with_context(|| format!("the store holds a {what} this dgen cannot decode"))
 }
 
+/// The store is held by another process (redb allows one); a running `dgen run` can still
+/// answer export and status requests (see `remote`).
+#[derive(Debug, thiserror::Error)]
+#[error("store {} is in use by another dgen process; wait for it to finish or pass another --store", .0.display())]
+pub struct StoreInUse(pub PathBuf);
+
 fn open_error(path: &Path, err: redb::DatabaseError) -> anyhow::Error {
     match err {
-        redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
-            "store {} is in use by another dgen process; wait for it to finish or pass another --store",
-            path.display()
-        ),
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreInUse(path.to_path_buf()).into(),
         redb::DatabaseError::UpgradeRequired(v) => anyhow::anyhow!(
             "store {} uses redb file format {v}, which this dgen cannot read; use the dgen version that wrote it",
             path.display()
@@ -166,13 +169,23 @@ impl Store {
 
     /// Opens an existing store (status, export, run).
     pub fn open_existing(path: &Path) -> Result<Store> {
+        Store::open_with_cache(path, None)
+    }
+
+    /// Opens an existing store with a page cache of at most `cache` bytes: commands that stream
+    /// through a big store once (export) need little cache, and it bounds their memory.
+    pub fn open_with_cache(path: &Path, cache: Option<usize>) -> Result<Store> {
         if !path.is_file() {
             bail!(
                 "no store at {}; create one with `dgen plan --total_generations N` (or pass --store PATH)",
                 path.display()
             );
         }
-        let db = Database::open(path).map_err(|e| open_error(path, e))?;
+        let mut builder = Database::builder();
+        if let Some(bytes) = cache {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder.open(path).map_err(|e| open_error(path, e))?;
         let store = Store {
             db,
             path: path.to_path_buf(),
@@ -408,6 +421,8 @@ pub struct Accepted {
 #[derive(Default)]
 pub struct Batch {
     pub accepted: Vec<Accepted>,
+    /// More hash keys for accepted dialogues (an imported file's own hash besides dgen's).
+    pub extra_hashes: Vec<([u8; 32], u64)>,
     pub states: Vec<(u64, ItemState)>,
     /// Increments.
     pub counters: BTreeMap<String, u64>,
@@ -524,19 +539,19 @@ impl Store {
             (Ok(h), Ok(e)) => (h, e),
             _ => return Ok(index),
         };
-        let mut by_seq: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
+        let mut by_seq: BTreeMap<u64, Vec<[u8; 32]>> = BTreeMap::new();
         for entry in hashes.iter()? {
             let (k, v) = entry?;
             let hash: [u8; 32] = k
                 .value()
                 .try_into()
                 .context("the store holds a hash that is not 32 bytes")?;
-            by_seq.insert(v.value(), hash);
+            by_seq.entry(v.value()).or_default().push(hash);
         }
         for entry in embeddings.iter()? {
             let (k, v) = entry?;
-            let hash = by_seq
-                .get(&k.value())
+            let hashes = by_seq
+                .remove(&k.value())
                 .with_context(|| format!("dialogue {} has an embedding but no hash", k.value()))?;
             let vector = embedding_from_bytes(v.value());
             if vector.len() != dim {
@@ -546,7 +561,7 @@ impl Store {
                     vector.len()
                 );
             }
-            index.insert(*hash, &vector);
+            index.insert(&hashes, &vector);
         }
         Ok(index)
     }
@@ -563,6 +578,9 @@ impl Store {
                 dialogues.insert(a.seq, encode(&a.record).as_slice())?;
                 hashes.insert(a.record.hash.as_slice(), a.seq)?;
                 embeddings.insert(a.seq, embedding_bytes(&a.embedding).as_slice())?;
+            }
+            for (hash, seq) in &batch.extra_hashes {
+                hashes.insert(hash.as_slice(), *seq)?;
             }
             let mut states = txn.open_table(ITEM_STATE)?;
             for (index, state) in &batch.states {

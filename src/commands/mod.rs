@@ -1,4 +1,5 @@
 //! Commands that glue the stages together: load inputs, call the pure parts, talk to the store.
 
+pub mod bench_fill;
 pub mod extract;
 pub mod plan;

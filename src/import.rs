@@ -1,0 +1,313 @@
+//! `dgen import`: earlier results — dgen's exports or the original script's files — brought into
+//! the store so that new generation never repeats them. Everything is validated first (record
+//! shape, row counts across the three files, hash format, NPY dtype and shape), naming the file
+//! and row; nothing is imported from a rejected set.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::cli::ImportArgs;
+use crate::dedup::{self, Hash};
+use crate::embed::{self, Embedder};
+use crate::llm::Usage;
+use crate::parse::ParsedTurn;
+use crate::record::{self, GeneratedDialogue};
+use crate::store::{Accepted, Batch, Store};
+
+/// Reads a JSON array, or JSONL when the file does not start with `[`.
+fn read_records(path: &Path) -> Result<Vec<Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid JSON array", path.display()));
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{} line {} is not valid JSON", path.display(), n + 1))
+        })
+        .collect()
+}
+
+fn string(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// One record of dgen's export schema or the original script's (whose turns lack emotions and
+/// which has no provenance fields).
+fn record_from_json(v: &Value, row: usize, file: &Path) -> Result<GeneratedDialogue> {
+    let bad = |what: &str| anyhow::anyhow!("{} record {row}: {what}", file.display());
+    if !v.is_object() {
+        return Err(bad("is not a JSON object"));
+    }
+    let dialogue_id = v["dialogue_id"]
+        .as_str()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| bad("has no dialogue_id"))?
+        .to_string();
+    let turns_json = v["turns"]
+        .as_array()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("has no turns"))?;
+    let mut turns = Vec::with_capacity(turns_json.len());
+    for (i, t) in turns_json.iter().enumerate() {
+        let field = |name: &str| -> Result<String> {
+            t[name]
+                .as_str()
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| bad(&format!("turn {} has no {name}", i + 1)))
+        };
+        turns.push(ParsedTurn {
+            utterance: field("utterance")?,
+            intent: field("intent")?,
+            assistant_response: field("assistant_response")?,
+        });
+    }
+    let first_of = |list: &str, turn_field: &str| {
+        v[list][0]
+            .as_str()
+            .or_else(|| turns_json[0][turn_field].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let strings = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let slot = &v["time_slot"];
+    let hour = |i: usize| slot[i].as_u64().unwrap_or(0).min(23) as u8;
+    Ok(GeneratedDialogue {
+        item_index: None,
+        attempt: v["attempt"].as_u64().unwrap_or(0) as u32,
+        dialogue_id,
+        services: strings("services"),
+        turns,
+        user_emotion: first_of("user_emotions", "user_emotion"),
+        assistant_emotion: first_of("assistant_emotions", "assistant_emotion"),
+        scenario_category: string(&v["scenario_category"]),
+        generated_scenario: string(&v["generated_scenario"]),
+        time_slot: (hour(0), hour(1), string(&slot[2])),
+        regions: strings("regions"),
+        resolution_status: string(&v["resolution_status"]),
+        persona: string(&v["persona"]),
+        specific_time: string(&v["specific_time"]),
+        base_dialogue_id: string(&v["base_dialogue_id"]),
+        model: string(&v["model"]),
+        temperature: v["temperature"].as_f64().unwrap_or(0.0),
+        top_p: v["top_p"].as_f64().unwrap_or(0.0),
+        frequency_penalty: v["frequency_penalty"].as_f64().unwrap_or(0.0),
+        presence_penalty: v["presence_penalty"].as_f64().unwrap_or(0.0),
+        seed: v["seed"].as_u64().unwrap_or(0),
+        usage: Usage {
+            calls: v["usage"]["calls"].as_u64().unwrap_or(0),
+            prompt_tokens: v["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+            completion_tokens: v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+        },
+        hash: [0; 32],
+    })
+}
+
+fn read_hashes(path: &Path, expected: usize, records: &Path) -> Result<Vec<Hash>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let list: Vec<Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a JSON array of hashes", path.display()))?;
+    if list.len() != expected {
+        bail!(
+            "{} has {} hashes but {} has {expected} records; the files must have one row per dialogue, in the same order",
+            path.display(),
+            list.len(),
+            records.display()
+        );
+    }
+    list.iter()
+        .enumerate()
+        .map(|(row, v)| {
+            let hex = v.as_str().unwrap_or_default();
+            parse_hex(hex).with_context(|| {
+                format!(
+                    "{} row {row}: {v} is not a 64-digit hex SHA-256",
+                    path.display()
+                )
+            })
+        })
+        .collect()
+}
+
+fn parse_hex(hex: &str) -> Option<Hash> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Reads an NPY file of shape (rows, 384), little-endian float32, C order.
+pub fn read_npy(path: &Path, expected_rows: usize, records: &Path) -> Result<Vec<Vec<f32>>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let bad = |what: String| anyhow::anyhow!("{}: {what}", path.display());
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not an NPY file (no \\x93NUMPY magic)".into()));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(format!("unsupported NPY version {v}"))),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| bad("truncated header".into()))?;
+    let value_of = |key: &str| -> Option<&str> {
+        let rest = header.split(&format!("'{key}':")).nth(1)?.trim_start();
+        Some(rest)
+    };
+    let descr = value_of("descr")
+        .and_then(|r| r.split('\'').nth(1))
+        .ok_or_else(|| bad("header has no descr".into()))?;
+    if descr != "<f4" {
+        return Err(bad(format!("dtype {descr}, expected float32 ('<f4')")));
+    }
+    if value_of("fortran_order").is_some_and(|r| r.starts_with("True")) {
+        return Err(bad("Fortran order; save it in C order".into()));
+    }
+    let shape: Vec<usize> = value_of("shape")
+        .and_then(|r| r.strip_prefix('('))
+        .and_then(|r| r.split(')').next())
+        .map(|dims| {
+            dims.split(',')
+                .filter_map(|d| d.trim().parse().ok())
+                .collect()
+        })
+        .ok_or_else(|| bad("header has no shape".into()))?;
+    if shape.len() != 2 || shape[1] != embed::DIM {
+        return Err(bad(format!(
+            "shape {shape:?}, expected (N, {})",
+            embed::DIM
+        )));
+    }
+    if shape[0] != expected_rows {
+        bail!(
+            "{} has {} rows but {} has {expected_rows} records; the files must have one row per dialogue, in the same order",
+            path.display(),
+            shape[0],
+            records.display()
+        );
+    }
+    let data = &bytes[start + header_len..];
+    if data.len() != shape[0] * shape[1] * 4 {
+        return Err(bad(format!(
+            "{} bytes of data for shape {shape:?} (expected {})",
+            data.len(),
+            shape[0] * shape[1] * 4
+        )));
+    }
+    Ok(data
+        .chunks_exact(embed::DIM * 4)
+        .map(crate::store::embedding_from_bytes)
+        .collect())
+}
+
+pub fn run(store_path: &Path, args: ImportArgs) -> Result<ExitCode> {
+    let store = Store::open_existing(store_path)?;
+    let file = &args.output_file;
+    let values = read_records(file)?;
+    let mut records = values
+        .iter()
+        .enumerate()
+        .map(|(row, v)| record_from_json(v, row, file))
+        .collect::<Result<Vec<_>>>()?;
+    if records.is_empty() {
+        println!("{} holds no records; nothing imported", file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let given_hashes = match &args.hash_file {
+        Some(h) => Some(read_hashes(h, records.len(), file)?),
+        None => None,
+    };
+    let embeddings = match &args.embedding_file {
+        Some(e) => read_npy(e, records.len(), file)?,
+        None => {
+            let dir = embed::assets_dir(args.assets_dir.as_deref());
+            let mut embedder = Embedder::load(&dir)?;
+            let texts: Vec<String> = records
+                .iter()
+                .map(|r| record::embedding_text(&r.turns))
+                .collect();
+            tracing::info!("computing {} embeddings", texts.len());
+            embedder.embed(&texts)?
+        }
+    };
+    for (row, v) in embeddings.iter().enumerate() {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if !(0.98..=1.02).contains(&norm) {
+            bail!(
+                "{} row {row}: the embedding has norm {norm:.3}; dgen needs L2-normalised all-MiniLM-L6-v2 vectors (omit --embedding_file to compute them)",
+                args.embedding_file.as_ref().map_or(file.as_path(), |p| p.as_path()).display()
+            );
+        }
+    }
+
+    let index = store.load_index(embed::DIM)?;
+    let mut seq = store.next_seq()?;
+    let mut batch = Batch::default();
+    let mut skipped = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    for (row, (mut record, embedding)) in records.drain(..).zip(embeddings).enumerate() {
+        let canonical = dedup::sha256(&record::canonical_text(&record.turns));
+        record.hash = given_hashes.as_ref().map_or(canonical, |h| h[row]);
+        if index.contains_hash(&record.hash)
+            || index.contains_hash(&canonical)
+            || !seen.insert(record.hash)
+        {
+            skipped += 1;
+            continue;
+        }
+        if record.hash != canonical {
+            batch.extra_hashes.push((canonical, seq));
+        }
+        batch.accepted.push(Accepted {
+            seq,
+            record,
+            embedding,
+        });
+        seq += 1;
+    }
+    let imported = batch.accepted.len() as u64;
+    batch.count("imported", imported);
+    store.apply(&batch)?;
+    println!(
+        "imported {imported} dialogues from {} into {}{}",
+        file.display(),
+        store.path().display(),
+        if skipped > 0 {
+            format!(" ({skipped} already there, skipped)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
