@@ -7,13 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-300}"
 scripts/fetch-assets.sh >/dev/null
-cargo build --release --locked --quiet --bin dgen --example mock_server
+cargo build --release --locked --quiet --bin dgen --bin dgen-mock-llm
 BIN="$PWD/target/release/dgen"
 WORK="$(mktemp -d)"
 MOCK_PID=""
 cleanup() { [[ -n "$MOCK_PID" ]] && kill "$MOCK_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-target/release/examples/mock_server 200 > "$WORK/url" &
+target/release/dgen-mock-llm --latency-ms 200 > "$WORK/url" &
 MOCK_PID=$!
 for _ in $(seq 50); do [[ -s "$WORK/url" ]] && break; sleep 0.1; done
 URL="$(cat "$WORK/url")"

@@ -163,9 +163,47 @@ pub struct RunArgs {
     #[arg(long)]
     pub model: Option<String>,
 
-    /// Work items in flight at once.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
+    /// Work items in flight at once [default: 16; with a local model, its request slots].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+
+    /// Run on a local GGUF model: dgen starts llama-server on 127.0.0.1 for the run.
+    #[arg(
+        long = "local_model",
+        visible_alias = "local-model",
+        value_name = "PATH.gguf"
+    )]
+    pub local_model: Option<PathBuf>,
+
+    /// Run on the cached default local model (SmolLM2-135M-Instruct from scripts/setup-local-model.sh).
+    #[arg(long, conflicts_with = "local_model")]
+    pub local: bool,
+
+    /// The llama-server binary for a local model [default: the one scripts/setup-local-model.sh built].
+    #[arg(
+        long = "llama_server",
+        visible_alias = "llama-server",
+        env = "DGEN_LLAMA_SERVER",
+        value_name = "PATH"
+    )]
+    pub llama_server: Option<PathBuf>,
+
+    /// Context size per request slot of the local server.
+    #[arg(long, default_value_t = 4096)]
+    pub ctx: u32,
+
+    /// CPU threads of the local server [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Request slots of the local server (parallel sequences).
+    #[arg(long, default_value_t = 2)]
+    pub slots: usize,
+
+    /// Wire format of the dialogue: tags (the original's) or json (response_format json_schema,
+    /// strict) [default: json with a local model, tags otherwise].
+    #[arg(long, value_enum)]
+    pub structured: Option<crate::prompt::Structured>,
 
     /// Attempts per item (a rejected answer is retried with re-drawn persona and sampling).
     #[arg(

@@ -11,6 +11,7 @@ pub mod embed;
 pub mod export;
 pub mod import;
 pub mod llm;
+pub mod local;
 pub mod parse;
 pub mod plan;
 pub mod prompt;

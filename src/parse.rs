@@ -62,6 +62,10 @@ pub enum ParseError {
     },
     #[error("{count} turns, outside the required {min}..={max}")]
     TurnCount { count: usize, min: u32, max: u32 },
+    #[error("not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("JSON does not match the dialogue schema: {0}")]
+    Schema(String),
 }
 
 impl ParseError {
@@ -75,6 +79,8 @@ impl ParseError {
             ParseError::Unclosed { .. } => "unclosed_tag",
             ParseError::Nested { .. } => "nested_tag",
             ParseError::TurnCount { .. } => "turn_count",
+            ParseError::InvalidJson(_) => "invalid_json",
+            ParseError::Schema(_) => "schema_violation",
         }
     }
 }
@@ -218,6 +224,60 @@ pub fn parse_dialogue(text: &str, min: u32, max: u32) -> Result<Vec<ParsedTurn>,
     Ok(turns)
 }
 
+/// Parses the JSON wire format (`{"turns": [{"user", "intent", "assistant"}]}`) into the same
+/// turns as the tag format, with the same rules for empty fields and turn counts.
+pub fn parse_json_dialogue(text: &str, min: u32, max: u32) -> Result<Vec<ParsedTurn>, ParseError> {
+    if text.trim().is_empty() {
+        return Err(ParseError::Empty);
+    }
+    // Some servers wrap JSON in a code fence despite the schema.
+    let body = text
+        .trim()
+        .trim_start_matches("```json")
+        .trim_start_matches("```")
+        .trim_end_matches("```");
+    let value: serde_json::Value =
+        serde_json::from_str(body.trim()).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+    let turns = value
+        .get("turns")
+        .and_then(|t| t.as_array())
+        .ok_or_else(|| ParseError::Schema("no \"turns\" list".into()))?;
+    let mut out = Vec::with_capacity(turns.len());
+    for (i, t) in turns.iter().enumerate() {
+        let field = |name: &'static str, tag: &'static str| -> Result<String, ParseError> {
+            match t.get(name) {
+                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
+                    Ok(s.trim().to_string())
+                }
+                Some(serde_json::Value::String(_)) => {
+                    Err(ParseError::EmptyField { turn: i + 1, tag })
+                }
+                Some(_) => Err(ParseError::Schema(format!(
+                    "turn {}: \"{name}\" is not a string",
+                    i + 1
+                ))),
+                None => Err(ParseError::Schema(format!("turn {}: no \"{name}\"", i + 1))),
+            }
+        };
+        out.push(ParsedTurn {
+            utterance: field("user", "User")?,
+            intent: field("intent", "Intent")?,
+            assistant_response: field("assistant", "Assistant")?,
+        });
+    }
+    if out.is_empty() {
+        return Err(ParseError::NoTurns);
+    }
+    if out.len() < min as usize || out.len() > max as usize {
+        return Err(ParseError::TurnCount {
+            count: out.len(),
+            min,
+            max,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +299,43 @@ mod tests {
         // A lone "<" in text is content, not a tag.
         let t = parse_dialogue(&turn("Is 3 < 4?", "ask", "Yes."), 1, 1).unwrap();
         assert_eq!(t[0].utterance, "Is 3 < 4?");
+    }
+
+    #[test]
+    fn json_and_tags_give_the_same_turns() {
+        let tags = turn("Hi there", "greet", "Hello!") + &turn("Book a cab", "book_taxi", "Done.");
+        let json = r#"{"turns": [{"user": "Hi there", "intent": "greet", "assistant": "Hello!"},
+                                 {"user": "Book a cab", "intent": "book_taxi", "assistant": "Done."}]}"#;
+        assert_eq!(
+            parse_dialogue(&tags, 1, 5).unwrap(),
+            parse_json_dialogue(json, 1, 5).unwrap()
+        );
+        assert_eq!(
+            parse_json_dialogue("{\"turns\": [", 1, 5)
+                .unwrap_err()
+                .kind(),
+            "invalid_json"
+        );
+        assert_eq!(
+            parse_json_dialogue(r#"{"turns": [{"user": "x"}]}"#, 1, 5)
+                .unwrap_err()
+                .kind(),
+            "schema_violation"
+        );
+        assert_eq!(
+            parse_json_dialogue(
+                r#"{"turns": [{"user": "x", "intent": "", "assistant": "y"}]}"#,
+                1,
+                5
+            )
+            .unwrap_err()
+            .kind(),
+            "empty_field"
+        );
+        assert_eq!(
+            parse_json_dialogue(json, 3, 5).unwrap_err().kind(),
+            "turn_count"
+        );
     }
 
     #[test]

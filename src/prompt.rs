@@ -5,7 +5,8 @@
 
 use async_openai::types::chat::{
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
-    ChatCompletionRequestUserMessage, CreateChatCompletionRequest,
+    ChatCompletionRequestUserMessage, CreateChatCompletionRequest, ResponseFormat,
+    ResponseFormatJsonSchema,
 };
 
 use crate::catalog::Catalog;
@@ -28,11 +29,58 @@ pub struct AttemptSpec {
     pub seed: u64,
 }
 
+/// How the dialogue comes back: the original's tagged text, or JSON constrained by a schema.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+pub enum Structured {
+    /// `<User>…</User><Intent>…</Intent><Assistant>…</Assistant>` turns (the original format).
+    Tags,
+    /// `response_format: json_schema` (strict), turns of user / intent / assistant.
+    Json,
+}
+
+impl Structured {
+    pub fn name(self) -> &'static str {
+        match self {
+            Structured::Tags => "tags",
+            Structured::Json => "json",
+        }
+    }
+}
+
 /// Settings shared by every request of a run.
 #[derive(Debug, Clone)]
 pub struct RequestSettings {
     pub model: String,
     pub dialogue_max_tokens: u32,
+    pub structured: Structured,
+}
+
+/// The JSON schema of a dialogue with `min..=max` turns.
+pub fn dialogue_schema(min: u32, max: u32) -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "turns": {
+                "type": "array",
+                "minItems": min,
+                "maxItems": max,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "user": {"type": "string", "minLength": 1},
+                        "intent": {"type": "string", "minLength": 1},
+                        "assistant": {"type": "string", "minLength": 1}
+                    },
+                    "required": ["user", "intent", "assistant"],
+                    "additionalProperties": false
+                }
+            }
+        },
+        "required": ["turns"],
+        "additionalProperties": false
+    })
 }
 
 /// The request `seed`: 31 bits of the attempt's seed, which every server accepts (llama-server
@@ -114,6 +162,26 @@ pub fn resolution_instruction(status: &str) -> String {
     }
 }
 
+/// How to write the turns. With a schema the model is shown one concrete example turn: small
+/// models otherwise copy placeholder text.
+fn format_instruction(structured: Structured) -> &'static str {
+    match structured {
+        Structured::Tags => {
+            "Format every turn exactly like this, with nothing between turns:\n\
+             <User>what the user says</User>\n\
+             <Intent>the user's intent as a short snake_case label</Intent>\n\
+             <Assistant>what the assistant replies</Assistant>"
+        }
+        Structured::Json => {
+            "Answer with JSON only: an object with a \"turns\" list; each turn has \"user\", \"intent\" \
+             (a short snake_case label) and \"assistant\". One example turn, for the shape only:\n\
+             {\"turns\": [{\"user\": \"My train to Leeds was cancelled, can I get a refund?\", \
+             \"intent\": \"request_refund\", \"assistant\": \"I am sorry about that. I have started \
+             the refund; it reaches your card within five days.\"}]}"
+        }
+    }
+}
+
 #[allow(deprecated)]
 pub fn dialogue_request(
     settings: &RequestSettings,
@@ -134,10 +202,7 @@ pub fn dialogue_request(
          Emotions: the user is {user_emotion}; the assistant is {assistant_emotion}. Let both show in the wording of every turn.\n\
          Length: between {min} and {max} turns. A turn is one user message, its intent, and one assistant reply.\n\
          Outcome: {status}. {outcome}\n\
-         Format every turn exactly like this, with nothing between turns:\n\
-         <User>what the user says</User>\n\
-         <Intent>the user's intent as a short snake_case label</Intent>\n\
-         <Assistant>what the assistant replies</Assistant>",
+         {format}",
         scenario = scenario.trim(),
         region = item.region,
         time = item.specific_time_hhmm(),
@@ -149,13 +214,14 @@ pub fn dialogue_request(
         max = item.max_turns,
         status = item.resolution_status,
         outcome = resolution_instruction(&item.resolution_status),
+        format = format_instruction(settings.structured),
     );
     let user_text = format!(
         "Here is an existing conversation, for reference only:\n\
          {base_conversation}\n\n\
          Write a new dialogue that fits the scenario and services above. Do not copy the reference: \
          make it different and more engaging, with concrete details. Resolution status: {status}. \
-         Use between {min} and {max} turns in the <User>/<Intent>/<Assistant> format.",
+         Use between {min} and {max} turns in the format above.",
         status = item.resolution_status,
         min = item.min_turns,
         max = item.max_turns,
@@ -170,6 +236,16 @@ pub fn dialogue_request(
         presence_penalty: Some(spec.presence_penalty as f32),
         seed: Some(request_seed(spec.seed)),
         n: Some(1),
+        response_format: (settings.structured == Structured::Json).then(|| {
+            ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: None,
+                    name: "dialogue".to_string(),
+                    schema: dialogue_schema(item.min_turns, item.max_turns),
+                    strict: Some(true),
+                },
+            }
+        }),
         ..Default::default()
     }
 }

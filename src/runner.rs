@@ -27,9 +27,10 @@ use crate::dataset::Dialogue;
 use crate::dedup::{self, DedupIndex};
 use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::{Endpoint, LlmClient, RetryPolicy, Secret, Usage};
+use crate::local::{self, LocalServer, ServerSettings};
 use crate::parse;
 use crate::plan::{Fingerprinter, PlanConfig, WorkItem};
-use crate::prompt::{self, AttemptSpec, RequestSettings};
+use crate::prompt::{self, AttemptSpec, RequestSettings, Structured};
 use crate::record::{self, GeneratedDialogue};
 use crate::remote;
 use crate::store::{Accepted, Batch, ItemState, Meta, RunSettings, State, Store};
@@ -206,7 +207,11 @@ async fn attempt_item(ctx: Arc<Ctx>, item: WorkItem, attempt: u32) -> TaskResult
             return rejected(item.index, attempt, "api_error", message, usage, true);
         }
     };
-    let turns = match parse::parse_dialogue(&content, item.min_turns, item.max_turns) {
+    let parsed = match ctx.settings.structured {
+        Structured::Tags => parse::parse_dialogue(&content, item.min_turns, item.max_turns),
+        Structured::Json => parse::parse_json_dialogue(&content, item.min_turns, item.max_turns),
+    };
+    let turns = match parsed {
         Ok(t) => t,
         Err(e) => {
             return rejected(
@@ -563,8 +568,11 @@ fn dry_run(
 }
 
 pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
-    if args.concurrency == 0 {
+    if args.concurrency == Some(0) {
         bail!("--concurrency must be at least 1");
+    }
+    if args.slots == 0 {
+        bail!("--slots must be at least 1");
     }
     if args.max_attempts == 0 {
         bail!("--max_attempts must be at least 1");
@@ -574,21 +582,41 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
     }
     let store = Arc::new(Store::open_existing(store_path)?);
     let meta = store.meta()?.context("the store holds no plan")?;
+    let assets = embed::assets_dir(args.assets_dir.as_deref());
+    let local_model = match (&args.local_model, args.local) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => Some(assets.join(local::DEFAULT_MODEL)),
+        (None, false) => None,
+    };
+    let model_name = match (&args.model, &local_model) {
+        (Some(m), _) => m.clone(),
+        (None, Some(path)) => path
+            .file_stem()
+            .map_or_else(|| "local".into(), |s| s.to_string_lossy().into_owned()),
+        (None, None) => meta.catalog.generation_defaults.model.clone(),
+    };
     let settings = RequestSettings {
-        model: args
-            .model
-            .clone()
-            .unwrap_or_else(|| meta.catalog.generation_defaults.model.clone()),
+        model: model_name,
         dialogue_max_tokens: args
             .max_tokens
             .unwrap_or(meta.catalog.generation_defaults.dialogue_call.max_tokens),
+        structured: args.structured.unwrap_or(if local_model.is_some() {
+            Structured::Json
+        } else {
+            Structured::Tags
+        }),
     };
+    let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
+        args.slots
+    } else {
+        16
+    });
     if args.dry_run {
         return dry_run(&store, &meta, &settings, &args);
     }
 
     let key = api_key();
-    if key.is_none() && !is_loopback(&args.base_url) {
+    if key.is_none() && local_model.is_none() && !is_loopback(&args.base_url) {
         bail!(
             "no API key for {}: set OPENAI_API_KEY (or OPENAI_KEY), or put OPENAI_KEY=... in ./.env.local; loopback endpoints need none",
             args.base_url
@@ -608,7 +636,7 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
     }
     verify_plan(&store, &meta)?;
     let run_settings = RunSettings {
-        prompt_version: prompt::PROMPT_VERSION.to_string(),
+        prompt_version: format!("{}/{}", prompt::PROMPT_VERSION, settings.structured.name()),
         embedding: embed::EMBEDDING_ID.to_string(),
         model: settings.model.clone(),
     };
@@ -629,12 +657,31 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
         _ => store.set_run_settings(&run_settings)?,
     }
 
-    let assets = embed::assets_dir(args.assets_dir.as_deref());
     let embedder = Embedder::load(&assets)?;
+    // Started from the main thread: the parent-death signal follows the thread that forked.
+    let server = match &local_model {
+        Some(model) => Some(LocalServer::start(&ServerSettings {
+            binary: args
+                .llama_server
+                .clone()
+                .unwrap_or_else(|| assets.join(local::DEFAULT_SERVER)),
+            model: model.clone(),
+            ctx: args.ctx,
+            threads: args
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            slots: args.slots,
+            log: args.log_file.with_file_name("llama-server.log"),
+        })?),
+        None => None,
+    };
+    let base_url = server
+        .as_ref()
+        .map_or_else(|| args.base_url.clone(), |s| s.base_url.clone());
     let index = store.load_index(embed::DIM)?;
     let next_seq = store.next_seq()?;
     let endpoint = Endpoint {
-        base_url: args.base_url.clone(),
+        base_url: base_url.clone(),
         api_key: key,
         timeout: Duration::from_secs_f64(args.request_timeout),
         retry: RetryPolicy {
@@ -670,12 +717,21 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
     tracing::info!(
         "run: {} items to attempt ({done} of {total} already accepted), concurrency {}, model {}, endpoint {}",
         queue.len(),
-        args.concurrency,
+        concurrency,
         ctx.settings.model,
-        args.base_url
+        base_url
     );
-    let summary = runtime.block_on(dispatch(ctx, writer, queue, total, done, &args))?;
+    let summary = runtime.block_on(dispatch(
+        ctx,
+        writer,
+        queue,
+        total,
+        done,
+        concurrency,
+        &args,
+    ))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(server);
 
     let counts = store.state_counts()?;
     let accepted = counts[&State::Done];
@@ -823,10 +879,11 @@ async fn dispatch(
     mut queue: Queue,
     total: u64,
     done: u64,
+    concurrency: usize,
     args: &RunArgs,
 ) -> Result<Summary> {
     let store = writer.store.clone();
-    let (out_tx, out_rx) = mpsc::channel::<Outcome>(args.concurrency * 2 + 8);
+    let (out_tx, out_rx) = mpsc::channel::<Outcome>(concurrency * 2 + 8);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
     let writer_thread = spawn_writer(writer, out_rx, ack_tx);
     let mut signals = watch_signals();
@@ -844,7 +901,7 @@ async fn dispatch(
     let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     loop {
-        while !stopping && in_flight < args.concurrency {
+        while !stopping && in_flight < concurrency {
             let Some((index, attempt)) = queue.pop_front() else {
                 break;
             };

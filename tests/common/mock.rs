@@ -39,6 +39,10 @@ pub enum Fault {
     ExactRepeat,
     /// The previous dialogue answer with one word changed.
     NearRepeat,
+    /// JSON mode: a body that is not JSON.
+    BadJson,
+    /// JSON mode: JSON whose turns lack required fields.
+    SchemaViolation,
 }
 
 impl Fault {
@@ -52,6 +56,8 @@ impl Fault {
                 | Fault::Empty
                 | Fault::ExactRepeat
                 | Fault::NearRepeat
+                | Fault::BadJson
+                | Fault::SchemaViolation
         )
     }
 }
@@ -84,7 +90,12 @@ pub struct MockServer {
 
 impl MockServer {
     pub fn start() -> MockServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        MockServer::start_on(0)
+    }
+
+    /// On a given port of 127.0.0.1 (0: any free one).
+    pub fn start_on(port: u16) -> MockServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -164,6 +175,9 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
+    if line.starts_with("GET") && line.contains("/health") {
+        return respond(&mut conn, 200, &[], r#"{"status":"ok"}"#);
+    }
     if !line.starts_with("POST") || !line.contains("/chat/completions") {
         return respond(
             &mut conn,
@@ -178,6 +192,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .unwrap_or("")
         .to_string();
     let dialogue = system.contains("dialogue generator");
+    let json_mode = body["response_format"]["type"] == "json_schema";
 
     let (fault, latency) = {
         let mut s = state.lock().unwrap();
@@ -245,7 +260,14 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 None => last,
             }
         }
+        Some(Fault::BadJson) => "{\"turns\": [{\"user\": \"unfinished".to_string(),
+        Some(Fault::SchemaViolation) => r#"{"turns": [{"user": "Hello?"}]}"#.to_string(),
         Some(Fault::Normal) | None => compose(state, &system, dialogue),
+    };
+    let content = if json_mode && dialogue {
+        to_json(&content)
+    } else {
+        content
     };
     if dialogue && !content.is_empty() {
         state.lock().unwrap().answers.push(content.clone());
@@ -374,7 +396,7 @@ fn compose(state: &Mutex<State>, system: &str, dialogue: bool) -> String {
         s.counter += 1;
         (s.counter, s.turns)
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(n * 7919 + system.len() as u64);
+    let mut rng = ChaCha8Rng::seed_from_u64(n * 7919 + u64::from(dialogue));
     let mut pick = |list: &[&'static str]| list[rng.random_range(0..list.len())];
     if !dialogue {
         return format!(
@@ -404,4 +426,34 @@ fn compose(state: &Mutex<State>, system: &str, dialogue: bool) -> String {
         ));
     }
     out
+}
+
+/// The tag format turned into the JSON wire format (text that is not tags passes through).
+fn to_json(tags: &str) -> String {
+    let mut turns = Vec::new();
+    for chunk in tags.split("<User>").skip(1) {
+        let field = |open: &str, close: &str| -> Option<String> {
+            let start = if open.is_empty() {
+                0
+            } else {
+                chunk.find(open)? + open.len()
+            };
+            let end = chunk[start..].find(close)? + start;
+            Some(chunk[start..end].to_string())
+        };
+        match (
+            field("", "</User>"),
+            field("<Intent>", "</Intent>"),
+            field("<Assistant>", "</Assistant>"),
+        ) {
+            (Some(u), Some(i), Some(a)) => {
+                turns.push(json!({"user": u, "intent": i, "assistant": a}))
+            }
+            _ => return tags.to_string(),
+        }
+    }
+    if turns.is_empty() {
+        return tags.to_string();
+    }
+    json!({ "turns": turns }).to_string()
 }

@@ -1,0 +1,300 @@
+//! The embedded default: structured JSON output against the mock, the llama-server child's
+//! lifecycle (with the mock standing in for llama-server), and an end-to-end run through the
+//! real local model when its assets are present.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::mock::{Fault, MockServer};
+use common::{Env, TURNS};
+use predicates::prelude::*;
+
+#[test]
+fn json_schema_mode_against_the_mock() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(4);
+    mock.push([Fault::BadJson, Fault::SchemaViolation]);
+    env.run(&mock, &["--structured", "json", "--concurrency", "1"])
+        .assert()
+        .success();
+    assert_eq!(env.state_count("done"), 4);
+    let r = env.status_json()["run"]["rejections"].clone();
+    assert_eq!(r["invalid_json"], 1, "{r}");
+    assert_eq!(r["schema_violation"], 1, "{r}");
+    let dialogue = mock.requests().into_iter().find(|q| q.dialogue).unwrap();
+    let format = &dialogue.body["response_format"];
+    assert_eq!(format["type"], "json_schema");
+    assert_eq!(format["json_schema"]["strict"], true);
+    let turns = &format["json_schema"]["schema"]["properties"]["turns"];
+    assert_eq!(turns["minItems"], 3);
+    assert_eq!(turns["maxItems"], 6);
+    let system = dialogue.body["messages"][0]["content"].as_str().unwrap();
+    assert!(system.contains("One example turn"), "{system}");
+}
+
+#[test]
+fn tags_and_json_give_the_same_records_and_hashes() {
+    let env = Env::new();
+    env.plan(
+        3,
+        &[
+            "--store",
+            "tags.redb",
+            "--min_turns",
+            "3",
+            "3",
+            "--max_turns",
+            "6",
+            "6",
+        ],
+    )
+    .assert()
+    .success();
+    env.plan(
+        3,
+        &[
+            "--store",
+            "json.redb",
+            "--min_turns",
+            "3",
+            "3",
+            "--max_turns",
+            "6",
+            "6",
+        ],
+    )
+    .assert()
+    .success();
+    let tags_mock = MockServer::start();
+    env.run(
+        &tags_mock,
+        &[
+            "--store",
+            "tags.redb",
+            "--concurrency",
+            "1",
+            "--structured",
+            "tags",
+        ],
+    )
+    .assert()
+    .success();
+    let json_mock = MockServer::start();
+    env.run(
+        &json_mock,
+        &[
+            "--store",
+            "json.redb",
+            "--concurrency",
+            "1",
+            "--structured",
+            "json",
+        ],
+    )
+    .assert()
+    .success();
+    let export = |store: &str| {
+        env.dgen()
+            .args([
+                "--store",
+                store,
+                "export",
+                "--output_file",
+                &format!("{store}.json"),
+            ])
+            .args([
+                "--hash_file",
+                &format!("{store}.hashes.json"),
+                "--embedding_file",
+                &format!("{store}.npy"),
+            ])
+            .assert()
+            .success();
+        let mut records: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(env.path(&format!("{store}.json"))).unwrap())
+                .unwrap();
+        for r in &mut records {
+            r["usage"] = serde_json::Value::Null; // the prompts differ in length
+        }
+        (
+            records,
+            std::fs::read(env.path(&format!("{store}.hashes.json"))).unwrap(),
+        )
+    };
+    let (tag_records, tag_hashes) = export("tags.redb");
+    let (json_records, json_hashes) = export("json.redb");
+    assert!(
+        tag_records == json_records,
+        "records differ between wire formats"
+    );
+    assert!(
+        tag_hashes == json_hashes,
+        "hashes differ between wire formats"
+    );
+}
+
+/// A stand-in llama-server: the mock binary, which takes llama-server's flags.
+fn stand_in(env: &Env) -> Vec<String> {
+    std::fs::write(env.path("fake.gguf"), b"GGUF stand-in").unwrap();
+    vec![
+        "--local_model".into(),
+        env.path("fake.gguf").display().to_string(),
+        "--llama_server".into(),
+        assert_cmd::cargo::cargo_bin("dgen-mock-llm")
+            .display()
+            .to_string(),
+    ]
+}
+
+/// The port of the server dgen started, from its log.
+fn server_port(env: &Env) -> u16 {
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(env.path("dialogue_generation.log")).unwrap_or_default();
+        if let Some(rest) = log.split("ready on 127.0.0.1:").nth(1) {
+            return rest.split(' ').next().unwrap().parse().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no server start in the log: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_gone(port: u16) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the local server outlived dgen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn local_run(env: &Env, extra: &[&str]) -> assert_cmd::Command {
+    let mut cmd = env.dgen();
+    cmd.env_remove("OPENAI_API_KEY")
+        .arg("run")
+        .args(stand_in(env))
+        .args(extra);
+    cmd.timeout(Duration::from_secs(120));
+    cmd
+}
+
+#[test]
+fn the_server_stops_when_the_run_ends_normally_or_with_an_error() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    local_run(&env, &[]).assert().success();
+    assert_eq!(env.state_count("done"), 3);
+    assert_gone(server_port(&env));
+    let log = std::fs::read_to_string(env.path("dialogue_generation.log")).unwrap();
+    assert!(log.contains("ready on"), "{log}");
+
+    // A model file that does not exist: a clear error, no server.
+    let env = Env::new();
+    env.plan_for_run(2);
+    env.dgen()
+        .args(["run", "--local_model", "missing.gguf"])
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("model missing.gguf does not exist")
+                .and(predicate::str::contains("setup-local-model.sh")),
+        );
+    // A server binary that exits at once: its log is shown.
+    let env = Env::new();
+    env.plan_for_run(2);
+    std::fs::write(env.path("fake.gguf"), b"x").unwrap();
+    env.dgen()
+        .args([
+            "run",
+            "--local_model",
+            "fake.gguf",
+            "--llama_server",
+            "/bin/false",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("exited before it was ready"));
+}
+
+fn spawn_local(env: &Env) -> std::process::Child {
+    let mut args = vec!["run".to_string()];
+    args.extend(stand_in(env));
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen"))
+        .current_dir(env.dir.path())
+        .env_remove("OPENAI_API_KEY")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn the_server_stops_on_ctrl_c_and_does_not_outlive_kill_9() {
+    for signal in ["-INT", "-KILL"] {
+        let env = Env::new();
+        env.plan_for_run(200);
+        let mut child = spawn_local(&env);
+        let port = server_port(&env);
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run is still going"
+        );
+        let ok = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = child.wait().unwrap();
+        if signal == "-INT" {
+            assert_eq!(status.code(), Some(130));
+        }
+        assert_gone(port);
+    }
+}
+
+#[test]
+fn end_to_end_through_the_real_local_model() {
+    let cache = dgen::embed::assets_dir(None);
+    let model = cache.join(dgen::local::DEFAULT_MODEL);
+    let server = cache.join(dgen::local::DEFAULT_SERVER);
+    if !model.is_file() || !server.is_file() {
+        eprintln!(
+            "SKIPPED: the local model is not set up ({} / {}); run scripts/setup-local-model.sh",
+            model.display(),
+            server.display()
+        );
+        return;
+    }
+    let env = Env::new();
+    env.plan(2, &TURNS).assert().success();
+    env.dgen()
+        .env_remove("OPENAI_API_KEY")
+        .args([
+            "run",
+            "--local",
+            "--max_attempts",
+            "6",
+            "--max_consecutive_failures",
+            "12",
+        ])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .success();
+    assert_eq!(env.state_count("done"), 2);
+    let out = env.export_all();
+    assert_eq!(out.records.len(), 2);
+    for r in &out.records {
+        assert_eq!(r["model"], "SmolLM2-135M-Instruct.Q4_1");
+        let n = r["turns"].as_array().unwrap().len();
+        assert!((3..=6).contains(&n), "{n} turns");
+    }
+}
