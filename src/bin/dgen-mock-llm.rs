@@ -6,7 +6,6 @@
 //! killed.
 
 #[path = "../../tests/common/mock.rs"]
-#[allow(dead_code)]
 mod mock;
 
 use std::time::Duration;
