@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
-# The main job end to end on the bundled sample data: build dgen, plan on the fixtures, show
-# the plan's status and export it. Everything lands in ./demo/.
+# The main job end to end on the embedded default, no API key: fetch the embedding assets, set
+# up the local model (first time: builds llama-server, ~8 minutes), build dgen, plan 5 dialogues
+# on the bundled sample data, generate them with the local model, export, and show the status
+# and one dialogue. Everything lands in ./demo/. A second run reuses all of it and is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT="$PWD"
 scripts/fetch-assets.sh >/dev/null
-cargo build --release --locked --quiet
-DGEN="$PWD/target/release/dgen"
+scripts/setup-local-model.sh >/dev/null
+cargo build --release --locked --quiet --bin dgen
+DGEN="$ROOT/target/release/dgen"
 mkdir -p demo
 cd demo
-STORE=demo.redb
-"$DGEN" --store "$STORE" plan --total_generations 5 --seed 42 \
-  --dataset ../fixtures/multiwoz_hf --persona_dataset ../fixtures/personas_hf
-"$DGEN" --store "$STORE" status
-"$DGEN" --store "$STORE" export --plan_file plan.jsonl
+"$DGEN" --store demo.redb plan --total_generations 5 --seed 42 \
+  --dataset "$ROOT/fixtures/multiwoz_hf" --persona_dataset "$ROOT/fixtures/personas_hf" \
+  --min_turns 3 5 --max_turns 5 8
+"$DGEN" --store demo.redb run --local --max_attempts 5
+"$DGEN" --store demo.redb export
+"$DGEN" --store demo.redb status
 echo
-echo "demo: store $PWD/$STORE, plan $PWD/plan.jsonl; first work item:"
-head -n 1 plan.jsonl
+echo "demo: files in $PWD:"
+echo "  generated_dialogues.json  dialogue_hashes.json  dialogue_embeddings.npy  demo.redb  dialogue_generation.log"
+echo "one dialogue:"
+python3 - <<'PY'
+import json
+d = json.load(open("generated_dialogues.json"))[0]
+print(f"  {d['dialogue_id']}  services={d['services']}  outcome={d['resolution_status']}  region={d['regions'][0]}")
+print(f"  scenario: {d['generated_scenario']}")
+for t in d["turns"]:
+    print(f"  USER ({t['user_emotion']}): {t['utterance']}")
+    print(f"    intent: {t['intent']}")
+    print(f"  ASSISTANT ({t['assistant_emotion']}): {t['assistant_response']}")
+PY

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Quality and speed of the embedded local model (SmolLM2-135M-Instruct via llama-server) on N
+# dialogues (default 30) planned on the bundled fixtures, one attempt each so every answer counts.
+# Reports tokens/s, seconds per dialogue, and: share with valid structure, share within the turn
+# bounds, share whose last turn matches the resolution status (keyword heuristic below), and
+# the duplicate rate.
+# Usage: scripts/bench-local.sh [N] [json|tags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-30}"
+MODE="${2:-json}"
+scripts/fetch-assets.sh >/dev/null
+scripts/setup-local-model.sh >/dev/null
+cargo build --release --locked --quiet --bin dgen
+BIN="$PWD/target/release/dgen"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+"$BIN" plan --total_generations "$N" --dataset "$OLDPWD/fixtures/multiwoz_hf" \
+  --persona_dataset "$OLDPWD/fixtures/personas_hf" --min_turns 3 5 --max_turns 5 8 >/dev/null 2>&1
+start=$(date +%s.%N)
+"$BIN" run --local --structured "$MODE" --max_attempts 1 --max_consecutive_failures 1000 >/dev/null 2>run.log || true
+end=$(date +%s.%N)
+"$BIN" export >/dev/null || true
+"$BIN" status --json > status.json
+python3 - "$N" "$MODE" "$start" "$end" <<'PY'
+import json, re, sys
+n, mode, start, end = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+s = json.load(open("status.json"))
+run = s["run"]
+rej = run["rejections"]
+wall = end - start
+structure = ("empty_response", "no_turns", "bad_structure", "empty_field", "unclosed_tag",
+             "nested_tag", "invalid_json", "schema_violation")
+bad_structure = sum(rej.get(k, 0) for k in structure)
+bad_bounds = rej.get("turn_count", 0)
+dups = rej.get("duplicate_exact", 0) + rej.get("duplicate_semantic", 0)
+api = rej.get("api_error", 0) + rej.get("empty_scenario", 0)
+try:
+    dialogues = json.load(open("generated_dialogues.json"))
+except FileNotFoundError:
+    dialogues = []
+# Heuristic: the last assistant turn names the outcome the item asked for.
+cues = {
+    "Resolved": r"confirm|booked|done|resolved|all set|taken care|reserved|arranged|processed|you're welcome|glad",
+    "Failed": r"sorry|unfortunately|unable|cannot|can't|not possible|no longer|regret",
+    "Escalated": r"escalat|supervisor|manager|specialist|team|transfer|human|colleague|follow up|get back",
+}
+match = sum(1 for d in dialogues
+            if re.search(cues.get(d["resolution_status"], "$^"), d["turns"][-1]["assistant_response"], re.I))
+valid = n - bad_structure - api
+print(f"local model, {mode} mode, {n} dialogues, one attempt each:")
+print(f"  {wall:.0f} s wall, {wall / n:.1f} s per dialogue, {run['completion_tokens'] / wall:.1f} completion tokens/s "
+      f"({run['prompt_tokens']} prompt + {run['completion_tokens']} completion tokens, {run['calls']} calls)")
+print(f"  valid structure {valid}/{n - api} = {100 * valid / max(n - api, 1):.0f}%, "
+      f"within turn bounds {valid - bad_bounds}/{valid} = {100 * (valid - bad_bounds) / max(valid, 1):.0f}%, "
+      f"duplicates {dups}/{n} = {100 * dups / n:.0f}%, api errors {api}")
+print(f"  last turn matches the resolution status: {match}/{len(dialogues)} accepted = {100 * match / max(len(dialogues), 1):.0f}%")
+print(f"  accepted {len(dialogues)}/{n}; rejections {json.dumps(rej)}")
+PY
