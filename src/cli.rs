@@ -14,9 +14,12 @@ use crate::dataset::{DEFAULT_DATASET_NAME, DEFAULT_PERSONA_PATH};
     version,
     about = "Manufacture synthetic task-oriented dialogues (customer <-> assistant)",
     long_about = "dgen plans a reproducible set of work items from MultiWOZ dialogues, personas and a \
-                  catalog of services, stores the plan in an embedded redb store, and reports on it.\n\n\
+                  catalog of services, generates them through any OpenAI-compatible endpoint or a local \
+                  model with exact and semantic dedup, keeps everything in one embedded redb store \
+                  (resumable after Ctrl-C or kill -9), and exports the documented files.\n\n\
                   Typical use:\n  dgen plan --total_generations 1000 --dataset DATA --persona_dataset PERSONAS\n  \
-                  dgen status\n  dgen export --plan_file plan.jsonl"
+                  OPENAI_API_KEY=... dgen run        (or: dgen run --local)\n  \
+                  dgen status\n  dgen export"
 )]
 pub struct Cli {
     /// The dgen store (a redb file) every command works on.
@@ -46,7 +49,7 @@ pub enum Command {
     BenchFill(BenchFillArgs),
     /// Show progress, failures and the plan's distributions.
     Status(StatusArgs),
-    /// Write files from the store (the plan as JSONL).
+    /// Write the dialogues, hashes and embeddings (or the plan) from the store.
     Export(ExportArgs),
 }
 
