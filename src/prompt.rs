@@ -13,7 +13,7 @@ use crate::catalog::Catalog;
 use crate::plan::WorkItem;
 
 /// Bump when the wording or parameters of a request change.
-pub const PROMPT_VERSION: &str = "dgen-prompts-v1";
+pub const PROMPT_VERSION: &str = "dgen-prompts-v2";
 
 /// What one attempt of an item uses: the plan's choices on attempt 0, re-drawn afterwards.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

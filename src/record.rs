@@ -36,25 +36,23 @@ pub struct GeneratedDialogue {
 
 /// The text hashed for exact dedup: every field of every turn, labelled, one per line.
 pub fn canonical_text(turns: &[ParsedTurn]) -> String {
-    let mut out = String::new();
-    for t in turns {
-        out.push_str("USER: ");
-        out.push_str(&t.utterance);
-        out.push_str("\nINTENT: ");
-        out.push_str(&t.intent);
-        out.push_str("\nASSISTANT: ");
-        out.push_str(&t.assistant_response);
-        out.push('\n');
-    }
-    out
+    render(turns, true)
 }
 
 /// The text embedded for semantic dedup: what the two speakers say (intent labels are noise).
 pub fn embedding_text(turns: &[ParsedTurn]) -> String {
+    render(turns, false)
+}
+
+fn render(turns: &[ParsedTurn], with_intent: bool) -> String {
     let mut out = String::new();
     for t in turns {
         out.push_str("USER: ");
         out.push_str(&t.utterance);
+        if with_intent {
+            out.push_str("\nINTENT: ");
+            out.push_str(&t.intent);
+        }
         out.push_str("\nASSISTANT: ");
         out.push_str(&t.assistant_response);
         out.push('\n');

@@ -269,10 +269,7 @@ fn imported_dialogues_count_for_dedup() {
     env.run(&mock, &["--store", "b.redb", "--concurrency", "1"])
         .assert()
         .success();
-    let status: serde_json::Value = serde_json::from_str(
-        &env.stdout(env.dgen().args(["--store", "b.redb", "status", "--json"])),
-    )
-    .unwrap();
+    let status = env.status_json_of("b.redb");
     assert_eq!(
         status["run"]["rejections"]["duplicate_exact"], 1,
         "{}",
@@ -372,10 +369,7 @@ fn bad_import_sets_are_rejected_precisely_and_import_nothing() {
     .stderr(predicate::str::contains(
         "shape [3, 100], expected (N, 384)",
     ));
-    let status: serde_json::Value = serde_json::from_str(
-        &env.stdout(env.dgen().args(["--store", "b.redb", "status", "--json"])),
-    )
-    .unwrap();
+    let status = env.status_json_of("b.redb");
     assert_eq!(status["run"]["dialogues"], 0, "nothing was imported");
 }
 

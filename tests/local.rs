@@ -37,100 +37,51 @@ fn json_schema_mode_against_the_mock() {
 #[test]
 fn tags_and_json_give_the_same_records_and_hashes() {
     let env = Env::new();
-    env.plan(
-        3,
-        &[
-            "--store",
-            "tags.redb",
-            "--min_turns",
-            "3",
-            "3",
-            "--max_turns",
-            "6",
-            "6",
-        ],
-    )
-    .assert()
-    .success();
-    env.plan(
-        3,
-        &[
-            "--store",
-            "json.redb",
-            "--min_turns",
-            "3",
-            "3",
-            "--max_turns",
-            "6",
-            "6",
-        ],
-    )
-    .assert()
-    .success();
-    let tags_mock = MockServer::start();
-    env.run(
-        &tags_mock,
-        &[
-            "--store",
-            "tags.redb",
-            "--concurrency",
-            "1",
-            "--structured",
-            "tags",
-        ],
-    )
-    .assert()
-    .success();
-    let json_mock = MockServer::start();
-    env.run(
-        &json_mock,
-        &[
-            "--store",
-            "json.redb",
-            "--concurrency",
-            "1",
-            "--structured",
-            "json",
-        ],
-    )
-    .assert()
-    .success();
-    let export = |store: &str| {
+    let mut results = Vec::new();
+    for mode in ["tags", "json"] {
+        let store = format!("{mode}.redb");
+        env.plan_for_run_in(&store, 3);
+        let mock = MockServer::start();
+        env.run(
+            &mock,
+            &[
+                "--store",
+                &store,
+                "--concurrency",
+                "1",
+                "--structured",
+                mode,
+            ],
+        )
+        .assert()
+        .success();
+        let (json, hashes) = (format!("{mode}.json"), format!("{mode}.hashes.json"));
         env.dgen()
             .args([
                 "--store",
-                store,
+                &store,
                 "export",
                 "--output_file",
-                &format!("{store}.json"),
-            ])
-            .args([
+                &json,
                 "--hash_file",
-                &format!("{store}.hashes.json"),
-                "--embedding_file",
-                &format!("{store}.npy"),
+                &hashes,
             ])
+            .args(["--embedding_file", &format!("{mode}.npy")])
             .assert()
             .success();
         let mut records: Vec<serde_json::Value> =
-            serde_json::from_slice(&std::fs::read(env.path(&format!("{store}.json"))).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(env.path(&json)).unwrap()).unwrap();
         for r in &mut records {
             r["usage"] = serde_json::Value::Null; // the prompts differ in length
         }
-        (
-            records,
-            std::fs::read(env.path(&format!("{store}.hashes.json"))).unwrap(),
-        )
-    };
-    let (tag_records, tag_hashes) = export("tags.redb");
-    let (json_records, json_hashes) = export("json.redb");
+        results.push((records, std::fs::read(env.path(&hashes)).unwrap()));
+    }
     assert!(
-        tag_records == json_records,
+        results[0].0 == results[1].0,
         "records differ between wire formats"
     );
     assert!(
-        tag_hashes == json_hashes,
+        results[0].1 == results[1].1,
         "hashes differ between wire formats"
     );
 }

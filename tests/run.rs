@@ -351,7 +351,19 @@ fn dry_run_prints_the_exact_requests_and_calls_nothing() {
     }
     let expected = std::fs::read_to_string(&snapshot_path)
         .expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
-    assert_eq!(out, expected, "the rendered prompts changed; if on purpose, bump PROMPT_VERSION and rerun with UPDATE_SNAPSHOTS=1");
+    if out != expected {
+        let line = out
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        panic!(
+            "the rendered prompts changed at line {}: {:?} (snapshot: {:?}); if on purpose, bump PROMPT_VERSION and rerun with UPDATE_SNAPSHOTS=1",
+            line + 1,
+            out.lines().nth(line),
+            expected.lines().nth(line)
+        );
+    }
     assert_eq!(out.matches("scenario request").count(), 2);
     assert!(!env.path("dialogue_generation.log").exists());
 }

@@ -99,6 +99,19 @@ impl Env {
         self.plan(n, &TURNS).assert().success();
     }
 
+    /// The same, into another store.
+    pub fn plan_for_run_in(&self, store: &str, n: u64) {
+        self.plan(n, &[&["--store", store][..], &TURNS[..]].concat())
+            .assert()
+            .success();
+    }
+
+    /// `dgen status --json` of another store.
+    pub fn status_json_of(&self, store: &str) -> serde_json::Value {
+        serde_json::from_str(&self.stdout(self.dgen().args(["--store", store, "status", "--json"])))
+            .unwrap()
+    }
+
     /// `dgen run` against the mock, with short retry delays; no key in the environment.
     pub fn run(&self, mock: &mock::MockServer, extra: &[&str]) -> Command {
         let mut cmd = self.dgen();
