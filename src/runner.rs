@@ -195,10 +195,10 @@ async fn attempt_item(ctx: Arc<Ctx>, item: WorkItem, attempt: u32) -> TaskResult
         .unwrap_or_default();
     let request =
         prompt::dialogue_request(&ctx.settings, &ctx.catalog, &item, &spec, &scenario, &base);
-    let content = match ctx.client.complete(&request).await {
+    let (content, truncated) = match ctx.client.complete(&request).await {
         Ok(c) => {
             usage += c.usage;
-            c.content
+            (c.content, c.truncated)
         }
         Err(f) if f.error.is_fatal() => return TaskResult::Fatal(f.error.to_string()),
         Err(f) => {
@@ -213,6 +213,13 @@ async fn attempt_item(ctx: Arc<Ctx>, item: WorkItem, attempt: u32) -> TaskResult
     };
     let turns = match parsed {
         Ok(t) => t,
+        Err(e) if truncated => {
+            let message = format!(
+                "invalid dialogue ({e}): the answer was cut off at max_tokens {}; raise --max_tokens",
+                ctx.settings.dialogue_max_tokens
+            );
+            return rejected(item.index, attempt, "truncated", message, usage, true);
+        }
         Err(e) => {
             return rejected(
                 item.index,

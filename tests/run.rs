@@ -152,6 +152,7 @@ fn every_fault_is_survived_and_counted() {
         Fault::Malformed,
         Fault::WrongTurns,
         Fault::Empty,
+        Fault::Truncated,
     ]);
     let started = Instant::now();
     env.run(
@@ -176,6 +177,7 @@ fn every_fault_is_survived_and_counted() {
     assert_eq!(r["unclosed_tag"], 1, "{r}");
     assert_eq!(r["turn_count"], 1, "{r}");
     assert_eq!(r["empty_response"], 1, "{r}");
+    assert_eq!(r["truncated"], 1, "{r}");
     // 429, 500 and the hang were retried inside their calls: no attempt was lost to them.
     assert!(r.get("api_error").is_none(), "{r}");
 }

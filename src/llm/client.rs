@@ -140,7 +140,12 @@ impl LlmClient {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        Ok(Completion { content, usage })
+        let truncated = value["choices"][0]["finish_reason"] == "length";
+        Ok(Completion {
+            content,
+            usage,
+            truncated,
+        })
     }
 }
 

@@ -34,6 +34,8 @@ impl std::ops::AddAssign for Usage {
 pub struct Completion {
     pub content: String,
     pub usage: Usage,
+    /// The server stopped at `max_tokens` (`finish_reason: "length"`).
+    pub truncated: bool,
 }
 
 /// Why a call did not produce a completion.

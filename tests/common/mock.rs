@@ -41,6 +41,8 @@ pub enum Fault {
     NearRepeat,
     /// JSON mode: a body that is not JSON.
     BadJson,
+    /// A dialogue cut in the middle, with `finish_reason: "length"`.
+    Truncated,
     /// JSON mode: JSON whose turns lack required fields.
     SchemaViolation,
 }
@@ -57,6 +59,7 @@ impl Fault {
                 | Fault::ExactRepeat
                 | Fault::NearRepeat
                 | Fault::BadJson
+                | Fault::Truncated
                 | Fault::SchemaViolation
         )
     }
@@ -194,6 +197,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let dialogue = system.contains("dialogue generator");
     let json_mode = body["response_format"]["type"] == "json_schema";
 
+    let mut finish_reason = "stop";
     let (fault, latency) = {
         let mut s = state.lock().unwrap();
         s.requests.push(Recorded {
@@ -260,6 +264,11 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 None => last,
             }
         }
+        Some(Fault::Truncated) => {
+            finish_reason = "length";
+            let text = compose(state, &system, true);
+            text[..text.len() / 2].to_string()
+        }
         Some(Fault::BadJson) => "{\"turns\": [{\"user\": \"unfinished".to_string(),
         Some(Fault::SchemaViolation) => r#"{"turns": [{"user": "Hello?"}]}"#.to_string(),
         Some(Fault::Normal) | None => compose(state, &system, dialogue),
@@ -278,7 +287,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         "object": "chat.completion",
         "created": 0,
         "model": body["model"],
-        "choices": [{"index": 0, "finish_reason": "stop",
+        "choices": [{"index": 0, "finish_reason": finish_reason,
                      "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": content.len() / 4,
                   "total_tokens": prompt_tokens + content.len() / 4}
