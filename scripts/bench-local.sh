@@ -31,7 +31,7 @@ run = s["run"]
 rej = run["rejections"]
 wall = end - start
 structure = ("empty_response", "no_turns", "bad_structure", "empty_field", "unclosed_tag",
-             "nested_tag", "invalid_json", "schema_violation")
+             "nested_tag", "invalid_json", "schema_violation", "truncated")
 bad_structure = sum(rej.get(k, 0) for k in structure)
 bad_bounds = rej.get("turn_count", 0)
 dups = rej.get("duplicate_exact", 0) + rej.get("duplicate_semantic", 0)
