@@ -13,4 +13,12 @@ if ! python3 -c 'import numpy' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check numpy >/dev/null 2>&1 ||
     echo "test.sh: numpy could not be installed; the numpy.load check will be skipped" >&2
 fi
-cargo test --locked "$@"
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+set +e
+cargo test --locked "$@" 2>&1 | tee "$LOG"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$LOG"
+exit "$status"
