@@ -76,13 +76,22 @@ fn committed(env: &Env) -> BTreeMap<String, String> {
 
 #[test]
 fn ctrl_c_finishes_in_flight_items_then_resume_completes_without_repeats() {
+    stop_gracefully_then_resume("-INT");
+}
+
+#[test]
+fn sigterm_stops_like_the_first_ctrl_c() {
+    stop_gracefully_then_resume("-TERM");
+}
+
+fn stop_gracefully_then_resume(sig: &str) {
     let env = Env::new();
     let mock = MockServer::start();
     mock.set_latency(Duration::from_millis(250));
     env.plan_for_run(20);
     let mut child = env.spawn_run(&mock, &["--concurrency", "4"]);
     std::thread::sleep(Duration::from_millis(2500));
-    signal(&child, "-INT");
+    signal(&child, sig);
     let status = wait(&mut child, Duration::from_secs(60));
     assert_eq!(status.code(), Some(130));
     let stderr = stderr_of(&mut child);
