@@ -101,31 +101,22 @@ fn run_export_import_export_round_trips_byte_for_byte() {
 
     // JSONL import works too, and a second import of the same files adds nothing.
     env.plan(6, &["--store", "third.redb"]).assert().success();
-    env.dgen()
-        .args([
+    let import_jsonl = || {
+        let mut cmd = env.dgen();
+        cmd.args([
             "--store",
             "third.redb",
             "import",
             "--output_file",
             "dialogues.jsonl",
         ])
-        .args(["--embedding_file", "dialogue_embeddings.npy"])
-        .assert()
-        .success();
-    env.dgen()
-        .args([
-            "--store",
-            "third.redb",
-            "import",
-            "--output_file",
-            "dialogues.jsonl",
-        ])
-        .args(["--embedding_file", "dialogue_embeddings.npy"])
-        .assert()
-        .success()
-        .stdout(
-            predicate::str::contains("imported 0").and(predicate::str::contains("6 already there")),
-        );
+        .args(["--embedding_file", "dialogue_embeddings.npy"]);
+        cmd
+    };
+    import_jsonl().assert().success();
+    import_jsonl().assert().success().stdout(
+        predicate::str::contains("imported 0").and(predicate::str::contains("6 already there")),
+    );
 }
 
 #[test]
