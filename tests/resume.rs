@@ -88,7 +88,8 @@ fn stop_gracefully_then_resume(sig: &str) {
     let env = Env::new();
     let mock = MockServer::start();
     mock.set_latency(Duration::from_millis(250));
-    env.plan_for_run(20);
+    // Enough work (about 10 s) that the signal always lands mid-run.
+    env.plan_for_run(80);
     let mut child = env.spawn_run(&mock, &["--concurrency", "4"]);
     std::thread::sleep(Duration::from_millis(2500));
     signal(&child, sig);
@@ -99,7 +100,7 @@ fn stop_gracefully_then_resume(sig: &str) {
 
     let first = committed(&env);
     assert!(
-        !first.is_empty() && first.len() < 20,
+        !first.is_empty() && first.len() < 80,
         "{} accepted before the interrupt",
         first.len()
     );
@@ -108,11 +109,11 @@ fn stop_gracefully_then_resume(sig: &str) {
 
     env.run(&mock, &["--concurrency", "4"]).assert().success();
     let all = committed(&env);
-    assert_eq!(all.len(), 20);
+    assert_eq!(all.len(), 80);
     for (id, hash) in &first {
         assert_eq!(all.get(id), Some(hash), "{id} survived the interrupt");
     }
-    assert_eq!(mock.dialogue_calls(), 20, "no item was generated twice");
+    assert_eq!(mock.dialogue_calls(), 80, "no item was generated twice");
 }
 
 #[test]
@@ -120,7 +121,7 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_a_consistent_store() {
     let env = Env::new();
     let mock = MockServer::start();
     mock.set_latency(Duration::from_millis(400));
-    env.plan_for_run(12);
+    env.plan_for_run(60);
     let mut child = env.spawn_run(&mock, &["--concurrency", "4", "--shutdown_timeout", "60"]);
     std::thread::sleep(Duration::from_millis(2500));
     signal(&child, "-INT");
@@ -132,7 +133,7 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_a_consistent_store() {
     assert!(env.state_count("pending") > 0);
     env.run(&mock, &[]).assert().success();
     let all = committed(&env);
-    assert_eq!(all.len(), 12);
+    assert_eq!(all.len(), 60);
     for (id, hash) in &first {
         assert_eq!(all.get(id), Some(hash));
     }
@@ -142,8 +143,8 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_a_consistent_store() {
 fn kill_9_at_random_moments_loses_nothing_committed() {
     let env = Env::new();
     let mock = MockServer::start();
-    mock.set_latency(Duration::from_millis(60));
-    let n = 40;
+    mock.set_latency(Duration::from_millis(150));
+    let n = 120;
     env.plan_for_run(n);
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let pauses = [900u64, 350, 1300, 500, 1100];
