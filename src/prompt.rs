@@ -10,10 +10,11 @@ use async_openai::types::chat::{
 };
 
 use crate::catalog::Catalog;
+use crate::llm::ChatRequest;
 use crate::plan::WorkItem;
 
 /// Bump when the wording or parameters of a request change.
-pub const PROMPT_VERSION: &str = "dgen-prompts-v2";
+pub const PROMPT_VERSION: &str = "dgen-prompts-v3";
 
 /// What one attempt of an item uses: the plan's choices on attempt 0, re-drawn afterwards.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -55,7 +56,24 @@ pub struct RequestSettings {
     pub model: String,
     pub dialogue_max_tokens: u32,
     pub structured: Structured,
+    /// Constrain the tag format with a GBNF grammar (llama-server only).
+    pub grammar: bool,
 }
+
+/// A GBNF grammar (llama.cpp) for `min..=max` turns of the tag format.
+pub fn tags_grammar(min: u32, max: u32) -> String {
+    format!(
+        "root ::= turn{{{min},{max}}}\n\
+         turn ::= \"<User>\" text \"</User>\\n<Intent>\" label \"</Intent>\\n<Assistant>\" text \"</Assistant>\\n\"\n\
+         text ::= [^<\\n]{{1,{MAX_FIELD_CHARS}}}\n\
+         label ::= [a-z_]{{1,{MAX_INTENT_CHARS}}}\n"
+    )
+}
+
+/// Longest utterance the constrained formats allow: small models otherwise ramble inside one
+/// field until `max_tokens` cuts the answer off.
+const MAX_FIELD_CHARS: u32 = 400;
+const MAX_INTENT_CHARS: u32 = 60;
 
 /// The JSON schema of a dialogue with `min..=max` turns.
 pub fn dialogue_schema(min: u32, max: u32) -> serde_json::Value {
@@ -69,9 +87,9 @@ pub fn dialogue_schema(min: u32, max: u32) -> serde_json::Value {
                 "items": {
                     "type": "object",
                     "properties": {
-                        "user": {"type": "string", "minLength": 1},
-                        "intent": {"type": "string", "minLength": 1},
-                        "assistant": {"type": "string", "minLength": 1}
+                        "user": {"type": "string", "minLength": 1, "maxLength": MAX_FIELD_CHARS},
+                        "intent": {"type": "string", "minLength": 1, "maxLength": MAX_INTENT_CHARS},
+                        "assistant": {"type": "string", "minLength": 1, "maxLength": MAX_FIELD_CHARS}
                     },
                     "required": ["user", "intent", "assistant"],
                     "additionalProperties": false
@@ -118,7 +136,7 @@ pub fn scenario_request(
     catalog: &Catalog,
     item: &WorkItem,
     spec: &AttemptSpec,
-) -> CreateChatCompletionRequest {
+) -> ChatRequest {
     let slot = &catalog.time_slots[item.time_slot as usize];
     let services = services_phrase(&item.services);
     let category = category_phrase(&item.category);
@@ -140,7 +158,7 @@ pub fn scenario_request(
         time = item.specific_time_hhmm(),
     );
     let call = &catalog.generation_defaults.scenario_call;
-    CreateChatCompletionRequest {
+    let chat = CreateChatCompletionRequest {
         model: settings.model.clone(),
         messages: vec![system(system_text), user(user_text)],
         max_tokens: Some(call.max_tokens),
@@ -149,6 +167,10 @@ pub fn scenario_request(
         seed: Some(request_seed(spec.seed)),
         n: Some(1),
         ..Default::default()
+    };
+    ChatRequest {
+        chat,
+        grammar: None,
     }
 }
 
@@ -190,7 +212,7 @@ pub fn dialogue_request(
     spec: &AttemptSpec,
     scenario: &str,
     base_conversation: &str,
-) -> CreateChatCompletionRequest {
+) -> ChatRequest {
     let slot = &catalog.time_slots[item.time_slot as usize];
     let services = services_phrase(&item.services);
     let system_text = format!(
@@ -226,7 +248,7 @@ pub fn dialogue_request(
         min = item.min_turns,
         max = item.max_turns,
     );
-    CreateChatCompletionRequest {
+    let chat = CreateChatCompletionRequest {
         model: settings.model.clone(),
         messages: vec![system(system_text), user(user_text)],
         max_tokens: Some(settings.dialogue_max_tokens),
@@ -247,5 +269,8 @@ pub fn dialogue_request(
             }
         }),
         ..Default::default()
-    }
+    };
+    let grammar = (settings.grammar && settings.structured == Structured::Tags)
+        .then(|| tags_grammar(item.min_turns, item.max_turns));
+    ChatRequest { chat, grammar }
 }

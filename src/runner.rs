@@ -612,6 +612,7 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
         } else {
             Structured::Tags
         }),
+        grammar: local_model.is_some(),
     };
     let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
         args.slots

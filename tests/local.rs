@@ -30,8 +30,42 @@ fn json_schema_mode_against_the_mock() {
     let turns = &format["json_schema"]["schema"]["properties"]["turns"];
     assert_eq!(turns["minItems"], 3);
     assert_eq!(turns["maxItems"], 6);
+    assert_eq!(turns["items"]["properties"]["user"]["maxLength"], 400);
     let system = dialogue.body["messages"][0]["content"].as_str().unwrap();
     assert!(system.contains("One example turn"), "{system}");
+}
+
+#[test]
+fn the_tag_format_is_constrained_by_a_grammar_on_llama_server() {
+    let env = Env::new();
+    env.plan_for_run(1);
+    let mut args = vec![
+        "run".to_string(),
+        "--dry_run".into(),
+        "--structured".into(),
+        "tags".into(),
+    ];
+    args.extend(stand_in(&env));
+    let out = env.stdout(env.dgen().args(&args));
+    let dialogue: serde_json::Value = serde_json::from_str(
+        &out.split("dialogue request\n")
+            .nth(1)
+            .unwrap()
+            .split_once('\n')
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let grammar = dialogue["grammar"].as_str().unwrap();
+    assert!(grammar.starts_with("root ::= turn{3,6}"), "{grammar}");
+    assert!(grammar.contains("\"<User>\" text \"</User>"), "{grammar}");
+    // A remote endpoint gets no grammar (it is llama.cpp's extension).
+    let out =
+        env.stdout(
+            env.dgen()
+                .args(["run", "--dry_run", "--base_url", "http://127.0.0.1:9/v1"]),
+        );
+    assert!(!out.contains("\"grammar\""));
 }
 
 #[test]

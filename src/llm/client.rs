@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use async_openai::types::chat::CreateChatCompletionRequest;
 use serde_json::Value;
 
 use super::retry::{retry_hint, RetryPolicy};
-use super::{CallError, CallFailure, Completion, Secret, Usage};
+use super::{CallError, CallFailure, ChatRequest, Completion, Secret, Usage};
 
 /// Where and how to call.
 #[derive(Debug, Clone)]
@@ -43,10 +42,7 @@ impl LlmClient {
     }
 
     /// One completion, retrying what is worth retrying. Tokens of every answered try count.
-    pub async fn complete(
-        &self,
-        request: &CreateChatCompletionRequest,
-    ) -> Result<Completion, CallFailure> {
+    pub async fn complete(&self, request: &ChatRequest) -> Result<Completion, CallFailure> {
         let mut usage = Usage::default();
         let mut retry = 0;
         loop {
@@ -74,10 +70,7 @@ impl LlmClient {
         }
     }
 
-    async fn try_once(
-        &self,
-        request: &CreateChatCompletionRequest,
-    ) -> Result<Completion, (CallError, Usage)> {
+    async fn try_once(&self, request: &ChatRequest) -> Result<Completion, (CallError, Usage)> {
         let mut builder = self.http.post(&self.url).json(request);
         if let Some(key) = &self.key {
             builder = builder.bearer_auth(key.expose());

@@ -14,6 +14,16 @@ use std::time::Duration;
 pub use client::{Endpoint, LlmClient};
 pub use retry::RetryPolicy;
 
+/// One request: async-openai's chat request, plus llama.cpp's `grammar` extension when the
+/// tag format is constrained on a local llama-server.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChatRequest {
+    #[serde(flatten)]
+    pub chat: async_openai::types::chat::CreateChatCompletionRequest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<String>,
+}
+
 /// Tokens billed for one or more calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
