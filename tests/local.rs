@@ -48,7 +48,7 @@ fn the_tag_format_is_constrained_by_a_grammar_on_llama_server() {
     args.extend(stand_in(&env));
     let out = env.stdout(env.dgen().args(&args));
     let dialogue: serde_json::Value = serde_json::from_str(
-        &out.split("dialogue request\n")
+        out.split("dialogue request\n")
             .nth(1)
             .unwrap()
             .split_once('\n')
