@@ -260,16 +260,28 @@ impl DialogueSink for Outputs {
     }
 }
 
+/// The files an export writes: dialogues JSON, hashes, NPY (each unless `--only` names
+/// another), and the JSONL when asked for.
+fn selected(args: &ExportArgs) -> [Option<&Path>; 4] {
+    let want = |o: Only| args.only.is_none_or(|x| x == o);
+    [
+        want(Only::Dialogues).then_some(args.output_file.as_path()),
+        want(Only::Hashes).then_some(args.hash_file.as_path()),
+        want(Only::Embeddings).then_some(args.embedding_file.as_path()),
+        args.jsonl.as_deref(),
+    ]
+}
+
 /// Writes the selected files from one snapshot of the store; returns how many dialogues.
 pub fn export_dialogues(store: &Store, args: &ExportArgs) -> Result<u64> {
-    let want = |o: Only| args.only.is_none_or(|x| x == o);
-    let open = |wanted: bool, path: &Path| wanted.then(|| AtomicFile::create(path)).transpose();
+    let [json, hashes, npy, jsonl] = selected(args);
+    let open = |path: Option<&Path>| path.map(AtomicFile::create).transpose();
     let mut out = Outputs {
         include_imported: args.include_imported,
-        json: open(want(Only::Dialogues), &args.output_file)?,
-        hashes: open(want(Only::Hashes), &args.hash_file)?,
-        npy: open(want(Only::Embeddings), &args.embedding_file)?,
-        jsonl: args.jsonl.as_deref().map(AtomicFile::create).transpose()?,
+        json: open(json)?,
+        hashes: open(hashes)?,
+        npy: open(npy)?,
+        jsonl: open(jsonl)?,
         written: 0,
     };
     store.for_each_dialogue(&mut out)?;
@@ -305,20 +317,11 @@ pub fn execute(store: &Store, args: &ExportArgs) -> Result<String> {
         ));
     }
     let written = export_dialogues(store, args)?;
-    let mut files = Vec::new();
-    let want = |o: Only| args.only.is_none_or(|x| x == o);
-    for (o, path) in [
-        (Only::Dialogues, &args.output_file),
-        (Only::Hashes, &args.hash_file),
-        (Only::Embeddings, &args.embedding_file),
-    ] {
-        if want(o) {
-            files.push(path.display().to_string());
-        }
-    }
-    if let Some(p) = &args.jsonl {
-        files.push(p.display().to_string());
-    }
+    let files: Vec<String> = selected(args)
+        .into_iter()
+        .flatten()
+        .map(|p| p.display().to_string())
+        .collect();
     Ok(format!(
         "exported {written} dialogues to {}\n",
         files.join(", ")

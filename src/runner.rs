@@ -45,9 +45,8 @@ struct Ctx {
     config: PlanConfig,
     client: LlmClient,
     embedder: EmbedService,
-    /// Personas the plan stored, for re-draws on later attempts.
+    /// Personas the plan stored, sorted by index: looked up on attempt 0, re-drawn later.
     personas: Vec<(u32, String)>,
-    persona_text: BTreeMap<u32, String>,
     bases: BTreeMap<u32, Dialogue>,
 }
 
@@ -58,16 +57,16 @@ pub fn attempt_spec(
     attempt: u32,
     config: &PlanConfig,
     personas: &[(u32, String)],
-    persona_text: &BTreeMap<u32, String>,
 ) -> AttemptSpec {
     if attempt == 0 {
+        let persona = personas
+            .binary_search_by_key(&item.persona_index, |(i, _)| *i)
+            .map(|at| personas[at].1.clone())
+            .unwrap_or_default();
         return AttemptSpec {
             attempt,
             persona_index: item.persona_index,
-            persona: persona_text
-                .get(&item.persona_index)
-                .cloned()
-                .unwrap_or_default(),
+            persona,
             temperature: item.temperature,
             top_p: item.top_p,
             frequency_penalty: item.frequency_penalty,
@@ -155,13 +154,7 @@ fn rejected(
 }
 
 async fn attempt_item(ctx: Arc<Ctx>, item: WorkItem, attempt: u32) -> TaskResult {
-    let spec = attempt_spec(
-        &item,
-        attempt,
-        &ctx.config,
-        &ctx.personas,
-        &ctx.persona_text,
-    );
+    let spec = attempt_spec(&item, attempt, &ctx.config, &ctx.personas);
     let mut usage = Usage::default();
 
     let request = prompt::scenario_request(&ctx.settings, &ctx.catalog, &item, &spec);
@@ -538,7 +531,6 @@ fn dry_run(
 ) -> Result<ExitCode> {
     let (queue, _) = pending_work(store, args.max_attempts)?;
     let personas: Vec<(u32, String)> = store.personas()?.into_iter().collect();
-    let persona_text: BTreeMap<u32, String> = personas.iter().cloned().collect();
     let bases = store.base_dialogues()?;
     let url = format!("{}/chat/completions", args.base_url.trim_end_matches('/'));
     if queue.is_empty() {
@@ -546,7 +538,7 @@ fn dry_run(
     }
     for (index, attempt) in queue.iter().take(args.limit) {
         let item = store.item(*index)?;
-        let spec = attempt_spec(&item, *attempt, &meta.config, &personas, &persona_text);
+        let spec = attempt_spec(&item, *attempt, &meta.config, &personas);
         let scenario = prompt::scenario_request(settings, &meta.catalog, &item, &spec);
         println!(
             "### item {index}, attempt {}: scenario request\nPOST {url}",
@@ -710,7 +702,6 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
         config: meta.config.clone(),
         client: LlmClient::new(&endpoint)?,
         embedder: EmbedService::start(embedder),
-        persona_text: personas.iter().cloned().collect(),
         personas,
         bases: store.base_dialogues()?,
     });
