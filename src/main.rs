@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use dgen::cli::{self, Cli, Command};
-use dgen::{commands, export, import, runner, status};
+use dgen::{commands, export, import, run, status};
 
 fn main() -> ExitCode {
     let args = cli::normalize_legacy_args(std::env::args_os().collect());
@@ -32,7 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plan(args) => commands::plan::run(&cli.store, *args),
         Command::Extract(args) => commands::extract::run(args),
-        Command::Run(args) => runner::run(&cli.store, *args),
+        Command::Run(args) => run::run(&cli.store, *args),
         Command::Import(args) => import::run(&cli.store, args),
         Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
         Command::Status(args) => status::run(&cli.store, args),

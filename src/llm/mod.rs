@@ -7,6 +7,7 @@
 //! asks). Every call reports the tokens it was billed, also when its output is later rejected.
 
 mod client;
+pub mod local_server;
 mod retry;
 
 use std::time::Duration;

@@ -1,0 +1,43 @@
+//! Where the API key comes from, and which endpoints may go without one.
+
+use crate::llm::Secret;
+
+/// The API key: `OPENAI_KEY`, `OPENAI_API_KEY`, or either in `./.env.local`.
+pub fn api_key() -> Option<Secret> {
+    for name in ["OPENAI_KEY", "OPENAI_API_KEY"] {
+        if let Ok(v) = std::env::var(name) {
+            if !v.trim().is_empty() {
+                return Some(Secret::new(v.trim().to_string()));
+            }
+        }
+    }
+    let text = std::fs::read_to_string(".env.local").ok()?;
+    for line in text.lines() {
+        let line = line.trim();
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        if let Some((k, v)) = line.split_once('=') {
+            if matches!(k.trim(), "OPENAI_KEY" | "OPENAI_API_KEY") {
+                let v = v.trim().trim_matches('"').trim_matches('\'');
+                if !v.is_empty() {
+                    return Some(Secret::new(v.to_string()));
+                }
+            }
+        }
+    }
+    None
+}
+
+pub fn is_loopback(base_url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(base_url) else {
+        return false;
+    };
+    match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}

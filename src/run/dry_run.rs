@@ -1,0 +1,56 @@
+//! `dgen run --dry_run`: the exact requests of the next pending items, and no call.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::RunArgs;
+use crate::dataset::Dialogue;
+use crate::prompt::{self, RequestSettings};
+use crate::store::{Meta, Store};
+
+use super::attempt::attempt_spec;
+use super::queue;
+
+pub fn print(
+    store: &Store,
+    meta: &Meta,
+    settings: &RequestSettings,
+    args: &RunArgs,
+) -> Result<ExitCode> {
+    let queue = queue::pending_work(store, args.max_attempts)?.queue;
+    let personas: Vec<(u32, String)> = store.personas()?.into_iter().collect();
+    let bases = store.base_dialogues()?;
+    let url = format!("{}/chat/completions", args.base_url.trim_end_matches('/'));
+    if queue.is_empty() {
+        println!("no pending items: nothing would be sent");
+    }
+    for (index, attempt) in queue.iter().take(args.limit) {
+        let item = store.item(*index)?;
+        let spec = attempt_spec(&item, *attempt, &meta.config, &personas);
+        let scenario = prompt::scenario_request(settings, &meta.catalog, &item, &spec);
+        println!(
+            "### item {index}, attempt {}: scenario request\nPOST {url}",
+            attempt + 1
+        );
+        println!("{}", serde_json::to_string_pretty(&scenario)?);
+        let base = bases
+            .get(&item.base_dialogue_index)
+            .map(Dialogue::base_conversation)
+            .unwrap_or_default();
+        let dialogue = prompt::dialogue_request(
+            settings,
+            &meta.catalog,
+            &item,
+            &spec,
+            "<the text the scenario call returns>",
+            &base,
+        );
+        println!(
+            "### item {index}, attempt {}: dialogue request\nPOST {url}",
+            attempt + 1
+        );
+        println!("{}", serde_json::to_string_pretty(&dialogue)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

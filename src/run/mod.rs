@@ -1,0 +1,245 @@
+//! `dgen run`: turns pending work items into dialogues.
+//!
+//! Shape: the dispatcher (`dispatch`) keeps `--concurrency` attempts (`attempt`: scenario call,
+//! dialogue call, parse, embed) in flight as tokio tasks; finished attempts go to one writer
+//! thread (`writer`), which makes the authoritative duplicate checks against everything
+//! committed so far and commits a batch of results — dialogue, hash, embedding, item state,
+//! counters — in one redb transaction, then acknowledges. An item counts as done only after that
+//! commit, so a stop at any instant (`shutdown`) loses nothing committed and repeats nothing
+//! committed: items without a committed result are simply still pending.
+
+mod attempt;
+mod credentials;
+mod dispatch;
+mod dry_run;
+mod progress;
+mod queue;
+mod shutdown;
+mod writer;
+
+pub use attempt::attempt_spec;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::RunArgs;
+use crate::embed::{self, EmbedService, Embedder};
+use crate::llm::local_server::{self, LocalServer, ServerSettings};
+use crate::llm::{Endpoint, LlmClient, RetryPolicy};
+use crate::prompt::{self, RequestSettings, Structured};
+use crate::store::{Meta, RunSettings, State, Store};
+
+use attempt::Ctx;
+use dispatch::{Stop, Summary};
+use shutdown::EXIT_INTERRUPTED;
+use writer::Writer;
+
+/// What the run sends: model, dialogue max_tokens, wire format, and whether the endpoint is the
+/// llama-server this run starts.
+fn request_settings(args: &RunArgs, meta: &Meta, local_model: Option<&Path>) -> RequestSettings {
+    let model = match (&args.model, local_model) {
+        (Some(m), _) => m.clone(),
+        (None, Some(path)) => path
+            .file_stem()
+            .map_or_else(|| "local".into(), |s| s.to_string_lossy().into_owned()),
+        (None, None) => meta.catalog.generation_defaults.model.clone(),
+    };
+    RequestSettings {
+        model,
+        dialogue_max_tokens: args
+            .max_tokens
+            .unwrap_or(meta.catalog.generation_defaults.dialogue_call.max_tokens),
+        structured: args.structured.unwrap_or(if local_model.is_some() {
+            Structured::Json
+        } else {
+            Structured::Tags
+        }),
+        grammar: local_model.is_some(),
+    }
+}
+
+pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
+    if args.concurrency == Some(0) {
+        bail!("--concurrency must be at least 1");
+    }
+    if args.slots == 0 {
+        bail!("--slots must be at least 1");
+    }
+    if args.max_attempts == 0 {
+        bail!("--max_attempts must be at least 1");
+    }
+    if args.request_timeout.is_nan() || args.request_timeout <= 0.0 {
+        bail!("--request_timeout must be a positive number of seconds");
+    }
+    let store = Arc::new(Store::open_existing(store_path)?);
+    let meta = store.meta()?.context("the store holds no plan")?;
+    let assets = embed::assets_dir(args.assets_dir.as_deref());
+    let local_model = match (&args.local_model, args.local) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => Some(assets.join(local_server::DEFAULT_MODEL)),
+        (None, false) => None,
+    };
+    let settings = request_settings(&args, &meta, local_model.as_deref());
+    if args.dry_run {
+        return dry_run::print(&store, &meta, &settings, &args);
+    }
+    let key = credentials::api_key();
+    if key.is_none() && local_model.is_none() && !credentials::is_loopback(&args.base_url) {
+        bail!(
+            "no API key for {}: set OPENAI_API_KEY (or OPENAI_KEY), or put OPENAI_KEY=... in ./.env.local; loopback endpoints need none",
+            args.base_url
+        );
+    }
+    let work = queue::pending_work(&store, args.max_attempts)?;
+    if work.queue.is_empty() {
+        println!(
+            "all {} items of {} are finished ({} accepted, {} failed); nothing to do",
+            work.total,
+            store.path().display(),
+            work.done,
+            work.total - work.done
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    queue::verify_plan(&store, &meta)?;
+    check_run_settings(&store, &settings)?;
+
+    let embedder = Embedder::load(&assets)?;
+    // Started from the main thread: the parent-death signal follows the thread that forked.
+    let server = match &local_model {
+        Some(model) => Some(LocalServer::start(&server_settings(&args, &assets, model))?),
+        None => None,
+    };
+    let base_url = server
+        .as_ref()
+        .map_or_else(|| args.base_url.clone(), |s| s.base_url.clone());
+    let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
+        args.slots
+    } else {
+        16
+    });
+    let endpoint = Endpoint {
+        base_url: base_url.clone(),
+        api_key: key,
+        timeout: Duration::from_secs_f64(args.request_timeout),
+        retry: RetryPolicy {
+            max_retries: args.max_retries,
+            base: Duration::from_millis(args.retry_base_ms),
+            cap: Duration::from_secs(60),
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
+    let _guard = runtime.enter();
+    let ctx = Arc::new(Ctx {
+        settings,
+        catalog: meta.catalog.clone(),
+        config: meta.config.clone(),
+        client: LlmClient::new(&endpoint)?,
+        embedder: EmbedService::start(embedder),
+        personas: store.personas()?.into_iter().collect(),
+        bases: store.base_dialogues()?,
+    });
+    let writer = Writer {
+        store: store.clone(),
+        index: store.load_index(embed::DIM)?,
+        next_seq: store.next_seq()?,
+        threshold: meta.config.similarity_threshold as f32,
+        max_attempts: args.max_attempts,
+        last_commit: Instant::now(),
+    };
+    tracing::info!(
+        "run: {} items to attempt ({} of {} already accepted), concurrency {concurrency}, model {}, endpoint {base_url}",
+        work.queue.len(),
+        work.done,
+        work.total,
+        ctx.settings.model,
+    );
+    let (total, done) = (work.total, work.done);
+    let summary = runtime.block_on(dispatch::dispatch(
+        ctx,
+        writer,
+        work.queue,
+        total,
+        done,
+        concurrency,
+        &args,
+    ))?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(server);
+    finish(&store, total, summary)
+}
+
+/// Refuses to mix results of other prompts, embeddings or models into a store; records them on
+/// the first run.
+fn check_run_settings(store: &Store, settings: &RequestSettings) -> Result<()> {
+    let run_settings = RunSettings {
+        prompt_version: format!("{}/{}", prompt::PROMPT_VERSION, settings.structured.name()),
+        embedding: embed::EMBEDDING_ID.to_string(),
+        model: settings.model.clone(),
+    };
+    match store.run_settings()? {
+        Some(prev) if prev != run_settings && store.dialogue_count()? > 0 => {
+            bail!(
+                "{} was generated with {} / {} / model {}; this run would use {} / {} / model {}. Mixing them would make the data inconsistent: use the same --model and dgen version, or plan into a new --store",
+                store.path().display(),
+                prev.prompt_version,
+                prev.embedding,
+                prev.model,
+                run_settings.prompt_version,
+                run_settings.embedding,
+                run_settings.model
+            );
+        }
+        Some(prev) if prev == run_settings => Ok(()),
+        _ => store.set_run_settings(&run_settings),
+    }
+}
+
+fn server_settings(args: &RunArgs, assets: &Path, model: &Path) -> ServerSettings {
+    ServerSettings {
+        binary: args
+            .llama_server
+            .clone()
+            .unwrap_or_else(|| assets.join(local_server::DEFAULT_SERVER)),
+        model: model.to_path_buf(),
+        ctx: args.ctx,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        slots: args.slots,
+        log: args.log_file.with_file_name("llama-server.log"),
+    }
+}
+
+/// The closing line and the exit code.
+fn finish(store: &Store, total: u64, summary: Summary) -> Result<ExitCode> {
+    let counts = store.state_counts()?;
+    let accepted = counts[&State::Done];
+    let failed = counts[&State::Failed];
+    let pending = total - accepted - failed;
+    eprintln!(
+        "run {}: {accepted}/{total} accepted, {failed} failed, {pending} pending; this run accepted {} in {:.1} s",
+        match summary.stop {
+            Stop::Finished => "finished",
+            Stop::Interrupted => "interrupted",
+            Stop::Fatal(_) => "stopped",
+        },
+        summary.accepted,
+        summary.elapsed.as_secs_f64()
+    );
+    match summary.stop {
+        Stop::Finished => Ok(ExitCode::SUCCESS),
+        Stop::Interrupted => {
+            eprintln!("resume with the same `dgen run` command; committed work is kept");
+            Ok(ExitCode::from(EXIT_INTERRUPTED))
+        }
+        Stop::Fatal(message) => bail!("{message}"),
+    }
+}

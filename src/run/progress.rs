@@ -1,0 +1,79 @@
+//! Progress: a bar on a terminal, a log line every 10 s otherwise.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+pub struct Progress {
+    pub bar: Option<indicatif::ProgressBar>,
+    pub total: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub started: Instant,
+    pub accepted_here: u64,
+}
+
+impl Progress {
+    pub fn new(total: u64, done: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {pos}/{len} accepted  {per_sec}  ETA {eta}  {msg}",
+                )
+                .expect("valid template"),
+            );
+            bar.set_position(done);
+            bar
+        });
+        Progress {
+            bar,
+            total,
+            done,
+            failed: 0,
+            rejected: 0,
+            started: Instant::now(),
+            accepted_here: 0,
+        }
+    }
+
+    pub fn update(&self) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.done);
+            bar.set_message(format!(
+                "rejected {}  failed {}",
+                self.rejected, self.failed
+            ));
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.accepted_here as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    pub fn log_line(&self) {
+        if self.bar.is_some() {
+            return;
+        }
+        let rate = self.rate();
+        let left = self.total.saturating_sub(self.done + self.failed);
+        let eta = if rate > 0.0 {
+            format!("{:.0} s", left as f64 / rate)
+        } else {
+            "unknown".into()
+        };
+        tracing::info!(
+            "progress: {}/{} accepted, {} rejected attempts, {} failed, {rate:.2} dialogues/s, ETA {eta}",
+            self.done,
+            self.total,
+            self.rejected,
+            self.failed
+        );
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
