@@ -216,6 +216,10 @@ pub struct RunArgs {
     )]
     pub max_attempts: u32,
 
+    /// Give items that failed (ran out of attempts) another --max_attempts attempts.
+    #[arg(long = "retry_failed", visible_alias = "retry-failed")]
+    pub retry_failed: bool,
+
     /// Retries per call for 429, 5xx, timeouts and connection errors.
     #[arg(
         long = "max_retries",

@@ -31,6 +31,28 @@ pub fn assets_dir(flag: Option<&Path>) -> PathBuf {
     home.join(".cache/dgen")
 }
 
+/// Loads the ONNX Runtime library once per process, by path: `$ORT_DYLIB_PATH` when set, else
+/// the one `scripts/fetch-assets.sh` put in the assets folder. The environment is never changed.
+fn load_onnx_runtime(dir: &Path) -> Result<()> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let lib = match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => dir.join("onnxruntime/libonnxruntime.so.1.31.1"),
+    };
+    let loaded = LOADED.get_or_init(|| {
+        if !lib.is_file() {
+            return Err(format!(
+                "ONNX Runtime library {} is missing; run scripts/fetch-assets.sh or set ORT_DYLIB_PATH",
+                lib.display()
+            ));
+        }
+        ort::init_from(&lib)
+            .map(drop)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", lib.display()))
+    });
+    loaded.clone().map_err(anyhow::Error::msg)
+}
+
 pub struct Embedder {
     model: TextEmbedding,
 }
@@ -54,16 +76,7 @@ impl Embedder {
             special_tokens_map_file: read("special_tokens_map.json")?,
             tokenizer_config_file: read("tokenizer_config.json")?,
         };
-        if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-            let lib = dir.join("onnxruntime/libonnxruntime.so.1.31.1");
-            if !lib.is_file() {
-                bail!(
-                    "ONNX Runtime library {} is missing; run scripts/fetch-assets.sh or set ORT_DYLIB_PATH",
-                    lib.display()
-                );
-            }
-            std::env::set_var("ORT_DYLIB_PATH", &lib);
-        }
+        load_onnx_runtime(dir)?;
         let model = UserDefinedEmbeddingModel::new(onnx, tokenizer).with_pooling(Pooling::Mean);
         let options = InitOptionsUserDefined::new().with_max_length(MAX_TOKENS);
         let model = TextEmbedding::try_new_from_user_defined(model, options)
@@ -96,10 +109,27 @@ pub struct EmbedService {
     tx: mpsc::UnboundedSender<Job>,
 }
 
+/// The embedder thread, to wait for once every [`EmbedService`] is gone: ONNX Runtime torn down
+/// by the process exit in the middle of a batch prints errors.
+pub struct EmbedWorker(std::thread::JoinHandle<()>);
+
+impl EmbedWorker {
+    /// Waits up to `limit` for the thread to finish its batch and end.
+    pub fn finish(self, limit: std::time::Duration) {
+        let started = std::time::Instant::now();
+        while !self.0.is_finished() && started.elapsed() < limit {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if self.0.is_finished() {
+            let _ = self.0.join();
+        }
+    }
+}
+
 impl EmbedService {
-    pub fn start(mut embedder: Embedder) -> EmbedService {
+    pub fn start(mut embedder: Embedder) -> Result<(EmbedService, EmbedWorker)> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("embedder".into())
             .spawn(move || {
                 while let Some(first) = rx.blocking_recv() {
@@ -109,6 +139,11 @@ impl EmbedService {
                             Ok(job) => jobs.push(job),
                             Err(_) => break,
                         }
+                    }
+                    // Attempts cancelled while they waited need no embedding.
+                    jobs.retain(|(_, reply)| !reply.is_closed());
+                    if jobs.is_empty() {
+                        continue;
                     }
                     let texts: Vec<String> = jobs.iter().map(|(t, _)| t.clone()).collect();
                     match embedder.embed(&texts) {
@@ -125,8 +160,8 @@ impl EmbedService {
                     }
                 }
             })
-            .expect("spawn the embedder thread");
-        EmbedService { tx }
+            .context("cannot start the embedder thread")?;
+        Ok((EmbedService { tx }, EmbedWorker(thread)))
     }
 
     pub async fn embed(&self, text: String) -> Result<Vec<f32>> {

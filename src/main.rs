@@ -9,6 +9,7 @@ use dgen::cli::{self, Cli, Command};
 use dgen::{commands, export, import, run, status};
 
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     let args = cli::normalize_legacy_args(std::env::args_os().collect());
     let cli = Cli::parse_from(args);
     let log_file = match &cli.command {
@@ -78,6 +79,17 @@ fn init_logging(verbose: bool, file: Option<&std::path::Path>) {
         .with(stderr)
         .with(file_layer)
         .init();
+}
+
+/// Over a file-size limit (`ulimit -f`) a write fails with EFBIG instead of the kernel's
+/// SIGXFSZ killing dgen without a word: the store writer then reports the failed commit.
+#[allow(unsafe_code)]
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code and happens
+    // before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

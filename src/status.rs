@@ -131,7 +131,7 @@ fn run_report(store: &Store, args: &StatusArgs, remaining: u64) -> Result<RunRep
         estimated_cost: prices
             .map(|(i, o)| (prompt_tokens as f64 * i + completion_tokens as f64 * o) / 1_000_000.0),
         rejections: by_prefix("rejected/"),
-        failures: by_prefix("failed/"),
+        failures: store.failure_reasons()?,
         elapsed_seconds: elapsed,
         dialogues_per_second: rate,
         eta_seconds: rate.map(|r| remaining as f64 / r),

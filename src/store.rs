@@ -84,6 +84,18 @@ pub struct ItemState {
     pub state: State,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// The kind of the last rejection (`api_error`, `duplicate_exact`, …), so failures by reason
+    /// come from the items themselves; `None` in stores written before it was recorded.
+    pub reason: Option<String>,
+}
+
+/// An item state as dgen 0.1 wrote it (no `reason`): still read, never written. bincode is not
+/// self-describing, so the longer encoding is tried first and must use every byte.
+#[derive(Deserialize)]
+struct ItemStateV1 {
+    state: State,
+    attempts: u32,
+    last_error: Option<String>,
 }
 
 impl ItemState {
@@ -92,7 +104,25 @@ impl ItemState {
             state: State::Pending,
             attempts: 0,
             last_error: None,
+            reason: None,
         }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<ItemState> {
+        let config = bincode::config::standard();
+        if let Ok((state, used)) = bincode::serde::decode_from_slice::<ItemState, _>(bytes, config)
+        {
+            if used == bytes.len() {
+                return Ok(state);
+            }
+        }
+        let old: ItemStateV1 = decode(bytes, "item state")?;
+        Ok(ItemState {
+            state: old.state,
+            attempts: old.attempts,
+            last_error: old.last_error,
+            reason: None,
+        })
     }
 }
 
@@ -292,7 +322,7 @@ impl Store {
         };
         for entry in table.iter()? {
             let (_, v) = entry?;
-            let state: ItemState = decode(v.value(), "item state")?;
+            let state = ItemState::decode(v.value())?;
             *counts.entry(state.state).or_default() += 1;
         }
         Ok(counts)
@@ -314,6 +344,9 @@ impl Store {
         txn.delete_table(PERSONAS)?;
         txn.delete_table(BASE_DIALOGUES)?;
         txn.delete_table(COMBINATION_USAGE)?;
+        // A new plan starts its own account: the old plan's calls, tokens and rejections are
+        // not this plan's.
+        txn.delete_table(COUNTERS)?;
         txn.delete_table(META)?;
         {
             let mut t = txn.open_table(META)?;
@@ -500,7 +533,19 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
-            out.push((k.value(), decode(v.value(), "item state")?));
+            out.push((k.value(), ItemState::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Failed items by the kind of their last rejection.
+    pub fn failure_reasons(&self) -> Result<BTreeMap<String, u64>> {
+        let mut out = BTreeMap::new();
+        for (_, state) in self.states()? {
+            if state.state == State::Failed {
+                let reason = state.reason.unwrap_or_else(|| "unrecorded".into());
+                *out.entry(reason).or_default() += 1;
+            }
         }
         Ok(out)
     }

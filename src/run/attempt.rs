@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
 use crate::dataset::Dialogue;
 use crate::dedup;
 use crate::embed::EmbedService;
-use crate::llm::{LlmClient, Usage};
+use crate::llm::{ChatRequest, LlmClient, Usage};
 use crate::parse;
 use crate::plan::{PlanConfig, WorkItem};
 use crate::prompt::{self, AttemptSpec, RequestSettings, Structured};
@@ -75,23 +76,42 @@ pub fn attempt_spec(
     }
 }
 
-/// What an attempt produced, on its way to the writer.
+/// What an attempt sends the writer: the tokens of each call as soon as it returns, then one
+/// candidate or rejection.
 pub enum Outcome {
-    Candidate {
-        item: u64,
-        attempt: u32,
-        record: Box<GeneratedDialogue>,
-        embedding: Vec<f32>,
-    },
-    Rejected {
-        item: u64,
-        attempt: u32,
-        kind: String,
-        message: String,
-        usage: Usage,
-        /// A call failed or the answer was unusable (counts toward the breaker).
-        failure: bool,
-    },
+    Billed(Usage),
+    Candidate(Candidate),
+    Rejected(Rejection),
+}
+
+/// A parsed, embedded dialogue waiting for the writer's duplicate checks.
+pub struct Candidate {
+    pub item: u64,
+    pub attempt: u32,
+    pub record: Box<GeneratedDialogue>,
+    pub embedding: Vec<f32>,
+}
+
+impl Candidate {
+    /// The writer turned it down (a duplicate): not a failure of the endpoint.
+    pub fn rejection(&self, kind: &str, message: String) -> Rejection {
+        Rejection {
+            item: self.item,
+            attempt: self.attempt,
+            kind: kind.to_string(),
+            message,
+            failure: false,
+        }
+    }
+}
+
+pub struct Rejection {
+    pub item: u64,
+    pub attempt: u32,
+    pub kind: String,
+    pub message: String,
+    /// A call failed or the answer was unusable (counts toward the breaker).
+    pub failure: bool,
 }
 
 pub enum TaskResult {
@@ -100,71 +120,85 @@ pub enum TaskResult {
     Fatal(String),
 }
 
-fn rejected(
-    item: u64,
+/// One attempt in flight: its item, its number, and where its bills go.
+struct Attempt<'a> {
+    ctx: &'a Ctx,
+    item: &'a WorkItem,
     attempt: u32,
-    kind: &str,
-    message: String,
+    billing: &'a mpsc::Sender<Outcome>,
     usage: Usage,
-    failure: bool,
-) -> TaskResult {
-    TaskResult::Done(Outcome::Rejected {
-        item,
-        attempt,
-        kind: kind.to_string(),
-        message,
-        usage,
-        failure,
-    })
 }
 
-pub async fn attempt_item(ctx: Arc<Ctx>, item: WorkItem, attempt: u32) -> TaskResult {
-    let spec = attempt_spec(&item, attempt, &ctx.config, &ctx.personas);
-    let mut usage = Usage::default();
-
-    let request = prompt::scenario_request(&ctx.settings, &ctx.catalog, &item, &spec);
-    let scenario = match ctx.client.complete(&request).await {
-        Ok(c) => {
-            usage += c.usage;
-            c.content.trim().to_string()
-        }
-        Err(f) if f.error.is_fatal() => return TaskResult::Fatal(f.error.to_string()),
-        Err(f) => {
-            usage += f.usage;
-            let message = format!("scenario call: {}", f.error);
-            return rejected(item.index, attempt, "api_error", message, usage, true);
-        }
-    };
-    if scenario.is_empty() {
-        return rejected(
-            item.index,
-            attempt,
-            "empty_scenario",
-            "the scenario call returned no text".into(),
-            usage,
-            true,
-        );
+impl Attempt<'_> {
+    fn reject(&self, kind: &str, message: String) -> TaskResult {
+        TaskResult::Done(Outcome::Rejected(Rejection {
+            item: self.item.index,
+            attempt: self.attempt,
+            kind: kind.to_string(),
+            message,
+            failure: true,
+        }))
     }
 
+    /// One call; its tokens are billed at once, whatever becomes of the attempt.
+    async fn call(
+        &mut self,
+        what: &str,
+        request: &ChatRequest,
+    ) -> Result<(String, bool), TaskResult> {
+        let result = self.ctx.client.complete(request).await;
+        let billed = match &result {
+            Ok(c) => c.usage,
+            Err(f) => f.usage,
+        };
+        self.usage += billed;
+        if billed != Usage::default() {
+            // The writer is gone only when the run is ending; the attempt's result is moot then.
+            let _ = self.billing.send(Outcome::Billed(billed)).await;
+        }
+        match result {
+            Ok(c) => Ok((c.content, c.truncated)),
+            Err(f) if f.error.is_fatal() => Err(TaskResult::Fatal(f.error.to_string())),
+            Err(f) => Err(self.reject("api_error", format!("{what} call: {}", f.error))),
+        }
+    }
+}
+
+pub async fn attempt_item(
+    ctx: Arc<Ctx>,
+    item: WorkItem,
+    attempt: u32,
+    billing: mpsc::Sender<Outcome>,
+) -> TaskResult {
+    let mut a = Attempt {
+        ctx: &ctx,
+        item: &item,
+        attempt,
+        billing: &billing,
+        usage: Usage::default(),
+    };
+    match generate(&mut a).await {
+        Ok(outcome) | Err(outcome) => outcome,
+    }
+}
+
+async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
+    let (ctx, item) = (a.ctx, a.item);
+    let spec = attempt_spec(item, a.attempt, &ctx.config, &ctx.personas);
+    let request = prompt::scenario_request(&ctx.settings, &ctx.catalog, item, &spec);
+    let scenario = a.call("scenario", &request).await?.0.trim().to_string();
+    if scenario.is_empty() {
+        let message = "the scenario call returned no text".to_string();
+        return Err(a.reject("empty_scenario", message));
+    }
     let base = ctx
         .bases
         .get(&item.base_dialogue_index)
         .map(Dialogue::base_conversation)
         .unwrap_or_default();
     let request =
-        prompt::dialogue_request(&ctx.settings, &ctx.catalog, &item, &spec, &scenario, &base);
-    let (content, truncated) = match ctx.client.complete(&request).await {
-        Ok(c) => {
-            usage += c.usage;
-            (c.content, c.truncated)
-        }
-        Err(f) if f.error.is_fatal() => return TaskResult::Fatal(f.error.to_string()),
-        Err(f) => {
-            usage += f.usage;
-            let message = format!("dialogue call: {}", f.error);
-            return rejected(item.index, attempt, "api_error", message, usage, true);
-        }
-    };
+        prompt::dialogue_request(&ctx.settings, &ctx.catalog, item, &spec, &scenario, &base);
+    let (content, truncated) = a.call("dialogue", &request).await?;
     let parsed = match ctx.settings.structured {
         Structured::Tags => parse::parse_dialogue(&content, item.min_turns, item.max_turns),
         Structured::Json => parse::parse_json_dialogue(&content, item.min_turns, item.max_turns),
@@ -176,29 +210,36 @@ pub async fn attempt_item(ctx: Arc<Ctx>, item: WorkItem, attempt: u32) -> TaskRe
                 "invalid dialogue ({e}): the answer was cut off at max_tokens {}; raise --max_tokens",
                 ctx.settings.dialogue_max_tokens
             );
-            return rejected(item.index, attempt, "truncated", message, usage, true);
+            return Err(a.reject("truncated", message));
         }
-        Err(e) => {
-            return rejected(
-                item.index,
-                attempt,
-                e.kind(),
-                format!("invalid dialogue: {e}"),
-                usage,
-                true,
-            )
-        }
+        Err(e) => return Err(a.reject(e.kind(), format!("invalid dialogue: {e}"))),
     };
-
     let hash = dedup::sha256(&record::canonical_text(&turns));
     let embedding = match ctx.embedder.embed(record::embedding_text(&turns)).await {
         Ok(v) => v,
-        Err(e) => return TaskResult::Fatal(format!("{e:#}")),
+        Err(e) => return Err(TaskResult::Fatal(format!("{e:#}"))),
     };
+    let record = dialogue_record(a, &spec, turns, scenario, hash);
+    Ok(TaskResult::Done(Outcome::Candidate(Candidate {
+        item: item.index,
+        attempt: a.attempt,
+        record: Box::new(record),
+        embedding,
+    })))
+}
+
+fn dialogue_record(
+    a: &Attempt<'_>,
+    spec: &AttemptSpec,
+    turns: Vec<parse::ParsedTurn>,
+    scenario: String,
+    hash: dedup::Hash,
+) -> GeneratedDialogue {
+    let (ctx, item) = (a.ctx, a.item);
     let slot = &ctx.catalog.time_slots[item.time_slot as usize];
-    let record = GeneratedDialogue {
+    GeneratedDialogue {
         item_index: Some(item.index),
-        attempt,
+        attempt: a.attempt,
         dialogue_id: record::dialogue_id(&item.base_dialogue_id, item.seed),
         services: item.services.clone(),
         turns,
@@ -218,13 +259,7 @@ pub async fn attempt_item(ctx: Arc<Ctx>, item: WorkItem, attempt: u32) -> TaskRe
         frequency_penalty: spec.frequency_penalty,
         presence_penalty: spec.presence_penalty,
         seed: spec.seed,
-        usage,
+        usage: a.usage,
         hash,
-    };
-    TaskResult::Done(Outcome::Candidate {
-        item: item.index,
-        attempt,
-        record: Box::new(record),
-        embedding,
-    })
+    }
 }

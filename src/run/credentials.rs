@@ -11,17 +11,11 @@ pub fn api_key() -> Option<Secret> {
             }
         }
     }
-    let text = std::fs::read_to_string(".env.local").ok()?;
-    for line in text.lines() {
-        let line = line.trim();
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        if let Some((k, v)) = line.split_once('=') {
-            if matches!(k.trim(), "OPENAI_KEY" | "OPENAI_API_KEY") {
-                let v = v.trim().trim_matches('"').trim_matches('\'');
-                if !v.is_empty() {
-                    return Some(Secret::new(v.to_string()));
-                }
-            }
+    // Read, never loaded: the process environment stays as the user set it.
+    let entries = dotenvy::from_path_iter(".env.local").ok()?;
+    for (key, value) in entries.flatten() {
+        if matches!(key.as_str(), "OPENAI_KEY" | "OPENAI_API_KEY") && !value.trim().is_empty() {
+            return Some(Secret::new(value.trim().to_string()));
         }
     }
     None

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -15,7 +15,8 @@ use super::attempt::{attempt_item, Ctx, Outcome, TaskResult};
 use super::progress::Progress;
 use super::queue::Queue;
 use super::shutdown::watch_signals;
-use super::writer::{spawn_writer, Decision, Writer};
+use super::writer::{spawn_writer, Ack, Decision, Writer};
+use crate::store::Store;
 
 pub enum Stop {
     Finished,
@@ -29,142 +30,223 @@ pub struct Summary {
     pub elapsed: Duration,
 }
 
+/// The dispatcher's state between events.
+struct Dispatcher<'a> {
+    ctx: Arc<Ctx>,
+    args: &'a RunArgs,
+    store: Arc<Store>,
+    queue: Queue,
+    concurrency: usize,
+    to_writer: mpsc::Sender<Outcome>,
+    tasks: JoinSet<TaskResult>,
+    /// Attempts dispatched and not yet acknowledged by the writer (or cancelled).
+    in_flight: usize,
+    stopping: bool,
+    /// After a stop was asked for: when to give up on the attempts still in flight.
+    deadline: Option<tokio::time::Instant>,
+    stop: Stop,
+    /// The writer ended early (a failed commit); its handle says why.
+    writer_gone: bool,
+    consecutive_failures: u32,
+    progress: Progress,
+}
+
+impl Dispatcher<'_> {
+    fn fill(&mut self) -> Result<()> {
+        while !self.stopping && self.in_flight < self.concurrency {
+            let Some((index, attempt)) = self.queue.pop_front() else {
+                break;
+            };
+            let item = self.store.item(index)?;
+            let billing = self.to_writer.clone();
+            self.tasks
+                .spawn(attempt_item(self.ctx.clone(), item, attempt, billing));
+            self.in_flight += 1;
+        }
+        Ok(())
+    }
+
+    /// Stops dispatching and gives the attempts in flight until the shutdown timeout.
+    fn wind_down(&mut self, stop: Stop) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.stop = stop;
+        self.deadline = Some(tokio::time::Instant::now() + self.shutdown_timeout());
+    }
+
+    fn shutdown_timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.args.shutdown_timeout).unwrap_or(Duration::ZERO)
+    }
+
+    fn writer_failed(&mut self) {
+        self.writer_gone = true;
+        self.stopping = true;
+        self.tasks.abort_all();
+    }
+
+    async fn joined(&mut self, joined: Result<TaskResult, tokio::task::JoinError>) -> Result<()> {
+        match joined {
+            Ok(TaskResult::Done(outcome)) => {
+                if self.to_writer.send(outcome).await.is_err() {
+                    self.in_flight -= 1;
+                    self.writer_failed();
+                }
+            }
+            Ok(TaskResult::Fatal(message)) => {
+                self.in_flight -= 1;
+                if !matches!(self.stop, Stop::Fatal(_)) {
+                    tracing::error!("fatal: {message}; stopping the run");
+                    self.stop = Stop::Fatal(format!("the endpoint refused the request: {message}. Check --base_url, --model and the API key; pending items are kept"));
+                }
+                self.stopping = true;
+                self.tasks.abort_all();
+            }
+            Err(e) if e.is_cancelled() => self.in_flight -= 1,
+            Err(e) => bail!("an attempt crashed: {e}"),
+        }
+        Ok(())
+    }
+
+    fn acked(&mut self, ack: Ack) {
+        self.in_flight -= 1;
+        let progress = &mut self.progress;
+        match ack.decision {
+            Decision::Accepted => {
+                progress.done += 1;
+                progress.accepted_here += 1;
+            }
+            Decision::Retry(next) => {
+                progress.rejected += 1;
+                self.queue.push_back((ack.item, next));
+            }
+            Decision::Failed => {
+                progress.rejected += 1;
+                progress.failed += 1;
+            }
+        }
+        if let Some(m) = &ack.message {
+            tracing::debug!("item {}: {m}", ack.item);
+        }
+        if !ack.failure {
+            self.consecutive_failures = 0;
+        } else {
+            self.consecutive_failures += 1;
+            if self.consecutive_failures >= self.args.max_consecutive_failures {
+                let last = ack.message.unwrap_or_default();
+                let n = self.consecutive_failures;
+                self.wind_down(Stop::Fatal(format!(
+                    "{n} consecutive failures (--max_consecutive_failures); the last: {last}"
+                )));
+            }
+        }
+        self.progress.update();
+    }
+
+    fn interrupted(&mut self) {
+        if !self.stopping {
+            eprintln!(
+                "interrupt: finishing {} items in flight (up to {:.0} s); press Ctrl-C again to exit now",
+                self.in_flight,
+                self.shutdown_timeout().as_secs_f64()
+            );
+            self.wind_down(Stop::Interrupted);
+        }
+    }
+}
+
 pub async fn dispatch(
     ctx: Arc<Ctx>,
     writer: Writer,
-    mut queue: Queue,
+    queue: Queue,
     total: u64,
     done: u64,
     concurrency: usize,
     args: &RunArgs,
 ) -> Result<Summary> {
     let store = writer.store.clone();
-    let (out_tx, out_rx) = mpsc::channel::<Outcome>(concurrency * 2 + 8);
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
-    let writer_thread = spawn_writer(writer, out_rx, ack_tx);
+    let (to_writer, from_dispatch) = mpsc::channel::<Outcome>(concurrency * 4 + 8);
+    let (ack_tx, mut acks) = mpsc::unbounded_channel();
+    let writer_thread = spawn_writer(writer, from_dispatch, ack_tx)?;
+    let mut d = Dispatcher {
+        ctx,
+        args,
+        store: store.clone(),
+        queue,
+        concurrency,
+        to_writer,
+        tasks: JoinSet::new(),
+        in_flight: 0,
+        stopping: false,
+        deadline: None,
+        stop: Stop::Finished,
+        writer_gone: false,
+        consecutive_failures: 0,
+        progress: Progress::new(total, done),
+    };
     let mut signals = watch_signals();
-    let mut tasks: JoinSet<TaskResult> = JoinSet::new();
-    let mut in_flight = 0usize;
-    let mut stopping = false;
-    let mut deadline: Option<tokio::time::Instant> = None;
-    let mut stop = Stop::Finished;
-    let mut consecutive_failures = 0u32;
-    let mut progress = Progress::new(total, done);
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
     ticker.tick().await;
     // Export and status requests from other processes, answered from read snapshots.
     let mut requests = tokio::time::interval(Duration::from_millis(200));
     let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
-
     loop {
-        while !stopping && in_flight < concurrency {
-            let Some((index, attempt)) = queue.pop_front() else {
-                break;
-            };
-            let item = store.item(index)?;
-            tasks.spawn(attempt_item(ctx.clone(), item, attempt));
-            in_flight += 1;
-        }
-        if in_flight == 0 {
+        d.fill()?;
+        if d.in_flight == 0 {
             break;
         }
         tokio::select! {
-            Some(joined) = tasks.join_next() => match joined {
-                Ok(TaskResult::Done(outcome)) => {
-                    if out_tx.send(outcome).await.is_err() {
-                        bail!("the store writer stopped unexpectedly");
-                    }
-                }
-                Ok(TaskResult::Fatal(message)) => {
-                    in_flight -= 1;
-                    if !matches!(stop, Stop::Fatal(_)) {
-                        tracing::error!("fatal: {message}; stopping the run");
-                        stop = Stop::Fatal(format!("the endpoint refused the request: {message}. Check --base_url, --model and the API key; pending items are kept"));
-                    }
-                    stopping = true;
-                    tasks.abort_all();
-                }
-                Err(e) if e.is_cancelled() => in_flight -= 1,
-                Err(e) => bail!("an attempt crashed: {e}"),
-            },
-            Some(ack) = ack_rx.recv() => {
-                let ack = match ack {
-                    Ok(a) => a,
-                    Err(message) => bail!(message),
-                };
-                in_flight -= 1;
-                match ack.decision {
-                    Decision::Accepted => {
-                        progress.done += 1;
-                        progress.accepted_here += 1;
-                    }
-                    Decision::Retry(next) => {
-                        progress.rejected += 1;
-                        queue.push_back((ack.item, next));
-                    }
-                    Decision::Failed => {
-                        progress.rejected += 1;
-                        progress.failed += 1;
-                    }
-                }
-                if let Some(m) = &ack.message {
-                    tracing::debug!("item {}: {m}", ack.item);
-                }
-                if ack.failure {
-                    consecutive_failures += 1;
-                    if consecutive_failures >= args.max_consecutive_failures && !stopping {
-                        let last = ack.message.unwrap_or_default();
-                        stop = Stop::Fatal(format!(
-                            "{consecutive_failures} consecutive failures (--max_consecutive_failures); the last: {last}"
-                        ));
-                        stopping = true;
-                        deadline = Some(tokio::time::Instant::now() + Duration::from_secs_f64(args.shutdown_timeout));
-                    }
-                } else {
-                    consecutive_failures = 0;
-                }
-                progress.update();
-            },
-            Some(()) = signals.recv() => {
-                if !stopping {
-                    eprintln!("interrupt: finishing {in_flight} items in flight (up to {:.0} s); press Ctrl-C again to exit now", args.shutdown_timeout);
-                    stopping = true;
-                    stop = Stop::Interrupted;
-                    deadline = Some(tokio::time::Instant::now() + Duration::from_secs_f64(args.shutdown_timeout));
+            Some(joined) = d.tasks.join_next() => d.joined(joined).await?,
+            ack = acks.recv(), if !d.writer_gone => match ack {
+                Some(ack) => d.acked(ack),
+                // The writer ended early: its handle holds the error.
+                None => {
+                    d.in_flight = d.tasks.len();
+                    d.writer_failed();
                 }
             },
-            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                tracing::warn!("shutdown timeout: leaving {} unfinished items pending", tasks.len());
-                tasks.abort_all();
-                deadline = None;
+            Some(()) = signals.recv() => d.interrupted(),
+            _ = async { if let Some(at) = d.deadline { tokio::time::sleep_until(at).await } }, if d.deadline.is_some() => {
+                tracing::warn!("shutdown timeout: leaving {} unfinished items pending", d.tasks.len());
+                d.tasks.abort_all();
+                d.deadline = None;
             },
-            _ = ticker.tick() => progress.log_line(),
-            _ = requests.tick() => {
-                use std::sync::atomic::Ordering;
-                if !remote::pending(store.path()).is_empty() && !serving.swap(true, Ordering::SeqCst) {
-                    let (store, serving) = (store.clone(), serving.clone());
-                    tokio::task::spawn_blocking(move || {
-                        remote::serve(&store, remote::answer);
-                        serving.store(false, Ordering::SeqCst);
-                    });
-                }
-            },
+            _ = ticker.tick() => d.progress.log_line(),
+            _ = requests.tick() => serve_requests(&store, &serving),
         }
     }
-    progress.finish();
-    drop(out_tx);
-    writer_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
-    // A commit failure reported after the last ack.
-    while let Ok(ack) = ack_rx.try_recv() {
-        if let Err(message) = ack {
-            bail!(message);
-        }
+    d.progress.finish();
+    let Dispatcher {
+        stop,
+        progress,
+        writer_gone,
+        to_writer,
+        ..
+    } = d;
+    drop(to_writer);
+    // Every sender is gone now (the dispatcher's and the finished attempts'): the writer commits
+    // what it holds and ends.
+    match writer_thread.join() {
+        Ok(Ok(())) if !writer_gone => {}
+        Ok(Ok(())) => bail!("the store writer stopped before the run ended"),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(anyhow!("the store writer panicked")),
     }
     Ok(Summary {
         stop,
         accepted: progress.accepted_here,
         elapsed: progress.started.elapsed(),
     })
+}
+
+fn serve_requests(store: &Arc<Store>, serving: &Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    if !remote::pending(store.path()).is_empty() && !serving.swap(true, Ordering::SeqCst) {
+        let (store, serving) = (store.clone(), serving.clone());
+        tokio::task::spawn_blocking(move || {
+            remote::serve(&store, remote::answer);
+            serving.store(false, Ordering::SeqCst);
+        });
+    }
 }

@@ -18,7 +18,7 @@ pub fn print(
     settings: &RequestSettings,
     args: &RunArgs,
 ) -> Result<ExitCode> {
-    let queue = queue::pending_work(store, args.max_attempts)?.queue;
+    let queue = queue::pending_work(store, args.max_attempts, args.retry_failed)?.queue;
     let personas: Vec<(u32, String)> = store.personas()?.into_iter().collect();
     let bases = store.base_dialogues()?;
     let url = format!("{}/chat/completions", args.base_url.trim_end_matches('/'));

@@ -31,12 +31,12 @@ use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
 use crate::llm::{Endpoint, LlmClient, RetryPolicy};
 use crate::prompt::{self, RequestSettings, Structured};
-use crate::store::{Meta, RunSettings, State, Store};
+use crate::store::{Batch, Meta, RunSettings, State, Store};
 
 use attempt::Ctx;
 use dispatch::{Stop, Summary};
 use shutdown::EXIT_INTERRUPTED;
-use writer::Writer;
+use writer::{Budget, Writer};
 
 /// What the run sends: model, dialogue max_tokens, wire format, and whether the endpoint is the
 /// llama-server this run starts.
@@ -94,14 +94,20 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
             args.base_url
         );
     }
-    let work = queue::pending_work(&store, args.max_attempts)?;
+    let mut work = queue::pending_work(&store, args.max_attempts, args.retry_failed)?;
+    settle(&store, &mut work, args.max_attempts)?;
     if work.queue.is_empty() {
         println!(
-            "all {} items of {} are finished ({} accepted, {} failed); nothing to do",
+            "all {} items of {} are finished ({} accepted, {} failed); nothing to do{}",
             work.total,
             store.path().display(),
             work.done,
-            work.total - work.done
+            work.failed,
+            if work.failed > 0 {
+                " (--retry_failed or a higher --max_attempts gives failed items more attempts)"
+            } else {
+                ""
+            }
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -137,12 +143,13 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
         .worker_threads(2)
         .build()?;
     let _guard = runtime.enter();
+    let (embedder, embed_worker) = EmbedService::start(embedder)?;
     let ctx = Arc::new(Ctx {
         settings,
         catalog: meta.catalog.clone(),
         config: meta.config.clone(),
         client: LlmClient::new(&endpoint)?,
-        embedder: EmbedService::start(embedder),
+        embedder,
         personas: store.personas()?.into_iter().collect(),
         bases: store.base_dialogues()?,
     });
@@ -151,7 +158,10 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
         index: store.load_index(embed::DIM)?,
         next_seq: store.next_seq()?,
         threshold: meta.config.similarity_threshold as f32,
-        max_attempts: args.max_attempts,
+        budget: Budget {
+            max_attempts: args.max_attempts,
+            extended: std::mem::take(&mut work.extended),
+        },
         last_commit: Instant::now(),
     };
     tracing::info!(
@@ -172,8 +182,25 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
         &args,
     ))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    embed_worker.finish(Duration::from_secs(10));
     drop(server);
     finish(&store, total, summary)
+}
+
+/// Records as failed the rejected items a lowered `--max_attempts` leaves without attempts.
+fn settle(store: &Store, work: &mut queue::Work, max_attempts: u32) -> Result<()> {
+    if work.settle.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        "{} rejected items have used their {max_attempts} attempts (--max_attempts); recording them as failed",
+        work.settle.len()
+    );
+    let batch = Batch {
+        states: std::mem::take(&mut work.settle),
+        ..Batch::default()
+    };
+    store.apply(&batch)
 }
 
 /// Refuses to mix results of other prompts, embeddings or models into a store; records them on

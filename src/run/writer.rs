@@ -1,17 +1,23 @@
 //! The single writer: duplicate checks where the commit happens, then one redb transaction a
 //! batch — dialogue, hash, embedding, item state and counters land together or not at all.
+//! Calls are billed as soon as they return (an [`Outcome::Billed`]), so the tokens of an attempt
+//! cut short by a kill still reach the counters with the next commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
 use crate::dedup::DedupIndex;
 use crate::llm::Usage;
 use crate::store::{Accepted, Batch, ItemState, State, Store};
 
-use super::attempt::Outcome;
+use super::attempt::{Candidate, Outcome, Rejection};
+
+/// Outcomes committed in one transaction at most.
+const BATCH: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
@@ -27,132 +33,102 @@ pub struct Ack {
     pub message: Option<String>,
 }
 
-/// The single writer: duplicate checks where the commit happens, then one transaction a batch.
+/// How many attempts an item may use: `--max_attempts`, or more for failed items that
+/// `--retry_failed` gave another round.
+pub struct Budget {
+    pub max_attempts: u32,
+    pub extended: HashMap<u64, u32>,
+}
+
+impl Budget {
+    fn limit(&self, item: u64) -> u32 {
+        self.extended
+            .get(&item)
+            .copied()
+            .unwrap_or(self.max_attempts)
+    }
+}
+
 pub struct Writer {
     pub store: Arc<Store>,
     pub index: DedupIndex,
     pub next_seq: u64,
     pub threshold: f32,
-    pub max_attempts: u32,
+    pub budget: Budget,
     pub last_commit: Instant,
 }
 
 impl Writer {
-    fn state_after(&self, attempt: u32, error: Option<String>) -> (ItemState, Decision) {
-        let attempts = attempt + 1;
-        if attempts >= self.max_attempts {
-            let state = ItemState {
-                state: State::Failed,
-                attempts,
-                last_error: error,
-            };
-            (state, Decision::Failed)
+    fn reject(&self, batch: &mut Batch, r: Rejection) -> Ack {
+        let attempts = r.attempt + 1;
+        let (state, decision) = if attempts >= self.budget.limit(r.item) {
+            (State::Failed, Decision::Failed)
         } else {
-            let state = ItemState {
-                state: State::Rejected,
+            (State::Rejected, Decision::Retry(attempts))
+        };
+        batch.count(format!("rejected/{}", r.kind), 1);
+        batch.states.push((
+            r.item,
+            ItemState {
+                state,
                 attempts,
-                last_error: error,
-            };
-            (state, Decision::Retry(attempts))
-        }
-    }
-
-    fn reject(
-        &self,
-        batch: &mut Batch,
-        item: u64,
-        attempt: u32,
-        kind: &str,
-        message: String,
-        failure: bool,
-    ) -> Ack {
-        let (state, decision) = self.state_after(attempt, Some(message.clone()));
-        batch.count(format!("rejected/{kind}"), 1);
-        if decision == Decision::Failed {
-            batch.count(format!("failed/{kind}"), 1);
-        }
-        batch.states.push((item, state));
+                last_error: Some(r.message.clone()),
+                reason: Some(r.kind),
+            },
+        ));
         Ack {
-            item,
+            item: r.item,
             decision,
-            failure,
-            message: Some(message),
+            failure: r.failure,
+            message: Some(r.message),
         }
     }
 
+    /// The duplicate checks against everything committed and everything earlier in this batch.
+    fn accept(&mut self, batch: &mut Batch, c: Candidate) -> Ack {
+        if self.index.contains_hash(&c.record.hash) {
+            let message = "exact duplicate of a stored dialogue".to_string();
+            return self.reject(batch, c.rejection("duplicate_exact", message));
+        }
+        if let Some((other, sim)) = self.index.similar(&c.embedding, self.threshold) {
+            let message = format!("near-duplicate: cosine {sim:.3} with stored dialogue #{other}");
+            return self.reject(batch, c.rejection("duplicate_semantic", message));
+        }
+        self.index.insert(&[c.record.hash], &c.embedding);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        batch.states.push((
+            c.item,
+            ItemState {
+                state: State::Done,
+                attempts: c.attempt + 1,
+                last_error: None,
+                reason: None,
+            },
+        ));
+        batch.count("accepted", 1);
+        batch.accepted.push(Accepted {
+            seq,
+            record: *c.record,
+            embedding: c.embedding,
+        });
+        Ack {
+            item: c.item,
+            decision: Decision::Accepted,
+            failure: false,
+            message: None,
+        }
+    }
+
+    /// Commits one batch of outcomes; the acks say what became of each attempt.
     fn process(&mut self, outcomes: Vec<Outcome>) -> Result<Vec<Ack>> {
         let mut batch = Batch::default();
         let mut acks = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             match outcome {
-                Outcome::Rejected {
-                    item,
-                    attempt,
-                    kind,
-                    message,
-                    usage,
-                    failure,
-                } => {
-                    count_usage(&mut batch, usage);
-                    acks.push(self.reject(&mut batch, item, attempt, &kind, message, failure));
-                }
-                Outcome::Candidate {
-                    item,
-                    attempt,
-                    record,
-                    embedding,
-                } => {
-                    count_usage(&mut batch, record.usage);
-                    if self.index.contains_hash(&record.hash) {
-                        let message = "exact duplicate of a stored dialogue".to_string();
-                        acks.push(self.reject(
-                            &mut batch,
-                            item,
-                            attempt,
-                            "duplicate_exact",
-                            message,
-                            false,
-                        ));
-                        continue;
-                    }
-                    if let Some((other, sim)) = self.index.similar(&embedding, self.threshold) {
-                        let message = format!(
-                            "near-duplicate: cosine {sim:.3} with stored dialogue #{other}"
-                        );
-                        acks.push(self.reject(
-                            &mut batch,
-                            item,
-                            attempt,
-                            "duplicate_semantic",
-                            message,
-                            false,
-                        ));
-                        continue;
-                    }
-                    self.index.insert(&[record.hash], &embedding);
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    batch.states.push((
-                        item,
-                        ItemState {
-                            state: State::Done,
-                            attempts: attempt + 1,
-                            last_error: None,
-                        },
-                    ));
-                    batch.count("accepted", 1);
-                    batch.accepted.push(Accepted {
-                        seq,
-                        record: *record,
-                        embedding,
-                    });
-                    acks.push(Ack {
-                        item,
-                        decision: Decision::Accepted,
-                        failure: false,
-                        message: None,
-                    });
-                }
+                Outcome::Billed(usage) => count_usage(&mut batch, usage),
+                Outcome::Rejected(r) => acks.push(self.reject(&mut batch, r)),
+                Outcome::Candidate(c) => acks.push(self.accept(&mut batch, c)),
             }
         }
         let now = Instant::now();
@@ -161,7 +137,12 @@ impl Writer {
             now.duration_since(self.last_commit).as_millis() as u64,
         );
         self.last_commit = now;
-        self.store.apply(&batch)?;
+        self.store.apply(&batch).with_context(|| {
+            format!(
+                "committing to the store {} failed; everything committed before is kept. Fix the cause (free disk space, permissions) and run `dgen run` again to continue",
+                self.store.path().display()
+            )
+        })?;
         Ok(acks)
     }
 }
@@ -172,34 +153,30 @@ fn count_usage(batch: &mut Batch, usage: Usage) {
     batch.count("tokens/completion", usage.completion_tokens);
 }
 
+/// The writer thread. It ends when every sender of `rx` is gone (after committing what they
+/// sent) or at the first failed commit, whose error its handle returns.
 pub fn spawn_writer(
     mut writer: Writer,
     mut rx: mpsc::Receiver<Outcome>,
-    acks: mpsc::UnboundedSender<Result<Ack, String>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
+    acks: mpsc::UnboundedSender<Ack>,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let handle = std::thread::Builder::new()
         .name("writer".into())
         .spawn(move || {
             while let Some(first) = rx.blocking_recv() {
                 let mut outcomes = vec![first];
-                while outcomes.len() < 64 {
+                while outcomes.len() < BATCH {
                     match rx.try_recv() {
                         Ok(o) => outcomes.push(o),
                         Err(_) => break,
                     }
                 }
-                match writer.process(outcomes) {
-                    Ok(list) => {
-                        for ack in list {
-                            let _ = acks.send(Ok(ack));
-                        }
-                    }
-                    Err(e) => {
-                        let _ = acks.send(Err(format!("committing to the store failed: {e:#}")));
-                        return;
-                    }
+                for ack in writer.process(outcomes)? {
+                    let _ = acks.send(ack);
                 }
             }
+            Ok(())
         })
-        .expect("spawn the writer thread")
+        .context("cannot start the store writer thread")?;
+    Ok(handle)
 }

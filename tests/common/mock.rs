@@ -83,6 +83,36 @@ pub struct State {
     pub counter: u64,
     /// Turns per generated dialogue; `None` uses the prompt's minimum.
     pub turns: Option<usize>,
+    /// Extra latency of dialogue calls only (scenario calls answer at `latency`).
+    pub dialogue_latency: Duration,
+    /// Faults drawn at random (probability, fault) for calls nothing else applies to.
+    pub random: Vec<(f64, Fault)>,
+    /// State of the draws (a fixed-seed generator, so a test repeats the same sequence).
+    pub draws: u64,
+}
+
+impl State {
+    /// The next draw in [0, 1): SplitMix64, seeded by the zero state.
+    fn draw(&mut self) -> f64 {
+        self.draws = self.draws.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.draws;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A random fault for this call, if one is drawn.
+    fn random_fault(&mut self, dialogue: bool) -> Option<Fault> {
+        let roll = self.draw();
+        let mut edge = 0.0;
+        for (p, fault) in &self.random {
+            edge += p;
+            if roll < edge {
+                return (dialogue || !fault.dialogue_only()).then(|| fault.clone());
+            }
+        }
+        None
+    }
 }
 
 pub struct MockServer {
@@ -209,7 +239,17 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             Some(f) if dialogue || !f.dialogue_only() => s.faults.pop_front(),
             _ => s.always.clone().filter(|f| dialogue || !f.dialogue_only()),
         };
-        (fault, s.latency)
+        let fault = match fault {
+            Some(f) => Some(f),
+            None if !s.random.is_empty() => s.random_fault(dialogue),
+            None => None,
+        };
+        let latency = if dialogue {
+            s.latency + s.dialogue_latency
+        } else {
+            s.latency
+        };
+        (fault, latency)
     };
     if !latency.is_zero() {
         std::thread::sleep(latency);
