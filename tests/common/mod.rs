@@ -17,12 +17,16 @@ pub fn fixture(name: &str) -> PathBuf {
     fixtures().join(name)
 }
 
-/// `../shared/data` beside the project, when this checkout has it.
-pub fn shared_data() -> Option<PathBuf> {
+/// `../shared/data` beside the project. Only `#[ignore]`d tests use it, and they fail (never
+/// skip) when it is missing.
+pub fn shared_data() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    dir.join("multiwoz22_dev/dialogues.json")
-        .is_file()
-        .then_some(dir)
+    assert!(
+        dir.join("multiwoz22_dev/dialogues.json").is_file(),
+        "{} lacks the real MultiWOZ data (multiwoz22_dev/dialogues.json); this test needs it",
+        dir.display()
+    );
+    dir
 }
 
 pub struct Env {
