@@ -1,160 +1,14 @@
-//! The plan: N work items drawn by a ChaCha20 RNG from (catalog, configuration, dataset
-//! contents, seed). It is a pure function of those inputs: no hash-map iteration, no clock, no
-//! threads, and every draw goes through the integer helpers below so the result does not depend
-//! on the platform's `usize` or on a library's shuffle algorithm.
+//! The sampler: one work item per draw, in index order, from the catalog's weights and rules.
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use serde::{Deserialize, Serialize};
 
+use super::draw::{below, inclusive, pick, shuffle, weighted};
+use super::{CombinationUsage, PlanConfig, WorkItem};
 use crate::catalog::{Catalog, TimeSlot, SIZE_NAMES};
 use crate::dataset::{Dialogue, Persona};
-
-/// Everything the user chose that shapes the plan. Paths are left out on purpose: the plan
-/// depends on what the files contain (see the dataset fingerprints), not where they are.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlanConfig {
-    pub total_generations: u64,
-    pub seed: u64,
-    pub similarity_threshold: f64,
-    pub min_turns: [u32; 2],
-    pub max_turns: [u32; 2],
-    pub temperature: Vec<f64>,
-    pub top_p: Vec<f64>,
-    pub frequency_penalty: Vec<f64>,
-    pub presence_penalty: Vec<f64>,
-}
-
-impl PlanConfig {
-    /// Refuses settings the sampler or the API could not use, naming the flag.
-    pub fn validate(&self) -> Result<()> {
-        if self.total_generations == 0 {
-            bail!("--total_generations must be at least 1");
-        }
-        if !(self.similarity_threshold > 0.0 && self.similarity_threshold <= 1.0) {
-            bail!(
-                "--similarity_threshold is {}; it must be in (0, 1] (0.9 is the default)",
-                self.similarity_threshold
-            );
-        }
-        for (flag, [lo, hi]) in [
-            ("--min_turns", self.min_turns),
-            ("--max_turns", self.max_turns),
-        ] {
-            if lo == 0 {
-                bail!("{flag} {lo} {hi}: a dialogue needs at least 1 turn");
-            }
-            if lo > hi {
-                bail!("{flag} {lo} {hi}: the range is reversed; write it low high, e.g. {flag} {hi} {lo}");
-            }
-        }
-        if self.max_turns[1] < self.min_turns[0] {
-            bail!(
-                "--max_turns {} {} is below --min_turns {} {}: the maximum turn count can never reach the minimum",
-                self.max_turns[0], self.max_turns[1], self.min_turns[0], self.min_turns[1]
-            );
-        }
-        let lists: [(&str, &Vec<f64>, f64, f64); 4] = [
-            ("--temperature", &self.temperature, 0.0, 2.0),
-            ("--top_p", &self.top_p, 0.0, 1.0),
-            ("--frequency_penalty", &self.frequency_penalty, -2.0, 2.0),
-            ("--presence_penalty", &self.presence_penalty, -2.0, 2.0),
-        ];
-        for (flag, list, lo, hi) in lists {
-            if list.is_empty() {
-                bail!("{flag} needs at least one value");
-            }
-            for v in list {
-                if !v.is_finite() || *v < lo || *v > hi {
-                    bail!("{flag} value {v} is outside [{lo}, {hi}]");
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One unit of work: everything the run needs to make one dialogue, decided up front.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkItem {
-    pub index: u64,
-    pub base_dialogue_index: u32,
-    pub base_dialogue_id: String,
-    /// In prompt order; the first is the primary service.
-    pub services: Vec<String>,
-    pub category: String,
-    pub region: String,
-    pub time_slot: u8,
-    /// Minutes after midnight, on a 5-minute grid, inside the slot.
-    pub specific_time: u16,
-    pub persona_index: u32,
-    pub user_emotion: String,
-    pub assistant_emotion: String,
-    pub resolution_status: String,
-    pub min_turns: u32,
-    pub max_turns: u32,
-    pub temperature: f64,
-    pub top_p: f64,
-    pub frequency_penalty: f64,
-    pub presence_penalty: f64,
-    /// Seeds everything decided later for this item (request seed, re-draws on retry).
-    pub seed: u64,
-}
-
-impl WorkItem {
-    pub fn primary_service(&self) -> &str {
-        &self.services[0]
-    }
-
-    pub fn specific_time_hhmm(&self) -> String {
-        format!(
-            "{:02}:{:02}",
-            self.specific_time / 60,
-            self.specific_time % 60
-        )
-    }
-}
-
-/// Combination usage: size name -> sorted services joined with `+` -> count.
-pub type CombinationUsage = BTreeMap<String, BTreeMap<String, u64>>;
-
-/// Uniform integer in `0..n`, the same on every platform.
-fn below(rng: &mut ChaCha20Rng, n: usize) -> usize {
-    debug_assert!(n > 0);
-    rng.random_range(0..n as u64) as usize
-}
-
-fn pick<'a, T>(rng: &mut ChaCha20Rng, list: &'a [T]) -> &'a T {
-    &list[below(rng, list.len())]
-}
-
-/// Fisher-Yates, written out so the order is pinned by this code alone.
-fn shuffle<T>(rng: &mut ChaCha20Rng, list: &mut [T]) {
-    for i in (1..list.len()).rev() {
-        let j = below(rng, i + 1);
-        list.swap(i, j);
-    }
-}
-
-fn weighted(rng: &mut ChaCha20Rng, weights: &[f64]) -> usize {
-    let total: f64 = weights.iter().sum();
-    let mut x = rng.random::<f64>() * total;
-    for (i, w) in weights.iter().enumerate() {
-        if x < *w {
-            return i;
-        }
-        x -= w;
-    }
-    // Rounding at the top end: the last bucket with weight.
-    weights.iter().rposition(|w| *w > 0.0).unwrap_or(0)
-}
-
-fn inclusive(rng: &mut ChaCha20Rng, lo: u32, hi: u32) -> u32 {
-    lo + below(rng, (hi - lo + 1) as usize) as u32
-}
 
 /// Base dialogue indices: each primary service of the dataset gets an equal share of the N
 /// items (the remainder goes to services chosen at random), dialogues within a service are used
@@ -388,58 +242,6 @@ impl Iterator for Sampler<'_> {
     }
 }
 
-/// blake3 over the canonical encoding of everything the plan is a function of, and the items.
-pub struct Fingerprinter {
-    hasher: blake3::Hasher,
-    buf: Vec<u8>,
-}
-
-impl Fingerprinter {
-    pub fn new(catalog: &Catalog, config: &PlanConfig, dataset_fingerprints: &[&str]) -> Self {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"dgen-plan-v1\0");
-        hasher.update(catalog.canonical_json().as_bytes());
-        hasher.update(b"\0");
-        hasher.update(
-            serde_json::to_string(config)
-                .expect("serializes")
-                .as_bytes(),
-        );
-        for fp in dataset_fingerprints {
-            hasher.update(b"\0");
-            hasher.update(fp.as_bytes());
-        }
-        Fingerprinter {
-            hasher,
-            buf: Vec::with_capacity(256),
-        }
-    }
-
-    pub fn add(&mut self, item: &WorkItem) {
-        self.buf.clear();
-        bincode::serde::encode_into_std_write(item, &mut self.buf, bincode::config::standard())
-            .expect("encodes");
-        self.hasher.update(&self.buf);
-    }
-
-    pub fn finish(self) -> String {
-        self.hasher.finalize().to_hex().to_string()
-    }
-}
-
-pub fn fingerprint(
-    catalog: &Catalog,
-    config: &PlanConfig,
-    dataset_fingerprints: &[&str],
-    items: impl IntoIterator<Item = WorkItem>,
-) -> String {
-    let mut f = Fingerprinter::new(catalog, config, dataset_fingerprints);
-    for item in items {
-        f.add(&item);
-    }
-    f.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,14 +261,6 @@ mod tests {
                 };
                 assert!(inside, "{t} outside {slot:?}");
             }
-        }
-    }
-
-    #[test]
-    fn weighted_never_picks_zero_weight() {
-        let mut rng = ChaCha20Rng::seed_from_u64(7);
-        for _ in 0..10_000 {
-            assert_ne!(weighted(&mut rng, &[0.5, 0.0, 0.5]), 1);
         }
     }
 }

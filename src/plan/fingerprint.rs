@@ -1,0 +1,57 @@
+//! The plan fingerprint: blake3 over the canonical encoding of everything the plan is a function
+//! of — catalog, configuration, dataset contents — and every item.
+
+use super::{PlanConfig, WorkItem};
+use crate::catalog::Catalog;
+
+/// blake3 over the canonical encoding of everything the plan is a function of, and the items.
+pub struct Fingerprinter {
+    hasher: blake3::Hasher,
+    buf: Vec<u8>,
+}
+
+impl Fingerprinter {
+    pub fn new(catalog: &Catalog, config: &PlanConfig, dataset_fingerprints: &[&str]) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"dgen-plan-v1\0");
+        hasher.update(catalog.canonical_json().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(
+            serde_json::to_string(config)
+                .expect("serializes")
+                .as_bytes(),
+        );
+        for fp in dataset_fingerprints {
+            hasher.update(b"\0");
+            hasher.update(fp.as_bytes());
+        }
+        Fingerprinter {
+            hasher,
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    pub fn add(&mut self, item: &WorkItem) {
+        self.buf.clear();
+        bincode::serde::encode_into_std_write(item, &mut self.buf, bincode::config::standard())
+            .expect("encodes");
+        self.hasher.update(&self.buf);
+    }
+
+    pub fn finish(self) -> String {
+        self.hasher.finalize().to_hex().to_string()
+    }
+}
+
+pub fn fingerprint(
+    catalog: &Catalog,
+    config: &PlanConfig,
+    dataset_fingerprints: &[&str],
+    items: impl IntoIterator<Item = WorkItem>,
+) -> String {
+    let mut f = Fingerprinter::new(catalog, config, dataset_fingerprints);
+    for item in items {
+        f.add(&item);
+    }
+    f.finish()
+}
