@@ -193,6 +193,36 @@ impl Catalog {
 
     /// Refuses a catalog the sampler could not use, naming the entry and the fix.
     pub fn validate(&self) -> Result<()> {
+        let services = self.validate_services()?;
+        self.validate_combinations(&services)?;
+        self.validate_categories(&services)?;
+        non_empty("regions", &self.regions)?;
+        self.validate_time_slots()?;
+        non_empty("user_emotions", &self.user_emotions)?;
+        non_empty("assistant_emotions", &self.assistant_emotions)?;
+        if self.resolution_statuses.is_empty() {
+            bail!("resolution_statuses is an empty list; give at least one status with a weight");
+        }
+        check_weights(
+            "resolution_statuses",
+            self.resolution_statuses
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v)),
+        )?;
+        let d = &self.generation_defaults;
+        for (name, list) in [
+            ("temperature", &d.temperature),
+            ("top_p", &d.top_p),
+            ("frequency_penalty", &d.frequency_penalty),
+            ("presence_penalty", &d.presence_penalty),
+        ] {
+            non_empty(&format!("generation_defaults.{name}"), list)?;
+        }
+        Ok(())
+    }
+
+    /// The core services, each named once.
+    fn validate_services(&self) -> Result<BTreeSet<&str>> {
         non_empty("core_services", &self.core_services)?;
         let services: BTreeSet<&str> = self.core_services.iter().map(String::as_str).collect();
         if services.len() != self.core_services.len() {
@@ -203,7 +233,11 @@ impl Catalog {
                 bail!("core_services[{i}] is empty; give every service a name");
             }
         }
+        Ok(services)
+    }
 
+    /// Size weights, and combinations of the right size made of distinct known services.
+    fn validate_combinations(&self, services: &BTreeSet<&str>) -> Result<()> {
         let weights = self.service_count_weights.as_array();
         check_weights(
             "service_count_weights",
@@ -242,7 +276,11 @@ impl Catalog {
                 }
             }
         }
+        Ok(())
+    }
 
+    /// A general list, and per-service lists for known services only, none empty.
+    fn validate_categories(&self, services: &BTreeSet<&str>) -> Result<()> {
         match self.scenario_categories.get(GENERAL) {
             Some(general) => non_empty("scenario_categories.general", general)?,
             None => bail!("scenario_categories has no \"general\" list; add the service-independent categories under \"general\""),
@@ -255,8 +293,11 @@ impl Catalog {
             }
             non_empty(&format!("scenario_categories.{key}"), list)?;
         }
+        Ok(())
+    }
 
-        non_empty("regions", &self.regions)?;
+    /// Hours within 0-23 and at least one hour a slot.
+    fn validate_time_slots(&self) -> Result<()> {
         non_empty("time_slots", &self.time_slots)?;
         for (i, slot) in self.time_slots.iter().enumerate() {
             for (what, hour) in [("start", slot.start()), ("end", slot.end())] {
@@ -274,27 +315,6 @@ impl Catalog {
                     slot.start()
                 );
             }
-        }
-        non_empty("user_emotions", &self.user_emotions)?;
-        non_empty("assistant_emotions", &self.assistant_emotions)?;
-        if self.resolution_statuses.is_empty() {
-            bail!("resolution_statuses is an empty list; give at least one status with a weight");
-        }
-        check_weights(
-            "resolution_statuses",
-            self.resolution_statuses
-                .iter()
-                .map(|(k, v)| (k.as_str(), *v)),
-        )?;
-
-        let d = &self.generation_defaults;
-        for (name, list) in [
-            ("temperature", &d.temperature),
-            ("top_p", &d.top_p),
-            ("frequency_penalty", &d.frequency_penalty),
-            ("presence_penalty", &d.presence_penalty),
-        ] {
-            non_empty(&format!("generation_defaults.{name}"), list)?;
         }
         Ok(())
     }

@@ -96,7 +96,24 @@ fn locate(path: &Path, split: Option<&str>) -> Result<(Vec<PathBuf>, Format)> {
         bail!("{} does not exist", path.display());
     }
 
-    // A DatasetDict: dataset_dict.json lists the splits, each a Dataset folder.
+    if let Some(found) = hugging_face_folder(path, split)? {
+        return Ok(found);
+    }
+    if let Some(found) = multiwoz_folder(path, split)? {
+        return Ok(found);
+    }
+    if let Some(found) = data_files_folder(path, split)? {
+        return Ok(found);
+    }
+    bail!(
+        "{} is not a dataset dgen can read: expected dataset_dict.json or state.json (Hugging Face save_to_disk), dialogues_*.json (MultiWOZ), or .arrow/.parquet/.json/.jsonl files",
+        path.display()
+    )
+}
+
+/// A save_to_disk folder: a DatasetDict (dataset_dict.json lists the splits, each a Dataset
+/// folder) or a single Dataset (state.json lists its shards).
+fn hugging_face_folder(path: &Path, split: Option<&str>) -> Result<Option<(Vec<PathBuf>, Format)>> {
     let dict = path.join("dataset_dict.json");
     if dict.is_file() {
         let text = std::fs::read_to_string(&dict)
@@ -112,64 +129,67 @@ fn locate(path: &Path, split: Option<&str>) -> Result<(Vec<PathBuf>, Format)> {
             })
             .unwrap_or_default();
         let chosen = choose_split(path, split, &splits)?;
-        return hf_dataset(&path.join(chosen));
+        return hf_dataset(&path.join(chosen)).map(Some);
     }
-    // A single Dataset: state.json lists its shards.
     if path.join("state.json").is_file() {
-        return hf_dataset(path);
+        return hf_dataset(path).map(Some);
     }
+    Ok(None)
+}
 
-    // The MultiWOZ 2.2 repository layout: <split>/dialogues_*.json, or the files directly.
+/// The MultiWOZ 2.2 repository layout: <split>/dialogues_*.json, or the files directly.
+fn multiwoz_folder(path: &Path, split: Option<&str>) -> Result<Option<(Vec<PathBuf>, Format)>> {
+    let direct = dialogue_files(path)?;
+    if !direct.is_empty() {
+        return Ok(Some((direct, Format::Json)));
+    }
     let mut splits = Vec::new();
     for entry in sorted_entries(path)? {
         if entry.is_dir() && !dialogue_files(&entry)?.is_empty() {
             splits.push(file_name(&entry));
         }
     }
-    let direct = dialogue_files(path)?;
-    if !direct.is_empty() {
-        return Ok((direct, Format::Json));
+    if splits.is_empty() {
+        return Ok(None);
     }
-    if !splits.is_empty() {
-        // MultiWOZ calls the validation split "dev".
-        let wanted = split.map(|s| if s == "validation" { "dev" } else { s });
-        let chosen = choose_split(path, wanted, &splits)?;
-        return Ok((dialogue_files(&path.join(chosen))?, Format::Json));
-    }
+    // MultiWOZ calls the validation split "dev".
+    let wanted = split.map(|s| if s == "validation" { "dev" } else { s });
+    let chosen = choose_split(path, wanted, &splits)?;
+    Ok(Some((dialogue_files(&path.join(chosen))?, Format::Json)))
+}
 
-    // A folder of data files of one format, e.g. Parquet shards.
-    let files: Vec<PathBuf> = sorted_entries(path)?
+/// A folder of data files of one format (the first file's), e.g. Parquet shards; those whose
+/// names start with the split when there are any.
+fn data_files_folder(path: &Path, split: Option<&str>) -> Result<Option<(Vec<PathBuf>, Format)>> {
+    let files: Vec<(PathBuf, Format)> = sorted_entries(path)?
         .into_iter()
-        .filter(|p| p.is_file() && Format::of_file(p).is_some())
+        .filter(|p| p.is_file())
+        .filter_map(|p| Format::of_file(&p).map(|f| (p, f)))
         .collect();
-    if let Some(first) = files.first() {
-        let format = Format::of_file(first).expect("filtered");
-        let same: Vec<PathBuf> = files
+    let Some(&(_, format)) = files.first() else {
+        return Ok(None);
+    };
+    let same: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|(_, f)| *f == format)
+        .map(|(p, _)| p)
+        .collect();
+    let with_split: Vec<PathBuf> = match split {
+        Some(s) => same
             .iter()
-            .filter(|p| Format::of_file(p) == Some(format))
+            .filter(|p| file_name(p).starts_with(s))
             .cloned()
-            .collect();
-        let with_split: Vec<PathBuf> = match split {
-            Some(s) => same
-                .iter()
-                .filter(|p| file_name(p).starts_with(s))
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        };
-        return Ok((
-            if with_split.is_empty() {
-                same
-            } else {
-                with_split
-            },
-            format,
-        ));
-    }
-    bail!(
-        "{} is not a dataset dgen can read: expected dataset_dict.json or state.json (Hugging Face save_to_disk), dialogues_*.json (MultiWOZ), or .arrow/.parquet/.json/.jsonl files",
-        path.display()
-    )
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Some((
+        if with_split.is_empty() {
+            same
+        } else {
+            with_split
+        },
+        format,
+    )))
 }
 
 fn choose_split<'a>(path: &Path, wanted: Option<&str>, splits: &'a [String]) -> Result<&'a str> {
