@@ -113,7 +113,7 @@ fn dialogues(count: usize, offset: usize, prefix: &str) -> Vec<Dialogue> {
                 let [a, b, c, d] = lines(service, n + k);
                 turns.push((0, a));
                 turns.push((1, b));
-                if (n + k) % 2 == 0 || services.len() == 1 {
+                if (n + k).is_multiple_of(2) || services.len() == 1 {
                     turns.push((0, c));
                     turns.push((1, d));
                 }

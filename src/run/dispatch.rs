@@ -80,10 +80,47 @@ impl Dispatcher<'_> {
         Duration::try_from_secs_f64(self.args.shutdown_timeout).unwrap_or(Duration::ZERO)
     }
 
+    /// The writer ended early (a failed commit; its handle holds the error): what it did not
+    /// acknowledge stays uncommitted, so only the attempts still running are waited for.
     fn writer_failed(&mut self) {
         self.writer_gone = true;
         self.stopping = true;
+        self.in_flight = self.tasks.len();
         self.tasks.abort_all();
+    }
+
+    fn timed_out(&mut self) {
+        tracing::warn!(
+            "shutdown timeout: leaving {} unfinished items pending",
+            self.tasks.len()
+        );
+        self.tasks.abort_all();
+        self.deadline = None;
+    }
+
+    /// Closes the writer's channel, waits for its last commit, and says how the run ended.
+    fn finish(self, writer: std::thread::JoinHandle<Result<()>>) -> Result<Summary> {
+        self.progress.finish();
+        let Dispatcher {
+            stop,
+            progress,
+            writer_gone,
+            to_writer,
+            ..
+        } = self;
+        // The finished attempts' senders are gone too: the writer commits what it holds, ends.
+        drop(to_writer);
+        match writer.join() {
+            Ok(Ok(())) if !writer_gone => {}
+            Ok(Ok(())) => bail!("the store writer stopped before the run ended"),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(anyhow!("the store writer panicked")),
+        }
+        Ok(Summary {
+            stop,
+            accepted: progress.accepted_here,
+            elapsed: progress.started.elapsed(),
+        })
     }
 
     async fn joined(&mut self, joined: Result<TaskResult, tokio::task::JoinError>) -> Result<()> {
@@ -200,44 +237,15 @@ pub async fn dispatch(
             Some(joined) = d.tasks.join_next() => d.joined(joined).await?,
             ack = acks.recv(), if !d.writer_gone => match ack {
                 Some(ack) => d.acked(ack),
-                // The writer ended early: its handle holds the error.
-                None => {
-                    d.in_flight = d.tasks.len();
-                    d.writer_failed();
-                }
+                None => d.writer_failed(),
             },
             Some(()) = signals.recv() => d.interrupted(),
-            _ = async { if let Some(at) = d.deadline { tokio::time::sleep_until(at).await } }, if d.deadline.is_some() => {
-                tracing::warn!("shutdown timeout: leaving {} unfinished items pending", d.tasks.len());
-                d.tasks.abort_all();
-                d.deadline = None;
-            },
+            _ = async { if let Some(at) = d.deadline { tokio::time::sleep_until(at).await } }, if d.deadline.is_some() => d.timed_out(),
             _ = ticker.tick() => d.progress.log_line(),
             _ = requests.tick() => serve_requests(&store, &serving),
         }
     }
-    d.progress.finish();
-    let Dispatcher {
-        stop,
-        progress,
-        writer_gone,
-        to_writer,
-        ..
-    } = d;
-    drop(to_writer);
-    // Every sender is gone now (the dispatcher's and the finished attempts'): the writer commits
-    // what it holds and ends.
-    match writer_thread.join() {
-        Ok(Ok(())) if !writer_gone => {}
-        Ok(Ok(())) => bail!("the store writer stopped before the run ended"),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(anyhow!("the store writer panicked")),
-    }
-    Ok(Summary {
-        stop,
-        accepted: progress.accepted_here,
-        elapsed: progress.started.elapsed(),
-    })
+    d.finish(writer_thread)
 }
 
 fn serve_requests(store: &Arc<Store>, serving: &Arc<std::sync::atomic::AtomicBool>) {
