@@ -422,3 +422,79 @@ fn real_multiwoz_dialogues_as_reference() {
     );
     let _ = fixture("multiwoz_hf");
 }
+
+fn context_length_exceeded() -> Fault {
+    Fault::ApiError {
+        status: 400,
+        code: Some("context_length_exceeded".into()),
+        message: "This model's maximum context length is 128000 tokens.".into(),
+    }
+}
+
+#[test]
+fn a_per_request_400_rejects_that_attempt_and_the_run_goes_on() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(20);
+    // 5 % of all calls.
+    mock.set_every(20, context_length_exceeded());
+    let out = env
+        .run(&mock, &["--concurrency", "2", "-v"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(env.state_count("done"), 20);
+    let r = rejections(&env);
+    assert!(r["api_error"].as_u64().unwrap() >= 1, "{r}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HTTP 400 context_length_exceeded"),
+        "the rejection names the server's code: {stderr}"
+    );
+}
+
+#[test]
+fn an_item_refused_on_every_attempt_fails_and_blocks_no_later_run() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    mock.set_always(Some(context_length_exceeded()));
+    env.run(&mock, &["--max_attempts", "2"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("2 failed"));
+    assert_eq!(env.state_count("failed"), 2);
+    let status = env.status_json();
+    assert_eq!(status["run"]["failures"]["api_error"], 2);
+    // Not retried inside the call: one scenario call per attempt.
+    assert_eq!(mock.requests().len(), 4);
+    env.run(&mock, &[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to do"));
+    assert_eq!(mock.requests().len(), 4);
+}
+
+#[test]
+fn a_400_about_the_model_or_the_key_stops_the_run() {
+    for code in ["model_not_found", "invalid_api_key"] {
+        let env = Env::new();
+        let mock = MockServer::start();
+        env.plan_for_run(10);
+        mock.set_always(Some(Fault::ApiError {
+            status: 400,
+            code: Some(code.into()),
+            message: "no such model or key".into(),
+        }));
+        env.run(&mock, &["--concurrency", "1"])
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains(format!("HTTP 400 {code}"))
+                    .and(predicate::str::contains("--model")),
+            );
+        assert_eq!(mock.requests().len(), 1, "{code}");
+        assert_eq!(env.state_count("pending"), 10, "{code}");
+    }
+}
