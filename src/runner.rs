@@ -567,18 +567,6 @@ fn dry_run(
 }
 
 pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
-    if args.concurrency == Some(0) {
-        bail!("--concurrency must be at least 1");
-    }
-    if args.slots == 0 {
-        bail!("--slots must be at least 1");
-    }
-    if args.max_attempts == 0 {
-        bail!("--max_attempts must be at least 1");
-    }
-    if args.request_timeout.is_nan() || args.request_timeout <= 0.0 {
-        bail!("--request_timeout must be a positive number of seconds");
-    }
     let store = Arc::new(Store::open_existing(store_path)?);
     let meta = store.meta()?.context("the store holds no plan")?;
     let assets = embed::assets_dir(args.assets_dir.as_deref());
@@ -683,7 +671,7 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
     let endpoint = Endpoint {
         base_url: base_url.clone(),
         api_key: key,
-        timeout: Duration::from_secs_f64(args.request_timeout),
+        timeout: args.request_timeout,
         retry: RetryPolicy {
             max_retries: args.max_retries,
             base: Duration::from_millis(args.retry_base_ms),
@@ -961,7 +949,7 @@ async fn dispatch(
                             "{consecutive_failures} consecutive failures (--max_consecutive_failures); the last: {last}"
                         ));
                         stopping = true;
-                        deadline = Some(tokio::time::Instant::now() + Duration::from_secs_f64(args.shutdown_timeout));
+                        deadline = Some(tokio::time::Instant::now() + args.shutdown_timeout);
                     }
                 } else {
                     consecutive_failures = 0;
@@ -970,10 +958,10 @@ async fn dispatch(
             },
             Some(()) = signals.recv() => {
                 if !stopping {
-                    eprintln!("interrupt: finishing {in_flight} items in flight (up to {:.0} s); press Ctrl-C again to exit now", args.shutdown_timeout);
+                    eprintln!("interrupt: finishing {in_flight} items in flight (up to {:.0} s); press Ctrl-C again to exit now", args.shutdown_timeout.as_secs_f64());
                     stopping = true;
                     stop = Stop::Interrupted;
-                    deadline = Some(tokio::time::Instant::now() + Duration::from_secs_f64(args.shutdown_timeout));
+                    deadline = Some(tokio::time::Instant::now() + args.shutdown_timeout);
                 }
             },
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {

@@ -498,3 +498,90 @@ fn a_400_about_the_model_or_the_key_stops_the_run() {
         assert_eq!(env.state_count("pending"), 10, "{code}");
     }
 }
+
+#[test]
+fn hostile_retry_headers_are_survived_without_a_panic() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    let header = |name: &str, value: &str| Fault::Headers(vec![(name.into(), value.into())]);
+    let huge = format!("{}s", "9".repeat(400));
+    mock.push([
+        header("Retry-After", "inf"),
+        header("Retry-After", "NaN"),
+        header("Retry-After", "-5"),
+        header("retry-after-ms", "-1"),
+        header("retry-after-ms", "inf"),
+        header("Retry-After", "Thu, 01 Jan 1920 00:00:00 GMT"),
+        header(
+            "Retry-After",
+            "Sun, 99 Jan 99999999999999999999 99:99:99 GMT",
+        ),
+        header("x-ratelimit-reset-tokens", &huge),
+    ]);
+    let started = Instant::now();
+    env.run(&mock, &["--concurrency", "1", "--max_retries", "10"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("panicked").not());
+    assert_eq!(env.state_count("done"), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "unusable hints fall back to the backoff"
+    );
+}
+
+#[test]
+fn non_finite_and_out_of_range_run_flags_are_refused_before_any_work() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    let cases: &[(&str, &str, &str)] = &[
+        ("--request_timeout", "inf", "not a finite number of seconds"),
+        ("--request_timeout", "nan", "not a finite number of seconds"),
+        ("--request_timeout", "0", "more than 0 seconds"),
+        ("--request_timeout", "-1", "more than 0 seconds"),
+        ("--request_timeout", "1e12", "at most 86400 seconds"),
+        (
+            "--shutdown_timeout",
+            "nan",
+            "not a finite number of seconds",
+        ),
+        (
+            "--shutdown_timeout",
+            "inf",
+            "not a finite number of seconds",
+        ),
+        ("--shutdown_timeout", "-1", "0 seconds or more"),
+        ("--concurrency", "0", "at least 1"),
+        (
+            "--concurrency",
+            "99999999999999999999",
+            "not a whole number",
+        ),
+        ("--concurrency", "1000000", "at most 4096"),
+        ("--slots", "0", "at least 1"),
+        ("--threads", "0", "at least 1"),
+        ("--ctx", "0", "at least 1"),
+        ("--max_attempts", "0", "at least 1"),
+        ("--max_tokens", "0", "at least 1"),
+        ("--max_consecutive_failures", "0", "at least 1"),
+        ("--max_retries", "-1", "not a whole number"),
+    ];
+    for (flag, value, reason) in cases {
+        let out = env
+            .run(&mock, &[flag, value])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains(reason) && !stderr.contains("panicked"),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    assert!(mock.requests().is_empty());
+    assert!(!env.path("dialogue_generation.log").exists());
+    assert_eq!(env.state_count("pending"), 2);
+}
