@@ -212,6 +212,13 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub structured: Option<crate::prompt::Structured>,
 
+    /// With --structured json, the schema sent: strict (the subset OpenAI's Structured Outputs
+    /// accept; turn bounds and field caps are checked after parsing) or full (bounds and caps
+    /// in the schema, for a server that enforces full JSON Schema) [default: full for the
+    /// llama-server dgen starts, strict otherwise].
+    #[arg(long, value_enum)]
+    pub schema: Option<crate::prompt::Schema>,
+
     /// Attempts per item (a rejected answer is retried with re-drawn persona and sampling).
     #[arg(
         long = "max_attempts",

@@ -30,7 +30,7 @@ use crate::llm::{Endpoint, LlmClient, RetryPolicy, Secret, Usage};
 use crate::local::{self, LocalServer, ServerSettings};
 use crate::parse;
 use crate::plan::{Fingerprinter, PlanConfig, WorkItem};
-use crate::prompt::{self, AttemptSpec, RequestSettings, Structured};
+use crate::prompt::{self, AttemptSpec, RequestSettings, Schema, Structured};
 use crate::record::{self, GeneratedDialogue};
 use crate::remote;
 use crate::store::{Accepted, Batch, ItemState, Meta, RunSettings, State, Store};
@@ -592,6 +592,11 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
         } else {
             Structured::Tags
         }),
+        schema: args.schema.unwrap_or(if local_model.is_some() {
+            Schema::Full
+        } else {
+            Schema::Strict
+        }),
         grammar: local_model.is_some(),
     };
     let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
@@ -624,14 +629,14 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
     }
     verify_plan(&store, &meta)?;
     let run_settings = RunSettings {
-        prompt_version: format!("{}/{}", prompt::PROMPT_VERSION, settings.structured.name()),
+        prompt_version: format!("{}/{}", prompt::PROMPT_VERSION, settings.wire_format()),
         embedding: embed::EMBEDDING_ID.to_string(),
         model: settings.model.clone(),
     };
     match store.run_settings()? {
         Some(prev) if prev != run_settings && store.dialogue_count()? > 0 => {
             bail!(
-                "{} was generated with {} / {} / model {}; this run would use {} / {} / model {}. Mixing them would make the data inconsistent: use the same --model and dgen version, or plan into a new --store",
+                "{} was generated with {} / {} / model {}; this run would use {} / {} / model {}. Mixing them would make the data inconsistent: use the same --model, --structured, --schema and dgen version, or plan into a new --store",
                 store.path().display(),
                 prev.prompt_version,
                 prev.embedding,

@@ -585,3 +585,69 @@ fn non_finite_and_out_of_range_run_flags_are_refused_before_any_work() {
     assert!(!env.path("dialogue_generation.log").exists());
     assert_eq!(env.state_count("pending"), 2);
 }
+
+#[test]
+fn json_mode_sends_a_schema_openai_accepts_and_checks_the_bounds_itself() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    mock.refuse_unsupported_schemas();
+    mock.push([Fault::Normal, Fault::WrongTurns, Fault::LongField]);
+    env.run(&mock, &["--structured", "json", "--concurrency", "1"])
+        .assert()
+        .success();
+    assert_eq!(env.state_count("done"), 3);
+    let r = rejections(&env);
+    assert_eq!(r["turn_count"], 1, "{r}");
+    assert_eq!(r["field_too_long"], 1, "{r}");
+    assert!(r.get("api_error").is_none(), "{r}");
+    for request in mock.requests().iter().filter(|r| r.dialogue) {
+        let format = &request.body["response_format"];
+        assert_eq!(format["type"], "json_schema");
+        assert_eq!(format["json_schema"]["strict"], true);
+        let schema = format["json_schema"]["schema"].to_string();
+        assert!(schema.contains("Between 3 and 6 turns"), "{schema}");
+        for keyword in ["minItems", "maxItems", "minLength", "maxLength"] {
+            assert!(!schema.contains(keyword), "{keyword} in {schema}");
+        }
+    }
+}
+
+#[test]
+fn the_full_schema_is_for_llama_server_or_an_explicit_opt_in() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    let dry = |extra: &[&str]| {
+        let mut cmd = env.dgen();
+        cmd.args(["run", "--dry_run", "--base_url", "http://127.0.0.1:9/v1"])
+            .args(extra);
+        env.stdout(&mut cmd)
+    };
+    let strict = dry(&["--structured", "json"]);
+    assert!(strict.contains("\"strict\": true") && !strict.contains("minItems"));
+    let full = dry(&["--structured", "json", "--schema", "full"]);
+    assert!(full.contains("\"minItems\": 3") && full.contains("\"maxLength\": 400"));
+    // The llama-server dgen starts gets the full schema without asking.
+    let local = dry(&["--local", "--assets_dir", "no-such-dir"]);
+    assert!(local.contains("\"minItems\": 3"), "{local}");
+
+    // A server of one's own that refuses the full schema: each call is refused, like OpenAI does.
+    let mock = MockServer::start();
+    mock.refuse_unsupported_schemas();
+    env.run(
+        &mock,
+        &[
+            "--structured",
+            "json",
+            "--schema",
+            "full",
+            "--max_consecutive_failures",
+            "2",
+        ],
+    )
+    .assert()
+    .failure()
+    .stderr(predicate::str::contains(
+        "In context=('properties', 'turns'), 'minItems' is not permitted.",
+    ));
+}

@@ -45,6 +45,8 @@ pub enum Fault {
     Truncated,
     /// JSON mode: JSON whose turns lack required fields.
     SchemaViolation,
+    /// A dialogue whose first user utterance is far over the field cap (400 characters).
+    LongField,
     /// An error status with OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
     ApiError {
         status: u16,
@@ -69,6 +71,7 @@ impl Fault {
                 | Fault::BadJson
                 | Fault::Truncated
                 | Fault::SchemaViolation
+                | Fault::LongField
         )
     }
 }
@@ -331,6 +334,14 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             finish_reason = "length";
             let text = compose(state, &system, true);
             text[..text.len() / 2].to_string()
+        }
+        Some(Fault::LongField) => {
+            let text = compose(state, &system, true);
+            text.replacen(
+                "<User>",
+                &format!("<User>{}", "I really mean it. ".repeat(30)),
+                1,
+            )
         }
         Some(Fault::BadJson) => "{\"turns\": [{\"user\": \"unfinished".to_string(),
         Some(Fault::SchemaViolation) => r#"{"turns": [{"user": "Hello?"}]}"#.to_string(),
