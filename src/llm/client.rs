@@ -137,8 +137,8 @@ const FATAL_CODES: &[&str] = &[
     "account_deactivated",
 ];
 
-/// What an error status means for the run. The server's error code (`error.code`, else
-/// `error.type`) goes into the message, so a rejection says what kind of refusal it was.
+/// What an error status means for the run. The server's error code (`error.code` of OpenAI's
+/// error body) goes into the message, so a rejection says what kind of refusal it was.
 fn classify(
     status: reqwest::StatusCode,
     parsed: Option<&Value>,
