@@ -2,7 +2,10 @@
 //! (`--total_generations`); kebab-case aliases are accepted too.
 
 use std::ffi::OsString;
+use std::fmt::Display;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -88,7 +91,8 @@ pub struct PlanArgs {
     #[arg(
         long = "total_generations",
         visible_alias = "total-generations",
-        value_name = "N"
+        value_name = "N",
+        value_parser = whole::<u64>(1, u64::MAX)
     )]
     pub total_generations: u64,
 
@@ -98,32 +102,32 @@ pub struct PlanArgs {
 
     /// Cosine similarity at or above which a dialogue counts as a near-duplicate, in (0, 1]
     /// [default: from the catalog, 0.9].
-    #[arg(long = "similarity_threshold", visible_alias = "similarity-threshold")]
+    #[arg(long = "similarity_threshold", visible_alias = "similarity-threshold", value_parser = real("(0, 1]", |v| v > 0.0 && v <= 1.0))]
     pub similarity_threshold: Option<f64>,
 
     /// Range the minimum turn count is drawn from [default: from the catalog, 5 10].
-    #[arg(long = "min_turns", visible_alias = "min-turns", num_args = 2, value_names = ["LOW", "HIGH"])]
+    #[arg(long = "min_turns", visible_alias = "min-turns", num_args = 2, value_names = ["LOW", "HIGH"], allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
     pub min_turns: Option<Vec<u32>>,
 
     /// Range the maximum turn count is drawn from, never below the item's minimum
     /// [default: from the catalog, 7 20].
-    #[arg(long = "max_turns", visible_alias = "max-turns", num_args = 2, value_names = ["LOW", "HIGH"])]
+    #[arg(long = "max_turns", visible_alias = "max-turns", num_args = 2, value_names = ["LOW", "HIGH"], allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
     pub max_turns: Option<Vec<u32>>,
 
     /// Temperatures to draw from [default: from the catalog, 0.7 0.8 0.9 1.0].
-    #[arg(long, num_args = 1.., value_name = "T")]
+    #[arg(long, num_args = 1.., value_name = "T", allow_negative_numbers = true, value_parser = real("[0, 2]", |v| (0.0..=2.0).contains(&v)))]
     pub temperature: Option<Vec<f64>>,
 
     /// top_p values to draw from [default: from the catalog, 0.8 0.85 0.9 0.95 1.0].
-    #[arg(long = "top_p", visible_alias = "top-p", num_args = 1.., value_name = "P")]
+    #[arg(long = "top_p", visible_alias = "top-p", num_args = 1.., value_name = "P", allow_negative_numbers = true, value_parser = real("[0, 1]", |v| (0.0..=1.0).contains(&v)))]
     pub top_p: Option<Vec<f64>>,
 
     /// Frequency penalties to draw from [default: from the catalog, 0.0 0.2 0.4 0.6 0.7].
-    #[arg(long = "frequency_penalty", visible_alias = "frequency-penalty", num_args = 1.., value_name = "X", allow_negative_numbers = true)]
+    #[arg(long = "frequency_penalty", visible_alias = "frequency-penalty", num_args = 1.., value_name = "X", allow_negative_numbers = true, value_parser = real("[-2, 2]", |v| (-2.0..=2.0).contains(&v)))]
     pub frequency_penalty: Option<Vec<f64>>,
 
     /// Presence penalties to draw from [default: from the catalog, 0.0 0.2 0.4 0.6 0.7].
-    #[arg(long = "presence_penalty", visible_alias = "presence-penalty", num_args = 1.., value_name = "X", allow_negative_numbers = true)]
+    #[arg(long = "presence_penalty", visible_alias = "presence-penalty", num_args = 1.., value_name = "X", allow_negative_numbers = true, value_parser = real("[-2, 2]", |v| (-2.0..=2.0).contains(&v)))]
     pub presence_penalty: Option<Vec<f64>>,
 
     /// Catalog file (JSON or TOML, the shape of assets/catalog.json) replacing the built-in one.
@@ -167,7 +171,7 @@ pub struct RunArgs {
     pub model: Option<String>,
 
     /// Work items in flight at once [default: 16; with a local model, its request slots].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
     pub concurrency: Option<usize>,
 
     /// Run on a local GGUF model: dgen starts llama-server on 127.0.0.1 for the run.
@@ -192,15 +196,15 @@ pub struct RunArgs {
     pub llama_server: Option<PathBuf>,
 
     /// Context size per request slot of the local server.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
     pub ctx: u32,
 
     /// CPU threads of the local server [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
     pub threads: Option<usize>,
 
     /// Request slots of the local server (parallel sequences).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
     pub slots: usize,
 
     /// Wire format of the dialogue: tags (the original's) or json (response_format json_schema,
@@ -208,11 +212,20 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub structured: Option<crate::prompt::Structured>,
 
+    /// With --structured json, the schema sent: strict (the subset OpenAI's Structured Outputs
+    /// accept; turn bounds and field caps are checked after parsing) or full (bounds and caps
+    /// in the schema, for a server that enforces full JSON Schema) [default: full for the
+    /// llama-server dgen starts, strict otherwise].
+    #[arg(long, value_enum)]
+    pub schema: Option<crate::prompt::Schema>,
+
     /// Attempts per item (a rejected answer is retried with re-drawn persona and sampling).
     #[arg(
         long = "max_attempts",
         visible_alias = "max-attempts",
-        default_value_t = 3
+        default_value_t = 3,
+        allow_negative_numbers = true,
+        value_parser = whole::<u32>(1, u32::MAX)
     )]
     pub max_attempts: u32,
 
@@ -224,7 +237,9 @@ pub struct RunArgs {
     #[arg(
         long = "max_retries",
         visible_alias = "max-retries",
-        default_value_t = 3
+        default_value_t = 3,
+        allow_negative_numbers = true,
+        value_parser = whole::<u32>(0, u32::MAX)
     )]
     pub max_retries: u32,
 
@@ -232,37 +247,48 @@ pub struct RunArgs {
     #[arg(
         long = "retry_base_ms",
         visible_alias = "retry-base-ms",
-        default_value_t = 1000
+        default_value_t = 1000,
+        allow_negative_numbers = true,
+        value_parser = whole::<u64>(0, u64::MAX)
     )]
     pub retry_base_ms: u64,
 
-    /// Seconds before a call times out.
+    /// Seconds before a call times out (more than 0, at most a day).
     #[arg(
         long = "request_timeout",
         visible_alias = "request-timeout",
-        default_value_t = 120.0
+        default_value = "120",
+        allow_negative_numbers = true,
+        value_parser = seconds(false),
+        value_name = "SECONDS"
     )]
-    pub request_timeout: f64,
+    pub request_timeout: Duration,
 
     /// max_tokens of the dialogue call [default: from the catalog, 1500].
-    #[arg(long = "max_tokens", visible_alias = "max-tokens")]
+    #[arg(long = "max_tokens", visible_alias = "max-tokens", allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
     pub max_tokens: Option<u32>,
 
     /// Stop the run after this many consecutive failed calls or invalid answers.
     #[arg(
         long = "max_consecutive_failures",
         visible_alias = "max-consecutive-failures",
-        default_value_t = 20
+        default_value_t = 20,
+        allow_negative_numbers = true,
+        value_parser = whole::<u32>(1, u32::MAX)
     )]
     pub max_consecutive_failures: u32,
 
-    /// After Ctrl-C/SIGTERM, seconds to let in-flight items finish before leaving them pending.
+    /// After Ctrl-C/SIGTERM, seconds to let in-flight items finish before leaving them pending
+    /// (0 or more, at most a day).
     #[arg(
         long = "shutdown_timeout",
         visible_alias = "shutdown-timeout",
-        default_value_t = 60.0
+        default_value = "60",
+        allow_negative_numbers = true,
+        value_parser = seconds(true),
+        value_name = "SECONDS"
     )]
-    pub shutdown_timeout: f64,
+    pub shutdown_timeout: Duration,
 
     /// Print the exact requests of the next pending items and call nothing.
     #[arg(long = "dry_run", visible_alias = "dry-run")]
@@ -292,11 +318,11 @@ pub struct StatusArgs {
     pub json: bool,
 
     /// Price per million prompt tokens, for the cost estimate [default: built in for gpt-4o-mini].
-    #[arg(long = "price_input", visible_alias = "price-input")]
+    #[arg(long = "price_input", visible_alias = "price-input", allow_negative_numbers = true, value_parser = real("[0, ∞)", |v| v >= 0.0))]
     pub price_input: Option<f64>,
 
     /// Price per million completion tokens [default: built in for gpt-4o-mini].
-    #[arg(long = "price_output", visible_alias = "price-output")]
+    #[arg(long = "price_output", visible_alias = "price-output", allow_negative_numbers = true, value_parser = real("[0, ∞)", |v| v >= 0.0))]
     pub price_output: Option<f64>,
 }
 
@@ -389,6 +415,91 @@ pub enum Only {
     Dialogues,
     Hashes,
     Embeddings,
+}
+
+/// Most tasks, request slots or threads one run may use: far beyond any endpoint's limits,
+/// and low enough that buffers sized from it cannot overflow.
+const MAX_PARALLEL: usize = 4096;
+
+/// Longest timeout a flag may set: a day. Longer ones are typos, and a deadline computed
+/// from them could overflow the clock.
+const MAX_SECONDS: f64 = 86_400.0;
+
+// Value parsers: clap runs them before any work and names the flag in its message, so every
+// numeric flag is checked here for form, range and finiteness.
+
+/// A whole number in `lo..=hi`.
+fn whole<T>(lo: T, hi: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
+{
+    move |text: &str| {
+        let value: T = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not a whole number; give one from {lo} to {hi}"))?;
+        if value < lo {
+            return Err(format!("{value} is too small: it must be at least {lo}"));
+        }
+        if value > hi {
+            return Err(format!("{value} is too large: it must be at most {hi}"));
+        }
+        Ok(value)
+    }
+}
+
+/// A finite number for which `inside` holds; `range` says which numbers those are.
+fn real(
+    range: &'static str,
+    inside: fn(f64) -> bool,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let value: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not a number; give one in {range}"))?;
+        if !value.is_finite() {
+            return Err(format!(
+                "{} is not a finite number; give one in {range}",
+                text.trim()
+            ));
+        }
+        if !inside(value) {
+            return Err(format!("{value} is outside {range}"));
+        }
+        Ok(value)
+    }
+}
+
+/// Seconds, possibly fractional, as a `Duration`: finite, at most [`MAX_SECONDS`], and above 0
+/// unless `zero_ok`.
+fn seconds(
+    zero_ok: bool,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let value: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not a number of seconds; give e.g. 60"))?;
+        if !value.is_finite() {
+            return Err(format!(
+                "{} is not a finite number of seconds; give e.g. 60",
+                text.trim()
+            ));
+        }
+        if zero_ok && value < 0.0 {
+            return Err(format!("{value} is negative: give 0 seconds or more"));
+        }
+        if !zero_ok && value <= 0.0 {
+            return Err(format!("{value} is too short: give more than 0 seconds"));
+        }
+        if value > MAX_SECONDS {
+            return Err(format!(
+                "{value} is too long: give at most {MAX_SECONDS} seconds (a day)"
+            ));
+        }
+        Duration::try_from_secs_f64(value).map_err(|e| format!("{value} seconds: {e}"))
+    }
 }
 
 /// Accepts the original script's spelling `--test_extraction [--extraction_index N]` by turning

@@ -1,10 +1,18 @@
 //! Parsing the model's dialogue: `<User>…</User> <Intent>…</Intent> <Assistant>…</Assistant>`
 //! repeated. Tolerant of whitespace and letter case (`< user >`, `</ASSISTANT>`), strict about
 //! structure: the three tags in that order, every field non-empty, no tag inside a field, no
-//! unclosed tag, and a turn count inside the item's bounds. Text before the first turn or after
-//! the last one (a model's "Here is the dialogue:") is ignored; text between turns is not.
+//! unclosed tag, a turn count inside the item's bounds, and no field longer than its cap. Text
+//! before the first turn or after the last one (a model's "Here is the dialogue:") is ignored;
+//! text between turns is not. The JSON format follows the same rules: servers that take only
+//! OpenAI's strict schema subset cannot be told the bounds, so they are checked here.
 
 use serde::{Deserialize, Serialize};
+
+/// Longest utterance (user or assistant), in characters: small models otherwise ramble inside
+/// one field until `max_tokens` cuts the answer off.
+pub const MAX_FIELD_CHARS: usize = 400;
+/// Longest intent label, in characters.
+pub const MAX_INTENT_CHARS: usize = 60;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParsedTurn {
@@ -60,6 +68,13 @@ pub enum ParseError {
         outer: &'static str,
         inner: &'static str,
     },
+    #[error("turn {turn}: <{tag}> has {chars} characters, more than the {max} allowed")]
+    TooLong {
+        turn: usize,
+        tag: &'static str,
+        chars: usize,
+        max: usize,
+    },
     #[error("{count} turns, outside the required {min}..={max}")]
     TurnCount { count: usize, min: u32, max: u32 },
     #[error("not valid JSON: {0}")]
@@ -78,11 +93,35 @@ impl ParseError {
             ParseError::EmptyField { .. } => "empty_field",
             ParseError::Unclosed { .. } => "unclosed_tag",
             ParseError::Nested { .. } => "nested_tag",
+            ParseError::TooLong { .. } => "field_too_long",
             ParseError::TurnCount { .. } => "turn_count",
             ParseError::InvalidJson(_) => "invalid_json",
             ParseError::Schema(_) => "schema_violation",
         }
     }
+}
+
+/// The field, trimmed, if it is not empty and within its cap.
+fn field(text: &str, turn: usize, tag: &'static str) -> Result<String, ParseError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ParseError::EmptyField { turn, tag });
+    }
+    let max = if tag == Tag::Intent.name() {
+        MAX_INTENT_CHARS
+    } else {
+        MAX_FIELD_CHARS
+    };
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(ParseError::TooLong {
+            turn,
+            tag,
+            chars,
+            max,
+        });
+    }
+    Ok(text.to_string())
 }
 
 /// Recognizes `<user>`, `< User >`, `</ASSISTANT>` … at the start of `s` (which begins with `<`).
@@ -182,7 +221,7 @@ pub fn parse_dialogue(text: &str, min: u32, max: u32) -> Result<Vec<ParsedTurn>,
             }
             match (body.get(i + 1), body.get(i + 2)) {
                 (Some(Token::Text(content)), Some(Token::Close(t))) if *t == tag => {
-                    fields[slot] = content.trim().to_string();
+                    fields[slot] = field(content, turn, tag.name())?;
                     i += 3;
                 }
                 (Some(Token::Close(t)), _) if *t == tag => {
@@ -244,14 +283,9 @@ pub fn parse_json_dialogue(text: &str, min: u32, max: u32) -> Result<Vec<ParsedT
         .ok_or_else(|| ParseError::Schema("no \"turns\" list".into()))?;
     let mut out = Vec::with_capacity(turns.len());
     for (i, t) in turns.iter().enumerate() {
-        let field = |name: &'static str, tag: &'static str| -> Result<String, ParseError> {
+        let get = |name: &'static str, tag: &'static str| -> Result<String, ParseError> {
             match t.get(name) {
-                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
-                    Ok(s.trim().to_string())
-                }
-                Some(serde_json::Value::String(_)) => {
-                    Err(ParseError::EmptyField { turn: i + 1, tag })
-                }
+                Some(serde_json::Value::String(s)) => field(s, i + 1, tag),
                 Some(_) => Err(ParseError::Schema(format!(
                     "turn {}: \"{name}\" is not a string",
                     i + 1
@@ -260,9 +294,9 @@ pub fn parse_json_dialogue(text: &str, min: u32, max: u32) -> Result<Vec<ParsedT
             }
         };
         out.push(ParsedTurn {
-            utterance: field("user", "User")?,
-            intent: field("intent", "Intent")?,
-            assistant_response: field("assistant", "Assistant")?,
+            utterance: get("user", "User")?,
+            intent: get("intent", "Intent")?,
+            assistant_response: get("assistant", "Assistant")?,
         });
     }
     if out.is_empty() {
@@ -388,5 +422,38 @@ mod tests {
             "turn_count"
         );
         assert_eq!(parse_dialogue(&three, 3, 3).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn fields_over_their_cap_are_rejected_in_both_formats() {
+        let long = "word ".repeat(81);
+        let intent = "a".repeat(MAX_INTENT_CHARS + 1);
+        let fits = "é".repeat(MAX_FIELD_CHARS);
+        assert_eq!(
+            parse_dialogue(&turn(&fits, "greet", "ok"), 1, 1).unwrap()[0].utterance,
+            fits,
+            "characters, not bytes, are counted"
+        );
+        for (u, i, a, tag, max) in [
+            (long.as_str(), "greet", "ok", "User", MAX_FIELD_CHARS),
+            ("hi", intent.as_str(), "ok", "Intent", MAX_INTENT_CHARS),
+            ("hi", "greet", long.as_str(), "Assistant", MAX_FIELD_CHARS),
+        ] {
+            let json = serde_json::json!({"turns": [{"user": u, "intent": i, "assistant": a}]});
+            for result in [
+                parse_dialogue(&turn(u, i, a), 1, 1),
+                parse_json_dialogue(&json.to_string(), 1, 1),
+            ] {
+                let e = result.unwrap_err();
+                assert_eq!(e.kind(), "field_too_long");
+                assert!(
+                    matches!(e, ParseError::TooLong { tag: t, max: m, .. } if t == tag && m == max)
+                );
+                assert!(
+                    e.to_string().contains(&format!("turn 1: <{tag}> has")),
+                    "{e}"
+                );
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ use async_openai::types::chat::{
 
 use crate::catalog::Catalog;
 use crate::llm::ChatRequest;
+use crate::parse::{MAX_FIELD_CHARS, MAX_INTENT_CHARS};
 use crate::plan::WorkItem;
 
 /// Bump when the wording or parameters of a request change.
@@ -50,14 +51,42 @@ impl Structured {
     }
 }
 
+/// Which JSON schema `--structured json` sends.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+pub enum Schema {
+    /// The subset OpenAI's strict Structured Outputs accept (every property required,
+    /// `additionalProperties: false`, no length or item-count keywords); turn bounds and field
+    /// caps are checked after parsing.
+    Strict,
+    /// Turn bounds (`minItems`/`maxItems`) and field caps (`minLength`/`maxLength`) in the
+    /// schema, for servers that enforce full JSON Schema (llama-server).
+    Full,
+}
+
 /// Settings shared by every request of a run.
 #[derive(Debug, Clone)]
 pub struct RequestSettings {
     pub model: String,
     pub dialogue_max_tokens: u32,
     pub structured: Structured,
+    /// The schema sent with `Structured::Json`.
+    pub schema: Schema,
     /// Constrain the tag format with a GBNF grammar (llama-server only).
     pub grammar: bool,
+}
+
+impl RequestSettings {
+    /// The wire format as the store records it (with `PROMPT_VERSION`): `tags`, `json` (the
+    /// full schema, as before the strict one existed) or `json-strict`.
+    pub fn wire_format(&self) -> &'static str {
+        match (self.structured, self.schema) {
+            (Structured::Tags, _) => "tags",
+            (Structured::Json, Schema::Full) => "json",
+            (Structured::Json, Schema::Strict) => "json-strict",
+        }
+    }
 }
 
 /// A GBNF grammar (llama.cpp) for `min..=max` turns of the tag format.
@@ -70,12 +99,8 @@ pub fn tags_grammar(min: u32, max: u32) -> String {
     )
 }
 
-/// Longest utterance the constrained formats allow: small models otherwise ramble inside one
-/// field until `max_tokens` cuts the answer off.
-const MAX_FIELD_CHARS: u32 = 400;
-const MAX_INTENT_CHARS: u32 = 60;
-
-/// The JSON schema of a dialogue with `min..=max` turns.
+/// The JSON schema of a dialogue with `min..=max` turns, bounds and caps included: for servers
+/// that enforce full JSON Schema.
 pub fn dialogue_schema(min: u32, max: u32) -> serde_json::Value {
     serde_json::json!({
         "type": "object",
@@ -90,6 +115,35 @@ pub fn dialogue_schema(min: u32, max: u32) -> serde_json::Value {
                         "user": {"type": "string", "minLength": 1, "maxLength": MAX_FIELD_CHARS},
                         "intent": {"type": "string", "minLength": 1, "maxLength": MAX_INTENT_CHARS},
                         "assistant": {"type": "string", "minLength": 1, "maxLength": MAX_FIELD_CHARS}
+                    },
+                    "required": ["user", "intent", "assistant"],
+                    "additionalProperties": false
+                }
+            }
+        },
+        "required": ["turns"],
+        "additionalProperties": false
+    })
+}
+
+/// The same shape in the subset OpenAI's strict Structured Outputs accept: every property
+/// required, `additionalProperties: false`, and no `minItems`/`maxItems`/`minLength`/
+/// `maxLength` (refused with a 400 on every call). The bounds go into descriptions, which the
+/// model reads; the parser enforces them.
+pub fn strict_dialogue_schema(min: u32, max: u32) -> serde_json::Value {
+    let text = |what: &str, cap: usize| serde_json::json!({"type": "string", "description": format!("{what}, at most {cap} characters")});
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "turns": {
+                "type": "array",
+                "description": format!("Between {min} and {max} turns."),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "user": text("What the user says", MAX_FIELD_CHARS),
+                        "intent": text("The user's intent as a short snake_case label", MAX_INTENT_CHARS),
+                        "assistant": text("What the assistant replies", MAX_FIELD_CHARS)
                     },
                     "required": ["user", "intent", "assistant"],
                     "additionalProperties": false
@@ -263,7 +317,10 @@ pub fn dialogue_request(
                 json_schema: ResponseFormatJsonSchema {
                     description: None,
                     name: "dialogue".to_string(),
-                    schema: dialogue_schema(item.min_turns, item.max_turns),
+                    schema: match settings.schema {
+                        Schema::Strict => strict_dialogue_schema(item.min_turns, item.max_turns),
+                        Schema::Full => dialogue_schema(item.min_turns, item.max_turns),
+                    },
                     strict: Some(true),
                 },
             }

@@ -25,7 +25,7 @@ fn plan_settings_are_validated_before_anything_is_written() {
     refused(
         &env,
         env.plan(0, &[]),
-        &["--total_generations must be at least 1"],
+        &["--total_generations", "at least 1"],
     );
     refused(
         &env,
@@ -35,7 +35,7 @@ fn plan_settings_are_validated_before_anything_is_written() {
     refused(
         &env,
         env.plan(5, &["--similarity_threshold", "1.5"]),
-        &["(0, 1]"],
+        &["1.5 is outside (0, 1]"],
     );
     refused(
         &env,
@@ -50,18 +50,63 @@ fn plan_settings_are_validated_before_anything_is_written() {
     refused(
         &env,
         env.plan(5, &["--top_p", "0.9", "1.5"]),
-        &["--top_p value 1.5", "[0, 1]"],
+        &["--top_p", "1.5 is outside [0, 1]"],
     );
     refused(
         &env,
         env.plan(5, &["--temperature", "3"]),
-        &["--temperature value 3"],
+        &["--temperature", "3 is outside [0, 2]"],
     );
+    for (flag, values, reason) in [
+        (
+            "--similarity_threshold",
+            &["nan"][..],
+            "nan is not a finite number",
+        ),
+        (
+            "--temperature",
+            &["0.7", "inf"],
+            "inf is not a finite number",
+        ),
+        ("--top_p", &["NaN"], "NaN is not a finite number"),
+        (
+            "--frequency_penalty",
+            &["0.2", "infinity"],
+            "infinity is not a finite number",
+        ),
+        ("--presence_penalty", &["-2.5"], "-2.5 is outside [-2, 2]"),
+        ("--min_turns", &["0", "5"], "at least 1"),
+        ("--max_turns", &["5", "-1"], "not a whole number"),
+    ] {
+        let mut args = vec![flag];
+        args.extend(values);
+        refused(&env, env.plan(5, &args), &[flag, reason]);
+    }
     // An empty list is refused by the flag parser itself.
     let mut cmd = env.plan(5, &["--temperature"]);
     cmd.assert()
         .failure()
         .stderr(predicate::str::contains("--temperature"));
+}
+
+#[test]
+fn status_prices_must_be_finite_and_not_negative() {
+    let env = Env::new();
+    for (flag, value, reason) in [
+        ("--price_input", "nan", "nan is not a finite number"),
+        ("--price_output", "inf", "inf is not a finite number"),
+        ("--price_input", "-1", "-1 is outside [0, ∞)"),
+    ] {
+        refused(
+            &env,
+            {
+                let mut cmd = env.dgen();
+                cmd.args(["status", flag, value]);
+                cmd
+            },
+            &[flag, reason],
+        );
+    }
 }
 
 fn builtin_catalog() -> Value {

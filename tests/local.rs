@@ -16,9 +16,21 @@ fn json_schema_mode_against_the_mock() {
     let mock = MockServer::start();
     env.plan_for_run(4);
     mock.push([Fault::BadJson, Fault::SchemaViolation]);
-    env.run(&mock, &["--structured", "json", "--concurrency", "1"])
-        .assert()
-        .success();
+    // The mock as a server of one's own that enforces full JSON Schema (a remote endpoint gets
+    // the strict subset by default: tests/run.rs).
+    env.run(
+        &mock,
+        &[
+            "--structured",
+            "json",
+            "--schema",
+            "full",
+            "--concurrency",
+            "1",
+        ],
+    )
+    .assert()
+    .success();
     assert_eq!(env.state_count("done"), 4);
     let r = env.status_json()["run"]["rejections"].clone();
     assert_eq!(r["invalid_json"], 1, "{r}");

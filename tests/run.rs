@@ -441,3 +441,232 @@ fn real_multiwoz_dialogues_as_reference() {
     );
     let _ = fixture("multiwoz_hf");
 }
+
+fn context_length_exceeded() -> Fault {
+    Fault::ApiError {
+        status: 400,
+        code: Some("context_length_exceeded".into()),
+        message: "This model's maximum context length is 128000 tokens.".into(),
+    }
+}
+
+#[test]
+fn a_per_request_400_rejects_that_attempt_and_the_run_goes_on() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(20);
+    // 5 % of all calls.
+    mock.set_every(20, context_length_exceeded());
+    let out = env
+        .run(&mock, &["--concurrency", "2", "-v"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(env.state_count("done"), 20);
+    let r = rejections(&env);
+    assert!(r["api_error"].as_u64().unwrap() >= 1, "{r}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HTTP 400 context_length_exceeded"),
+        "the rejection names the server's code: {stderr}"
+    );
+}
+
+#[test]
+fn an_item_refused_on_every_attempt_fails_and_blocks_no_later_run() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    mock.set_always(Some(context_length_exceeded()));
+    env.run(&mock, &["--max_attempts", "2"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("2 failed"));
+    assert_eq!(env.state_count("failed"), 2);
+    let status = env.status_json();
+    assert_eq!(status["run"]["failures"]["api_error"], 2);
+    // Not retried inside the call: one scenario call per attempt.
+    assert_eq!(mock.requests().len(), 4);
+    env.run(&mock, &[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to do"));
+    assert_eq!(mock.requests().len(), 4);
+}
+
+#[test]
+fn a_400_about_the_model_or_the_key_stops_the_run() {
+    for code in ["model_not_found", "invalid_api_key"] {
+        let env = Env::new();
+        let mock = MockServer::start();
+        env.plan_for_run(10);
+        mock.set_always(Some(Fault::ApiError {
+            status: 400,
+            code: Some(code.into()),
+            message: "no such model or key".into(),
+        }));
+        env.run(&mock, &["--concurrency", "1"])
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains(format!("HTTP 400 {code}"))
+                    .and(predicate::str::contains("--model")),
+            );
+        assert_eq!(mock.requests().len(), 1, "{code}");
+        assert_eq!(env.state_count("pending"), 10, "{code}");
+    }
+}
+
+#[test]
+fn hostile_retry_headers_are_survived_without_a_panic() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    let header = |name: &str, value: &str| Fault::Headers(vec![(name.into(), value.into())]);
+    let huge = format!("{}s", "9".repeat(400));
+    mock.push([
+        header("Retry-After", "inf"),
+        header("Retry-After", "NaN"),
+        header("Retry-After", "-5"),
+        header("retry-after-ms", "-1"),
+        header("retry-after-ms", "inf"),
+        header("Retry-After", "Thu, 01 Jan 1920 00:00:00 GMT"),
+        header(
+            "Retry-After",
+            "Sun, 99 Jan 99999999999999999999 99:99:99 GMT",
+        ),
+        header("x-ratelimit-reset-tokens", &huge),
+    ]);
+    let started = Instant::now();
+    env.run(&mock, &["--concurrency", "1", "--max_retries", "10"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("panicked").not());
+    assert_eq!(env.state_count("done"), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "unusable hints fall back to the backoff"
+    );
+}
+
+#[test]
+fn non_finite_and_out_of_range_run_flags_are_refused_before_any_work() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    let cases: &[(&str, &str, &str)] = &[
+        ("--request_timeout", "inf", "not a finite number of seconds"),
+        ("--request_timeout", "nan", "not a finite number of seconds"),
+        ("--request_timeout", "0", "more than 0 seconds"),
+        ("--request_timeout", "-1", "more than 0 seconds"),
+        ("--request_timeout", "1e12", "at most 86400 seconds"),
+        (
+            "--shutdown_timeout",
+            "nan",
+            "not a finite number of seconds",
+        ),
+        (
+            "--shutdown_timeout",
+            "inf",
+            "not a finite number of seconds",
+        ),
+        ("--shutdown_timeout", "-1", "0 seconds or more"),
+        ("--concurrency", "0", "at least 1"),
+        (
+            "--concurrency",
+            "99999999999999999999",
+            "not a whole number",
+        ),
+        ("--concurrency", "1000000", "at most 4096"),
+        ("--slots", "0", "at least 1"),
+        ("--threads", "0", "at least 1"),
+        ("--ctx", "0", "at least 1"),
+        ("--max_attempts", "0", "at least 1"),
+        ("--max_tokens", "0", "at least 1"),
+        ("--max_consecutive_failures", "0", "at least 1"),
+        ("--max_retries", "-1", "not a whole number"),
+    ];
+    for (flag, value, reason) in cases {
+        let out = env
+            .run(&mock, &[flag, value])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains(reason) && !stderr.contains("panicked"),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    assert!(mock.requests().is_empty());
+    assert!(!env.path("dialogue_generation.log").exists());
+    assert_eq!(env.state_count("pending"), 2);
+}
+
+#[test]
+fn json_mode_sends_a_schema_openai_accepts_and_checks_the_bounds_itself() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    mock.refuse_unsupported_schemas();
+    mock.push([Fault::Normal, Fault::WrongTurns, Fault::LongField]);
+    env.run(&mock, &["--structured", "json", "--concurrency", "1"])
+        .assert()
+        .success();
+    assert_eq!(env.state_count("done"), 3);
+    let r = rejections(&env);
+    assert_eq!(r["turn_count"], 1, "{r}");
+    assert_eq!(r["field_too_long"], 1, "{r}");
+    assert!(r.get("api_error").is_none(), "{r}");
+    for request in mock.requests().iter().filter(|r| r.dialogue) {
+        let format = &request.body["response_format"];
+        assert_eq!(format["type"], "json_schema");
+        assert_eq!(format["json_schema"]["strict"], true);
+        let schema = format["json_schema"]["schema"].to_string();
+        assert!(schema.contains("Between 3 and 6 turns"), "{schema}");
+        for keyword in ["minItems", "maxItems", "minLength", "maxLength"] {
+            assert!(!schema.contains(keyword), "{keyword} in {schema}");
+        }
+    }
+}
+
+#[test]
+fn the_full_schema_is_for_llama_server_or_an_explicit_opt_in() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    let dry = |extra: &[&str]| {
+        let mut cmd = env.dgen();
+        cmd.args(["run", "--dry_run", "--base_url", "http://127.0.0.1:9/v1"])
+            .args(extra);
+        env.stdout(&mut cmd)
+    };
+    let strict = dry(&["--structured", "json"]);
+    assert!(strict.contains("\"strict\": true") && !strict.contains("minItems"));
+    let full = dry(&["--structured", "json", "--schema", "full"]);
+    assert!(full.contains("\"minItems\": 3") && full.contains("\"maxLength\": 400"));
+    // The llama-server dgen starts gets the full schema without asking.
+    let local = dry(&["--local", "--assets_dir", "no-such-dir"]);
+    assert!(local.contains("\"minItems\": 3"), "{local}");
+
+    // A server of one's own that refuses the full schema: each call is refused, like OpenAI does.
+    let mock = MockServer::start();
+    mock.refuse_unsupported_schemas();
+    env.run(
+        &mock,
+        &[
+            "--structured",
+            "json",
+            "--schema",
+            "full",
+            "--max_consecutive_failures",
+            "2",
+        ],
+    )
+    .assert()
+    .failure()
+    .stderr(predicate::str::contains(
+        "In context=('properties', 'turns'), 'minItems' is not permitted.",
+    ));
+}

@@ -105,20 +105,7 @@ impl LlmClient {
         let parsed: Option<Value> = serde_json::from_str(&body).ok();
         let usage = parsed.as_ref().map(usage_of).unwrap_or_default();
         if !status.is_success() {
-            let detail = parsed
-                .as_ref()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| body.chars().take(300).collect());
-            let message = scrub(format!("HTTP {}: {}", status.as_u16(), detail.trim()));
-            let code = status.as_u16();
-            let error = if matches!(code, 408 | 409 | 425 | 429) || status.is_server_error() {
-                retryable(message, hint)
-            } else {
-                CallError::Fatal {
-                    status: code,
-                    message,
-                }
-            };
+            let error = classify(status, parsed.as_ref(), &body, scrub, hint);
             return Err((error, usage));
         }
         let Some(value) = parsed else {
@@ -139,6 +126,59 @@ impl LlmClient {
             usage,
             truncated,
         })
+    }
+}
+
+/// 400 codes that say the key or the model is wrong, so every request would be refused.
+const FATAL_CODES: &[&str] = &[
+    "invalid_api_key",
+    "model_not_found",
+    "invalid_model",
+    "account_deactivated",
+];
+
+/// What an error status means for the run. The server's error code (`error.code` of OpenAI's
+/// error body) goes into the message, so a rejection says what kind of refusal it was.
+fn classify(
+    status: reqwest::StatusCode,
+    parsed: Option<&Value>,
+    body: &str,
+    scrub: impl Fn(String) -> String,
+    hint: Option<Duration>,
+) -> CallError {
+    let error = parsed.map(|v| &v["error"]);
+    let detail = error
+        .and_then(|e| e["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(300).collect());
+    let code = error.and_then(|e| match &e["code"] {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let number = status.as_u16();
+    let message = match &code {
+        Some(code) => format!("HTTP {number} {code}: {}", detail.trim()),
+        None => format!("HTTP {number}: {}", detail.trim()),
+    };
+    let message = scrub(message);
+    let fatal_code = code.as_deref().is_some_and(|c| FATAL_CODES.contains(&c));
+    match number {
+        408 | 409 | 425 | 429 => retryable(message, hint),
+        _ if status.is_server_error() => retryable(message, hint),
+        // About the key, the account or the endpoint; a redirect left unfollowed too.
+        401..=405 => CallError::Fatal {
+            status: number,
+            message,
+        },
+        _ if fatal_code || !status.is_client_error() => CallError::Fatal {
+            status: number,
+            message,
+        },
+        _ => CallError::Rejected {
+            status: number,
+            code: code.map(scrub),
+            message,
+        },
     }
 }
 

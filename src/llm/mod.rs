@@ -58,9 +58,19 @@ pub enum CallError {
         message: String,
         retry_after: Option<Duration>,
     },
-    /// 400/401/403/404 and other client errors: every further call would fail the same way.
+    /// 401-405, or a 400 whose code names the key or the model: every further call would
+    /// fail the same way.
     #[error("{message}")]
     Fatal { status: u16, message: String },
+    /// Other 4xx: the server refused this request (`context_length_exceeded`, a content-policy
+    /// refusal, a value it does not accept). Sending it again would not help; other requests
+    /// may well succeed.
+    #[error("{message}")]
+    Rejected {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
 }
 
 impl CallError {

@@ -1,10 +1,15 @@
 //! How long to wait before trying a call again: what the server asked for (`Retry-After`,
-//! `x-ratelimit-reset-requests` / `-tokens`), else exponential backoff with jitter.
+//! `x-ratelimit-reset-requests` / `-tokens`), else exponential backoff with jitter. Headers are
+//! the server's word, so nothing in them can panic us: a negative, NaN or infinite wait is
+//! ignored, and a long one is cut to [`MAX_SERVER_WAIT`].
 
 use std::time::Duration;
 
 use rand::Rng;
 use reqwest::header::HeaderMap;
+
+/// The longest wait a server can ask of one retry; a longer one is cut to this, with a warning.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -15,11 +20,12 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before retry number `retry` (0-based): the server's hint when it gave one
-    /// (capped), else `base * 2^retry` with full jitter in [50 %, 100 %].
+    /// The wait before retry number `retry` (0-based): the server's hint when it gave one (up
+    /// to [`MAX_SERVER_WAIT`]: retrying sooner than asked only earns another refusal), else
+    /// `base * 2^retry`, capped at `cap`, with full jitter in [50 %, 100 %].
     pub fn delay(&self, retry: u32, hint: Option<Duration>) -> Duration {
         if let Some(hint) = hint {
-            return hint.min(self.cap);
+            return hint.min(MAX_SERVER_WAIT);
         }
         let exp = self
             .base
@@ -30,7 +36,7 @@ impl RetryPolicy {
     }
 }
 
-/// The longest wait the response's headers ask for, if any.
+/// The longest wait the response's headers ask for, if any, at most [`MAX_SERVER_WAIT`].
 pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
     let mut best: Option<Duration> = None;
     let mut consider = |d: Option<Duration>| {
@@ -43,7 +49,7 @@ pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
             v.trim()
                 .parse::<f64>()
                 .ok()
-                .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+                .and_then(|ms| wait(ms / 1000.0)),
         );
     }
     if let Some(v) = headers.get("retry-after").and_then(|v| v.to_str().ok()) {
@@ -54,14 +60,35 @@ pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
             consider(parse_reset(v));
         }
     }
-    best
+    best.map(|asked| {
+        if asked > MAX_SERVER_WAIT {
+            tracing::warn!(
+                "the server asked to wait {:.0} s before retrying; waiting {} s, the most dgen waits",
+                asked.as_secs_f64(),
+                MAX_SERVER_WAIT.as_secs()
+            );
+        }
+        asked.min(MAX_SERVER_WAIT)
+    })
+}
+
+/// A wait of `secs` seconds from a header: `None` for what no server means (negative, NaN,
+/// infinite), `Duration::MAX` for a finite value too large for a `Duration` (cut later).
+fn wait(secs: f64) -> Option<Duration> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    if secs == 0.0 {
+        return Some(Duration::ZERO);
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 /// `Retry-After`: delta-seconds (possibly fractional) or an HTTP date.
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return wait(secs);
     }
     let when = httpdate(value)?;
     let now = std::time::SystemTime::now();
@@ -98,40 +125,56 @@ pub fn parse_reset(value: &str) -> Option<Duration> {
         total += number.parse::<f64>().ok()?;
         seen = true;
     }
-    seen.then(|| Duration::from_secs_f64(total))
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send.
-fn httpdate(value: &str) -> Option<std::time::SystemTime> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
+    if !seen {
         return None;
     }
-    let day: u64 = parts[1].parse().ok()?;
+    wait(total)
+}
+
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send. Fields out of range
+/// (a 99th of January, year 0 or beyond 9999) make it unreadable; dates before 1970 are fine.
+fn httpdate(value: &str) -> Option<std::time::SystemTime> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let in_range = |text: &str, lo: i64, hi: i64| -> Option<i64> {
+        text.parse::<i64>().ok().filter(|n| (lo..=hi).contains(n))
+    };
+    let day = in_range(day, 1, 31)?;
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ]
     .iter()
-    .position(|m| *m == parts[2])? as u64
+    .position(|m| m == month)? as i64
         + 1;
-    let year: u64 = parts[3].parse().ok()?;
-    let hms: Vec<u64> = parts[4].split(':').filter_map(|p| p.parse().ok()).collect();
-    if hms.len() != 3 {
+    let year = in_range(year, 1, 9999)?;
+    let [h, m, s] = time.split(':').collect::<Vec<_>>()[..] else {
         return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 {
+    };
+    let (h, m, s) = (
+        in_range(h, 0, 23)?,
+        in_range(m, 0, 59)?,
+        in_range(s, 0, 60)?,
+    );
+    // Days from the civil date (Howard Hinnant's algorithm); bounded fields keep it in range.
+    let (y, mp) = if month <= 2 {
         (year - 1, month + 9)
     } else {
         (year, month - 3)
     };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+    let secs = days * 86_400 + h * 3600 + m * 60 + s;
+    let offset = Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 {
+        std::time::UNIX_EPOCH.checked_add(offset)
+    } else {
+        std::time::UNIX_EPOCH.checked_sub(offset)
+    }
 }
 
 #[cfg(test)]
@@ -175,11 +218,55 @@ mod tests {
             base: Duration::from_millis(100),
             cap: Duration::from_secs(2),
         };
-        assert_eq!(p.delay(0, retry_hint(&h)), Duration::from_secs(2));
+        // The server's hint is honoured beyond the backoff cap, up to MAX_SERVER_WAIT.
+        assert_eq!(p.delay(0, retry_hint(&h)), Duration::from_millis(2500));
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(86_400))),
+            MAX_SERVER_WAIT
+        );
         let d = p.delay(2, None);
         assert!(
             d >= Duration::from_millis(200) && d <= Duration::from_millis(400),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn hostile_values_are_ignored_or_capped_never_a_panic() {
+        for value in ["inf", "-inf", "NaN", "-1", "-0.5", "1e400"] {
+            assert_eq!(parse_retry_after(value), None, "{value}");
+        }
+        assert_eq!(parse_retry_after("-0"), Some(Duration::ZERO));
+        assert_eq!(parse_reset(&format!("{}s", "9".repeat(400))), None);
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1920 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            httpdate("Thu, 01 Jan 1920 00:00:00 GMT")
+                .and_then(|t| std::time::UNIX_EPOCH.duration_since(t).ok())
+                .map(|d| d.as_secs()),
+            Some(1_577_923_200)
+        );
+        for date in [
+            "Sun, 99 Jan 2000 00:00:00 GMT",
+            "Sun, 01 Jan 0 00:00:00 GMT",
+            "Sun, 01 Jan 99999999999999999999 00:00:00 GMT",
+            "Sun, 01 Jan 2000 99:99:99 GMT",
+            "Sun, 01 Jan 2000 1:2:3:4 GMT",
+        ] {
+            assert_eq!(httpdate(date), None, "{date}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("retry-after-ms", "-1".parse().unwrap());
+        h.insert("retry-after", "1e30".parse().unwrap());
+        h.insert("x-ratelimit-reset-requests", "inf".parse().unwrap());
+        assert_eq!(retry_hint(&h), Some(MAX_SERVER_WAIT));
+        let mut far = HeaderMap::new();
+        far.insert(
+            "retry-after",
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_hint(&far), Some(MAX_SERVER_WAIT));
     }
 }

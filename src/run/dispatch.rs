@@ -77,7 +77,7 @@ impl Dispatcher<'_> {
     }
 
     fn shutdown_timeout(&self) -> Duration {
-        Duration::try_from_secs_f64(self.args.shutdown_timeout).unwrap_or(Duration::ZERO)
+        self.args.shutdown_timeout
     }
 
     /// The writer ended early (a failed commit; its handle holds the error): what it did not

@@ -30,7 +30,7 @@ use crate::cli::RunArgs;
 use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
 use crate::llm::{Endpoint, LlmClient, RetryPolicy};
-use crate::prompt::{self, RequestSettings, Structured};
+use crate::prompt::{self, RequestSettings, Schema, Structured};
 use crate::store::{Batch, Meta, RunSettings, State, Store};
 
 use attempt::Ctx;
@@ -58,23 +58,16 @@ fn request_settings(args: &RunArgs, meta: &Meta, local_model: Option<&Path>) -> 
         } else {
             Structured::Tags
         }),
+        schema: args.schema.unwrap_or(if local_model.is_some() {
+            Schema::Full
+        } else {
+            Schema::Strict
+        }),
         grammar: local_model.is_some(),
     }
 }
 
 pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
-    if args.concurrency == Some(0) {
-        bail!("--concurrency must be at least 1");
-    }
-    if args.slots == 0 {
-        bail!("--slots must be at least 1");
-    }
-    if args.max_attempts == 0 {
-        bail!("--max_attempts must be at least 1");
-    }
-    if args.request_timeout.is_nan() || args.request_timeout <= 0.0 {
-        bail!("--request_timeout must be a positive number of seconds");
-    }
     let store = Arc::new(Store::open_existing(store_path)?);
     let meta = store.meta()?.context("the store holds no plan")?;
     let assets = embed::assets_dir(args.assets_dir.as_deref());
@@ -131,7 +124,7 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
     let endpoint = Endpoint {
         base_url: base_url.clone(),
         api_key: key,
-        timeout: Duration::from_secs_f64(args.request_timeout),
+        timeout: args.request_timeout,
         retry: RetryPolicy {
             max_retries: args.max_retries,
             base: Duration::from_millis(args.retry_base_ms),
@@ -207,14 +200,14 @@ fn settle(store: &Store, work: &mut queue::Work, max_attempts: u32) -> Result<()
 /// the first run.
 fn check_run_settings(store: &Store, settings: &RequestSettings) -> Result<()> {
     let run_settings = RunSettings {
-        prompt_version: format!("{}/{}", prompt::PROMPT_VERSION, settings.structured.name()),
+        prompt_version: format!("{}/{}", prompt::PROMPT_VERSION, settings.wire_format()),
         embedding: embed::EMBEDDING_ID.to_string(),
         model: settings.model.clone(),
     };
     match store.run_settings()? {
         Some(prev) if prev != run_settings && store.dialogue_count()? > 0 => {
             bail!(
-                "{} was generated with {} / {} / model {}; this run would use {} / {} / model {}. Mixing them would make the data inconsistent: use the same --model and dgen version, or plan into a new --store",
+                "{} was generated with {} / {} / model {}; this run would use {} / {} / model {}. Mixing them would make the data inconsistent: use the same --model, --structured, --schema and dgen version, or plan into a new --store",
                 store.path().display(),
                 prev.prompt_version,
                 prev.embedding,

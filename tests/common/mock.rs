@@ -45,6 +45,16 @@ pub enum Fault {
     Truncated,
     /// JSON mode: JSON whose turns lack required fields.
     SchemaViolation,
+    /// A dialogue whose first user utterance is far over the field cap (400 characters).
+    LongField,
+    /// An error status with OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
+    ApiError {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    /// 429 with these headers, verbatim (hostile `Retry-After` values and the like).
+    Headers(Vec<(String, String)>),
 }
 
 impl Fault {
@@ -61,6 +71,7 @@ impl Fault {
                 | Fault::BadJson
                 | Fault::Truncated
                 | Fault::SchemaViolation
+                | Fault::LongField
         )
     }
 }
@@ -89,6 +100,10 @@ pub struct State {
     pub random: Vec<(f64, Fault)>,
     /// State of the draws (a fixed-seed generator, so a test repeats the same sequence).
     pub draws: u64,
+    /// Every n-th call (1-based count of all calls) gets this fault, before the queue.
+    pub every: Option<(usize, Fault)>,
+    /// Refuse a `json_schema` response format outside OpenAI's strict subset, as OpenAI does.
+    pub openai_schema_rules: bool,
 }
 
 impl State {
@@ -159,6 +174,15 @@ impl MockServer {
 
     pub fn set_always(&self, fault: Option<Fault>) {
         self.state.lock().unwrap().always = fault;
+    }
+
+    pub fn set_every(&self, n: usize, fault: Fault) {
+        self.state.lock().unwrap().every = Some((n, fault));
+    }
+
+    /// From now on, answer a schema OpenAI's Structured Outputs would refuse with OpenAI's 400.
+    pub fn refuse_unsupported_schemas(&self) {
+        self.state.lock().unwrap().openai_schema_rules = true;
     }
 
     pub fn set_latency(&self, latency: Duration) {
@@ -235,8 +259,33 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             authorization: authorization.clone(),
             dialogue,
         });
-        let fault = match s.faults.front() {
-            Some(f) if dialogue || !f.dialogue_only() => s.faults.pop_front(),
+        let calls = s.requests.len();
+        let every = s
+            .every
+            .clone()
+            .filter(|(n, _)| calls % n == 0)
+            .map(|(_, f)| f);
+        let schema_error = if s.openai_schema_rules && json_mode {
+            openai_schema_error(
+                &body["response_format"]["json_schema"]["schema"],
+                &mut Vec::new(),
+            )
+        } else {
+            None
+        };
+        let fault = match (schema_error, every, s.faults.front()) {
+            (Some(message), _, _) => Some(Fault::ApiError {
+                status: 400,
+                code: None,
+                message: format!(
+                    "Invalid schema for response_format '{}': {message}",
+                    body["response_format"]["json_schema"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                ),
+            }),
+            (None, Some(f), _) => Some(f),
+            (None, None, Some(f)) if dialogue || !f.dialogue_only() => s.faults.pop_front(),
             _ => s.always.clone().filter(|f| dialogue || !f.dialogue_only()),
         };
         let fault = match fault {
@@ -261,6 +310,23 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 .unwrap_or_default();
             let msg = json!({"error": {"message": format!("mock status {code}"), "type": "mock"}});
             return respond(&mut conn, code, &headers, &msg.to_string());
+        }
+        Some(Fault::ApiError {
+            status,
+            code,
+            message,
+        }) => {
+            let msg = json!({"error": {"message": message, "type": "invalid_request_error",
+                                       "param": null, "code": code}});
+            return respond(&mut conn, status, &[], &msg.to_string());
+        }
+        Some(Fault::Headers(headers)) => {
+            let headers: Vec<(&str, String)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            let msg = json!({"error": {"message": "slow down", "type": "rate_limit"}});
+            return respond(&mut conn, 429, &headers, &msg.to_string());
         }
         Some(Fault::EchoKey401) => {
             let key = authorization
@@ -308,6 +374,14 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             finish_reason = "length";
             let text = compose(state, &system, true);
             text[..text.len() / 2].to_string()
+        }
+        Some(Fault::LongField) => {
+            let text = compose(state, &system, true);
+            text.replacen(
+                "<User>",
+                &format!("<User>{}", "I really mean it. ".repeat(30)),
+                1,
+            )
         }
         Some(Fault::BadJson) => "{\"turns\": [{\"user\": \"unfinished".to_string(),
         Some(Fault::SchemaViolation) => r#"{"turns": [{"user": "Hello?"}]}"#.to_string(),
@@ -475,6 +549,73 @@ fn compose(state: &Mutex<State>, system: &str, dialogue: bool) -> String {
         ));
     }
     out
+}
+
+/// Why OpenAI's strict Structured Outputs would refuse `schema`, in OpenAI's words: keywords
+/// outside the supported subset, an object without `additionalProperties: false`, a property
+/// that is not required.
+fn openai_schema_error(schema: &Value, context: &mut Vec<String>) -> Option<String> {
+    const REFUSED: &[&str] = &[
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "minProperties",
+        "maxProperties",
+        "patternProperties",
+        "uniqueItems",
+    ];
+    let at = || {
+        let parts: Vec<String> = context.iter().map(|p| format!("'{p}'")).collect();
+        format!("In context=({})", parts.join(", "))
+    };
+    let Value::Object(map) = schema else {
+        return None;
+    };
+    for key in map.keys() {
+        if REFUSED.contains(&key.as_str()) {
+            return Some(format!("{}, '{key}' is not permitted.", at()));
+        }
+    }
+    if map.get("type") == Some(&json!("object")) {
+        if map.get("additionalProperties") != Some(&json!(false)) {
+            return Some(format!(
+                "{}, 'additionalProperties' is required to be supplied and to be false.",
+                at()
+            ));
+        }
+        let properties = map.get("properties").and_then(Value::as_object);
+        let required = map.get("required").and_then(Value::as_array);
+        for name in properties.into_iter().flat_map(|p| p.keys()) {
+            if !required.is_some_and(|r| r.contains(&json!(name))) {
+                return Some(format!(
+                    "{}, 'required' is required to be supplied and to be an array including every key in properties. Missing '{name}'.",
+                    at()
+                ));
+            }
+        }
+    }
+    if let Some(properties) = map.get("properties").and_then(Value::as_object) {
+        for (name, sub) in properties {
+            context.extend(["properties".to_string(), name.clone()]);
+            if let Some(e) = openai_schema_error(sub, context) {
+                return Some(e);
+            }
+            context.truncate(context.len() - 2);
+        }
+    }
+    if let Some(items) = map.get("items") {
+        context.push("items".to_string());
+        if let Some(e) = openai_schema_error(items, context) {
+            return Some(e);
+        }
+        context.pop();
+    }
+    None
 }
 
 /// The tag format turned into the JSON wire format (text that is not tags passes through).
