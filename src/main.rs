@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use dgen::cli::{self, Cli, Command};
-use dgen::{commands, export, import, runner, status};
+use dgen::output::{export, import};
+use dgen::{commands, runner, status};
 
 fn main() -> ExitCode {
     let args = cli::normalize_legacy_args(std::env::args_os().collect());

@@ -26,13 +26,13 @@ use crate::cli::RunArgs;
 use crate::dataset::Dialogue;
 use crate::dedup::{self, DedupIndex};
 use crate::embed::{self, EmbedService, Embedder};
+use crate::ipc as remote;
 use crate::llm::{Endpoint, LlmClient, RetryPolicy, Secret, Usage};
 use crate::local::{self, LocalServer, ServerSettings};
 use crate::parse;
 use crate::plan::{Fingerprinter, PlanConfig, WorkItem};
 use crate::prompt::{self, AttemptSpec, RequestSettings, Structured};
 use crate::record::{self, GeneratedDialogue};
-use crate::remote;
 use crate::store::{Accepted, Batch, ItemState, Meta, RunSettings, State, Store};
 
 /// Exit code after Ctrl-C / SIGTERM, as shells report a SIGINT death.

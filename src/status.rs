@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::catalog::SIZE_NAMES;
 use crate::cli::StatusArgs;
-use crate::remote::{self, Request};
+use crate::ipc::{self as remote, Request};
 use crate::store::{State, Store, StoreInUse};
 
 #[derive(Debug, Default, Serialize)]

@@ -14,9 +14,9 @@ use crate::catalog::Catalog;
 use crate::cli::{ExportArgs, Only};
 use crate::dedup;
 use crate::embed;
+use crate::ipc::{self as remote, Request};
 use crate::plan::WorkItem;
 use crate::record::GeneratedDialogue;
-use crate::remote::{self, Request};
 use crate::store::{DialogueSink, Store, StoreInUse};
 
 /// A file that appears under its final name only when [`AtomicFile::commit`] succeeds.
