@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use dgen::cli::{self, Cli, Command};
-use dgen::output::{export, import};
+use dgen::output::import;
 use dgen::{commands, runner, status};
 
 fn main() -> ExitCode {
@@ -37,7 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(&cli.store, args),
         Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
         Command::Status(args) => status::run(&cli.store, args),
-        Command::Export(args) => export::run(&cli.store, args),
+        Command::Export(args) => commands::export::run(&cli.store, args),
     }
 }
 

@@ -154,7 +154,11 @@ pub fn print_answer(store: &Path, request: Request) -> Result<std::process::Exit
 /// What a run answers: the same code paths as the commands themselves.
 pub fn answer(store: &Store, request: Request) -> Result<String> {
     match request {
-        Request::Export(args) => crate::output::export::execute(store, &args),
+        Request::Export(args) => crate::output::export::execute(
+            store,
+            &crate::commands::export::job(&args),
+            &std::sync::atomic::AtomicBool::new(false),
+        ),
         Request::Status(args) => crate::status::render(store, &args),
     }
 }

@@ -1,106 +1,23 @@
-//! `dgen export`: files materialized from the store. Every file is written to a temporary file in
-//! the same folder, fsynced and renamed into place, so a failure or a kill leaves the previous
-//! file intact and never a partial file under the final name. Output is streamed.
+//! Exports: files materialized from one read snapshot of the store — the dialogues (JSON array
+//! and JSONL), their hashes, their embeddings (NPY) and the plan (JSONL). Every file is an
+//! [`AtomicFile`], so a failure or a kill leaves the previous file intact and never a partial
+//! file under the final name. Output is streamed.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::catalog::Catalog;
-use crate::cli::{ExportArgs, Only};
 use crate::dedup;
 use crate::embed;
-use crate::ipc::{self as remote, Request};
+use crate::output::atomic_file::AtomicFile;
+use crate::output::npy::NpyWriter;
 use crate::plan::WorkItem;
 use crate::record::GeneratedDialogue;
-use crate::store::{DialogueSink, Store, StoreInUse};
-
-/// A file that appears under its final name only when [`AtomicFile::commit`] succeeds.
-pub struct AtomicFile {
-    target: PathBuf,
-    temp: PathBuf,
-    writer: Option<BufWriter<File>>,
-}
-
-impl AtomicFile {
-    pub fn create(target: &Path) -> Result<AtomicFile> {
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            bail!(
-                "cannot write {}: folder {} does not exist; create it or choose another path",
-                target.display(),
-                dir.display()
-            );
-        }
-        let name = target
-            .file_name()
-            .with_context(|| format!("{} is not a file path", target.display()))?;
-        let prefix = format!(".{}.tmp-", name.to_string_lossy());
-        remove_stale_temps(&dir, &prefix);
-        let temp = dir.join(format!("{prefix}{}", std::process::id()));
-        let file = File::create(&temp).with_context(|| {
-            format!(
-                "cannot write {}: {} is not writable",
-                target.display(),
-                dir.display()
-            )
-        })?;
-        Ok(AtomicFile {
-            target: target.to_path_buf(),
-            temp,
-            writer: Some(BufWriter::with_capacity(1 << 20, file)),
-        })
-    }
-
-    pub fn writer(&mut self) -> &mut BufWriter<File> {
-        self.writer.as_mut().expect("not committed yet")
-    }
-
-    pub fn commit(mut self) -> Result<()> {
-        let writer = self.writer.take().expect("commit once");
-        let file = writer
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("cannot write {}", self.temp.display()))?;
-        file.sync_all()
-            .with_context(|| format!("cannot sync {}", self.temp.display()))?;
-        std::fs::rename(&self.temp, &self.target)
-            .with_context(|| format!("cannot move the new file into {}", self.target.display()))?;
-        Ok(())
-    }
-}
-
-/// Temporary files left by a killed export: `<prefix><pid>` whose process is gone.
-fn remove_stale_temps(dir: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(prefix) else {
-            continue;
-        };
-        let alive = Path::new("/proc").join(pid).exists();
-        if pid.parse::<u32>().is_ok() && !alive {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            let _ = std::fs::remove_file(&self.temp);
-        }
-    }
-}
+use crate::store::{DialogueSink, Store};
 
 /// One plan line: every field of the work item, with names resolved from the catalog.
 pub fn plan_record(item: &WorkItem, catalog: &Catalog, persona: &str) -> serde_json::Value {
@@ -130,12 +47,13 @@ pub fn plan_record(item: &WorkItem, catalog: &Catalog, persona: &str) -> serde_j
     })
 }
 
-fn export_plan(store: &Store, path: &Path) -> Result<u64> {
+fn export_plan(store: &Store, path: &Path, cancel: &AtomicBool) -> Result<u64> {
     let meta = store.meta()?.context("the store holds no plan")?;
     let personas = store.personas()?;
     let mut file = AtomicFile::create(path)?;
     let mut count = 0u64;
     store.for_each_item(|item| {
+        check(cancel)?;
         let persona = personas.get(&item.persona_index).map_or("", String::as_str);
         let w = file.writer();
         serde_json::to_writer(&mut *w, &plan_record(&item, &meta.catalog, persona))?;
@@ -194,48 +112,72 @@ pub fn dialogue_record(d: &GeneratedDialogue) -> serde_json::Value {
     })
 }
 
-/// The NPY v1.0 header of a C-order little-endian float32 matrix, padded to 64 bytes.
-pub fn npy_header(rows: u64, cols: usize) -> Vec<u8> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    let unpadded = 10 + dict.len() + 1;
-    let pad = (64 - unpadded % 64) % 64;
-    let mut header = Vec::with_capacity(unpadded + pad);
-    header.extend_from_slice(b"\x93NUMPY\x01\x00");
-    header.extend_from_slice(&((dict.len() + pad + 1) as u16).to_le_bytes());
-    header.extend_from_slice(dict.as_bytes());
-    header.extend(std::iter::repeat_n(b' ', pad));
-    header.push(b'\n');
-    header
+/// What an export writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportJob {
+    /// The dialogues into the files named.
+    Dialogues(DialogueFiles),
+    /// The plan as JSONL, one work item a line, and nothing else.
+    Plan(PathBuf),
+}
+
+/// The dialogue files of an export; `None` is not written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DialogueFiles {
+    /// A JSON array, the original pipeline's schema plus provenance.
+    pub dialogues: Option<PathBuf>,
+    /// The dialogues' SHA-256 hashes as a JSON array, in the same order.
+    pub hashes: Option<PathBuf>,
+    /// The embeddings as NPY (float32, N x 384), row i for dialogue i.
+    pub embeddings: Option<PathBuf>,
+    /// The dialogues as JSONL.
+    pub jsonl: Option<PathBuf>,
+    /// Also the dialogues brought in with `dgen import`.
+    pub include_imported: bool,
+}
+
+impl DialogueFiles {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        [&self.dialogues, &self.hashes, &self.embeddings, &self.jsonl]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+    }
+}
+
+/// Fails once `cancel` is set: whoever asked for the export went away.
+fn check(cancel: &AtomicBool) -> Result<()> {
+    if cancel.load(Ordering::Relaxed) {
+        bail!("export cancelled: the process that asked for it went away; no files were replaced");
+    }
+    Ok(())
 }
 
 /// The export's open files; each is committed (renamed into place) only when all are written.
-struct Outputs {
+struct Outputs<'a> {
     include_imported: bool,
+    cancel: &'a AtomicBool,
     json: Option<AtomicFile>,
     hashes: Option<AtomicFile>,
-    npy: Option<AtomicFile>,
+    npy: Option<NpyWriter>,
     jsonl: Option<AtomicFile>,
     written: u64,
 }
 
-impl DialogueSink for Outputs {
-    fn begin(&mut self, count: u64) -> Result<()> {
-        for f in [self.json.as_mut(), self.hashes.as_mut()]
+impl Outputs<'_> {
+    fn json_arrays(&mut self) -> impl Iterator<Item = &mut AtomicFile> {
+        [self.json.as_mut(), self.hashes.as_mut()]
             .into_iter()
             .flatten()
-        {
-            f.writer().write_all(b"[")?;
-        }
-        if let Some(f) = self.npy.as_mut() {
-            f.writer().write_all(&npy_header(count, embed::DIM))?;
-        }
-        Ok(())
     }
+}
 
+impl DialogueSink for Outputs<'_> {
     fn dialogue(&mut self, _seq: u64, record: GeneratedDialogue, embedding: &[u8]) -> Result<()> {
         if record.item_index.is_none() && !self.include_imported {
             return Ok(());
         }
+        check(self.cancel)?;
         let sep: &[u8] = if self.written == 0 { b"\n" } else { b",\n" };
         if let Some(f) = self.json.as_mut() {
             let w = f.writer();
@@ -247,8 +189,8 @@ impl DialogueSink for Outputs {
             w.write_all(sep)?;
             write!(w, "  \"{}\"", dedup::hex(&record.hash))?;
         }
-        if let Some(f) = self.npy.as_mut() {
-            f.writer().write_all(embedding)?;
+        if let Some(npy) = self.npy.as_mut() {
+            npy.row(embedding)?;
         }
         if let Some(f) = self.jsonl.as_mut() {
             let w = f.writer();
@@ -260,84 +202,58 @@ impl DialogueSink for Outputs {
     }
 }
 
-/// The files an export writes: dialogues JSON, hashes, NPY (each unless `--only` names
-/// another), and the JSONL when asked for.
-fn selected(args: &ExportArgs) -> [Option<&Path>; 4] {
-    let want = |o: Only| args.only.is_none_or(|x| x == o);
-    [
-        want(Only::Dialogues).then_some(args.output_file.as_path()),
-        want(Only::Hashes).then_some(args.hash_file.as_path()),
-        want(Only::Embeddings).then_some(args.embedding_file.as_path()),
-        args.jsonl.as_deref(),
-    ]
-}
-
-/// Writes the selected files from one snapshot of the store; returns how many dialogues.
-pub fn export_dialogues(store: &Store, args: &ExportArgs) -> Result<u64> {
-    let [json, hashes, npy, jsonl] = selected(args);
-    let open = |path: Option<&Path>| path.map(AtomicFile::create).transpose();
+/// Writes the dialogue files from one snapshot of the store; returns how many dialogues.
+pub fn export_dialogues(store: &Store, files: &DialogueFiles, cancel: &AtomicBool) -> Result<u64> {
+    let open = |path: &Option<PathBuf>| path.as_deref().map(AtomicFile::create).transpose();
     let mut out = Outputs {
-        include_imported: args.include_imported,
-        json: open(json)?,
-        hashes: open(hashes)?,
-        npy: open(npy)?,
-        jsonl: open(jsonl)?,
+        include_imported: files.include_imported,
+        cancel,
+        json: open(&files.dialogues)?,
+        hashes: open(&files.hashes)?,
+        npy: open(&files.embeddings)?
+            .map(|f| NpyWriter::new(f, embed::DIM))
+            .transpose()?,
+        jsonl: open(&files.jsonl)?,
         written: 0,
     };
+    for f in out.json_arrays() {
+        f.writer().write_all(b"[")?;
+    }
     store.for_each_dialogue(&mut out)?;
     let close: &[u8] = if out.written == 0 { b"]\n" } else { b"\n]\n" };
-    for file in [out.json.as_mut(), out.hashes.as_mut()]
-        .into_iter()
-        .flatten()
-    {
-        file.writer().write_all(close)?;
+    for f in out.json_arrays() {
+        f.writer().write_all(close)?;
     }
-    for file in [out.json, out.hashes, out.npy, out.jsonl]
-        .into_iter()
-        .flatten()
-    {
+    let npy = out.npy.map(NpyWriter::finish).transpose()?;
+    for file in [out.json, out.hashes, npy, out.jsonl].into_iter().flatten() {
         file.commit()?;
     }
     Ok(out.written)
 }
 
-/// Runs an export on an open store and returns what to print.
-pub fn execute(store: &Store, args: &ExportArgs) -> Result<String> {
-    if let Some(plan_file) = &args.plan_file {
-        let count = export_plan(store, plan_file)?;
-        return Ok(format!(
-            "wrote {count} work items to {}\n",
-            plan_file.display()
-        ));
-    }
+/// Runs an export on an open store and returns what to print. Setting `cancel` stops it, and
+/// then no file is replaced.
+pub fn execute(store: &Store, job: &ExportJob, cancel: &AtomicBool) -> Result<String> {
+    let files = match job {
+        ExportJob::Plan(plan_file) => {
+            let count = export_plan(store, plan_file, cancel)?;
+            return Ok(format!(
+                "wrote {count} work items to {}\n",
+                plan_file.display()
+            ));
+        }
+        ExportJob::Dialogues(files) => files,
+    };
     if store.dialogue_count()? == 0 {
         return Ok(format!(
             "nothing to export yet: {} has no dialogues (run `dgen run` first); no files written\n",
             store.path().display()
         ));
     }
-    let written = export_dialogues(store, args)?;
-    let files: Vec<String> = selected(args)
-        .into_iter()
-        .flatten()
-        .map(|p| p.display().to_string())
-        .collect();
+    let written = export_dialogues(store, files, cancel)?;
+    let names: Vec<String> = files.paths().map(|p| p.display().to_string()).collect();
     Ok(format!(
         "exported {written} dialogues to {}\n",
-        files.join(", ")
+        names.join(", ")
     ))
-}
-
-/// Export streams through the store once; a small page cache keeps its memory flat.
-const EXPORT_CACHE: usize = 32 << 20;
-
-pub fn run(store_path: &Path, args: ExportArgs) -> Result<ExitCode> {
-    match Store::open_with_cache(store_path, Some(EXPORT_CACHE)) {
-        Ok(store) => {
-            print!("{}", execute(&store, &args)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) if e.is::<StoreInUse>() => remote::print_answer(store_path, Request::Export(args)),
-        Err(e) => Err(e),
-    }
 }

@@ -414,7 +414,6 @@ pub struct RunSettings {
 
 /// Receives the stored dialogues from [`Store::for_each_dialogue`].
 pub trait DialogueSink {
-    fn begin(&mut self, count: u64) -> Result<()>;
     fn dialogue(&mut self, seq: u64, record: GeneratedDialogue, embedding: &[u8]) -> Result<()>;
 }
 
@@ -600,16 +599,15 @@ impl Store {
         Ok(())
     }
 
-    /// Feeds `sink` from one consistent snapshot: the number of stored dialogues, then every
-    /// dialogue in commit order with its embedding bytes.
+    /// Feeds `sink` from one consistent snapshot: every dialogue in commit order with its
+    /// embedding bytes. (No count up front: a sink that needs one counts what it writes.)
     pub fn for_each_dialogue(&self, sink: &mut impl DialogueSink) -> Result<()> {
         let txn = self.db.begin_read()?;
         let (dialogues, embeddings) = match (txn.open_table(DIALOGUES), txn.open_table(EMBEDDINGS))
         {
             (Ok(d), Ok(e)) => (d, e),
-            _ => return sink.begin(0),
+            _ => return Ok(()),
         };
-        sink.begin(redb::ReadableTableMetadata::len(&dialogues)?)?;
         for (d, e) in dialogues.iter()?.zip(embeddings.iter()?) {
             let (seq, record) = d?;
             let (eseq, embedding) = e?;
