@@ -243,7 +243,7 @@ pub fn render(store: &Store, args: &StatusArgs) -> Result<String> {
 }
 
 pub fn run(store_path: &Path, args: StatusArgs) -> Result<ExitCode> {
-    match Store::open_existing(store_path) {
+    match Store::open_read_only(store_path, None) {
         Ok(store) => {
             print!("{}", render(&store, &args)?);
             Ok(ExitCode::SUCCESS)

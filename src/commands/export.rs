@@ -32,7 +32,7 @@ pub fn job(args: &ExportArgs) -> ExportJob {
 const EXPORT_CACHE: usize = 32 << 20;
 
 pub fn run(store_path: &Path, args: ExportArgs) -> Result<ExitCode> {
-    match Store::open_with_cache(store_path, Some(EXPORT_CACHE)) {
+    match Store::open_read_only(store_path, Some(EXPORT_CACHE)) {
         Ok(store) => {
             let never = AtomicBool::new(false);
             print!("{}", export::execute(&store, &job(&args), &never)?);
