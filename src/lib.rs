@@ -1,6 +1,7 @@
 //! dgen as a library: the pipeline stages the `dgen` binary is made of, in pipeline order.
 //! `cli` -> `catalog` / `dataset` -> `plan` -> `store` -> `llm` -> `prompt` -> `parse` ->
-//! `embed` / `dedup` -> `runner` -> `export` / `status`.
+//! `embed` / `dedup` -> `runner` -> `output` (export, import) / `status`. `ipc` carries export
+//! and status requests to a running `dgen run`; `commands` glue the stages into subcommands.
 
 pub mod catalog;
 pub mod cli;

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use dgen::cli::{self, Cli, Command};
 use dgen::output::import;
-use dgen::{commands, runner, status};
+use dgen::{commands, runner};
 
 fn main() -> ExitCode {
     let args = cli::normalize_legacy_args(std::env::args_os().collect());
@@ -36,7 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => runner::run(&cli.store, *args),
         Command::Import(args) => import::run(&cli.store, args),
         Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
-        Command::Status(args) => status::run(&cli.store, args),
+        Command::Status(args) => commands::status::run(&cli.store, args),
         Command::Export(args) => commands::export::run(&cli.store, args),
     }
 }

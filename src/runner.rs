@@ -26,7 +26,6 @@ use crate::cli::RunArgs;
 use crate::dataset::Dialogue;
 use crate::dedup::{self, DedupIndex};
 use crate::embed::{self, EmbedService, Embedder};
-use crate::ipc as remote;
 use crate::llm::{Endpoint, LlmClient, RetryPolicy, Secret, Usage};
 use crate::local::{self, LocalServer, ServerSettings};
 use crate::parse;
@@ -580,6 +579,7 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
         bail!("--request_timeout must be a positive number of seconds");
     }
     let store = Arc::new(Store::open_existing(store_path)?);
+    let _requests = crate::commands::during_run::serve(&store);
     let meta = store.meta()?.context("the store holds no plan")?;
     let assets = embed::assets_dir(args.assets_dir.as_deref());
     let local_model = match (&args.local_model, args.local) {
@@ -895,9 +895,6 @@ async fn dispatch(
     let mut progress = Progress::new(total, done);
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
     ticker.tick().await;
-    // Export and status requests from other processes, answered from read snapshots.
-    let mut requests = tokio::time::interval(Duration::from_millis(200));
-    let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     loop {
         while !stopping && in_flight < concurrency {
@@ -982,16 +979,6 @@ async fn dispatch(
                 deadline = None;
             },
             _ = ticker.tick() => progress.log_line(),
-            _ = requests.tick() => {
-                use std::sync::atomic::Ordering;
-                if !remote::pending(store.path()).is_empty() && !serving.swap(true, Ordering::SeqCst) {
-                    let (store, serving) = (store.clone(), serving.clone());
-                    tokio::task::spawn_blocking(move || {
-                        remote::serve(&store, remote::answer);
-                        serving.store(false, Ordering::SeqCst);
-                    });
-                }
-            },
         }
     }
     progress.finish();

@@ -8,9 +8,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 
 use crate::cli::{ExportArgs, Only};
-use crate::ipc::{self as remote, Request};
+use crate::commands::during_run;
 use crate::output::export::{self, DialogueFiles, ExportJob};
-use crate::store::{Store, StoreInUse};
 
 /// What the flags ask for: the plan file alone, or the dialogue files (each of the three unless
 /// `--only` names another, and the JSONL when asked for).
@@ -32,13 +31,12 @@ pub fn job(args: &ExportArgs) -> ExportJob {
 const EXPORT_CACHE: usize = 32 << 20;
 
 pub fn run(store_path: &Path, args: ExportArgs) -> Result<ExitCode> {
-    match Store::open_read_only(store_path, Some(EXPORT_CACHE)) {
-        Ok(store) => {
-            let never = AtomicBool::new(false);
-            print!("{}", export::execute(&store, &job(&args), &never)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) if e.is::<StoreInUse>() => remote::print_answer(store_path, Request::Export(args)),
-        Err(e) => Err(e),
-    }
+    let job = job(&args);
+    let never = AtomicBool::new(false);
+    during_run::here_or_by_the_run(
+        store_path,
+        Some(EXPORT_CACHE),
+        |store| export::execute(store, &job, &never),
+        || during_run::export_request(&job),
+    )
 }
