@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::catalog::SIZE_NAMES;
+use crate::catalog::{Catalog, SIZE_NAMES};
 use crate::store::{State, Store};
 
 /// How to report: text or JSON, and the prices for the cost estimate.
@@ -144,9 +144,8 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
     })
 }
 
-pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
-    let meta = store.meta()?.context("the store holds no plan")?;
-    let catalog = &meta.catalog;
+/// The plan's distributions, each next to its target, and the number of items.
+fn distributions(store: &Store, catalog: &Catalog) -> Result<(Distributions, u64)> {
     let mut d = Distributions::default();
     let mut sizes = [0u64; 4];
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
@@ -201,6 +200,12 @@ pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
         );
     }
     d.combinations = store.combination_usage()?;
+    Ok((d, total))
+}
+
+pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
+    let meta = store.meta()?.context("the store holds no plan")?;
+    let (d, total) = distributions(store, &meta.catalog)?;
 
     let counts = store.state_counts()?;
     let remaining = counts[&State::Pending] + counts[&State::InFlight] + counts[&State::Rejected];
