@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -110,6 +111,12 @@ fn planted_request_files_and_symlinks_do_not_steer_the_run() {
         done_count(&env.status_json()) >= 1
     });
     env.export_all();
+    // A connection that never sends a request does not hold up the run's exit.
+    let silent = std::os::unix::net::UnixStream::connect(env.path("dgen.redb.sock")).unwrap();
+    wait_until("the run to finish", Duration::from_secs(90), || {
+        child.try_wait().unwrap().is_some()
+    });
+    drop(silent);
     assert!(child.wait().unwrap().success());
     assert!(!planted.exists(), "a planted request was executed");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
@@ -238,6 +245,11 @@ fn a_stale_socket_from_a_killed_run_is_replaced_by_the_next_run() {
     drop(held);
     let mut run = env.spawn_run(&mock, &["--concurrency", "2"]);
     wait_for_socket(&env, &mut run);
+    let mode = std::fs::metadata(env.path("dgen.redb.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only the owner may use the socket");
     assert!(env.status_json()["total_items"] == 12);
     assert!(run.wait().unwrap().success());
     assert!(

@@ -15,6 +15,9 @@ use tokio::task::JoinSet;
 
 use super::protocol::{self, Request, Response};
 
+/// How long a connection may take to send its request line.
+const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Answers one request: what the command prints, or why not. The flag is set when the client
 /// went away, and a handler that works long should stop when it sees it.
 pub trait Handler: Fn(Request, &AtomicBool) -> Result<String> + Send + Sync + 'static {}
@@ -36,7 +39,7 @@ impl Server {
         let path = super::socket_path(store);
         let listener = bind(&path)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
+            .enable_all()
             .build()
             .context("cannot start the request server")?;
         let (shutdown, stop) = oneshot::channel();
@@ -157,8 +160,10 @@ async fn serve<H: Handler>(stream: UnixStream, handler: Arc<H>, me: u32) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(protocol::MAX_REQUEST_BYTES));
     let mut line = String::new();
-    if reader.read_line(&mut line).await.is_err() {
-        return;
+    // A client sends its request at once; one that does not would hold up the run's exit.
+    match tokio::time::timeout(REQUEST_WAIT, reader.read_line(&mut line)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) | Err(_) => return,
     }
     let response = match protocol::decode::<Request>(&line) {
         Ok(request) => {

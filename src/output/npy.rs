@@ -154,3 +154,40 @@ pub fn read(path: &Path, expected_rows: usize, records: &Path) -> Result<Vec<Vec
         .map(crate::store::embedding_from_bytes)
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_has_one_width_for_every_row_count() {
+        let widths: Vec<usize> = [0, 7, 123_456, u64::MAX]
+            .iter()
+            .map(|&rows| header(rows, embed::DIM).len())
+            .collect();
+        assert!(
+            widths.iter().all(|&w| w == widths[0] && w % 64 == 0),
+            "{widths:?}"
+        );
+        let h = header(u64::MAX, embed::DIM);
+        assert!(std::str::from_utf8(&h[10..])
+            .unwrap()
+            .contains("'shape': (18446744073709551615, 384), }"));
+    }
+
+    #[test]
+    fn the_writer_counts_the_rows_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.npy");
+        let mut npy = NpyWriter::new(AtomicFile::create(&path).unwrap(), 2).unwrap();
+        for row in [[1.0f32, 0.0], [0.0, 1.0], [0.6, 0.8]] {
+            let bytes: Vec<u8> = row.iter().flat_map(|x| x.to_le_bytes()).collect();
+            npy.row(&bytes).unwrap();
+        }
+        assert!(npy.row(&[0u8; 4]).is_err(), "a row of the wrong width");
+        npy.finish().unwrap().commit().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), header(0, 2).len() + 3 * 8);
+        assert!(String::from_utf8_lossy(&bytes).contains("'shape': (3, 2), }"));
+    }
+}
