@@ -1,7 +1,8 @@
 //! The store: one redb file holding the plan, the state of every item and (from `dgen run` on)
-//! the results. All table definitions live here. A meta table identifies the file as a dgen
-//! store and records the schema version, the configuration, the catalog, the dataset
+//! the results. All table definitions live in `tables`. A meta table identifies the file as a
+//! dgen store and records the schema version, the configuration, the catalog, the dataset
 //! fingerprints and the plan fingerprint, so a later command never mixes incompatible data.
+//! Commands that only read open the file read-only, which leaves it byte-identical.
 
 use std::path::{Path, PathBuf};
 
