@@ -311,7 +311,7 @@ pub struct RunArgs {
     pub log_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
@@ -326,7 +326,7 @@ pub struct StatusArgs {
     pub price_output: Option<f64>,
 }
 
-#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
     /// The dialogues as a JSON array (the original pipeline's schema plus provenance).
     #[arg(
@@ -408,9 +408,7 @@ pub struct ImportArgs {
     pub assets_dir: Option<PathBuf>,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Only {
     Dialogues,
     Hashes,

@@ -1,6 +1,7 @@
 //! dgen as a library: the pipeline stages the `dgen` binary is made of, in pipeline order.
 //! `cli` -> `catalog` / `dataset` -> `plan` -> `store` -> `llm` -> `prompt` -> `parse` ->
-//! `embed` / `dedup` -> `runner` -> `export` / `status`.
+//! `embed` / `dedup` -> `run` -> `output` (export, import) / `status`. `ipc` carries export
+//! and status requests to a running `dgen run`; `commands` glue the stages into subcommands.
 
 pub mod catalog;
 pub mod cli;
@@ -8,14 +9,13 @@ pub mod commands;
 pub mod dataset;
 pub mod dedup;
 pub mod embed;
-pub mod export;
-pub mod import;
+pub mod ipc;
 pub mod llm;
+pub mod output;
 pub mod parse;
 pub mod plan;
 pub mod prompt;
 pub mod record;
-pub mod remote;
 pub mod run;
 pub mod status;
 pub mod store;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use dgen::cli::{self, Cli, Command};
-use dgen::{commands, export, import, run, status};
+use dgen::commands;
+use dgen::output::import;
 
 fn main() -> ExitCode {
     ignore_file_size_signal();
@@ -33,11 +34,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plan(args) => commands::plan::run(&cli.store, *args),
         Command::Extract(args) => commands::extract::run(args),
-        Command::Run(args) => run::run(&cli.store, *args),
+        Command::Run(args) => commands::run::run(&cli.store, *args),
         Command::Import(args) => import::run(&cli.store, args),
         Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
-        Command::Status(args) => status::run(&cli.store, args),
-        Command::Export(args) => export::run(&cli.store, args),
+        Command::Status(args) => commands::status::run(&cli.store, args),
+        Command::Export(args) => commands::export::run(&cli.store, args),
     }
 }
 

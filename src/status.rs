@@ -3,16 +3,22 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::catalog::SIZE_NAMES;
-use crate::cli::StatusArgs;
-use crate::remote::{self, Request};
-use crate::store::{State, Store, StoreInUse};
+use crate::catalog::{Catalog, SIZE_NAMES};
+use crate::store::{State, Store};
+
+/// How to report: text or JSON, and the prices for the cost estimate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusOptions {
+    pub json: bool,
+    /// USD per million prompt tokens [default: built in for known models].
+    pub price_input: Option<f64>,
+    /// USD per million completion tokens [default: built in for known models].
+    pub price_output: Option<f64>,
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct Distributions {
@@ -99,7 +105,7 @@ fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
     *map.entry(key).or_default() += 1;
 }
 
-fn run_report(store: &Store, args: &StatusArgs, remaining: u64) -> Result<RunReport> {
+fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<RunReport> {
     let counters = store.counters()?;
     let get = |k: &str| counters.get(k).copied().unwrap_or(0);
     let by_prefix = |prefix: &str| -> BTreeMap<String, u64> {
@@ -138,9 +144,8 @@ fn run_report(store: &Store, args: &StatusArgs, remaining: u64) -> Result<RunRep
     })
 }
 
-pub fn report(store: &Store, args: &StatusArgs) -> Result<Report> {
-    let meta = store.meta()?.context("the store holds no plan")?;
-    let catalog = &meta.catalog;
+/// The plan's distributions, each next to its target, and the number of items.
+fn distributions(store: &Store, catalog: &Catalog) -> Result<(Distributions, u64)> {
     let mut d = Distributions::default();
     let mut sizes = [0u64; 4];
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
@@ -195,6 +200,12 @@ pub fn report(store: &Store, args: &StatusArgs) -> Result<Report> {
         );
     }
     d.combinations = store.combination_usage()?;
+    Ok((d, total))
+}
+
+pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
+    let meta = store.meta()?.context("the store holds no plan")?;
+    let (d, total) = distributions(store, &meta.catalog)?;
 
     let counts = store.state_counts()?;
     let remaining = counts[&State::Pending] + counts[&State::InFlight] + counts[&State::Rejected];
@@ -230,7 +241,7 @@ pub fn report(store: &Store, args: &StatusArgs) -> Result<Report> {
 }
 
 /// The status report of an open store, as text or JSON.
-pub fn render(store: &Store, args: &StatusArgs) -> Result<String> {
+pub fn render(store: &Store, args: &StatusOptions) -> Result<String> {
     let report = report(store, args)?;
     let mut out = Vec::new();
     if args.json {
@@ -240,17 +251,6 @@ pub fn render(store: &Store, args: &StatusArgs) -> Result<String> {
         write_text(&mut out, &report)?;
     }
     Ok(String::from_utf8(out)?)
-}
-
-pub fn run(store_path: &Path, args: StatusArgs) -> Result<ExitCode> {
-    match Store::open_existing(store_path) {
-        Ok(store) => {
-            print!("{}", render(&store, &args)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) if e.is::<StoreInUse>() => remote::print_answer(store_path, Request::Status(args)),
-        Err(e) => Err(e),
-    }
 }
 
 fn mib(bytes: u64) -> String {

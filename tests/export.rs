@@ -178,22 +178,11 @@ fn embedding_rows_belong_to_their_dialogues() {
     }
     assert_eq!(out.hashes.len(), out.records.len());
 
-    // numpy reads the file, when this machine has it.
-    let numpy = std::process::Command::new("python3")
-        .args(["-c", "import numpy,sys; a=numpy.load(sys.argv[1]); print(a.dtype, a.shape, a.flags['C_CONTIGUOUS'])"])
-        .arg(env.path("dialogue_embeddings.npy"))
-        .output();
-    match numpy {
-        Ok(o) if o.status.success() => {
-            assert_eq!(
-                String::from_utf8_lossy(&o.stdout).trim(),
-                "float32 (8, 384) True"
-            );
-        }
-        _ => eprintln!(
-            "SKIPPED: python3 with numpy is not available; the numpy.load check did not run"
-        ),
-    }
+    // numpy reads the file.
+    assert_eq!(
+        numpy_describe(&env.path("dialogue_embeddings.npy")),
+        "float32 (8, 384) True"
+    );
 }
 
 #[test]
@@ -486,4 +475,69 @@ fn export_and_status_while_a_run_is_going() {
     let status = child.wait().unwrap();
     assert!(status.success());
     assert_eq!(env.export_all().records.len(), 16);
+}
+
+/// `numpy.load` of an NPY file: (dtype, shape, C-contiguous), as numpy prints them. The tests
+/// need numpy (`pip install numpy`); without it they fail rather than pass unchecked.
+fn numpy_describe(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import numpy,sys; a=numpy.load(sys.argv[1]); print(a.dtype, a.shape, a.flags['C_CONTIGUOUS'])",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "numpy.load failed on {} (is numpy installed? `pip install numpy`): {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn npy_shape_counts_the_rows_written_when_imported_dialogues_are_left_out() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    env.run(&mock, &["--concurrency", "1"]).assert().success();
+    env.export_all();
+    // A new store that imports those 3, then generates 4 of its own.
+    env.plan_for_run_in("mixed.redb", 4);
+    env.dgen()
+        .args(["--store", "mixed.redb", "import"])
+        .args(["--output_file", "generated_dialogues.json"])
+        .args(["--hash_file", "dialogue_hashes.json"])
+        .args(["--embedding_file", "dialogue_embeddings.npy"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("imported 3 dialogues"));
+    env.run(&mock, &["--store", "mixed.redb", "--concurrency", "1"])
+        .assert()
+        .success();
+    for (flags, rows) in [(&[][..], 4usize), (&["--include_imported"][..], 7)] {
+        env.dgen()
+            .args(["--store", "mixed.redb", "export"])
+            .args(flags)
+            .args(["--output_file", "m.json", "--hash_file", "m_hashes.json"])
+            .args(["--embedding_file", "m.npy"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(format!(
+                "exported {rows} dialogues"
+            )));
+        let records: Vec<serde_json::Value> =
+            serde_json::from_slice(&read(&env, "m.json")).unwrap();
+        let hashes: Vec<String> = serde_json::from_slice(&read(&env, "m_hashes.json")).unwrap();
+        assert_eq!(records.len(), rows, "{flags:?}");
+        assert_eq!(hashes.len(), rows, "{flags:?}");
+        assert_eq!(read_npy(&env.path("m.npy")).len(), rows, "{flags:?}");
+        assert_eq!(
+            numpy_describe(&env.path("m.npy")),
+            format!("float32 ({rows}, 384) True"),
+            "{flags:?}"
+        );
+    }
 }

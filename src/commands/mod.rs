@@ -1,5 +1,9 @@
 //! Commands that glue the stages together: load inputs, call the pure parts, talk to the store.
 
 pub mod bench_fill;
+pub mod during_run;
+pub mod export;
 pub mod extract;
 pub mod plan;
+pub mod run;
+pub mod status;

@@ -44,6 +44,43 @@ pub fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> PlanConfig {
     }
 }
 
+/// What an existing plan in `store` means for this one: `Some` when there is nothing to do,
+/// an error when it may not be replaced, `None` to go on and write.
+fn check_existing(
+    store: &Store,
+    fingerprint: &str,
+    args: &PlanArgs,
+    config: &PlanConfig,
+) -> Result<Option<ExitCode>> {
+    let Some(existing) = store.meta()? else {
+        return Ok(None);
+    };
+    if existing.plan_fingerprint == fingerprint {
+        println!(
+            "store {} already holds this plan ({} items); nothing to do",
+            store.path().display(),
+            config.total_generations
+        );
+        println!("plan fingerprint: {fingerprint}");
+        return Ok(Some(ExitCode::SUCCESS));
+    }
+    if !args.force {
+        bail!(
+            "store {} already holds a different plan (fingerprint {}); pass --force to replace it, or --store NEW to keep both",
+            store.path().display(),
+            existing.plan_fingerprint
+        );
+    }
+    let done = store.state_counts()?[&State::Done];
+    if done > 0 {
+        bail!(
+            "refusing --force on {}: {done} dialogues were already generated from its plan and would be lost; export them, then plan into another --store",
+            store.path().display()
+        );
+    }
+    Ok(None)
+}
+
 pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     let catalog = Catalog::load(args.catalog.as_deref())?;
     let config = config_from_args(&args, &catalog);
@@ -86,31 +123,18 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
 
+    // Checked on a read-only handle first, so that a needless or refused plan leaves the store
+    // file byte-identical; then again on the writable one, in case it changed in between.
+    if let Some(store) = Store::inspect_for_plan(store_path)? {
+        if let Some(code) = check_existing(&store, &fingerprint, &args, &config)? {
+            return Ok(code);
+        }
+    }
     let store = Store::create_or_open(store_path)?;
+    if let Some(code) = check_existing(&store, &fingerprint, &args, &config)? {
+        return Ok(code);
+    }
     if let Some(existing) = store.meta()? {
-        if existing.plan_fingerprint == fingerprint {
-            println!(
-                "store {} already holds this plan ({} items); nothing to do",
-                store.path().display(),
-                config.total_generations
-            );
-            println!("plan fingerprint: {fingerprint}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        if !args.force {
-            bail!(
-                "store {} already holds a different plan (fingerprint {}); pass --force to replace it, or --store NEW to keep both",
-                store.path().display(),
-                existing.plan_fingerprint
-            );
-        }
-        let done = store.state_counts()?[&State::Done];
-        if done > 0 {
-            bail!(
-                "refusing --force on {}: {done} dialogues were already generated from its plan and would be lost; export them, then plan into another --store",
-                store.path().display()
-            );
-        }
         tracing::warn!("--force: replacing plan {}", existing.plan_fingerprint);
     }
 

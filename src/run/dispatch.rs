@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::cli::RunArgs;
-use crate::remote;
 
 use super::attempt::{attempt_item, Ctx, Outcome, TaskResult};
 use super::progress::Progress;
@@ -225,9 +224,6 @@ pub async fn dispatch(
     let mut signals = watch_signals();
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
     ticker.tick().await;
-    // Export and status requests from other processes, answered from read snapshots.
-    let mut requests = tokio::time::interval(Duration::from_millis(200));
-    let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         d.fill()?;
         if d.in_flight == 0 {
@@ -242,19 +238,7 @@ pub async fn dispatch(
             Some(()) = signals.recv() => d.interrupted(),
             _ = async { if let Some(at) = d.deadline { tokio::time::sleep_until(at).await } }, if d.deadline.is_some() => d.timed_out(),
             _ = ticker.tick() => d.progress.log_line(),
-            _ = requests.tick() => serve_requests(&store, &serving),
         }
     }
     d.finish(writer_thread)
-}
-
-fn serve_requests(store: &Arc<Store>, serving: &Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::Ordering;
-    if !remote::pending(store.path()).is_empty() && !serving.swap(true, Ordering::SeqCst) {
-        let (store, serving) = (store.clone(), serving.clone());
-        tokio::task::spawn_blocking(move || {
-            remote::serve(&store, remote::answer);
-            serving.store(false, Ordering::SeqCst);
-        });
-    }
 }

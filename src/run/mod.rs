@@ -67,8 +67,8 @@ fn request_settings(args: &RunArgs, meta: &Meta, local_model: Option<&Path>) -> 
     }
 }
 
-pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
-    let store = Arc::new(Store::open_existing(store_path)?);
+/// Generates the pending items of an open store; the exit code says how the run ended.
+pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
     let meta = store.meta()?.context("the store holds no plan")?;
     let assets = embed::assets_dir(args.assets_dir.as_deref());
     let local_model = match (&args.local_model, args.local) {

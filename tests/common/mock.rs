@@ -263,7 +263,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         let every = s
             .every
             .clone()
-            .filter(|(n, _)| calls % n == 0)
+            .filter(|(n, _)| calls.is_multiple_of(*n))
             .map(|(_, f)| f);
         let schema_error = if s.openai_schema_rules && json_mode {
             openai_schema_error(

@@ -3,7 +3,6 @@
 //! shape, row counts across the three files, hash format, NPY dtype and shape), naming the file
 //! and row; nothing is imported from a rejected set.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -14,6 +13,7 @@ use crate::cli::ImportArgs;
 use crate::dedup::{self, Hash};
 use crate::embed::{self, Embedder};
 use crate::llm::Usage;
+use crate::output::npy;
 use crate::parse::ParsedTurn;
 use crate::record::{self, GeneratedDialogue};
 use crate::store::{Accepted, Batch, Store};
@@ -159,78 +159,6 @@ fn parse_hex(hex: &str) -> Option<Hash> {
     Some(out)
 }
 
-/// Reads an NPY file of shape (rows, 384), little-endian float32, C order.
-pub fn read_npy(path: &Path, expected_rows: usize, records: &Path) -> Result<Vec<Vec<f32>>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let bad = |what: String| anyhow::anyhow!("{}: {what}", path.display());
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not an NPY file (no \\x93NUMPY magic)".into()));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(bad(format!("unsupported NPY version {v}"))),
-    };
-    let header = bytes
-        .get(start..start + header_len)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| bad("truncated header".into()))?;
-    let value_of = |key: &str| -> Option<&str> {
-        let rest = header.split(&format!("'{key}':")).nth(1)?.trim_start();
-        Some(rest)
-    };
-    let descr = value_of("descr")
-        .and_then(|r| r.split('\'').nth(1))
-        .ok_or_else(|| bad("header has no descr".into()))?;
-    if descr != "<f4" {
-        return Err(bad(format!("dtype {descr}, expected float32 ('<f4')")));
-    }
-    if value_of("fortran_order").is_some_and(|r| r.starts_with("True")) {
-        return Err(bad("Fortran order; save it in C order".into()));
-    }
-    let shape: Vec<usize> = value_of("shape")
-        .and_then(|r| r.strip_prefix('('))
-        .and_then(|r| r.split(')').next())
-        .map(|dims| {
-            dims.split(',')
-                .filter_map(|d| d.trim().parse().ok())
-                .collect()
-        })
-        .ok_or_else(|| bad("header has no shape".into()))?;
-    if shape.len() != 2 || shape[1] != embed::DIM {
-        return Err(bad(format!(
-            "shape {shape:?}, expected (N, {})",
-            embed::DIM
-        )));
-    }
-    if shape[0] != expected_rows {
-        bail!(
-            "{} has {} rows but {} has {expected_rows} records; the files must have one row per dialogue, in the same order",
-            path.display(),
-            shape[0],
-            records.display()
-        );
-    }
-    let data = &bytes[start + header_len..];
-    if data.len() != shape[0] * shape[1] * 4 {
-        return Err(bad(format!(
-            "{} bytes of data for shape {shape:?} (expected {})",
-            data.len(),
-            shape[0] * shape[1] * 4
-        )));
-    }
-    Ok(data
-        .chunks_exact(embed::DIM * 4)
-        .map(crate::store::embedding_from_bytes)
-        .collect())
-}
-
 pub fn run(store_path: &Path, args: ImportArgs) -> Result<ExitCode> {
     let store = Store::open_existing(store_path)?;
     let file = &args.output_file;
@@ -249,7 +177,7 @@ pub fn run(store_path: &Path, args: ImportArgs) -> Result<ExitCode> {
         None => None,
     };
     let embeddings = match &args.embedding_file {
-        Some(e) => read_npy(e, records.len(), file)?,
+        Some(e) => npy::read(e, records.len(), file)?,
         None => {
             let dir = embed::assets_dir(args.assets_dir.as_deref());
             let mut embedder = Embedder::load(&dir)?;

@@ -1,0 +1,124 @@
+//! Export and status while a `dgen run` holds the store. The command opens the store itself
+//! when it can; when a run holds it, the command asks the run over [`ipc`], and the run answers
+//! with [`answer`], the same code paths the commands use, from read snapshots.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::ipc::{self, protocol, NoRun, Request, Response};
+use crate::output::export::{self, DialogueFiles, ExportJob};
+use crate::status::{self, StatusOptions};
+use crate::store::{Store, StoreInUse};
+
+/// A run that is finishing has removed its socket but may still hold the store a moment.
+const FINISHING: Duration = Duration::from_millis(250);
+const TRIES: u32 = 8;
+
+/// Prints what `local` says about the store, or, while a run holds it, what the run answers to
+/// `request`.
+pub fn here_or_by_the_run(
+    store_path: &Path,
+    cache: Option<usize>,
+    local: impl Fn(&Store) -> Result<String>,
+    request: impl Fn() -> Result<Request>,
+) -> Result<ExitCode> {
+    for _ in 0..TRIES {
+        let err = match Store::open_read_only(store_path, cache) {
+            Ok(store) => {
+                print!("{}", local(&store)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) if e.is::<StoreInUse>() => e,
+            Err(e) => return Err(e),
+        };
+        match ipc::ask(store_path, &request()?) {
+            Ok(Response::Ok { output }) => {
+                print!("{output}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(Response::Err { message }) => bail!("{message}"),
+            Err(e) if e.is::<NoRun>() => drop(err),
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(FINISHING);
+    }
+    bail!(
+        "store {} is held by another process, and it is not a dgen run answering requests (no live socket at {}); wait until that process (dgen plan, import or bench-fill, say) has finished, then run the command again",
+        store_path.display(),
+        ipc::socket_path(store_path).display()
+    )
+}
+
+/// For the run: answers export and status requests until the returned server is dropped. A run
+/// that cannot bind its socket goes on, unreachable, and says so.
+pub fn serve(store: &Arc<Store>) -> Option<ipc::Server> {
+    let for_handler = store.clone();
+    let handler = move |request, cancel: &AtomicBool| answer(&for_handler, request, cancel);
+    match ipc::Server::start(store.path(), handler) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            tracing::warn!("{e:#}; dgen export and dgen status cannot reach this run");
+            None
+        }
+    }
+}
+
+/// What a run answers: the same code paths as the commands themselves.
+pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<String> {
+    match request {
+        Request::Status(r) => status::render(
+            store,
+            &StatusOptions {
+                json: r.json,
+                price_input: r.price_input,
+                price_output: r.price_output,
+            },
+        ),
+        Request::ExportPlan(r) => {
+            export::execute(store, &ExportJob::Plan(absolute(r.plan_file)?), cancel)
+        }
+        Request::ExportDialogues(r) => {
+            let files = DialogueFiles {
+                dialogues: r.dialogues.map(absolute).transpose()?,
+                hashes: r.hashes.map(absolute).transpose()?,
+                embeddings: r.embeddings.map(absolute).transpose()?,
+                jsonl: r.jsonl.map(absolute).transpose()?,
+                include_imported: r.include_imported,
+            };
+            export::execute(store, &ExportJob::Dialogues(files), cancel)
+        }
+    }
+}
+
+/// The run works in its own folder: it takes only absolute paths.
+fn absolute(path: PathBuf) -> Result<PathBuf> {
+    if !path.is_absolute() {
+        bail!(
+            "the request names the relative path {}; a run needs absolute paths",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The request for `job`, with paths made absolute against this process's folder.
+pub fn export_request(job: &ExportJob) -> Result<Request> {
+    let abs = |p: &Option<PathBuf>| p.as_deref().map(std::path::absolute).transpose();
+    Ok(match job {
+        ExportJob::Plan(plan_file) => Request::ExportPlan(protocol::ExportPlanRequest {
+            plan_file: std::path::absolute(plan_file)?,
+        }),
+        ExportJob::Dialogues(f) => Request::ExportDialogues(protocol::ExportDialoguesRequest {
+            dialogues: abs(&f.dialogues)?,
+            hashes: abs(&f.hashes)?,
+            embeddings: abs(&f.embeddings)?,
+            jsonl: abs(&f.jsonl)?,
+            include_imported: f.include_imported,
+        }),
+    })
+}

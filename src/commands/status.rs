@@ -1,0 +1,36 @@
+//! `dgen status`: the report of the store, or — when a `dgen run` holds the store — the run's.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::StatusArgs;
+use crate::commands::during_run;
+use crate::ipc::protocol::{Request, StatusRequest};
+use crate::status::{self, StatusOptions};
+
+pub fn options(args: &StatusArgs) -> StatusOptions {
+    StatusOptions {
+        json: args.json,
+        price_input: args.price_input,
+        price_output: args.price_output,
+    }
+}
+
+pub fn run(store_path: &Path, args: StatusArgs) -> Result<ExitCode> {
+    let options = options(&args);
+    let request = || {
+        Ok(Request::Status(StatusRequest {
+            json: options.json,
+            price_input: options.price_input,
+            price_output: options.price_output,
+        }))
+    };
+    during_run::here_or_by_the_run(
+        store_path,
+        None,
+        |store| status::render(store, &options),
+        request,
+    )
+}

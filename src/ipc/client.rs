@@ -1,0 +1,65 @@
+//! The command's side: sends one request to the run holding a store and waits, without a
+//! time-out, for its answer; a run that dies meanwhile closes the connection, which ends the
+//! wait.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use super::protocol::{self, Request, Response};
+
+/// No run answers on the socket: there is none, or it is a stale one (connect refused).
+#[derive(Debug, thiserror::Error)]
+#[error("no dgen run answers on {}", .0.display())]
+pub struct NoRun(pub PathBuf);
+
+/// Asks the run holding `store`; [`NoRun`] when none listens.
+pub fn ask(store: &Path, request: &Request) -> Result<Response> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    runtime.block_on(exchange(store, request))
+}
+
+async fn exchange(store: &Path, request: &Request) -> Result<Response> {
+    let path = super::socket_path(store);
+    let no_run = || anyhow::Error::new(NoRun(path.clone()));
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_socket() => {}
+        _ => return Err(no_run()),
+    }
+    let stream = match UnixStream::connect(&path).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            return Err(no_run())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", path.display())),
+    };
+    let me = super::own_uid().await?;
+    let owner = stream.peer_cred()?.uid();
+    if owner != me {
+        bail!(
+            "{} is served by uid {owner}, not by you (uid {me}); refusing to send it a request: ask its owner, or remove it",
+            path.display()
+        );
+    }
+    let (read, mut write) = stream.into_split();
+    write.write_all(&protocol::encode(request)).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    if line.is_empty() {
+        bail!(
+            "the dgen run holding {} stopped before it answered; run the command again",
+            store.display()
+        );
+    }
+    protocol::decode(&line).map_err(|message| anyhow::anyhow!("{}: {message}", path.display()))
+}

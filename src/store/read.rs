@@ -1,0 +1,235 @@
+//! Queries: each reads one snapshot (a read transaction) of the store.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::tables::*;
+use super::types::{decode, embedding_from_bytes};
+use super::{DialogueSink, ItemState, Meta, RunSettings, State, Store};
+use crate::dataset::Dialogue;
+use crate::dedup::DedupIndex;
+use crate::plan::WorkItem;
+
+impl Store {
+    /// The meta of the stored plan, or `None` for a new store.
+    pub fn meta(&self) -> Result<Option<Meta>> {
+        let txn = self.read()?;
+        let Some(table) = optional(&txn, META)? else {
+            return Ok(None);
+        };
+        let get = |key: &str| -> Result<String> {
+            Ok(table
+                .get(key)?
+                .with_context(|| format!("store meta lacks `{key}`; the store is damaged"))?
+                .value()
+                .to_string())
+        };
+        let json = |key: &str| -> Result<serde_json::Value> {
+            serde_json::from_str(&get(key)?).with_context(|| {
+                format!("store meta `{key}` is not valid JSON; the store is damaged")
+            })
+        };
+        Ok(Some(Meta {
+            dgen_version: get(META_DGEN_VERSION)?,
+            config: serde_json::from_value(json(META_CONFIG)?)?,
+            catalog: serde_json::from_value(json(META_CATALOG)?)?,
+            datasets: serde_json::from_value(json(META_DATASETS)?)?,
+            plan_fingerprint: get(META_FINGERPRINT)?,
+        }))
+    }
+
+    /// How many items are in each state.
+    pub fn state_counts(&self) -> Result<BTreeMap<State, u64>> {
+        let txn = self.read()?;
+        let mut counts: BTreeMap<State, u64> = State::ALL.iter().map(|s| (*s, 0)).collect();
+        let Some(table) = optional(&txn, ITEM_STATE)? else {
+            return Ok(counts);
+        };
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            let state = ItemState::decode(v.value())?;
+            *counts.entry(state.state).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Calls `f` for every work item in index order, without loading them all.
+    pub fn for_each_item(&self, mut f: impl FnMut(WorkItem) -> Result<()>) -> Result<()> {
+        let txn = self.read()?;
+        let table = txn.open_table(ITEMS)?;
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            f(decode(v.value(), "work item")?)?;
+        }
+        Ok(())
+    }
+
+    pub fn personas(&self) -> Result<BTreeMap<u32, String>> {
+        let txn = self.read()?;
+        let table = txn.open_table(PERSONAS)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value(), v.value().to_string());
+        }
+        Ok(out)
+    }
+
+    pub fn combination_usage(&self) -> Result<BTreeMap<String, u64>> {
+        let txn = self.read()?;
+        let table = txn.open_table(COMBINATION_USAGE)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+
+    pub fn run_settings(&self) -> Result<Option<RunSettings>> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        let Some(v) = meta.get(META_RUN)? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_str(v.value())?))
+    }
+
+    pub fn item(&self, index: u64) -> Result<WorkItem> {
+        let txn = self.read()?;
+        let table = txn.open_table(ITEMS)?;
+        let v = table
+            .get(index)?
+            .with_context(|| format!("work item {index} is missing from the store"))?;
+        decode(v.value(), "work item")
+    }
+
+    pub fn base_dialogues(&self) -> Result<BTreeMap<u32, Dialogue>> {
+        let txn = self.read()?;
+        let table = txn.open_table(BASE_DIALOGUES)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value(), decode(v.value(), "base dialogue")?);
+        }
+        Ok(out)
+    }
+
+    /// Every item's state, in index order.
+    pub fn states(&self) -> Result<Vec<(u64, ItemState)>> {
+        let txn = self.read()?;
+        let table = txn.open_table(ITEM_STATE)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value(), ItemState::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Failed items by the kind of their last rejection.
+    pub fn failure_reasons(&self) -> Result<BTreeMap<String, u64>> {
+        let mut out = BTreeMap::new();
+        for (_, state) in self.states()? {
+            if state.state == State::Failed {
+                let reason = state.reason.unwrap_or_else(|| "unrecorded".into());
+                *out.entry(reason).or_default() += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn counters(&self) -> Result<BTreeMap<String, u64>> {
+        let txn = self.read()?;
+        let mut out = BTreeMap::new();
+        let Some(table) = optional(&txn, COUNTERS)? else {
+            return Ok(out);
+        };
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+
+    pub fn dialogue_count(&self) -> Result<u64> {
+        let txn = self.read()?;
+        match optional(&txn, DIALOGUES)? {
+            Some(t) => Ok(t.len()?),
+            None => Ok(0),
+        }
+    }
+
+    /// The next free sequence number.
+    pub fn next_seq(&self) -> Result<u64> {
+        let txn = self.read()?;
+        match optional(&txn, DIALOGUES)? {
+            Some(t) => Ok(t.last()?.map_or(0, |(k, _)| k.value() + 1)),
+            None => Ok(0),
+        }
+    }
+
+    /// The dedup index of every stored dialogue.
+    pub fn load_index(&self, dim: usize) -> Result<DedupIndex> {
+        let txn = self.read()?;
+        let mut index = DedupIndex::new(dim);
+        let (hashes, embeddings) = match (txn.open_table(HASHES), txn.open_table(EMBEDDINGS)) {
+            (Ok(h), Ok(e)) => (h, e),
+            _ => return Ok(index),
+        };
+        let mut by_seq: BTreeMap<u64, Vec<[u8; 32]>> = BTreeMap::new();
+        for entry in hashes.iter()? {
+            let (k, v) = entry?;
+            let hash: [u8; 32] = k
+                .value()
+                .try_into()
+                .context("the store holds a hash that is not 32 bytes")?;
+            by_seq.entry(v.value()).or_default().push(hash);
+        }
+        for entry in embeddings.iter()? {
+            let (k, v) = entry?;
+            let hashes = by_seq
+                .remove(&k.value())
+                .with_context(|| format!("dialogue {} has an embedding but no hash", k.value()))?;
+            let vector = embedding_from_bytes(v.value());
+            if vector.len() != dim {
+                bail!(
+                    "dialogue {} has a {}-dimensional embedding, expected {dim}",
+                    k.value(),
+                    vector.len()
+                );
+            }
+            index.insert(&hashes, &vector);
+        }
+        Ok(index)
+    }
+
+    /// Feeds `sink` from one consistent snapshot: every dialogue in commit order with its
+    /// embedding bytes. (No count up front: a sink that needs one counts what it writes.)
+    pub fn for_each_dialogue(&self, sink: &mut impl DialogueSink) -> Result<()> {
+        let txn = self.read()?;
+        let (dialogues, embeddings) = match (txn.open_table(DIALOGUES), txn.open_table(EMBEDDINGS))
+        {
+            (Ok(d), Ok(e)) => (d, e),
+            _ => return Ok(()),
+        };
+        for (d, e) in dialogues.iter()?.zip(embeddings.iter()?) {
+            let (seq, record) = d?;
+            let (eseq, embedding) = e?;
+            if seq.value() != eseq.value() {
+                bail!(
+                    "the store's dialogues and embeddings disagree at {}",
+                    seq.value()
+                );
+            }
+            sink.dialogue(
+                seq.value(),
+                decode(record.value(), "dialogue")?,
+                embedding.value(),
+            )?;
+        }
+        Ok(())
+    }
+}

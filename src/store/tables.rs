@@ -1,0 +1,49 @@
+//! The store's tables and meta keys, in one place.
+
+use anyhow::Result;
+use redb::TableDefinition;
+
+pub(super) const FORMAT: &str = "dgen-store";
+
+/// Meta entries, JSON-encoded values keyed by name (see the `META_*` keys).
+pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Work items by index, bincode-encoded [`WorkItem`]s.
+pub const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
+/// Item states by index, bincode-encoded [`ItemState`]s.
+pub const ITEM_STATE: TableDefinition<u64, &[u8]> = TableDefinition::new("item_state");
+/// Persona texts by persona index, for the personas the plan uses.
+pub const PERSONAS: TableDefinition<u32, &str> = TableDefinition::new("personas");
+/// The base dialogues the plan uses, by dataset index (bincode `Dialogue`), so a run does not
+/// need the dataset again.
+pub const BASE_DIALOGUES: TableDefinition<u32, &[u8]> = TableDefinition::new("base_dialogues");
+/// Accepted dialogues by commit sequence number (bincode `GeneratedDialogue`); export order.
+pub const DIALOGUES: TableDefinition<u64, &[u8]> = TableDefinition::new("dialogues");
+/// SHA-256 of each stored dialogue's canonical text -> its sequence number.
+pub const HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("hashes");
+/// Embedding of each stored dialogue by sequence number: 384 little-endian f32.
+pub const EMBEDDINGS: TableDefinition<u64, &[u8]> = TableDefinition::new("embeddings");
+/// Run counters: tokens, calls, acceptances, rejections and failures by reason, run time.
+pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// Combination usage counters, keyed `size/service+service`.
+pub const COMBINATION_USAGE: TableDefinition<&str, u64> = TableDefinition::new("combination_usage");
+
+pub(super) const META_FORMAT: &str = "format";
+pub(super) const META_SCHEMA: &str = "schema_version";
+pub(super) const META_DGEN_VERSION: &str = "dgen_version";
+pub(super) const META_CONFIG: &str = "config";
+pub(super) const META_CATALOG: &str = "catalog";
+pub(super) const META_DATASETS: &str = "datasets";
+pub(super) const META_FINGERPRINT: &str = "plan_fingerprint";
+pub(super) const META_RUN: &str = "run";
+
+/// A table that may not exist yet (a store planned before any run has no dialogues table).
+pub(super) fn optional<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

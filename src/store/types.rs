@@ -1,0 +1,164 @@
+//! The values the store keeps and the batches a run commits, and their encodings.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::dataset::LoadReport;
+use crate::plan::PlanConfig;
+use crate::record::GeneratedDialogue;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum State {
+    Pending,
+    InFlight,
+    Done,
+    Rejected,
+    Failed,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Pending,
+        State::InFlight,
+        State::Done,
+        State::Rejected,
+        State::Failed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::InFlight => "in-flight",
+            State::Done => "done",
+            State::Rejected => "rejected",
+            State::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemState {
+    pub state: State,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// The kind of the last rejection (`api_error`, `duplicate_exact`, …), so failures by reason
+    /// come from the items themselves; `None` in stores written before it was recorded.
+    pub reason: Option<String>,
+}
+
+/// An item state as dgen 0.1 wrote it (no `reason`): still read, never written. bincode is not
+/// self-describing, so the longer encoding is tried first and must use every byte.
+#[derive(Deserialize)]
+struct ItemStateV1 {
+    state: State,
+    attempts: u32,
+    last_error: Option<String>,
+}
+
+impl ItemState {
+    pub fn pending() -> Self {
+        ItemState {
+            state: State::Pending,
+            attempts: 0,
+            last_error: None,
+            reason: None,
+        }
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<ItemState> {
+        let config = bincode::config::standard();
+        if let Ok((state, used)) = bincode::serde::decode_from_slice::<ItemState, _>(bytes, config)
+        {
+            if used == bytes.len() {
+                return Ok(state);
+            }
+        }
+        let old: ItemStateV1 = decode(bytes, "item state")?;
+        Ok(ItemState {
+            state: old.state,
+            attempts: old.attempts,
+            last_error: old.last_error,
+            reason: None,
+        })
+    }
+}
+
+/// Where the plan's inputs came from and what they contained.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetsMeta {
+    pub split: String,
+    pub dialogues: LoadReport,
+    pub personas: LoadReport,
+}
+
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub dgen_version: String,
+    pub config: PlanConfig,
+    pub catalog: Catalog,
+    pub datasets: DatasetsMeta,
+    pub plan_fingerprint: String,
+}
+
+/// What a run was started with; a later run must match where it matters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub prompt_version: String,
+    pub embedding: String,
+    pub model: String,
+}
+
+/// Receives the stored dialogues from [`Store::for_each_dialogue`].
+pub trait DialogueSink {
+    fn dialogue(&mut self, seq: u64, record: GeneratedDialogue, embedding: &[u8]) -> Result<()>;
+}
+
+/// One accepted dialogue ready to commit.
+pub struct Accepted {
+    pub seq: u64,
+    pub record: GeneratedDialogue,
+    pub embedding: Vec<f32>,
+}
+
+/// Everything one write transaction of a run commits.
+#[derive(Default)]
+pub struct Batch {
+    pub accepted: Vec<Accepted>,
+    /// More hash keys for accepted dialogues (an imported file's own hash besides dgen's).
+    pub extra_hashes: Vec<([u8; 32], u64)>,
+    pub states: Vec<(u64, ItemState)>,
+    /// Increments.
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl Batch {
+    pub fn count(&mut self, key: impl Into<String>, n: u64) {
+        if n > 0 {
+            *self.counters.entry(key.into()).or_default() += n;
+        }
+    }
+}
+
+pub fn embedding_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn embedding_from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("encodes")
+}
+
+pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .with_context(|| format!("the store holds a {what} this dgen cannot decode"))
+}

@@ -1,0 +1,127 @@
+//! Writes: a plan, the run settings, and a run's batches, each in one write transaction.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use redb::ReadableTable;
+
+use super::tables::*;
+use super::types::{embedding_bytes, encode};
+use super::{Batch, ItemState, Meta, RunSettings, Store, SCHEMA_VERSION};
+use crate::dataset::Dialogue;
+use crate::plan::{CombinationUsage, WorkItem};
+
+impl Store {
+    /// Writes a new plan in one transaction, replacing any previous one.
+    pub fn write_plan(
+        &self,
+        meta: &Meta,
+        items: impl Iterator<Item = WorkItem>,
+        usage: &CombinationUsage,
+        persona_texts: &BTreeMap<u32, &str>,
+        base_dialogues: &BTreeMap<u32, &Dialogue>,
+    ) -> Result<()> {
+        let txn = self.write()?;
+        for table in [ITEMS, ITEM_STATE] {
+            txn.delete_table(table)?;
+        }
+        txn.delete_table(PERSONAS)?;
+        txn.delete_table(BASE_DIALOGUES)?;
+        txn.delete_table(COMBINATION_USAGE)?;
+        // A new plan starts its own account: the old plan's calls, tokens and rejections are
+        // not this plan's.
+        txn.delete_table(COUNTERS)?;
+        txn.delete_table(META)?;
+        {
+            let mut t = txn.open_table(META)?;
+            let config = serde_json::to_string(&meta.config)?;
+            let catalog = meta.catalog.canonical_json();
+            let datasets = serde_json::to_string(&meta.datasets)?;
+            let schema = SCHEMA_VERSION.to_string();
+            for (k, v) in [
+                (META_FORMAT, FORMAT),
+                (META_SCHEMA, schema.as_str()),
+                (META_DGEN_VERSION, env!("CARGO_PKG_VERSION")),
+                (META_CONFIG, config.as_str()),
+                (META_CATALOG, catalog.as_str()),
+                (META_DATASETS, datasets.as_str()),
+                (META_FINGERPRINT, meta.plan_fingerprint.as_str()),
+            ] {
+                t.insert(k, v)?;
+            }
+        }
+        {
+            let mut t = txn.open_table(ITEMS)?;
+            let mut states = txn.open_table(ITEM_STATE)?;
+            let pending = encode(&ItemState::pending());
+            let mut buf = Vec::with_capacity(256);
+            for item in items {
+                buf.clear();
+                bincode::serde::encode_into_std_write(&item, &mut buf, bincode::config::standard())
+                    .expect("encodes");
+                t.insert(item.index, buf.as_slice())?;
+                states.insert(item.index, pending.as_slice())?;
+            }
+        }
+        {
+            let mut t = txn.open_table(PERSONAS)?;
+            for (i, text) in persona_texts {
+                t.insert(*i, *text)?;
+            }
+        }
+        {
+            let mut t = txn.open_table(BASE_DIALOGUES)?;
+            for (i, d) in base_dialogues {
+                t.insert(*i, encode(d).as_slice())?;
+            }
+        }
+        {
+            let mut t = txn.open_table(COMBINATION_USAGE)?;
+            for (size, combos) in usage {
+                for (combo, count) in combos {
+                    t.insert(format!("{size}/{combo}").as_str(), *count)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn set_run_settings(&self, settings: &RunSettings) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(META)?
+            .insert(META_RUN, serde_json::to_string(settings)?.as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Commits a run's batch in one transaction: dialogues, hashes, embeddings, item states and
+    /// counters land together or not at all.
+    pub fn apply(&self, batch: &Batch) -> Result<()> {
+        let txn = self.write()?;
+        {
+            let mut dialogues = txn.open_table(DIALOGUES)?;
+            let mut hashes = txn.open_table(HASHES)?;
+            let mut embeddings = txn.open_table(EMBEDDINGS)?;
+            for a in &batch.accepted {
+                dialogues.insert(a.seq, encode(&a.record).as_slice())?;
+                hashes.insert(a.record.hash.as_slice(), a.seq)?;
+                embeddings.insert(a.seq, embedding_bytes(&a.embedding).as_slice())?;
+            }
+            for (hash, seq) in &batch.extra_hashes {
+                hashes.insert(hash.as_slice(), *seq)?;
+            }
+            let mut states = txn.open_table(ITEM_STATE)?;
+            for (index, state) in &batch.states {
+                states.insert(*index, encode(state).as_slice())?;
+            }
+            let mut counters = txn.open_table(COUNTERS)?;
+            for (key, add) in &batch.counters {
+                let now = counters.get(key.as_str())?.map_or(0, |v| v.value());
+                counters.insert(key.as_str(), now + add)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}

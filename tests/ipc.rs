@@ -1,0 +1,260 @@
+//! `dgen export` and `dgen status` while a run holds the store: they ask the run over a Unix
+//! socket beside the store, which only the store owner's processes may use. Nothing planted in
+//! the store's folder steers the run, a killed client leaves nothing behind for a later run, and
+//! a store held by anything else gets a clear answer at once.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::mock::MockServer;
+use common::{read_npy, Env};
+use predicates::prelude::*;
+
+fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the run listens on its socket (a connection, not a status call: a reader that
+/// opens the store at the moment the run starts would keep the run out).
+fn wait_for_socket(env: &Env, child: &mut Child) {
+    wait_until("the run's socket", Duration::from_secs(60), || {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::os::unix::net::UnixStream::connect(env.path("dgen.redb.sock")).is_ok()
+    });
+}
+
+fn sigterm(child: &Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn done_count(status: &serde_json::Value) -> u64 {
+    status["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["state"] == "done")
+        .unwrap()["count"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Holds the store the way another writer would (not a `dgen run`), until dropped.
+fn hold_store(path: &Path) -> redb::Database {
+    redb::Database::open(path).unwrap()
+}
+
+#[test]
+fn export_during_a_run_of_2000_items_is_whole_and_aligned() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2000);
+    // Dialogues already in the store make the export long while the run keeps committing.
+    env.dgen()
+        .args(["bench-fill", "--dialogues", "20000"])
+        .assert()
+        .success();
+    let mut child = env.spawn_run(&mock, &["--concurrency", "8"]);
+    wait_for_socket(&env, &mut child);
+    wait_until("a few dialogues", Duration::from_secs(120), || {
+        done_count(&env.status_json()) >= 5
+    });
+    let out = env.export_all();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run is still going"
+    );
+    assert!(out.records.len() >= 20_005);
+    assert_eq!(out.records.len(), out.hashes.len());
+    assert_eq!(out.records.len(), out.embeddings.len());
+    sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let after = env.export_all();
+    assert!(after.records.len() >= out.records.len());
+    assert_eq!(
+        read_npy(&env.path("dialogue_embeddings.npy")).len(),
+        after.records.len()
+    );
+}
+
+#[test]
+fn planted_request_files_and_symlinks_do_not_steer_the_run() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    mock.set_latency(Duration::from_millis(300));
+    env.plan_for_run(6);
+    let planted = env.path("planted.json");
+    let victim = env.path("victim.txt");
+    std::fs::write(&victim, "keep").unwrap();
+    let request = serde_json::json!({"Export": {
+        "output_file": planted, "hash_file": env.path("planted_hashes.json"),
+        "embedding_file": env.path("planted.npy"), "jsonl": null, "only": null,
+        "include_imported": false, "plan_file": null}});
+    std::fs::write(env.path("dgen.redb.request-1-1.json"), request.to_string()).unwrap();
+    std::os::unix::fs::symlink(&victim, env.path("dgen.redb.response-1-1.json.tmp")).unwrap();
+    std::os::unix::fs::symlink(&victim, env.path("dgen.redb.sock")).unwrap();
+    let mut child = env.spawn_run(&mock, &["--concurrency", "2"]);
+    wait_for_socket(&env, &mut child);
+    wait_until("a dialogue", Duration::from_secs(60), || {
+        done_count(&env.status_json()) >= 1
+    });
+    env.export_all();
+    // A connection that never sends a request does not hold up the run's exit.
+    let silent = std::os::unix::net::UnixStream::connect(env.path("dgen.redb.sock")).unwrap();
+    wait_until("the run to finish", Duration::from_secs(90), || {
+        child.try_wait().unwrap().is_some()
+    });
+    drop(silent);
+    assert!(child.wait().unwrap().success());
+    assert!(!planted.exists(), "a planted request was executed");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert_eq!(env.export_all().records.len(), 6);
+}
+
+#[test]
+fn a_killed_clients_request_is_not_executed_later() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    // Dialogues to export, so that an executed request leaves a file.
+    env.dgen()
+        .args(["bench-fill", "--dialogues", "10"])
+        .assert()
+        .success();
+    let held = hold_store(&env.path("dgen.redb"));
+    let mut client = std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen"))
+        .current_dir(env.dir.path())
+        .args(["export", "--output_file", "killed.json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = client.kill();
+    client.wait().unwrap();
+    drop(held);
+    mock.set_latency(Duration::from_millis(300));
+    env.run(&mock, &["--concurrency", "1"]).assert().success();
+    assert!(
+        !env.path("killed.json").exists(),
+        "a later run executed a killed client's request"
+    );
+}
+
+#[test]
+fn a_client_killed_mid_export_leaves_the_run_going() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    mock.set_latency(Duration::from_millis(200));
+    env.plan_for_run(20);
+    env.dgen()
+        .args(["bench-fill", "--dialogues", "20000"])
+        .assert()
+        .success();
+    let mut run = env.spawn_run(&mock, &["--concurrency", "2"]);
+    wait_for_socket(&env, &mut run);
+    let mut client = std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen"))
+        .current_dir(env.dir.path())
+        .args(["export", "--output_file", "killed.json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the run is writing the export's temporary file.
+    wait_until("the export to start", Duration::from_secs(60), || {
+        std::fs::read_dir(env.dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".killed.json.tmp-")
+            })
+    });
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let status = env.status_json();
+    assert!(done_count(&status) <= 20);
+    assert!(run.wait().unwrap().success());
+    assert!(
+        !env.path("killed.json").exists(),
+        "the export of a killed client went on"
+    );
+    let leftovers = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .count();
+    assert_eq!(leftovers, 0, "the cancelled export left temporary files");
+    assert_eq!(env.export_all().records.len(), 20_020);
+}
+
+#[test]
+fn a_store_held_by_another_process_gets_a_clear_answer_at_once() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let _held = hold_store(&env.path("dgen.redb"));
+    for args in [&["status"][..], &["export"][..]] {
+        env.dgen()
+            .args(args)
+            .timeout(Duration::from_secs(20))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("is held by another process").and(
+                predicate::str::contains("not a dgen run answering requests"),
+            ));
+    }
+}
+
+#[test]
+fn a_stale_socket_from_a_killed_run_is_replaced_by_the_next_run() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    mock.set_latency(Duration::from_millis(300));
+    env.plan_for_run(12);
+    let mut run = env.spawn_run(&mock, &["--concurrency", "2"]);
+    wait_for_socket(&env, &mut run);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(
+        env.path("dgen.redb.sock").exists(),
+        "a SIGKILL leaves the socket"
+    );
+    // A stale socket and a store held by something else: the client says so.
+    let held = hold_store(&env.path("dgen.redb"));
+    env.dgen()
+        .arg("status")
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "not a dgen run answering requests",
+        ));
+    drop(held);
+    let mut run = env.spawn_run(&mock, &["--concurrency", "2"]);
+    wait_for_socket(&env, &mut run);
+    let mode = std::fs::metadata(env.path("dgen.redb.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only the owner may use the socket");
+    assert!(env.status_json()["total_items"] == 12);
+    assert!(run.wait().unwrap().success());
+    assert!(
+        !env.path("dgen.redb.sock").exists(),
+        "the run removes its socket"
+    );
+    assert_eq!(env.export_all().records.len(), 12);
+}
