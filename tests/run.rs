@@ -488,11 +488,17 @@ fn an_item_refused_on_every_attempt_fails_and_blocks_no_later_run() {
     assert_eq!(status["run"]["failures"]["api_error"], 2);
     // Not retried inside the call: one scenario call per attempt.
     assert_eq!(mock.requests().len(), 4);
-    env.run(&mock, &[])
+    env.run(&mock, &["--max_attempts", "2"])
         .assert()
         .success()
         .stdout(predicate::str::contains("nothing to do"));
     assert_eq!(mock.requests().len(), 4);
+    // A higher limit gives them one more attempt each; refused again, the run still finishes.
+    env.run(&mock, &["--max_attempts", "3"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("0/2 accepted, 2 failed"));
+    assert_eq!(mock.requests().len(), 6);
 }
 
 #[test]

@@ -50,6 +50,26 @@ fn open_error(path: &Path, err: redb::DatabaseError) -> anyhow::Error {
     }
 }
 
+/// How long a command that writes waits for readers (`status`, `export`) to let go of the
+/// store: they hold it for moments, and a polling `status` must not make a run fail to start.
+const READERS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens for writing, retrying while the store is held, up to [`READERS_GRACE`].
+fn open_writable(
+    path: &Path,
+    open: impl Fn() -> Result<Database, redb::DatabaseError>,
+) -> Result<Database> {
+    let started = std::time::Instant::now();
+    loop {
+        match open() {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < READERS_GRACE => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other.map_err(|e| open_error(path, e)),
+        }
+    }
+}
+
 fn require_file(path: &Path) -> Result<()> {
     if !path.is_file() {
         bail!(
@@ -70,7 +90,7 @@ impl Store {
                 path.display()
             );
         }
-        let db = Database::create(path).map_err(|e| open_error(path, e))?;
+        let db = open_writable(path, || Database::create(path))?;
         let store = Store {
             db: Db::Writable(db),
             path: path.to_path_buf(),
@@ -82,7 +102,7 @@ impl Store {
     /// Opens an existing store to write to it (run, import).
     pub fn open_existing(path: &Path) -> Result<Store> {
         require_file(path)?;
-        let db = Database::open(path).map_err(|e| open_error(path, e))?;
+        let db = open_writable(path, || Database::open(path))?;
         let store = Store {
             db: Db::Writable(db),
             path: path.to_path_buf(),
