@@ -7,7 +7,6 @@ use clap::Parser;
 
 use dgen::cli::{self, Cli, Command};
 use dgen::commands;
-use dgen::output::import;
 
 fn main() -> ExitCode {
     ignore_file_size_signal();
@@ -35,7 +34,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => commands::plan::run(&cli.store, *args),
         Command::Extract(args) => commands::extract::run(args),
         Command::Run(args) => commands::run::run(&cli.store, *args),
-        Command::Import(args) => import::run(&cli.store, args),
+        Command::Import(args) => commands::import::run(&cli.store, args),
         Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
         Command::Status(args) => commands::status::run(&cli.store, args),
         Command::Export(args) => commands::export::run(&cli.store, args),

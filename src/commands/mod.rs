@@ -4,6 +4,7 @@ pub mod bench_fill;
 pub mod during_run;
 pub mod export;
 pub mod extract;
+pub mod import;
 pub mod plan;
 pub mod run;
 pub mod status;

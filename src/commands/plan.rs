@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::catalog::Catalog;
 use crate::cli::PlanArgs;
-use crate::dataset::{self, DatasetSource};
+use crate::dataset::{self, DatasetSource, Dialogues, Personas};
 use crate::plan::{self, PlanConfig, Sampler};
 use crate::store::{DatasetsMeta, Meta, State, Store};
 
@@ -81,11 +81,56 @@ fn check_existing(
     Ok(None)
 }
 
+/// The plan's first pass: the fingerprint, the combination usage, and which personas and base
+/// dialogues it uses. Only hashes, so memory does not grow with N; the second pass draws the
+/// same items again and streams them into the store.
+struct Drawn {
+    fingerprint: String,
+    usage: plan::CombinationUsage,
+    personas: BTreeSet<u32>,
+    bases: BTreeSet<u32>,
+}
+
+fn draw(
+    catalog: &Catalog,
+    config: &PlanConfig,
+    dialogues: &Dialogues,
+    personas: &Personas,
+) -> Drawn {
+    let started = Instant::now();
+    let fingerprints = [
+        dialogues.report.fingerprint.as_str(),
+        personas.report.fingerprint.as_str(),
+    ];
+    let mut sampler = Sampler::new(catalog, config, &dialogues.dialogues, &personas.personas);
+    let mut used_personas = BTreeSet::new();
+    let mut used_bases = BTreeSet::new();
+    let fingerprint = plan::fingerprint(
+        catalog,
+        config,
+        &fingerprints,
+        sampler.by_ref().inspect(|item| {
+            used_personas.insert(item.persona_index);
+            used_bases.insert(item.base_dialogue_index);
+        }),
+    );
+    tracing::info!(
+        "drew {} work items in {:.2} s",
+        config.total_generations,
+        started.elapsed().as_secs_f64()
+    );
+    Drawn {
+        fingerprint,
+        usage: sampler.usage(),
+        personas: used_personas,
+        bases: used_bases,
+    }
+}
+
 pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     let catalog = Catalog::load(args.catalog.as_deref())?;
     let config = config_from_args(&args, &catalog);
     config.validate()?;
-
     let source = DatasetSource {
         path: args.dataset.dataset.clone(),
         name: args.dataset.dataset_name.clone(),
@@ -96,52 +141,22 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         &args.personas.persona_dataset,
         args.personas.persona_split.as_deref(),
     )?;
-
-    // Pass 1 only hashes; pass 2 (when the store needs the plan) draws the same items again
-    // and streams them into the store, so memory does not grow with N.
-    let started = Instant::now();
-    let fingerprints = [
-        dialogues.report.fingerprint.as_str(),
-        personas.report.fingerprint.as_str(),
-    ];
-    let mut sampler = Sampler::new(&catalog, &config, &dialogues.dialogues, &personas.personas);
-    let mut used_personas = BTreeSet::new();
-    let mut used_bases = BTreeSet::new();
-    let fingerprint = plan::fingerprint(
-        &catalog,
-        &config,
-        &fingerprints,
-        sampler.by_ref().inspect(|item| {
-            used_personas.insert(item.persona_index);
-            used_bases.insert(item.base_dialogue_index);
-        }),
-    );
-    let usage = sampler.usage();
-    tracing::info!(
-        "drew {} work items in {:.2} s",
-        config.total_generations,
-        started.elapsed().as_secs_f64()
-    );
+    let drawn = draw(&catalog, &config, &dialogues, &personas);
 
     // Checked on a read-only handle first, so that a needless or refused plan leaves the store
     // file byte-identical; then again on the writable one, in case it changed in between.
     if let Some(store) = Store::inspect_for_plan(store_path)? {
-        if let Some(code) = check_existing(&store, &fingerprint, &args, &config)? {
+        if let Some(code) = check_existing(&store, &drawn.fingerprint, &args, &config)? {
             return Ok(code);
         }
     }
     let store = Store::create_or_open(store_path)?;
-    if let Some(code) = check_existing(&store, &fingerprint, &args, &config)? {
+    if let Some(code) = check_existing(&store, &drawn.fingerprint, &args, &config)? {
         return Ok(code);
     }
     if let Some(existing) = store.meta()? {
         tracing::warn!("--force: replacing plan {}", existing.plan_fingerprint);
     }
-
-    let persona_texts: BTreeMap<u32, &str> = used_personas
-        .into_iter()
-        .map(|i| (i, personas.personas[i as usize].text.as_str()))
-        .collect();
     let meta = Meta {
         dgen_version: env!("CARGO_PKG_VERSION").to_string(),
         config: config.clone(),
@@ -151,20 +166,9 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
             dialogues: dialogues.report.clone(),
             personas: personas.report.clone(),
         },
-        plan_fingerprint: fingerprint.clone(),
+        plan_fingerprint: drawn.fingerprint.clone(),
     };
-    let writing = Instant::now();
-    let bases: BTreeMap<u32, &dataset::Dialogue> = used_bases
-        .into_iter()
-        .map(|i| (i, &dialogues.dialogues[i as usize]))
-        .collect();
-    let items = Sampler::new(&catalog, &config, &dialogues.dialogues, &personas.personas);
-    store.write_plan(&meta, items, &usage, &persona_texts, &bases)?;
-    tracing::info!(
-        "committed the plan to {} in {:.2} s",
-        store.path().display(),
-        writing.elapsed().as_secs_f64()
-    );
+    commit(&store, &meta, &drawn, &dialogues, &personas)?;
     println!(
         "planned {} work items from {} dialogues and {} personas into {}",
         config.total_generations,
@@ -172,6 +176,41 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         personas.personas.len(),
         store.path().display()
     );
-    println!("plan fingerprint: {fingerprint}");
+    println!("plan fingerprint: {}", drawn.fingerprint);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The second pass: the same items drawn again, streamed into the store with the personas and
+/// base dialogues they use, in one transaction.
+fn commit(
+    store: &Store,
+    meta: &Meta,
+    drawn: &Drawn,
+    dialogues: &Dialogues,
+    personas: &Personas,
+) -> Result<()> {
+    let writing = Instant::now();
+    let persona_texts: BTreeMap<u32, &str> = drawn
+        .personas
+        .iter()
+        .map(|&i| (i, personas.personas[i as usize].text.as_str()))
+        .collect();
+    let bases: BTreeMap<u32, &dataset::Dialogue> = drawn
+        .bases
+        .iter()
+        .map(|&i| (i, &dialogues.dialogues[i as usize]))
+        .collect();
+    let items = Sampler::new(
+        &meta.catalog,
+        &meta.config,
+        &dialogues.dialogues,
+        &personas.personas,
+    );
+    store.write_plan(meta, items, &drawn.usage, &persona_texts, &bases)?;
+    tracing::info!(
+        "committed the plan to {} in {:.2} s",
+        store.path().display(),
+        writing.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

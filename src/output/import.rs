@@ -4,12 +4,10 @@
 //! and row; nothing is imported from a rejected set.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::cli::ImportArgs;
 use crate::dedup::{self, Hash};
 use crate::embed::{self, Embedder};
 use crate::llm::Usage;
@@ -159,52 +157,82 @@ fn parse_hex(hex: &str) -> Option<Hash> {
     Some(out)
 }
 
-pub fn run(store_path: &Path, args: ImportArgs) -> Result<ExitCode> {
-    let store = Store::open_existing(store_path)?;
-    let file = &args.output_file;
+/// The files of one import: the dialogues, and optionally their hashes and embeddings.
+pub struct ImportFiles<'a> {
+    pub records: &'a Path,
+    pub hashes: Option<&'a Path>,
+    pub embeddings: Option<&'a Path>,
+    /// Where the embedding model is, for embeddings that must be computed.
+    pub assets: &'a Path,
+}
+
+/// What an import did.
+pub struct Imported {
+    pub imported: u64,
+    /// Already in the store (or twice in the files).
+    pub skipped: u64,
+}
+
+/// Reads and checks the whole set, then commits it in one transaction.
+pub fn import(store: &Store, files: &ImportFiles) -> Result<Imported> {
+    let file = files.records;
     let values = read_records(file)?;
-    let mut records = values
+    let records = values
         .iter()
         .enumerate()
         .map(|(row, v)| record_from_json(v, row, file))
         .collect::<Result<Vec<_>>>()?;
     if records.is_empty() {
-        println!("{} holds no records; nothing imported", file.display());
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Imported {
+            imported: 0,
+            skipped: 0,
+        });
     }
-    let given_hashes = match &args.hash_file {
+    let given_hashes = match files.hashes {
         Some(h) => Some(read_hashes(h, records.len(), file)?),
         None => None,
     };
-    let embeddings = match &args.embedding_file {
-        Some(e) => npy::read(e, records.len(), file)?,
-        None => {
-            let dir = embed::assets_dir(args.assets_dir.as_deref());
-            let mut embedder = Embedder::load(&dir)?;
-            let texts: Vec<String> = records
-                .iter()
-                .map(|r| record::embedding_text(&r.turns))
-                .collect();
-            tracing::info!("computing {} embeddings", texts.len());
-            embedder.embed(&texts)?
-        }
+    let embeddings = embeddings(files, &records)?;
+    commit(store, records, given_hashes, embeddings)
+}
+
+/// The given embeddings, checked to be unit vectors, or computed from the turns.
+fn embeddings(files: &ImportFiles, records: &[GeneratedDialogue]) -> Result<Vec<Vec<f32>>> {
+    let Some(path) = files.embeddings else {
+        let mut embedder = Embedder::load(files.assets)?;
+        let texts: Vec<String> = records
+            .iter()
+            .map(|r| record::embedding_text(&r.turns))
+            .collect();
+        tracing::info!("computing {} embeddings", texts.len());
+        return embedder.embed(&texts);
     };
+    let embeddings = npy::read(path, records.len(), files.records)?;
     for (row, v) in embeddings.iter().enumerate() {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         if !(0.98..=1.02).contains(&norm) {
             bail!(
                 "{} row {row}: the embedding has norm {norm:.3}; dgen needs L2-normalised all-MiniLM-L6-v2 vectors (omit --embedding_file to compute them)",
-                args.embedding_file.as_ref().map_or(file.as_path(), |p| p.as_path()).display()
+                path.display()
             );
         }
     }
+    Ok(embeddings)
+}
 
+/// Skips what the store (or the set itself) already has; commits the rest at once.
+fn commit(
+    store: &Store,
+    records: Vec<GeneratedDialogue>,
+    given_hashes: Option<Vec<Hash>>,
+    embeddings: Vec<Vec<f32>>,
+) -> Result<Imported> {
     let index = store.load_index(embed::DIM)?;
     let mut seq = store.next_seq()?;
     let mut batch = Batch::default();
     let mut skipped = 0u64;
     let mut seen = std::collections::HashSet::new();
-    for (row, (mut record, embedding)) in records.drain(..).zip(embeddings).enumerate() {
+    for (row, (mut record, embedding)) in records.into_iter().zip(embeddings).enumerate() {
         let canonical = dedup::sha256(&record::canonical_text(&record.turns));
         record.hash = given_hashes.as_ref().map_or(canonical, |h| h[row]);
         if index.contains_hash(&record.hash)
@@ -227,15 +255,5 @@ pub fn run(store_path: &Path, args: ImportArgs) -> Result<ExitCode> {
     let imported = batch.accepted.len() as u64;
     batch.count("imported", imported);
     store.apply(&batch)?;
-    println!(
-        "imported {imported} dialogues from {} into {}{}",
-        file.display(),
-        store.path().display(),
-        if skipped > 0 {
-            format!(" ({skipped} already there, skipped)")
-        } else {
-            String::new()
-        }
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(Imported { imported, skipped })
 }

@@ -87,8 +87,54 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
             args.base_url
         );
     }
-    let mut work = queue::pending_work(&store, args.max_attempts, args.retry_failed)?;
-    settle(&store, &mut work, args.max_attempts)?;
+    let Some(work) = prepare(&store, &meta, &settings, &args)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let embedder = Embedder::load(&assets)?;
+    // Started from the main thread: the parent-death signal follows the thread that forked.
+    let server = match &local_model {
+        Some(model) => Some(LocalServer::start(&server_settings(&args, &assets, model))?),
+        None => None,
+    };
+    let endpoint = Endpoint {
+        base_url: server
+            .as_ref()
+            .map_or_else(|| args.base_url.clone(), |s| s.base_url.clone()),
+        api_key: key,
+        timeout: args.request_timeout,
+        retry: RetryPolicy {
+            max_retries: args.max_retries,
+            base: Duration::from_millis(args.retry_base_ms),
+            cap: Duration::from_secs(60),
+        },
+    };
+    let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
+        args.slots
+    } else {
+        16
+    });
+    let total = work.total;
+    let launch = Launch {
+        settings,
+        endpoint,
+        embedder,
+        concurrency,
+    };
+    let summary = generate(&store, &meta, launch, work, &args)?;
+    drop(server);
+    finish(&store, total, summary)
+}
+
+/// The work of this run, once the store is ready for it; `None` (after saying so) when every
+/// item is finished.
+fn prepare(
+    store: &Store,
+    meta: &Meta,
+    settings: &RequestSettings,
+    args: &RunArgs,
+) -> Result<Option<queue::Work>> {
+    let mut work = queue::pending_work(store, args.max_attempts, args.retry_failed)?;
+    settle(store, &mut work, args.max_attempts)?;
     if work.queue.is_empty() {
         println!(
             "all {} items of {} are finished ({} accepted, {} failed); nothing to do{}",
@@ -102,35 +148,35 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
                 ""
             }
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     }
-    queue::verify_plan(&store, &meta)?;
-    check_run_settings(&store, &settings)?;
+    queue::verify_plan(store, meta)?;
+    check_run_settings(store, settings)?;
+    Ok(Some(work))
+}
 
-    let embedder = Embedder::load(&assets)?;
-    // Started from the main thread: the parent-death signal follows the thread that forked.
-    let server = match &local_model {
-        Some(model) => Some(LocalServer::start(&server_settings(&args, &assets, model))?),
-        None => None,
-    };
-    let base_url = server
-        .as_ref()
-        .map_or_else(|| args.base_url.clone(), |s| s.base_url.clone());
-    let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
-        args.slots
-    } else {
-        16
-    });
-    let endpoint = Endpoint {
-        base_url: base_url.clone(),
-        api_key: key,
-        timeout: args.request_timeout,
-        retry: RetryPolicy {
-            max_retries: args.max_retries,
-            base: Duration::from_millis(args.retry_base_ms),
-            cap: Duration::from_secs(60),
-        },
-    };
+/// What the run calls, and how: settled before the runtime starts.
+struct Launch {
+    settings: RequestSettings,
+    endpoint: Endpoint,
+    embedder: Embedder,
+    concurrency: usize,
+}
+
+/// The run proper: the runtime, the embedder thread, the writer and the dispatcher.
+fn generate(
+    store: &Arc<Store>,
+    meta: &Meta,
+    launch: Launch,
+    mut work: queue::Work,
+    args: &RunArgs,
+) -> Result<Summary> {
+    let Launch {
+        settings,
+        endpoint,
+        embedder,
+        concurrency,
+    } = launch;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -158,26 +204,25 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         last_commit: Instant::now(),
     };
     tracing::info!(
-        "run: {} items to attempt ({} of {} already accepted), concurrency {concurrency}, model {}, endpoint {base_url}",
+        "run: {} items to attempt ({} of {} already accepted), concurrency {concurrency}, model {}, endpoint {}",
         work.queue.len(),
         work.done,
         work.total,
         ctx.settings.model,
+        endpoint.base_url,
     );
-    let (total, done) = (work.total, work.done);
     let summary = runtime.block_on(dispatch::dispatch(
         ctx,
         writer,
         work.queue,
-        total,
-        done,
+        work.total,
+        work.done,
         concurrency,
-        &args,
-    ))?;
+        args,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     embed_worker.finish(Duration::from_secs(10));
-    drop(server);
-    finish(&store, total, summary)
+    summary
 }
 
 /// Records as failed the rejected items a lowered `--max_attempts` leaves without attempts.
