@@ -8,10 +8,12 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 scripts/fetch-assets.sh >/dev/null
-# numpy lets the export tests check that numpy.load reads dialogue_embeddings.npy.
+# numpy: the export tests check that numpy.load reads dialogue_embeddings.npy.
 if ! python3 -c 'import numpy' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check numpy >/dev/null 2>&1 ||
-    echo "test.sh: numpy could not be installed; the numpy.load check will be skipped" >&2
+  if ! python3 -m pip install --quiet --disable-pip-version-check numpy >/dev/null 2>&1; then
+    echo "test.sh: numpy could not be installed (python3 -m pip install numpy); the export tests need it" >&2
+    exit 1
+  fi
 fi
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT

@@ -676,3 +676,16 @@ fn the_full_schema_is_for_llama_server_or_an_explicit_opt_in() {
         "In context=('properties', 'turns'), 'minItems' is not permitted.",
     ));
 }
+
+#[test]
+fn absurd_token_counts_from_the_server_saturate_instead_of_crashing() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    mock.state.lock().unwrap().prompt_tokens = Some(u64::MAX);
+    env.run(&mock, &[]).assert().success();
+    assert_eq!(env.state_count("done"), 2);
+    let status = env.status_json();
+    assert_eq!(status["run"]["prompt_tokens"], u64::MAX, "{status}");
+    assert_eq!(status["run"]["calls"], 4, "{status}");
+}

@@ -14,6 +14,10 @@ use crate::store::Store;
 pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
     let store = Arc::new(Store::open_existing(store_path)?);
     // Answered until the run returns; the server is stopped when this guard is dropped.
-    let _requests = during_run::serve(&store);
-    crate::run::run(store, args)
+    let requests = during_run::serve(&store);
+    let result = crate::run::run(store, args);
+    crate::run::exit_on_signal();
+    // Answers the requests it has taken, then stops.
+    drop(requests);
+    result
 }

@@ -81,6 +81,11 @@ fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener> {
             "{} is a folder; remove it so that dgen run can put its socket there",
             path.display()
         ),
+        // Someone's file: never removed on a guess.
+        Ok(m) if !m.file_type().is_socket() && !m.file_type().is_symlink() => bail!(
+            "{} is a file, not a socket; move it away so that dgen run can put its socket there",
+            path.display()
+        ),
         Ok(m) => {
             let stale = m.file_type().is_socket()
                 && std::os::unix::net::UnixStream::connect(path)
@@ -132,13 +137,23 @@ async fn accept<H: Handler>(
                 Ok((stream, _)) => {
                     connections.spawn(serve(stream, handler.clone(), me));
                 }
-                Err(e) => tracing::warn!("cannot accept a request: {e}"),
+                Err(e) => {
+                    // A lasting error (out of file descriptors, say) must not spin.
+                    tracing::warn!("cannot accept a request: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     drop(listener);
     // Requests already taken are answered before the run exits.
+    if !connections.is_empty() {
+        tracing::info!(
+            "answering {} export/status requests before exiting (Ctrl-C exits now)",
+            connections.len()
+        );
+    }
     while connections.join_next().await.is_some() {}
 }
 

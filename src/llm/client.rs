@@ -103,7 +103,14 @@ impl LlmClient {
             }
         };
         let parsed: Option<Value> = serde_json::from_str(&body).ok();
-        let usage = parsed.as_ref().map(usage_of).unwrap_or_default();
+        // Every answered request counts as a call, whatever its body; tokens when it says.
+        let usage = parsed.as_ref().map_or(
+            Usage {
+                calls: 1,
+                ..Usage::default()
+            },
+            usage_of,
+        );
         if !status.is_success() {
             let error = classify(status, parsed.as_ref(), &body, scrub, hint);
             return Err((error, usage));

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
 
@@ -33,21 +34,13 @@ impl AtomicFile {
             .with_context(|| format!("{} is not a file path", target.display()))?;
         let prefix = format!(".{}.tmp-", name.to_string_lossy());
         remove_stale_temps(&dir, &prefix);
-        let temp = dir.join(format!("{prefix}{}", std::process::id()));
-        // A name anyone can guess: whatever is there (a planted symlink, say) is removed, never
-        // followed, and the file is created new.
-        let _ = std::fs::remove_file(&temp);
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .with_context(|| {
-                format!(
-                    "cannot write {}: {} is not writable",
-                    target.display(),
-                    dir.display()
-                )
-            })?;
+        let (temp, file) = create_temp(&dir, &prefix).with_context(|| {
+            format!(
+                "cannot write {}: {} is not writable",
+                target.display(),
+                dir.display()
+            )
+        })?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
             temp,
@@ -73,16 +66,37 @@ impl AtomicFile {
     }
 }
 
-/// Temporary files left by a killed export: `<prefix><pid>` whose process is gone.
+/// Temporary names of this process: several exports may run at once in one process (a run
+/// answers each request on its own thread), so each takes its own number.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// A new temporary file `<prefix><pid>-<n>`. The name is guessable, so the file is always
+/// created new: whatever is already there (a planted symlink, another export's file) is never
+/// followed, truncated or removed; the next number is tried instead.
+fn create_temp(dir: &Path, prefix: &str) -> std::io::Result<(PathBuf, File)> {
+    let pid = std::process::id();
+    loop {
+        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!("{prefix}{pid}-{n}"));
+        match File::options().write(true).create_new(true).open(&temp) {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1 << 20 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Temporary files left by a killed export: `<prefix><pid>-<n>` whose process is gone.
 fn remove_stale_temps(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(prefix) else {
+        let Some(rest) = name.strip_prefix(prefix) else {
             continue;
         };
+        let pid = rest.split('-').next().unwrap_or_default();
         let alive = Path::new("/proc").join(pid).exists();
         if pid.parse::<u32>().is_ok() && !alive {
             let _ = std::fs::remove_file(entry.path());
@@ -95,5 +109,30 @@ impl Drop for AtomicFile {
         if self.writer.is_some() {
             let _ = std::fs::remove_file(&self.temp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn two_writers_of_one_file_in_one_process_never_share_a_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.json");
+        let mut first = AtomicFile::create(&target).unwrap();
+        let mut second = AtomicFile::create(&target).unwrap();
+        first.writer().write_all(b"first, complete").unwrap();
+        second.writer().write_all(b"second, complete").unwrap();
+        first.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"first, complete");
+        second.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"second, complete");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["out.json"], "no temporary file is left");
     }
 }

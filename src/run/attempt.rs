@@ -116,7 +116,8 @@ pub struct Rejection {
 
 pub enum TaskResult {
     Done(Outcome),
-    /// The endpoint refused in a way every further call would repeat (bad key, unknown model).
+    /// Something every further attempt would repeat (a bad key, an unknown model, a broken
+    /// embedder): the message says what and what to check.
     Fatal(String),
 }
 
@@ -158,7 +159,10 @@ impl Attempt<'_> {
         }
         match result {
             Ok(c) => Ok((c.content, c.truncated)),
-            Err(f) if f.error.is_fatal() => Err(TaskResult::Fatal(f.error.to_string())),
+            Err(f) if f.error.is_fatal() => Err(TaskResult::Fatal(format!(
+                "the endpoint refused the request: {}. Check --base_url, --model and the API key",
+                f.error
+            ))),
             Err(f) => Err(self.reject("api_error", format!("{what} call: {}", f.error))),
         }
     }
@@ -217,7 +221,7 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
     let hash = dedup::sha256(&record::canonical_text(&turns));
     let embedding = match ctx.embedder.embed(record::embedding_text(&turns)).await {
         Ok(v) => v,
-        Err(e) => return Err(TaskResult::Fatal(format!("{e:#}"))),
+        Err(e) => return Err(TaskResult::Fatal(format!("embedding failed: {e:#}"))),
     };
     let record = dialogue_record(a, &spec, turns, scenario, hash);
     Ok(TaskResult::Done(Outcome::Candidate(Candidate {

@@ -51,18 +51,34 @@ struct Dispatcher<'a> {
 }
 
 impl Dispatcher<'_> {
-    fn fill(&mut self) -> Result<()> {
+    fn fill(&mut self) {
         while !self.stopping && self.in_flight < self.concurrency {
             let Some((index, attempt)) = self.queue.pop_front() else {
                 break;
             };
-            let item = self.store.item(index)?;
+            let item = match self.store.item(index) {
+                Ok(item) => item,
+                Err(e) => {
+                    self.halt(format!("cannot read work item {index}: {e:#}"));
+                    break;
+                }
+            };
             let billing = self.to_writer.clone();
             self.tasks
                 .spawn(attempt_item(self.ctx.clone(), item, attempt, billing));
             self.in_flight += 1;
         }
-        Ok(())
+    }
+
+    /// Stops at once for a reason that concerns the whole run: attempts in flight are
+    /// cancelled (their items stay pending), what was committed stays.
+    fn halt(&mut self, message: String) {
+        if !matches!(self.stop, Stop::Fatal(_)) {
+            tracing::error!("{message}; stopping the run");
+            self.stop = Stop::Fatal(format!("{message}; pending items are kept"));
+        }
+        self.stopping = true;
+        self.tasks.abort_all();
     }
 
     /// Stops dispatching and gives the attempts in flight until the shutdown timeout.
@@ -122,7 +138,7 @@ impl Dispatcher<'_> {
         })
     }
 
-    async fn joined(&mut self, joined: Result<TaskResult, tokio::task::JoinError>) -> Result<()> {
+    async fn joined(&mut self, joined: Result<TaskResult, tokio::task::JoinError>) {
         match joined {
             Ok(TaskResult::Done(outcome)) => {
                 if self.to_writer.send(outcome).await.is_err() {
@@ -132,17 +148,14 @@ impl Dispatcher<'_> {
             }
             Ok(TaskResult::Fatal(message)) => {
                 self.in_flight -= 1;
-                if !matches!(self.stop, Stop::Fatal(_)) {
-                    tracing::error!("fatal: {message}; stopping the run");
-                    self.stop = Stop::Fatal(format!("the endpoint refused the request: {message}. Check --base_url, --model and the API key; pending items are kept"));
-                }
-                self.stopping = true;
-                self.tasks.abort_all();
+                self.halt(message);
             }
             Err(e) if e.is_cancelled() => self.in_flight -= 1,
-            Err(e) => bail!("an attempt crashed: {e}"),
+            Err(e) => {
+                self.in_flight -= 1;
+                self.halt(format!("an attempt crashed: {e}"));
+            }
         }
-        Ok(())
     }
 
     fn acked(&mut self, ack: Ack) {
@@ -225,12 +238,12 @@ pub async fn dispatch(
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
     ticker.tick().await;
     loop {
-        d.fill()?;
+        d.fill();
         if d.in_flight == 0 {
             break;
         }
         tokio::select! {
-            Some(joined) = d.tasks.join_next() => d.joined(joined).await?,
+            Some(joined) = d.tasks.join_next() => d.joined(joined).await,
             ack = acks.recv(), if !d.writer_gone => match ack {
                 Some(ack) => d.acked(ack),
                 None => d.writer_failed(),

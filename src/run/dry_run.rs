@@ -18,10 +18,17 @@ pub fn print(
     settings: &RequestSettings,
     args: &RunArgs,
 ) -> Result<ExitCode> {
+    // An altered plan is refused here too: requests are built from the stored items.
+    queue::verify_plan(store, meta)?;
     let queue = queue::pending_work(store, args.max_attempts, args.retry_failed)?.queue;
     let personas: Vec<(u32, String)> = store.personas()?.into_iter().collect();
     let bases = store.base_dialogues()?;
-    let url = format!("{}/chat/completions", args.base_url.trim_end_matches('/'));
+    let url = if settings.grammar {
+        "http://127.0.0.1:<port>/v1/chat/completions (the llama-server dgen starts for the run)"
+            .to_string()
+    } else {
+        format!("{}/chat/completions", args.base_url.trim_end_matches('/'))
+    };
     if queue.is_empty() {
         println!("no pending items: nothing would be sent");
     }

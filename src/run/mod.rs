@@ -18,6 +18,7 @@ mod shutdown;
 mod writer;
 
 pub use attempt::attempt_spec;
+pub use shutdown::exit_on_signal;
 
 use std::path::Path;
 use std::process::ExitCode;

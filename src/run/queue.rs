@@ -49,9 +49,9 @@ pub struct Work {
 }
 
 /// Sorts every item: done, failed (now or settled), or queued with its next attempt number.
-/// Failed items come back when `--max_attempts` was raised above their attempts, or with
-/// `retry_failed` for `max_attempts` more; attempt numbers keep counting, so a retried item
-/// never repeats an earlier attempt's sampling.
+/// Failed items come back when `--max_attempts` was raised above their attempts (up to it), or
+/// with `retry_failed` for `max_attempts` more than they have used; attempt numbers keep
+/// counting, so a retried item never repeats an earlier attempt's sampling.
 pub fn pending_work(store: &Store, max_attempts: u32, retry_failed: bool) -> Result<Work> {
     let mut work = Work {
         queue: VecDeque::new(),
@@ -67,13 +67,17 @@ pub fn pending_work(store: &Store, max_attempts: u32, retry_failed: bool) -> Res
         match state.state {
             State::Done => work.done += 1,
             State::Pending | State::InFlight => work.queue.push_back((index, next)),
-            State::Rejected | State::Failed if next < max_attempts => {
-                work.queue.push_back((index, next))
-            }
-            State::Rejected | State::Failed if retry_failed => {
+            // Failed, or out of attempts under this run's limit: `--retry_failed` gives it
+            // `max_attempts` more than it has used.
+            State::Failed | State::Rejected
+                if retry_failed && (state.state == State::Failed || next >= max_attempts) =>
+            {
                 work.extended
                     .insert(index, next.saturating_add(max_attempts));
                 work.queue.push_back((index, next));
+            }
+            State::Rejected | State::Failed if next < max_attempts => {
+                work.queue.push_back((index, next))
             }
             State::Rejected => {
                 work.failed += 1;

@@ -147,7 +147,16 @@ impl Store {
                     "store {} was not closed cleanly (a run was killed); repairing it first",
                     path.display()
                 );
-                Db::Writable(builder.open(path).map_err(|e| open_error(path, e))?)
+                match builder.open(path) {
+                    Ok(db) => Db::Writable(db),
+                    Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                        return Err(StoreInUse(path.to_path_buf()).into())
+                    }
+                    Err(e) => bail!(
+                        "store {} needs a repair after a killed run, which needs write access to it: {e}; run the command once where the file is writable (any dgen command repairs it)",
+                        path.display()
+                    ),
+                }
             }
             Err(e) => return Err(open_error(path, e)),
         };

@@ -137,7 +137,8 @@ pub struct Batch {
 impl Batch {
     pub fn count(&mut self, key: impl Into<String>, n: u64) {
         if n > 0 {
-            *self.counters.entry(key.into()).or_default() += n;
+            let count = self.counters.entry(key.into()).or_default();
+            *count = count.saturating_add(n);
         }
     }
 }

@@ -118,7 +118,7 @@ impl Store {
             let mut counters = txn.open_table(COUNTERS)?;
             for (key, add) in &batch.counters {
                 let now = counters.get(key.as_str())?.map_or(0, |v| v.value());
-                counters.insert(key.as_str(), now + add)?;
+                counters.insert(key.as_str(), now.saturating_add(*add))?;
             }
         }
         txn.commit()?;

@@ -94,6 +94,8 @@ pub struct State {
     pub counter: u64,
     /// Turns per generated dialogue; `None` uses the prompt's minimum.
     pub turns: Option<usize>,
+    /// Prompt tokens every answer claims, instead of an estimate (e.g. u64::MAX).
+    pub prompt_tokens: Option<u64>,
     /// Extra latency of dialogue calls only (scenario calls answer at `latency`).
     pub dialogue_latency: Duration,
     /// Faults drawn at random (probability, fault) for calls nothing else applies to.
@@ -395,7 +397,8 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     if dialogue && !content.is_empty() {
         state.lock().unwrap().answers.push(content.clone());
     }
-    let prompt_tokens = body["messages"].to_string().len() / 4;
+    let claimed = state.lock().unwrap().prompt_tokens;
+    let prompt_tokens = claimed.unwrap_or(body["messages"].to_string().len() as u64 / 4);
     let response = json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
@@ -404,7 +407,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         "choices": [{"index": 0, "finish_reason": finish_reason,
                      "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": content.len() / 4,
-                  "total_tokens": prompt_tokens + content.len() / 4}
+                  "total_tokens": prompt_tokens.saturating_add(content.len() as u64 / 4)}
     });
     respond(&mut conn, 200, &[], &response.to_string())
 }
