@@ -344,14 +344,40 @@ fn a_remote_endpoint_without_a_key_is_refused_before_any_work() {
             predicate::str::contains("no API key").and(predicate::str::contains("OPENAI_API_KEY")),
         );
     assert_eq!(env.state_count("pending"), 2);
-    // .env.local is read as the original did.
-    std::fs::write(env.path(".env.local"), "OPENAI_KEY=sk-from-dotenv\n").unwrap();
+    // .env.local is read as a dotenv file: comments, `export`, quotes.
+    std::fs::write(
+        env.path(".env.local"),
+        "# keys for the team\nexport OTHER='x y'\nOPENAI_KEY=sk-from-dotenv # the team key\n",
+    )
+    .unwrap();
     let mock = MockServer::start();
     env.run(&mock, &[]).assert().success();
     assert_eq!(
         mock.requests()[0].authorization.as_deref(),
         Some("Bearer sk-from-dotenv")
     );
+}
+
+#[test]
+fn an_unloadable_onnx_runtime_is_a_clear_error_not_a_panic() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    let mock = MockServer::start();
+    let bogus = env.path("libonnxruntime.so");
+    std::fs::write(&bogus, "not a library").unwrap();
+    for lib in [bogus, env.path("missing.so")] {
+        env.run(&mock, &[])
+            .env("ORT_DYLIB_PATH", &lib)
+            .assert()
+            .code(1)
+            .stderr(
+                predicate::str::contains(lib.display().to_string())
+                    .and(predicate::str::contains("ONNX Runtime"))
+                    .and(predicate::str::contains("panicked").not()),
+            );
+    }
+    assert_eq!(env.state_count("pending"), 2);
+    assert!(mock.requests().is_empty(), "nothing was sent");
 }
 
 #[test]
