@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::mock::{Fault, MockServer};
-use common::{read_npy, Env};
+use common::{count_in, read_npy, Env};
 use predicates::prelude::*;
 
 /// The first occurrence of `from` (in the NPY header) replaced by `to` of the same length.
@@ -453,16 +453,8 @@ fn export_and_status_while_a_run_is_going() {
     mock.set_latency(Duration::from_millis(300));
     env.plan_for_run(16);
     let mut child = env.spawn_run(&mock, &["--concurrency", "2"]);
-    std::thread::sleep(Duration::from_millis(3000));
-    let status = env.status_json();
-    let done_then = status["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["state"] == "done")
-        .unwrap()["count"]
-        .as_u64()
-        .unwrap();
+    let status = env.wait_for_status("two accepted dialogues", |s| count_in(s, "done") >= 2);
+    let done_then = count_in(&status, "done");
     assert!(
         child.try_wait().unwrap().is_none(),
         "the run is still going"

@@ -240,7 +240,9 @@ fn the_server_stops_on_ctrl_c_and_does_not_outlive_kill_9() {
         env.plan_for_run(200);
         let mut child = spawn_local(&env);
         let port = server_port(&env);
-        std::thread::sleep(Duration::from_millis(800));
+        env.wait_for_status("a call to the local server", |s| {
+            s["run"]["calls"].as_u64() > Some(0)
+        });
         assert!(
             child.try_wait().unwrap().is_none(),
             "the run is still going"

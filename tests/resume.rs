@@ -42,16 +42,11 @@ fn stderr_of(child: &mut Child) -> String {
     s
 }
 
-/// Polls `dgen status --json` (a running run answers it) until `n` items are done.
+/// Waits until a running run has accepted `n` items.
 fn wait_until_done(env: &Env, n: u64) {
-    let started = Instant::now();
-    while env.state_count("done") < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "{n} items were not done within 180 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    env.wait_for_status(&format!("{n} accepted dialogues"), |s| {
+        common::count_in(s, "done") >= n
+    });
 }
 
 /// (dialogue id -> hash) of everything exported, after checking the three files agree.

@@ -144,21 +144,48 @@ impl Env {
             .unwrap()
     }
 
+    /// Polls `dgen status --json` (a running run answers it) until `ready` holds for it, and
+    /// returns that status; fails after 3 minutes naming `what`.
+    pub fn wait_for_status(
+        &self,
+        what: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        loop {
+            let status = self.status_json();
+            if ready(&status) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(180),
+                "{what} did not happen within 180 s: {status}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout(self.dgen().args(["status", "--json"]))).unwrap()
     }
 
     pub fn state_count(&self, state: &str) -> u64 {
-        let status = self.status_json();
-        status["states"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["state"] == state)
-            .map(|s| s["count"].as_u64().unwrap())
-            .unwrap()
+        count_in(&self.status_json(), state)
     }
+}
 
+/// Items in `state` in a `dgen status --json` report.
+pub fn count_in(status: &serde_json::Value, state: &str) -> u64 {
+    status["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["state"] == state)
+        .map(|s| s["count"].as_u64().unwrap())
+        .unwrap()
+}
+
+impl Env {
     /// `dgen export` into the temp dir; the three files parsed: (records, hashes, npy rows).
     pub fn export_all(&self) -> Exported {
         self.dgen().arg("export").assert().success();
