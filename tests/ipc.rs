@@ -260,3 +260,60 @@ fn a_stale_socket_from_a_killed_run_is_replaced_by_the_next_run() {
     );
     assert_eq!(env.export_all().records.len(), 12);
 }
+
+#[test]
+fn ctrl_c_while_the_ending_run_finishes_an_export_exits_at_once() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    mock.set_latency(Duration::from_millis(1500));
+    env.plan_for_run(2);
+    // Enough stored dialogues that the export outlasts the two items of the run.
+    env.dgen()
+        .args(["bench-fill", "--dialogues", "40000"])
+        .assert()
+        .success();
+    let mut run = env.spawn_run(&mock, &["--concurrency", "2"]);
+    wait_for_socket(&env, &mut run);
+    let mut client = std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen"))
+        .current_dir(env.dir.path())
+        .args(["export", "--output_file", "late.json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The run has finished its items when its socket is gone; the export is still being
+    // answered.
+    wait_until(
+        "the run to finish its items",
+        Duration::from_secs(120),
+        || !env.path("dgen.redb.sock").exists(),
+    );
+    assert!(
+        client.try_wait().unwrap().is_none(),
+        "the export finished before the run did; the test needs a longer export"
+    );
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "Ctrl-C was ignored while the run answered an export"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !client.wait().unwrap().success(),
+        "the export was cut short"
+    );
+    assert!(!env.path("late.json").exists(), "no half-written export");
+    assert_eq!(done_count(&env.status_json()), 2);
+}
