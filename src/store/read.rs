@@ -11,6 +11,7 @@ use super::{DialogueSink, ItemState, Meta, RunSettings, State, Store};
 use crate::dataset::Dialogue;
 use crate::dedup::DedupIndex;
 use crate::plan::WorkItem;
+use crate::quality::QualityRecord;
 
 impl Store {
     /// The meta of the stored plan, or `None` for a new store.
@@ -207,7 +208,9 @@ impl Store {
     }
 
     /// Feeds `sink` from one consistent snapshot: every dialogue in commit order with its
-    /// embedding bytes. (No count up front: a sink that needs one counts what it writes.)
+    /// embedding bytes and its quality-check results (none where the store has no entry, as in
+    /// stores written before the checks). (No count up front: a sink that needs one counts
+    /// what it writes.)
     pub fn for_each_dialogue(&self, sink: &mut impl DialogueSink) -> Result<()> {
         let txn = self.read()?;
         let (dialogues, embeddings) = match (txn.open_table(DIALOGUES), txn.open_table(EMBEDDINGS))
@@ -215,6 +218,7 @@ impl Store {
             (Ok(d), Ok(e)) => (d, e),
             _ => return Ok(()),
         };
+        let quality = optional(&txn, QUALITY)?;
         for (d, e) in dialogues.iter()?.zip(embeddings.iter()?) {
             let (seq, record) = d?;
             let (eseq, embedding) = e?;
@@ -224,10 +228,17 @@ impl Store {
                     seq.value()
                 );
             }
+            let checks = match &quality {
+                Some(t) => t
+                    .get(seq.value())?
+                    .map(|v| QualityRecord::decode(v.value())),
+                None => None,
+            };
             sink.dialogue(
                 seq.value(),
                 decode(record.value(), "dialogue")?,
                 embedding.value(),
+                checks.transpose()?.unwrap_or_default(),
             )?;
         }
         Ok(())
