@@ -547,7 +547,7 @@ fn prompt_says<'a>(system: &'a str, label: &str, end: char) -> &'a str {
 /// The last sentence of a dialogue that ends with `outcome`: a cue the outcome_mismatch check
 /// recognizes, two wordings each.
 fn closing(outcome: &str, variant: u64) -> &'static str {
-    let pick = |a, b| if variant % 2 == 0 { a } else { b };
+    let pick = |a, b| if variant.is_multiple_of(2) { a } else { b };
     match outcome {
         "Resolved" => pick(
             " Everything is resolved now and you are all set.",
