@@ -405,6 +405,21 @@ mod tests {
     }
 
     #[test]
+    fn a_toml_catalog_carries_the_quality_section_too() {
+        use crate::quality::{Action, Check, QualityConfig};
+        let mut c = Catalog::builtin();
+        c.quality = Some(QualityConfig {
+            actions: [(Check::OffTopic, Action::Reject)].into(),
+            ..QualityConfig::default()
+        });
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("[quality.actions]"), "{text}");
+        let back: Catalog = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.quality().action(Check::OffTopic), Action::Reject);
+    }
+
+    #[test]
     fn overnight_slot_wraps_midnight() {
         let slot = TimeSlot(23, 5, "Overnight".into());
         assert_eq!(slot.minutes(), 6 * 60);

@@ -157,3 +157,79 @@ fn unknown_checks_and_actions_are_refused_before_any_work() {
     }
     assert!(mock.requests().is_empty());
 }
+
+#[test]
+fn a_catalogs_quality_section_sets_the_actions_and_checks_overrides_them() {
+    let env = Env::new();
+    let builtin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/catalog.json");
+    let mut catalog: Value =
+        serde_json::from_str(&std::fs::read_to_string(builtin).unwrap()).unwrap();
+    catalog["quality"] = json!({"actions": {"outcome_mismatch": "reject"}});
+    std::fs::write(env.path("catalog.json"), catalog.to_string()).unwrap();
+    let with_catalog = [&common::TURNS[..], &["--catalog", "catalog.json"]].concat();
+    env.plan(3, &with_catalog).assert().success();
+    let mock = MockServer::start();
+    mock.push([Fault::WrongOutcome]);
+    env.run(&mock, &["--concurrency", "1"]).assert().success();
+    assert_eq!(mock.dialogue_calls(), 4);
+    assert_eq!(
+        run_report(&env)["rejections"],
+        json!({"outcome_mismatch": 1})
+    );
+
+    // The same catalog, but this run's --checks wins.
+    let with_store = [&with_catalog[..], &["--store", "flag.redb"]].concat();
+    env.plan(3, &with_store).assert().success();
+    let mock = MockServer::start();
+    mock.push([Fault::WrongOutcome]);
+    let flags = ["--store", "flag.redb", "--checks", "outcome_mismatch=flag"];
+    env.run(&mock, &flags).assert().success();
+    assert_eq!(mock.dialogue_calls(), 3);
+    let run = env.status_json_of("flag.redb")["run"].clone();
+    assert_eq!(run["checks"], json!({"outcome_mismatch": 1}), "{run}");
+}
+
+#[test]
+fn flagged_findings_survive_export_import_export() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    mock.push([Fault::WrongOutcome]);
+    env.run(&mock, &["--concurrency", "1"]).assert().success();
+    env.dgen().arg("export").assert().success();
+    env.plan(3, &["--store", "fresh.redb"]).assert().success();
+    env.dgen()
+        .args(["--store", "fresh.redb", "import"])
+        .args(["--output_file", "generated_dialogues.json"])
+        .args(["--embedding_file", "dialogue_embeddings.npy"])
+        .assert()
+        .success();
+    assert_eq!(
+        env.status_json_of("fresh.redb")["run"]["checks"],
+        json!({"outcome_mismatch": 1})
+    );
+    env.dgen()
+        .args(["--store", "fresh.redb", "export", "--include_imported"])
+        .args(["--output_file", "again.json", "--only", "dialogues"])
+        .assert()
+        .success();
+    let read = |name: &str| std::fs::read(env.path(name)).unwrap();
+    assert!(read("again.json") == read("generated_dialogues.json"));
+
+    let mut records: Vec<Value> = serde_json::from_slice(&read("again.json")).unwrap();
+    records[0]["quality"] = json!({"checks": [{"check": "too_long", "detail": ""}]});
+    std::fs::write(env.path("bad.json"), Value::from(records).to_string()).unwrap();
+    env.dgen()
+        .args([
+            "--store",
+            "fresh.redb",
+            "import",
+            "--output_file",
+            "bad.json",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "bad.json record 0: \"quality\" is not",
+        ));
+}

@@ -275,6 +275,15 @@ fn commit(
         });
         seq += 1;
     }
+    let flags: Vec<String> = batch
+        .accepted
+        .iter()
+        .flat_map(|a| a.quality.iter().flat_map(|q| &q.checks))
+        .map(|found| format!("flagged/{}", found.check))
+        .collect();
+    for key in flags {
+        batch.count(key, 1);
+    }
     let imported = batch.accepted.len() as u64;
     batch.count("imported", imported);
     store.apply(&batch)?;

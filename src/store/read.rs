@@ -244,3 +244,90 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Usage;
+    use crate::quality::{Check, Finding};
+    use crate::record::GeneratedDialogue;
+    use crate::store::{Accepted, Batch};
+
+    fn record(n: u8) -> GeneratedDialogue {
+        GeneratedDialogue {
+            item_index: Some(u64::from(n)),
+            attempt: 0,
+            dialogue_id: format!("d{n}"),
+            services: vec!["taxi".into()],
+            turns: Vec::new(),
+            user_emotion: "Calm".into(),
+            assistant_emotion: "Patient".into(),
+            scenario_category: "ride_booking".into(),
+            generated_scenario: String::new(),
+            time_slot: (5, 9, "Early Morning".into()),
+            regions: vec!["Oslo".into()],
+            resolution_status: "Resolved".into(),
+            persona: String::new(),
+            specific_time: "06:00".into(),
+            base_dialogue_id: "B".into(),
+            model: "m".into(),
+            temperature: 0.7,
+            top_p: 0.9,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            seed: u64::from(n),
+            usage: Usage::default(),
+            hash: [n; 32],
+        }
+    }
+
+    struct Collect(Vec<(u64, QualityRecord)>);
+
+    impl DialogueSink for Collect {
+        fn dialogue(
+            &mut self,
+            seq: u64,
+            _record: GeneratedDialogue,
+            _embedding: &[u8],
+            quality: QualityRecord,
+        ) -> Result<()> {
+            self.0.push((seq, quality));
+            Ok(())
+        }
+    }
+
+    fn read_back(store: &Store) -> Vec<(u64, QualityRecord)> {
+        let mut sink = Collect(Vec::new());
+        store.for_each_dialogue(&mut sink).unwrap();
+        sink.0
+    }
+
+    #[test]
+    fn quality_findings_read_back_and_a_store_without_the_table_reads_as_unflagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create_or_open(&dir.path().join("s.redb")).unwrap();
+        let flagged = QualityRecord {
+            checks: vec![Finding {
+                check: Check::OffTopic,
+                detail: "none of the item's services (taxi) is mentioned".into(),
+            }],
+        };
+        let mut batch = Batch::default();
+        for (seq, quality) in [(0, Some(flagged.clone())), (1, None)] {
+            batch.accepted.push(Accepted {
+                seq,
+                record: record(seq as u8),
+                embedding: vec![0.0; 4],
+                quality,
+            });
+        }
+        store.apply(&batch).unwrap();
+        let none = QualityRecord::default();
+        assert_eq!(read_back(&store), vec![(0, flagged), (1, none.clone())]);
+        // A store written before the checks existed has no quality table at all.
+        let txn = store.write().unwrap();
+        txn.delete_table(QUALITY).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(read_back(&store), vec![(0, none.clone()), (1, none)]);
+    }
+}
