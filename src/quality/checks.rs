@@ -250,23 +250,36 @@ fn leftover(text: &str) -> Option<String> {
             return Some("\"lorem\" filler text".to_string());
         }
     }
-    // ASCII lower case keeps byte offsets, so `lower`'s indices slice `text`.
-    let lower = text.to_ascii_lowercase();
-    for label in ["user:", "assistant:", "system:"] {
-        let found = lower.match_indices(label).any(|(at, _)| {
-            lower[..at]
-                .chars()
-                .next_back()
-                .is_none_or(|c| !c.is_alphanumeric())
-        });
-        if found {
-            let shown = &text[lower.find(label).unwrap_or(0)..][..label.len()];
-            return Some(format!("the role label \"{shown}\""));
-        }
+    if let Some(label) = role_label(text) {
+        return Some(format!("the role label \"{label}\""));
     }
     let straight = text.matches('"').count();
     if straight % 2 == 1 || text.matches('“').count() != text.matches('”').count() {
         return Some("an unclosed quote".to_string());
+    }
+    None
+}
+
+/// A speaker label left in the text: `USER:` / `ASSISTANT:` / `SYSTEM:` in capitals anywhere,
+/// or `User:` / `Assistant:` in any case where a line starts. ("Our booking system: …" and
+/// "the user: …" inside a sentence are ordinary prose.)
+fn role_label(text: &str) -> Option<&str> {
+    // ASCII lower case keeps byte offsets, so `lower`'s indices slice `text`.
+    let lower = text.to_ascii_lowercase();
+    for label in ["user:", "assistant:", "system:"] {
+        for (at, _) in lower.match_indices(label) {
+            let before = text[..at].chars().next_back();
+            if before.is_some_and(char::is_alphanumeric) {
+                continue;
+            }
+            let shown = &text[at..at + label.len()];
+            let capitals = shown == label.to_ascii_uppercase();
+            let line_start = text[..at].trim_end_matches([' ', '\t']).is_empty()
+                || text[..at].trim_end_matches([' ', '\t']).ends_with('\n');
+            if capitals || (line_start && label != "system:") {
+                return Some(shown);
+            }
+        }
     }
     None
 }
@@ -462,6 +475,7 @@ mod tests {
             ("Call XXX for details.", "\"XXX\""),
             ("Lorem ipsum dolor.", "lorem"),
             ("Sure. USER: thanks", "\"USER:\""),
+            ("Assistant: Hello, how can I help?", "\"Assistant:\""),
             ("He said \"wait here", "unclosed quote"),
         ] {
             let found = check(Check::Placeholder, &[turn(text, "Okay.")], "Resolved", "");
@@ -472,6 +486,7 @@ mod tests {
             "The taxi costs $20 [3] and arrives at 6 (or earlier).",
             "She said \"fine\" and left; the 3 < 5 rule applies.",
             "Please enter your user name: it is on the card.",
+            "Our booking system: it is down until noon.",
         ] {
             let found = check(Check::Placeholder, &[turn(text, "Ok.")], "Resolved", "");
             assert_eq!(found, None, "{text}");
