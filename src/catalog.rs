@@ -10,6 +10,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::quality::QualityConfig;
+
 const DEFAULT_CATALOG: &str = include_str!("../assets/catalog.json");
 
 /// The name under which general (service-independent) categories are listed.
@@ -108,6 +110,11 @@ pub struct Catalog {
     /// Sampled in key order (a BTreeMap), so JSON and TOML spellings plan identically.
     pub resolution_statuses: BTreeMap<String, f64>,
     pub generation_defaults: GenerationDefaults,
+    /// Overrides of the built-in quality-check data (actions, outcome cues, service keywords).
+    /// Absent from the built-in catalog and skipped when absent, so the canonical encoding —
+    /// and every plan fingerprint made before the section existed — stays the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityConfig>,
 }
 
 impl Catalog {
@@ -186,6 +193,16 @@ impl Catalog {
             .collect()
     }
 
+    /// The quality-check data: the built-in defaults with this catalog's `quality` section
+    /// over them.
+    pub fn quality(&self) -> QualityConfig {
+        let builtin = QualityConfig::builtin();
+        match &self.quality {
+            Some(over) => builtin.merged(over),
+            None => builtin,
+        }
+    }
+
     /// The canonical encoding used in fingerprints and stored in the store's meta table.
     pub fn canonical_json(&self) -> String {
         serde_json::to_string(self).expect("a catalog serializes")
@@ -217,6 +234,9 @@ impl Catalog {
             ("presence_penalty", &d.presence_penalty),
         ] {
             non_empty(&format!("generation_defaults.{name}"), list)?;
+        }
+        if let Some(quality) = &self.quality {
+            quality.validate(&self.core_services)?;
         }
         Ok(())
     }
@@ -357,6 +377,46 @@ mod tests {
         assert_eq!(c.user_emotions.len(), 20);
         assert_eq!(c.assistant_emotions.len(), 20);
         assert_eq!(c.resolution_statuses["Resolved"], 0.4);
+    }
+
+    #[test]
+    fn the_builtin_catalog_has_no_quality_section_in_its_canonical_encoding() {
+        let c = Catalog::builtin();
+        assert!(c.quality.is_none());
+        assert!(!c.canonical_json().contains("quality"));
+        assert!(!c.quality().outcome_cues.is_empty());
+    }
+
+    #[test]
+    fn a_catalog_quality_section_is_read_and_checked() {
+        let mut value: serde_json::Value = serde_json::from_str(DEFAULT_CATALOG).unwrap();
+        value["quality"] = serde_json::json!({"service_keywords": {"taxi": ["cab"]}});
+        let c: Catalog = serde_json::from_value(value.clone()).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.quality().service_keywords["taxi"],
+            vec!["cab".to_string()]
+        );
+        assert!(c.canonical_json().contains("\"quality\""));
+        value["quality"] = serde_json::json!({"service_keywords": {"boat": ["ferry"]}});
+        let c: Catalog = serde_json::from_value(value).unwrap();
+        let e = format!("{:#}", c.validate().unwrap_err());
+        assert!(e.contains("unknown service \"boat\""), "{e}");
+    }
+
+    #[test]
+    fn a_toml_catalog_carries_the_quality_section_too() {
+        use crate::quality::{Action, Check, QualityConfig};
+        let mut c = Catalog::builtin();
+        c.quality = Some(QualityConfig {
+            actions: [(Check::OffTopic, Action::Reject)].into(),
+            ..QualityConfig::default()
+        });
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("[quality.actions]"), "{text}");
+        let back: Catalog = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.quality().action(Check::OffTopic), Action::Reject);
     }
 
     #[test]

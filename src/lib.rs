@@ -15,6 +15,7 @@ pub mod output;
 pub mod parse;
 pub mod plan;
 pub mod prompt;
+pub mod quality;
 pub mod record;
 pub mod run;
 pub mod status;

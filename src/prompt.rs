@@ -238,23 +238,42 @@ pub fn resolution_instruction(status: &str) -> String {
     }
 }
 
+/// The example turn the JSON format instruction shows, field by field.
+pub const EXAMPLE_USER: &str = "My train to Leeds was cancelled, can I get a refund?";
+pub const EXAMPLE_INTENT: &str = "request_refund";
+pub const EXAMPLE_ASSISTANT: &str =
+    "I am sorry about that. I have started the refund; it reaches your card within five days.";
+/// The slot descriptions the tag format instruction shows.
+pub const TAG_USER: &str = "what the user says";
+pub const TAG_INTENT: &str = "the user's intent as a short snake_case label";
+pub const TAG_ASSISTANT: &str = "what the assistant replies";
+
+/// Fixed prompt texts a dialogue must not contain (the `copied_example` check): the example
+/// turn and the tag format's slot descriptions. (The example intent is a fine label to reuse.)
+pub const FIXED_TEXTS: [&str; 5] = [
+    EXAMPLE_USER,
+    EXAMPLE_ASSISTANT,
+    TAG_USER,
+    TAG_INTENT,
+    TAG_ASSISTANT,
+];
+
 /// How to write the turns. With a schema the model is shown one concrete example turn: small
 /// models otherwise copy placeholder text.
-fn format_instruction(structured: Structured) -> &'static str {
+fn format_instruction(structured: Structured) -> String {
     match structured {
-        Structured::Tags => {
+        Structured::Tags => format!(
             "Format every turn exactly like this, with nothing between turns:\n\
-             <User>what the user says</User>\n\
-             <Intent>the user's intent as a short snake_case label</Intent>\n\
-             <Assistant>what the assistant replies</Assistant>"
-        }
-        Structured::Json => {
+             <User>{TAG_USER}</User>\n\
+             <Intent>{TAG_INTENT}</Intent>\n\
+             <Assistant>{TAG_ASSISTANT}</Assistant>"
+        ),
+        Structured::Json => format!(
             "Answer with JSON only: an object with a \"turns\" list; each turn has \"user\", \"intent\" \
              (a short snake_case label) and \"assistant\". One example turn, for the shape only:\n\
-             {\"turns\": [{\"user\": \"My train to Leeds was cancelled, can I get a refund?\", \
-             \"intent\": \"request_refund\", \"assistant\": \"I am sorry about that. I have started \
-             the refund; it reaches your card within five days.\"}]}"
-        }
+             {{\"turns\": [{{\"user\": \"{EXAMPLE_USER}\", \"intent\": \"{EXAMPLE_INTENT}\", \
+             \"assistant\": \"{EXAMPLE_ASSISTANT}\"}}]}}"
+        ),
     }
 }
 

@@ -74,6 +74,9 @@ pub struct RunReport {
     pub rejections: BTreeMap<String, u64>,
     /// Items that ran out of attempts, by the reason of their last one.
     pub failures: BTreeMap<String, u64>,
+    /// Accepted dialogues flagged by each quality check (rejections by a check are under
+    /// `rejections`, by the check's name).
+    pub checks: BTreeMap<String, u64>,
     pub elapsed_seconds: f64,
     pub dialogues_per_second: Option<f64>,
     pub eta_seconds: Option<f64>,
@@ -138,6 +141,7 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
             .map(|(i, o)| (prompt_tokens as f64 * i + completion_tokens as f64 * o) / 1_000_000.0),
         rejections: by_prefix("rejected/"),
         failures: store.failure_reasons()?,
+        checks: by_prefix("flagged/"),
         elapsed_seconds: elapsed,
         dialogues_per_second: rate,
         eta_seconds: rate.map(|r| remaining as f64 / r),
@@ -378,7 +382,11 @@ fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
             _ => writeln!(out)?,
         }
     }
-    for (title, map) in [("rejections", &r.rejections), ("failures", &r.failures)] {
+    for (title, map) in [
+        ("rejections", &r.rejections),
+        ("failures", &r.failures),
+        ("flagged", &r.checks),
+    ] {
         if !map.is_empty() {
             let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}")).collect();
             writeln!(out, "{title:<12} {}", parts.join(", "))?;

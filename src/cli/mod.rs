@@ -280,6 +280,13 @@ pub struct RunArgs {
     )]
     pub max_consecutive_failures: u32,
 
+    /// Quality-check actions for this run, replacing the catalog's: check=action pairs, e.g.
+    /// outcome_mismatch=reject,off_topic=flag. Checks: outcome_mismatch, copied_example,
+    /// copied_reference, repetitive, off_topic, placeholder; actions: reject, flag, off.
+    /// Applies to this run's attempts only (a resumed run uses its own flags).
+    #[arg(long, value_name = "CHECK=ACTION,...", value_parser = crate::quality::CheckOverrides::parse)]
+    pub checks: Option<crate::quality::CheckOverrides>,
+
     /// After Ctrl-C/SIGTERM, seconds to let in-flight items finish before leaving them pending
     /// (0 or more, at most a day).
     #[arg(

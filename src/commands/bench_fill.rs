@@ -74,6 +74,7 @@ pub fn run(store_path: &Path, args: BenchFillArgs) -> Result<ExitCode> {
                 seq,
                 record,
                 embedding,
+                quality: None,
             });
             seq += 1;
         }

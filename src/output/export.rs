@@ -16,6 +16,7 @@ use crate::embed;
 use crate::output::atomic_file::AtomicFile;
 use crate::output::npy::NpyWriter;
 use crate::plan::WorkItem;
+use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
 use crate::store::{DialogueSink, Store};
 
@@ -65,8 +66,9 @@ fn export_plan(store: &Store, path: &Path, cancel: &AtomicBool) -> Result<u64> {
     Ok(count)
 }
 
-/// One dialogue in the original pipeline's schema, plus the provenance it lost.
-pub fn dialogue_record(d: &GeneratedDialogue) -> serde_json::Value {
+/// One dialogue in the original pipeline's schema, plus the provenance it lost and its
+/// quality-check results.
+pub fn dialogue_record(d: &GeneratedDialogue, quality: &QualityRecord) -> serde_json::Value {
     let turns: Vec<serde_json::Value> = d
         .turns
         .iter()
@@ -109,6 +111,7 @@ pub fn dialogue_record(d: &GeneratedDialogue) -> serde_json::Value {
             "prompt_tokens": d.usage.prompt_tokens,
             "completion_tokens": d.usage.completion_tokens,
         },
+        "quality": quality,
     })
 }
 
@@ -173,7 +176,13 @@ impl Outputs<'_> {
 }
 
 impl DialogueSink for Outputs<'_> {
-    fn dialogue(&mut self, _seq: u64, record: GeneratedDialogue, embedding: &[u8]) -> Result<()> {
+    fn dialogue(
+        &mut self,
+        _seq: u64,
+        record: GeneratedDialogue,
+        embedding: &[u8],
+        quality: QualityRecord,
+    ) -> Result<()> {
         if record.item_index.is_none() && !self.include_imported {
             return Ok(());
         }
@@ -182,7 +191,7 @@ impl DialogueSink for Outputs<'_> {
         if let Some(f) = self.json.as_mut() {
             let w = f.writer();
             w.write_all(sep)?;
-            serde_json::to_writer_pretty(&mut *w, &dialogue_record(&record))?;
+            serde_json::to_writer_pretty(&mut *w, &dialogue_record(&record, &quality))?;
         }
         if let Some(f) = self.hashes.as_mut() {
             let w = f.writer();
@@ -194,7 +203,7 @@ impl DialogueSink for Outputs<'_> {
         }
         if let Some(f) = self.jsonl.as_mut() {
             let w = f.writer();
-            serde_json::to_writer(&mut *w, &dialogue_record(&record))?;
+            serde_json::to_writer(&mut *w, &dialogue_record(&record, &quality))?;
             w.write_all(b"\n")?;
         }
         self.written += 1;

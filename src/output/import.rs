@@ -13,6 +13,7 @@ use crate::embed::{self, Embedder};
 use crate::llm::Usage;
 use crate::output::npy;
 use crate::parse::ParsedTurn;
+use crate::quality::QualityRecord;
 use crate::record::{self, GeneratedDialogue};
 use crate::store::{Accepted, Batch, Store};
 
@@ -182,6 +183,11 @@ pub fn import(store: &Store, files: &ImportFiles) -> Result<Imported> {
         .enumerate()
         .map(|(row, v)| record_from_json(v, row, file))
         .collect::<Result<Vec<_>>>()?;
+    let qualities = values
+        .iter()
+        .enumerate()
+        .map(|(row, v)| quality_from_json(v, row, file))
+        .collect::<Result<Vec<_>>>()?;
     if records.is_empty() {
         return Ok(Imported {
             imported: 0,
@@ -193,7 +199,21 @@ pub fn import(store: &Store, files: &ImportFiles) -> Result<Imported> {
         None => None,
     };
     let embeddings = embeddings(files, &records)?;
-    commit(store, records, given_hashes, embeddings)
+    commit(store, records, qualities, given_hashes, embeddings)
+}
+
+/// A dgen record's `quality` (its flagged checks), kept so an export of the import matches the
+/// original; `None` for records without one.
+fn quality_from_json(v: &Value, row: usize, file: &Path) -> Result<Option<QualityRecord>> {
+    let Some(quality) = v.get("quality") else {
+        return Ok(None);
+    };
+    serde_json::from_value(quality.clone()).map(Some).with_context(|| {
+        format!(
+            "{} record {row}: \"quality\" is not {{\"checks\": [{{\"check\", \"detail\"}}]}} with known check names; fix or remove it",
+            file.display()
+        )
+    })
 }
 
 /// The given embeddings, checked to be unit vectors, or computed from the turns.
@@ -224,6 +244,7 @@ fn embeddings(files: &ImportFiles, records: &[GeneratedDialogue]) -> Result<Vec<
 fn commit(
     store: &Store,
     records: Vec<GeneratedDialogue>,
+    qualities: Vec<Option<QualityRecord>>,
     given_hashes: Option<Vec<Hash>>,
     embeddings: Vec<Vec<f32>>,
 ) -> Result<Imported> {
@@ -232,7 +253,8 @@ fn commit(
     let mut batch = Batch::default();
     let mut skipped = 0u64;
     let mut seen = std::collections::HashSet::new();
-    for (row, (mut record, embedding)) in records.into_iter().zip(embeddings).enumerate() {
+    let rows = records.into_iter().zip(embeddings).zip(qualities);
+    for (row, ((mut record, embedding), quality)) in rows.enumerate() {
         let canonical = dedup::sha256(&record::canonical_text(&record.turns));
         record.hash = given_hashes.as_ref().map_or(canonical, |h| h[row]);
         if index.contains_hash(&record.hash)
@@ -249,8 +271,18 @@ fn commit(
             seq,
             record,
             embedding,
+            quality,
         });
         seq += 1;
+    }
+    let flags: Vec<String> = batch
+        .accepted
+        .iter()
+        .flat_map(|a| a.quality.iter().flat_map(|q| &q.checks))
+        .map(|found| format!("flagged/{}", found.check))
+        .collect();
+    for key in flags {
+        batch.count(key, 1);
     }
     let imported = batch.accepted.len() as u64;
     batch.count("imported", imported);

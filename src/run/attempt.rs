@@ -1,4 +1,5 @@
-//! One attempt at one work item: the scenario call, the dialogue call, parsing and embedding.
+//! One attempt at one work item: the scenario call, the dialogue call, parsing, the quality
+//! checks and embedding.
 //! An attempt never touches the store; what it produced goes to the writer as an [`Outcome`].
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use crate::llm::{ChatRequest, LlmClient, Usage};
 use crate::parse;
 use crate::plan::{PlanConfig, WorkItem};
 use crate::prompt::{self, AttemptSpec, RequestSettings, Structured};
+use crate::quality::{self, QualityConfig, QualityRecord, Subject};
 use crate::record::{self, GeneratedDialogue};
 
 /// Everything an attempt needs, shared by all tasks.
@@ -28,6 +30,8 @@ pub struct Ctx {
     /// Personas the plan stored, sorted by index: looked up on attempt 0, re-drawn later.
     pub personas: Vec<(u32, String)>,
     pub bases: BTreeMap<u32, Dialogue>,
+    /// The catalog's quality data with this run's `--checks` applied.
+    pub quality: QualityConfig,
 }
 
 /// The persona and sampling of one attempt: the plan's on attempt 0, re-drawn from
@@ -90,6 +94,8 @@ pub struct Candidate {
     pub attempt: u32,
     pub record: Box<GeneratedDialogue>,
     pub embedding: Vec<f32>,
+    /// What the flagging checks found; stored with the dialogue.
+    pub quality: QualityRecord,
 }
 
 impl Candidate {
@@ -131,13 +137,18 @@ struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
+    /// A failed call or an unusable answer: counts toward the breaker.
     fn reject(&self, kind: &str, message: String) -> TaskResult {
+        self.rejection(kind, message, true)
+    }
+
+    fn rejection(&self, kind: &str, message: String, failure: bool) -> TaskResult {
         TaskResult::Done(Outcome::Rejected(Rejection {
             item: self.item.index,
             attempt: self.attempt,
             kind: kind.to_string(),
             message,
-            failure: true,
+            failure,
         }))
     }
 
@@ -218,6 +229,21 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
         }
         Err(e) => return Err(a.reject(e.kind(), format!("invalid dialogue: {e}"))),
     };
+    let verdict = quality::evaluate(
+        &Subject {
+            turns: &turns,
+            services: &item.services,
+            resolution_status: &item.resolution_status,
+            base_conversation: &base,
+        },
+        &ctx.quality,
+    );
+    if let Some(found) = verdict.reject {
+        // Like a duplicate, not a failure: the endpoint answered and the answer parsed, so the
+        // breaker (meant for a broken endpoint) is left alone; max_attempts bounds the item.
+        let message = format!("quality check {}: {}", found.check, found.detail);
+        return Err(a.rejection(found.check.name(), message, false));
+    }
     let hash = dedup::sha256(&record::canonical_text(&turns));
     let embedding = match ctx.embedder.embed(record::embedding_text(&turns)).await {
         Ok(v) => v,
@@ -229,6 +255,9 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
         attempt: a.attempt,
         record: Box::new(record),
         embedding,
+        quality: QualityRecord {
+            checks: verdict.flagged,
+        },
     })))
 }
 

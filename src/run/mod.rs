@@ -32,6 +32,7 @@ use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
 use crate::llm::{Endpoint, LlmClient, RetryPolicy};
 use crate::prompt::{self, RequestSettings, Schema, Structured};
+use crate::quality::{Check, QualityConfig};
 use crate::store::{Batch, Meta, RunSettings, State, Store};
 
 use attempt::Ctx;
@@ -126,6 +127,21 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
     finish(&store, total, summary)
 }
 
+/// The catalog's quality data with `--checks` over it; the actions in force are logged, since
+/// a resumed run applies its own flags, not those of the run before.
+fn quality_config(meta: &Meta, args: &RunArgs) -> QualityConfig {
+    let mut quality = meta.catalog.quality();
+    if let Some(overrides) = &args.checks {
+        overrides.apply(&mut quality);
+    }
+    let actions: Vec<String> = Check::ALL
+        .iter()
+        .map(|c| format!("{c}={}", quality.action(*c)))
+        .collect();
+    tracing::info!("quality checks: {}", actions.join(","));
+    quality
+}
+
 /// The work of this run, once the store is ready for it; `None` (after saying so) when every
 /// item is finished.
 fn prepare(
@@ -192,6 +208,7 @@ fn generate(
         embedder,
         personas: store.personas()?.into_iter().collect(),
         bases: store.base_dialogues()?,
+        quality: quality_config(meta, args),
     });
     let writer = Writer {
         store: store.clone(),

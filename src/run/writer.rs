@@ -111,10 +111,14 @@ impl Writer {
             },
         ));
         batch.count("accepted", 1);
+        for found in &c.quality.checks {
+            batch.count(format!("flagged/{}", found.check), 1);
+        }
         batch.accepted.push(Accepted {
             seq,
             record: *c.record,
             embedding: c.embedding,
+            quality: Some(c.quality),
         });
         Ack {
             item: c.item,

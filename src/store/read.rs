@@ -11,6 +11,7 @@ use super::{DialogueSink, ItemState, Meta, RunSettings, State, Store};
 use crate::dataset::Dialogue;
 use crate::dedup::DedupIndex;
 use crate::plan::WorkItem;
+use crate::quality::QualityRecord;
 
 impl Store {
     /// The meta of the stored plan, or `None` for a new store.
@@ -207,7 +208,9 @@ impl Store {
     }
 
     /// Feeds `sink` from one consistent snapshot: every dialogue in commit order with its
-    /// embedding bytes. (No count up front: a sink that needs one counts what it writes.)
+    /// embedding bytes and its quality-check results (none where the store has no entry, as in
+    /// stores written before the checks). (No count up front: a sink that needs one counts
+    /// what it writes.)
     pub fn for_each_dialogue(&self, sink: &mut impl DialogueSink) -> Result<()> {
         let txn = self.read()?;
         let (dialogues, embeddings) = match (txn.open_table(DIALOGUES), txn.open_table(EMBEDDINGS))
@@ -215,6 +218,7 @@ impl Store {
             (Ok(d), Ok(e)) => (d, e),
             _ => return Ok(()),
         };
+        let quality = optional(&txn, QUALITY)?;
         for (d, e) in dialogues.iter()?.zip(embeddings.iter()?) {
             let (seq, record) = d?;
             let (eseq, embedding) = e?;
@@ -224,12 +228,106 @@ impl Store {
                     seq.value()
                 );
             }
+            let checks = match &quality {
+                Some(t) => t
+                    .get(seq.value())?
+                    .map(|v| QualityRecord::decode(v.value())),
+                None => None,
+            };
             sink.dialogue(
                 seq.value(),
                 decode(record.value(), "dialogue")?,
                 embedding.value(),
+                checks.transpose()?.unwrap_or_default(),
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Usage;
+    use crate::quality::{Check, Finding};
+    use crate::record::GeneratedDialogue;
+    use crate::store::{Accepted, Batch};
+
+    fn record(n: u8) -> GeneratedDialogue {
+        GeneratedDialogue {
+            item_index: Some(u64::from(n)),
+            attempt: 0,
+            dialogue_id: format!("d{n}"),
+            services: vec!["taxi".into()],
+            turns: Vec::new(),
+            user_emotion: "Calm".into(),
+            assistant_emotion: "Patient".into(),
+            scenario_category: "ride_booking".into(),
+            generated_scenario: String::new(),
+            time_slot: (5, 9, "Early Morning".into()),
+            regions: vec!["Oslo".into()],
+            resolution_status: "Resolved".into(),
+            persona: String::new(),
+            specific_time: "06:00".into(),
+            base_dialogue_id: "B".into(),
+            model: "m".into(),
+            temperature: 0.7,
+            top_p: 0.9,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            seed: u64::from(n),
+            usage: Usage::default(),
+            hash: [n; 32],
+        }
+    }
+
+    struct Collect(Vec<(u64, QualityRecord)>);
+
+    impl DialogueSink for Collect {
+        fn dialogue(
+            &mut self,
+            seq: u64,
+            _record: GeneratedDialogue,
+            _embedding: &[u8],
+            quality: QualityRecord,
+        ) -> Result<()> {
+            self.0.push((seq, quality));
+            Ok(())
+        }
+    }
+
+    fn read_back(store: &Store) -> Vec<(u64, QualityRecord)> {
+        let mut sink = Collect(Vec::new());
+        store.for_each_dialogue(&mut sink).unwrap();
+        sink.0
+    }
+
+    #[test]
+    fn quality_findings_read_back_and_a_store_without_the_table_reads_as_unflagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create_or_open(&dir.path().join("s.redb")).unwrap();
+        let flagged = QualityRecord {
+            checks: vec![Finding {
+                check: Check::OffTopic,
+                detail: "none of the item's services (taxi) is mentioned".into(),
+            }],
+        };
+        let mut batch = Batch::default();
+        for (seq, quality) in [(0, Some(flagged.clone())), (1, None)] {
+            batch.accepted.push(Accepted {
+                seq,
+                record: record(seq as u8),
+                embedding: vec![0.0; 4],
+                quality,
+            });
+        }
+        store.apply(&batch).unwrap();
+        let none = QualityRecord::default();
+        assert_eq!(read_back(&store), vec![(0, flagged), (1, none.clone())]);
+        // A store written before the checks existed has no quality table at all.
+        let txn = store.write().unwrap();
+        txn.delete_table(QUALITY).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(read_back(&store), vec![(0, none.clone()), (1, none)]);
     }
 }

@@ -22,6 +22,12 @@ pub const DIALOGUES: TableDefinition<u64, &[u8]> = TableDefinition::new("dialogu
 pub const HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("hashes");
 /// Embedding of each stored dialogue by sequence number: 384 little-endian f32.
 pub const EMBEDDINGS: TableDefinition<u64, &[u8]> = TableDefinition::new("embeddings");
+/// Quality-check results of each dialogue by sequence number (a JSON [`QualityRecord`]: the
+/// flagged findings); a dialogue without an entry (stored before the checks existed, or
+/// imported without them) reads as having none.
+///
+/// [`QualityRecord`]: crate::quality::QualityRecord
+pub const QUALITY: TableDefinition<u64, &[u8]> = TableDefinition::new("quality");
 /// Run counters: tokens, calls, acceptances, rejections and failures by reason, run time.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// Combination usage counters, keyed `size/service+service`.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::Catalog;
 use crate::dataset::LoadReport;
 use crate::plan::PlanConfig;
+use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -113,7 +114,13 @@ pub struct RunSettings {
 
 /// Receives the stored dialogues from [`Store::for_each_dialogue`].
 pub trait DialogueSink {
-    fn dialogue(&mut self, seq: u64, record: GeneratedDialogue, embedding: &[u8]) -> Result<()>;
+    fn dialogue(
+        &mut self,
+        seq: u64,
+        record: GeneratedDialogue,
+        embedding: &[u8],
+        quality: QualityRecord,
+    ) -> Result<()>;
 }
 
 /// One accepted dialogue ready to commit.
@@ -121,6 +128,8 @@ pub struct Accepted {
     pub seq: u64,
     pub record: GeneratedDialogue,
     pub embedding: Vec<f32>,
+    /// Its quality-check results (`None`: not checked, nothing is stored).
+    pub quality: Option<QualityRecord>,
 }
 
 /// Everything one write transaction of a run commits.

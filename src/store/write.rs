@@ -95,18 +95,22 @@ impl Store {
         Ok(())
     }
 
-    /// Commits a run's batch in one transaction: dialogues, hashes, embeddings, item states and
-    /// counters land together or not at all.
+    /// Commits a run's batch in one transaction: dialogues, hashes, embeddings, quality-check
+    /// results, item states and counters land together or not at all.
     pub fn apply(&self, batch: &Batch) -> Result<()> {
         let txn = self.write()?;
         {
             let mut dialogues = txn.open_table(DIALOGUES)?;
             let mut hashes = txn.open_table(HASHES)?;
             let mut embeddings = txn.open_table(EMBEDDINGS)?;
+            let mut quality = txn.open_table(QUALITY)?;
             for a in &batch.accepted {
                 dialogues.insert(a.seq, encode(&a.record).as_slice())?;
                 hashes.insert(a.record.hash.as_slice(), a.seq)?;
                 embeddings.insert(a.seq, embedding_bytes(&a.embedding).as_slice())?;
+                if let Some(q) = &a.quality {
+                    quality.insert(a.seq, q.encode().as_slice())?;
+                }
             }
             for (hash, seq) in &batch.extra_hashes {
                 hashes.insert(hash.as_slice(), *seq)?;

@@ -2,7 +2,9 @@
 //! dialogue calls that dgen sends with text it composes from a word bank (so answers differ in
 //! meaning, not only in spelling), and it can misbehave on request: HTTP errors with
 //! `Retry-After`, hangs, malformed tags, wrong turn counts, empty content, exact and near
-//! repeats of an earlier answer, 401s.
+//! repeats of an earlier answer, 401s, and answers a quality check catches (the prompt's example
+//! turn copied, an ending that contradicts the planned outcome). A normal answer names the
+//! item's first service and ends with a cue of the planned outcome, as a real model's would.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -47,6 +49,11 @@ pub enum Fault {
     SchemaViolation,
     /// A dialogue whose first user utterance is far over the field cap (400 characters).
     LongField,
+    /// A dialogue whose first user utterance starts with the prompt's example turn.
+    CopyExample,
+    /// A dialogue that ends as Resolved when another outcome was planned, and as Failed when
+    /// Resolved was.
+    WrongOutcome,
     /// An error status with OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
     ApiError {
         status: u16,
@@ -72,6 +79,8 @@ impl Fault {
                 | Fault::Truncated
                 | Fault::SchemaViolation
                 | Fault::LongField
+                | Fault::CopyExample
+                | Fault::WrongOutcome
         )
     }
 }
@@ -342,6 +351,12 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             std::thread::sleep(d);
             compose(state, &system, dialogue)
         }
+        Some(Fault::CopyExample) => compose(state, &system, true).replacen(
+            "<User>",
+            &format!("<User>{} ", dgen::prompt::EXAMPLE_USER),
+            1,
+        ),
+        Some(Fault::WrongOutcome) => compose_ending(state, &system, true, true),
         Some(Fault::Malformed) => {
             let text = compose(state, &system, true);
             text.rsplit_once("</Assistant>")
@@ -517,6 +532,47 @@ const ACTIONS: &[&str] = &[
 
 /// A dialogue (or a scenario) that differs in meaning from the others.
 fn compose(state: &Mutex<State>, system: &str, dialogue: bool) -> String {
+    compose_ending(state, system, dialogue, false)
+}
+
+/// What the dialogue prompt says after `label`, up to `end`.
+fn prompt_says<'a>(system: &'a str, label: &str, end: char) -> &'a str {
+    system
+        .split(label)
+        .nth(1)
+        .and_then(|s| s.split(end).next())
+        .unwrap_or("")
+}
+
+/// The last sentence of a dialogue that ends with `outcome`: a cue the outcome_mismatch check
+/// recognizes, two wordings each.
+fn closing(outcome: &str, variant: u64) -> &'static str {
+    let pick = |a, b| if variant.is_multiple_of(2) { a } else { b };
+    match outcome {
+        "Resolved" => pick(
+            " Everything is resolved now and you are all set.",
+            " That is sorted and confirmed, so you are all set.",
+        ),
+        "Failed" => pick(
+            " Unfortunately I am unable to fix this, and I know you are disappointed.",
+            " Unfortunately this is not possible today; I am unable to change it and sorry you are disappointed.",
+        ),
+        "Escalated" => pick(
+            " I am escalating this to a supervisor, who will contact you tomorrow.",
+            " I have escalated your case to a specialist, who will contact you within a day.",
+        ),
+        _ => "",
+    }
+}
+
+/// A dialogue about the prompt's first service that ends with the planned outcome, or (with
+/// `wrong_outcome`) with a contradicting one.
+fn compose_ending(
+    state: &Mutex<State>,
+    system: &str,
+    dialogue: bool,
+    wrong_outcome: bool,
+) -> String {
     let (n, fixed) = {
         let mut s = state.lock().unwrap();
         s.counter += 1;
@@ -539,14 +595,36 @@ fn compose(state: &Mutex<State>, system: &str, dialogue: bool) -> String {
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(3);
     let turns = fixed.unwrap_or(min);
+    let service = prompt_says(system, "the conversation starts with ", '.');
+    let planned = prompt_says(system, "Outcome: ", '.');
+    let outcome = match (wrong_outcome, planned) {
+        (false, planned) => planned,
+        (true, "Resolved") => "Failed",
+        (true, _) => "Resolved",
+    };
+    // Each turn about another subject: a real dialogue does not say the same thing twice.
+    let first = SUBJECTS
+        .iter()
+        .position(|s| *s == pick(SUBJECTS))
+        .unwrap_or(0);
     let mut out = String::new();
     for t in 0..turns {
-        let (subject, place, concern, action) =
-            (pick(SUBJECTS), pick(PLACES), pick(CONCERNS), pick(ACTIONS));
+        let subject = SUBJECTS[(first + t) % SUBJECTS.len()];
+        let (place, concern, action) = (pick(PLACES), pick(CONCERNS), pick(ACTIONS));
+        let about = if t == 0 {
+            format!(", for my {service} booking")
+        } else {
+            String::new()
+        };
+        let ending = if t + 1 == turns {
+            closing(outcome, n)
+        } else {
+            ""
+        };
         out.push_str(&format!(
-            "<User>About {subject} at {place}: {concern}. What now? (call {n}, part {t})</User>\n\
+            "<User>About {subject} at {place}{about}: {concern}. What now? (call {n}, part {t})</User>\n\
              <Intent>ask_about_{}</Intent>\n\
-             <Assistant>{action} for {subject}; check {place} again after {} o'clock.</Assistant>\n",
+             <Assistant>{action} for {subject}; check {place} again after {} o'clock.{ending}</Assistant>\n",
             subject.split(' ').next_back().unwrap_or("it").replace('\'', ""),
             1 + (n as usize + t) % 12
         ));
