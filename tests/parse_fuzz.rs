@@ -1,9 +1,11 @@
 //! The tag and JSON parsers against random and mutated answers: whatever a server sends, they
 //! return turns that keep every rule, or a rejection with a kind and a reason. Never a panic.
+//! The quality checks that read the parsed turns next get the same treatment.
 
 use dgen::parse::{
     parse_dialogue, parse_json_dialogue, ParseError, ParsedTurn, MAX_FIELD_CHARS, MAX_INTENT_CHARS,
 };
+use dgen::quality::{evaluate, Action, Check, QualityConfig, Subject};
 use proptest::prelude::*;
 
 const KINDS: &[&str] = &[
@@ -226,6 +228,30 @@ proptest! {
             let e = result.unwrap_err();
             prop_assert_eq!(e.kind(), "field_too_long");
             prop_assert!(e.to_string().starts_with("turn 1: <"), "{}", e);
+        }
+    }
+
+    #[test]
+    fn quality_checks_never_panic_and_explain_every_finding(
+        turns in turns(),
+        base in "[a-zA-Z .:\n]{0,200}",
+        status in prop::sample::select(vec!["Resolved", "Failed", "Escalated", "Unknown"]),
+    ) {
+        let mut config = QualityConfig::builtin();
+        for check in Check::ALL {
+            config.actions.insert(check, Action::Flag);
+        }
+        let services = ["taxi".to_string(), "hotel".to_string()];
+        let subject = Subject {
+            turns: &turns,
+            services: &services,
+            resolution_status: status,
+            base_conversation: &base,
+        };
+        let verdict = evaluate(&subject, &config);
+        prop_assert!(verdict.reject.is_none());
+        for finding in &verdict.flagged {
+            prop_assert!(!finding.detail.trim().is_empty(), "{} without a detail", finding.check.name());
         }
     }
 }
