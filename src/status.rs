@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, SIZE_NAMES};
+use crate::metrics::{self, Metrics, RunTotals};
 use crate::store::{State, Store};
 
 /// How to report: text or JSON, and the prices for the cost estimate.
@@ -56,6 +57,8 @@ pub struct Report {
     pub personas: DatasetSummary,
     pub run: RunReport,
     pub distributions: Distributions,
+    /// Diversity, semantic spread, plan coverage and the funnel (see `metrics`).
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Serialize)]
@@ -214,6 +217,12 @@ pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
     let counts = store.state_counts()?;
     let remaining = counts[&State::Pending] + counts[&State::InFlight] + counts[&State::Rejected];
     let run = run_report(store, args, remaining)?;
+    let totals = RunTotals {
+        rejections: run.rejections.clone(),
+        tokens: run.prompt_tokens + run.completion_tokens,
+        estimated_cost: run.estimated_cost,
+    };
+    let metrics = metrics::compute(store, &meta.catalog, meta.config.seed, totals)?;
     let states = counts
         .into_iter()
         .map(|(s, count)| StateCount {
@@ -241,6 +250,7 @@ pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
         personas: summary(&meta.datasets.personas),
         run,
         distributions: d,
+        metrics,
     })
 }
 
@@ -349,6 +359,8 @@ fn write_text(out: &mut impl Write, r: &Report) -> Result<()> {
     write_shares(out, "resolution statuses", d.resolution_statuses.iter())?;
     write_counts(out, "min turns", &d.min_turns, t, false)?;
     write_counts(out, "max turns", &d.max_turns, t, false)?;
+    writeln!(out)?;
+    write_metrics(out, &r.metrics)?;
     Ok(())
 }
 
@@ -391,6 +403,77 @@ fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
             let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}")).collect();
             writeln!(out, "{title:<12} {}", parts.join(", "))?;
         }
+    }
+    Ok(())
+}
+
+/// A few lines of the metrics; `--json` has all of them.
+fn write_metrics(out: &mut impl Write, m: &Metrics) -> Result<()> {
+    let f = &m.funnel;
+    let rejected: u64 = f.rejected.values().sum();
+    write!(
+        out,
+        "funnel:      {} planned, {} attempted, {} rejected attempts, {} failed, {} accepted",
+        f.planned, f.attempted, rejected, f.failed, f.accepted
+    )?;
+    if let Some(tokens) = f.tokens_per_accepted {
+        write!(out, "; {tokens:.0} tokens")?;
+        if let Some(cost) = f.cost_per_accepted {
+            write!(out, ", ${cost:.5}")?;
+        }
+        write!(out, " per accepted")?;
+    }
+    writeln!(out)?;
+    let l = &m.lexical;
+    if l.turns_per_dialogue.count == 0 {
+        return Ok(());
+    }
+    for (label, side) in [("user", &l.user), ("assistant", &l.assistant)] {
+        writeln!(
+            out,
+            "{label:<12} distinct-1/2/3 {:.3}/{:.3}/{:.3}, {:.1} words per utterance (p50 {}, p90 {})",
+            side.distinct_1,
+            side.distinct_2,
+            side.distinct_3,
+            side.words_per_utterance.mean,
+            side.words_per_utterance.p50,
+            side.words_per_utterance.p90
+        )?;
+    }
+    let t = &l.turns_per_dialogue;
+    writeln!(
+        out,
+        "turns:       {:.1} per dialogue (p50 {}, p90 {}), {} intents",
+        t.mean, t.p50, t.p90, l.intent_vocabulary
+    )?;
+    let s = &m.semantic_spread;
+    if let (Some(n), Some(mean)) = (&s.nearest_similarity, s.mean_pairwise_similarity) {
+        let over = if s.sampled { "a seeded sample of " } else { "" };
+        writeln!(
+            out,
+            "similarity:  nearest other p50 {:.3}, p90 {:.3}, max {:.3}; mean pairwise {mean:.3} (over {over}{} dialogues)",
+            n.p50, n.p90, n.max, s.sample_size
+        )?;
+    }
+    let deviations: Vec<String> = m
+        .coverage
+        .dimensions
+        .iter()
+        .filter_map(|(name, d)| {
+            let dev = d.largest_deviation.as_ref()?;
+            Some(format!(
+                "{name} {} {:+.1}%",
+                dev.value,
+                100.0 * dev.deviation
+            ))
+        })
+        .collect();
+    if !deviations.is_empty() {
+        writeln!(
+            out,
+            "coverage:    largest accepted-vs-planned share deviation per dimension: {}",
+            deviations.join(", ")
+        )?;
     }
     Ok(())
 }
