@@ -455,9 +455,8 @@ fn write_metrics(out: &mut impl Write, m: &Metrics) -> Result<()> {
             n.p50, n.p90, n.max, s.sample_size
         )?;
     }
-    let deviations: Vec<String> = m
-        .coverage
-        .dimensions
+    let dims = &m.coverage.dimensions;
+    let deviations: Vec<String> = dims
         .iter()
         .filter_map(|(name, d)| {
             let dev = d.largest_deviation.as_ref()?;
@@ -469,10 +468,15 @@ fn write_metrics(out: &mut impl Write, m: &Metrics) -> Result<()> {
         })
         .collect();
     if !deviations.is_empty() {
+        let never: usize = dims.values().map(|d| d.never_accepted.len()).sum();
         writeln!(
             out,
-            "coverage:    largest accepted-vs-planned share deviation per dimension: {}",
+            "coverage:    largest accepted-vs-planned share shift: {}",
             deviations.join(", ")
+        )?;
+        writeln!(
+            out,
+            "             {never} planned values never accepted (dgen status --json)"
         )?;
     }
     Ok(())

@@ -44,8 +44,10 @@ pub struct DimensionReport {
     /// The value whose accepted share is furthest from its planned share (none before any
     /// item is accepted).
     pub largest_deviation: Option<Deviation>,
-    /// Values of the catalog or the plan that no accepted item has.
+    /// Planned values that no accepted item has.
     pub never_accepted: Vec<String>,
+    /// Catalog values that no item has (listed under `values` with zero counts too).
+    pub never_planned: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,7 +141,9 @@ impl Coverage {
                 accepted: *accepted,
                 accepted_share: share(*accepted, self.accepted),
             };
-            if *accepted == 0 {
+            if *planned == 0 {
+                d.never_planned.push(value.clone());
+            } else if *accepted == 0 {
                 d.never_accepted.push(value.clone());
             }
             let deviation = v.accepted_share - v.planned_share;
@@ -214,11 +218,14 @@ mod tests {
         // Paris moves by -0.2, Bergen by +0.133, Oslo by +0.067.
         let dev = regions.largest_deviation.as_ref().unwrap();
         assert_eq!((dev.value.as_str(), dev.deviation), ("Paris", -0.2));
-        // Planned but never accepted, and catalog regions never planned, are listed.
-        assert!(regions.never_accepted.contains(&"Paris".to_string()));
+        assert_eq!(regions.never_accepted, ["Paris"]);
+        // Catalog regions no item has are listed apart.
         for region in &catalog.regions {
-            let never = regions.never_accepted.contains(region);
-            assert_eq!(never, region != "Oslo" && region != "Bergen", "{region}");
+            let never = regions.never_planned.contains(region);
+            assert_eq!(
+                never,
+                !["Oslo", "Bergen", "Paris"].contains(&region.as_str())
+            );
         }
 
         let combos = &r.dimensions["combination"];
@@ -230,8 +237,8 @@ mod tests {
         let dev = sizes.largest_deviation.as_ref().unwrap();
         // single +0.2 and double -0.2: either may win the tie.
         assert!((dev.deviation.abs() - 0.2).abs() < 1e-12, "{dev:?}");
-        // The built-in catalog's sizes are all there, never-planned ones as never accepted.
-        assert!(sizes.never_accepted.contains(&"quadruple".to_string()));
+        assert_eq!(sizes.never_accepted, ["double"]);
+        assert_eq!(sizes.never_planned, ["quadruple", "triple"]);
     }
 
     #[test]
