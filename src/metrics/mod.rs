@@ -17,10 +17,12 @@ use crate::store::{DialogueSink, State, Store};
 pub mod coverage;
 pub mod lexical;
 pub mod spread;
+mod text;
 
 use coverage::{Coverage, CoverageReport};
 use lexical::{Lexical, LexicalReport};
 use spread::{Spread, SpreadReport, SAMPLE_CAP};
+pub use text::write_summary;
 
 #[derive(Debug, Serialize)]
 pub struct Metrics {
