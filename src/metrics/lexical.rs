@@ -6,9 +6,8 @@
 //! set's overhead), never with the dialogues themselves. Counts of turns and words are integer
 //! histograms, so their percentiles need no stored values.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 
@@ -25,6 +24,46 @@ pub fn words(text: &str) -> Vec<String> {
         .map(str::to_lowercase)
         .collect()
 }
+
+/// [`words`] as 64-bit hashes (FNV-1a over the lowercased characters), without allocating.
+fn word_hashes(text: &str, out: &mut Vec<u64>) {
+    out.clear();
+    let is_word = |c: char| c.is_alphanumeric() || c == '\'';
+    for word in text.split(|c: char| !is_word(c)).filter(|w| !w.is_empty()) {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for c in word.chars().flat_map(char::to_lowercase) {
+            h = (h ^ u64::from(u32::from(c))).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        out.push(h);
+    }
+}
+
+/// The hash of an n-gram from its words' hashes (order matters; n is mixed in).
+fn gram_hash(words: &[u64]) -> u64 {
+    let mut h = words.len() as u64;
+    for w in words {
+        h = (h.rotate_left(29) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    h ^ (h >> 32)
+}
+
+/// The values are hashes already: a set of them needs no second hash.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type HashSet64 = HashSet<u64, BuildHasherDefault<Identity>>;
 
 /// A histogram of non-negative integer values; percentiles are nearest-rank.
 #[derive(Debug, Default, Clone)]
@@ -82,23 +121,25 @@ pub struct Summary {
 /// n-grams do not cross utterances.
 #[derive(Debug, Default)]
 pub struct DistinctN {
-    seen: [HashSet<u64>; NS],
+    seen: [HashSet64; NS],
     total: [u64; NS],
     words: Histogram,
+    /// Reused between utterances.
+    buffer: Vec<u64>,
 }
 
 impl DistinctN {
     pub fn add(&mut self, text: &str) {
-        let words = words(text);
+        let mut words = std::mem::take(&mut self.buffer);
+        word_hashes(text, &mut words);
         self.words.add(words.len() as u64);
         for n in 1..=NS {
             for gram in words.windows(n) {
-                let mut h = DefaultHasher::new();
-                gram.hash(&mut h);
-                self.seen[n - 1].insert(h.finish());
+                self.seen[n - 1].insert(gram_hash(gram));
                 self.total[n - 1] += 1;
             }
         }
+        self.buffer = words;
     }
 
     pub fn report(&self) -> SideReport {
@@ -182,6 +223,17 @@ mod tests {
             ["hi", "i'd", "like", "a", "taxi"]
         );
         assert!(words(" ... ").is_empty());
+    }
+
+    #[test]
+    fn word_hashes_split_like_words_and_ignore_case() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        word_hashes("Hi, I'd like a TAXI!", &mut a);
+        word_hashes("hi i'd LIKE a taxi", &mut b);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), words("Hi, I'd like a TAXI!").len());
+        assert_ne!(gram_hash(&a[0..2]), gram_hash(&[a[1], a[0]]));
     }
 
     #[test]

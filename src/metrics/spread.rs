@@ -5,7 +5,7 @@
 //! `SAMPLE_CAP` embeddings: all of them up to the cap, above it a uniform sample drawn by
 //! reservoir sampling seeded by the plan's seed (so the same store gives the same numbers). In a
 //! sample, "any other" means any other sampled dialogue. Only the sample is kept in memory
-//! (`SAMPLE_CAP` × 384 floats, 7.7 MB).
+//! (`SAMPLE_CAP` × 384 floats, 3 MB).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::store::embedding_from_bytes;
 
-/// The most embeddings compared pairwise (12.5 million pairs).
-pub const SAMPLE_CAP: usize = 5_000;
+/// The most embeddings compared pairwise (2 million pairs).
+pub const SAMPLE_CAP: usize = 2_000;
 
 pub struct Spread {
     cap: usize,
