@@ -11,6 +11,7 @@ pub mod dedup;
 pub mod embed;
 pub mod ipc;
 pub mod llm;
+pub mod metrics;
 pub mod output;
 pub mod parse;
 pub mod plan;

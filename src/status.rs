@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, SIZE_NAMES};
+use crate::metrics::{self, Metrics, RunTotals};
 use crate::store::{State, Store};
 
 /// How to report: text or JSON, and the prices for the cost estimate.
@@ -56,6 +57,8 @@ pub struct Report {
     pub personas: DatasetSummary,
     pub run: RunReport,
     pub distributions: Distributions,
+    /// Diversity, semantic spread, plan coverage and the funnel (see `metrics`).
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Serialize)]
@@ -214,6 +217,12 @@ pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
     let counts = store.state_counts()?;
     let remaining = counts[&State::Pending] + counts[&State::InFlight] + counts[&State::Rejected];
     let run = run_report(store, args, remaining)?;
+    let totals = RunTotals {
+        rejections: run.rejections.clone(),
+        tokens: run.prompt_tokens + run.completion_tokens,
+        estimated_cost: run.estimated_cost,
+    };
+    let metrics = metrics::compute(store, &meta.catalog, meta.config.seed, totals)?;
     let states = counts
         .into_iter()
         .map(|(s, count)| StateCount {
@@ -241,6 +250,7 @@ pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
         personas: summary(&meta.datasets.personas),
         run,
         distributions: d,
+        metrics,
     })
 }
 
@@ -349,6 +359,8 @@ fn write_text(out: &mut impl Write, r: &Report) -> Result<()> {
     write_shares(out, "resolution statuses", d.resolution_statuses.iter())?;
     write_counts(out, "min turns", &d.min_turns, t, false)?;
     write_counts(out, "max turns", &d.max_turns, t, false)?;
+    writeln!(out)?;
+    metrics::write_summary(out, &r.metrics)?;
     Ok(())
 }
 

@@ -130,6 +130,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Calls `f` for every item's state in index order, without loading them all.
+    pub fn for_each_state(&self, mut f: impl FnMut(u64, ItemState)) -> Result<()> {
+        let txn = self.read()?;
+        let Some(table) = optional(&txn, ITEM_STATE)? else {
+            return Ok(());
+        };
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            f(k.value(), ItemState::decode(v.value())?);
+        }
+        Ok(())
+    }
+
     /// Failed items by the kind of their last rejection.
     pub fn failure_reasons(&self) -> Result<BTreeMap<String, u64>> {
         let mut out = BTreeMap::new();

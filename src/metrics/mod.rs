@@ -1,0 +1,124 @@
+//! Diversity and coverage metrics of a store, for `dgen status`: lexical diversity
+//! (`lexical`), semantic spread (`spread`), plan coverage (`coverage`) and the funnel from
+//! planned items to accepted dialogues. Everything is computed in one pass over the item states,
+//! one over the items and one over the dialogues, from one snapshot each, so memory stays flat
+//! however many dialogues the store holds (see each module for what it keeps).
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::quality::QualityRecord;
+use crate::record::GeneratedDialogue;
+use crate::store::{DialogueSink, State, Store};
+
+pub mod coverage;
+pub mod lexical;
+pub mod spread;
+mod text;
+
+use coverage::{Coverage, CoverageReport};
+use lexical::{Lexical, LexicalReport};
+use spread::{Spread, SpreadReport, SAMPLE_CAP};
+pub use text::write_summary;
+
+#[derive(Debug, Serialize)]
+pub struct Metrics {
+    /// Over every stored dialogue, imported ones included.
+    pub lexical: LexicalReport,
+    /// Over every stored dialogue, imported ones included.
+    pub semantic_spread: SpreadReport,
+    /// Over the plan's items; imported dialogues have none and are left out.
+    pub coverage: CoverageReport,
+    pub funnel: Funnel,
+}
+
+/// From planned items to accepted dialogues.
+#[derive(Debug, Serialize)]
+pub struct Funnel {
+    pub planned: u64,
+    /// Items with at least one attempt.
+    pub attempted: u64,
+    /// Rejected attempts by reason (an item may be rejected several times before it is
+    /// accepted or fails).
+    pub rejected: BTreeMap<String, u64>,
+    /// Items that ran out of attempts.
+    pub failed: u64,
+    /// Items accepted (state done); imported dialogues are not counted.
+    pub accepted: u64,
+    /// Prompt plus completion tokens over accepted items.
+    pub tokens_per_accepted: Option<f64>,
+    /// The cost estimate over accepted items (when prices are known).
+    pub cost_per_accepted: Option<f64>,
+}
+
+/// What the funnel takes from the run's counters.
+pub struct RunTotals {
+    pub rejections: BTreeMap<String, u64>,
+    pub tokens: u64,
+    pub estimated_cost: Option<f64>,
+}
+
+struct Dialogues {
+    lexical: Lexical,
+    spread: Spread,
+}
+
+impl DialogueSink for Dialogues {
+    fn dialogue(
+        &mut self,
+        _seq: u64,
+        record: GeneratedDialogue,
+        embedding: &[u8],
+        _quality: QualityRecord,
+    ) -> Result<()> {
+        self.lexical.add(&record.turns);
+        self.spread.add(embedding);
+        Ok(())
+    }
+}
+
+/// The metrics of `store`; `seed` (the plan's) seeds the similarity sample.
+pub fn compute(store: &Store, catalog: &Catalog, seed: u64, run: RunTotals) -> Result<Metrics> {
+    let mut done: Vec<bool> = Vec::new();
+    let (mut attempted, mut failed) = (0u64, 0u64);
+    store.for_each_state(|index, state| {
+        let i = index as usize;
+        if done.len() <= i {
+            done.resize(i + 1, false);
+        }
+        done[i] = state.state == State::Done;
+        attempted += u64::from(state.attempts > 0);
+        failed += u64::from(state.state == State::Failed);
+    })?;
+    let mut coverage = Coverage::new(catalog);
+    store.for_each_item(|item| {
+        let accepted = done.get(item.index as usize).copied().unwrap_or(false);
+        coverage.add(&item, accepted);
+        Ok(())
+    })?;
+    let mut dialogues = Dialogues {
+        lexical: Lexical::default(),
+        spread: Spread::new(seed, SAMPLE_CAP),
+    };
+    store.for_each_dialogue(&mut dialogues)?;
+    let coverage = coverage.report();
+    let accepted = coverage.accepted;
+    let per_accepted = |x: f64| (accepted > 0).then(|| x / accepted as f64);
+    Ok(Metrics {
+        lexical: dialogues.lexical.report(),
+        semantic_spread: dialogues.spread.report(),
+        funnel: Funnel {
+            planned: coverage.planned,
+            attempted,
+            rejected: run.rejections,
+            failed,
+            accepted,
+            tokens_per_accepted: per_accepted(run.tokens as f64),
+            cost_per_accepted: run.estimated_cost.and_then(per_accepted),
+        },
+        coverage,
+    })
+}
