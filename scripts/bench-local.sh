@@ -3,7 +3,8 @@
 # dialogues (default 30) planned on the bundled fixtures, one attempt each so every answer counts.
 # Reports tokens/s, seconds per dialogue, and: share with valid structure, share within the turn
 # bounds, share whose last turn matches the resolution status (keyword heuristic below), and
-# the duplicate rate.
+# the duplicate rate; and the share of parsed answers failing each quality check (all checks
+# set to flag for the benchmark, so that every answer is measured by every check).
 # Usage: scripts/bench-local.sh [N] [json|tags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,9 @@ cd "$WORK"
 "$BIN" plan --total_generations "$N" --dataset "$OLDPWD/fixtures/multiwoz_hf" \
   --persona_dataset "$OLDPWD/fixtures/personas_hf" --min_turns 3 5 --max_turns 5 8 >/dev/null 2>&1
 start=$(date +%s.%N)
-"$BIN" run --local --structured "$MODE" --max_attempts 1 --max_consecutive_failures 1000 >/dev/null 2>run.log || true
+CHECKS="copied_example=flag,placeholder=flag,repetitive=flag,outcome_mismatch=flag,off_topic=flag,copied_reference=flag"
+"$BIN" run --local --structured "$MODE" --max_attempts 1 --max_consecutive_failures 1000 \
+  --checks "$CHECKS" >/dev/null 2>run.log || true
 end=$(date +%s.%N)
 "$BIN" export >/dev/null || true
 "$BIN" status --json > status.json
@@ -57,4 +60,10 @@ print(f"  valid structure {valid}/{n - api} = {100 * valid / max(n - api, 1):.0f
       f"duplicates {dups}/{n} = {100 * dups / n:.0f}%, api errors {api}")
 print(f"  last turn matches the resolution status: {match}/{len(dialogues)} accepted = {100 * match / max(len(dialogues), 1):.0f}%")
 print(f"  accepted {len(dialogues)}/{n}; rejections {json.dumps(rej)}")
+flagged = run.get("checks", {})
+checked = len(dialogues)
+shares = ", ".join(f"{c} {flagged.get(c, 0)}/{checked} = {100 * flagged.get(c, 0) / max(checked, 1):.0f}%"
+                   for c in ("copied_example", "placeholder", "repetitive", "outcome_mismatch",
+                             "off_topic", "copied_reference"))
+print(f"  quality checks (of the accepted, all checks flagging): {shares}")
 PY

@@ -219,7 +219,7 @@ pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
     let run = run_report(store, args, remaining)?;
     let totals = RunTotals {
         rejections: run.rejections.clone(),
-        tokens: run.prompt_tokens + run.completion_tokens,
+        tokens: run.prompt_tokens.saturating_add(run.completion_tokens),
         estimated_cost: run.estimated_cost,
     };
     let metrics = metrics::compute(store, &meta.catalog, meta.config.seed, totals)?;
