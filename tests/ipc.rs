@@ -31,6 +31,24 @@ fn wait_for_socket(env: &Env, child: &mut Child) {
     });
 }
 
+/// A run over a store holding `fill` more dialogues, and an export to `output` asked of it.
+fn run_and_export(env: &Env, mock: &MockServer, fill: u64, output: &str) -> (Child, Child) {
+    env.dgen()
+        .args(["bench-fill", "--dialogues", &fill.to_string()])
+        .assert()
+        .success();
+    let mut run = env.spawn_run(mock, &["--concurrency", "2"]);
+    wait_for_socket(env, &mut run);
+    let client = std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen"))
+        .current_dir(env.dir.path())
+        .args(["export", "--output_file", output])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (run, client)
+}
+
 fn sigterm(child: &Child) {
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -159,19 +177,7 @@ fn a_client_killed_mid_export_leaves_the_run_going() {
     let mock = MockServer::start();
     mock.set_latency(Duration::from_millis(200));
     env.plan_for_run(20);
-    env.dgen()
-        .args(["bench-fill", "--dialogues", "20000"])
-        .assert()
-        .success();
-    let mut run = env.spawn_run(&mock, &["--concurrency", "2"]);
-    wait_for_socket(&env, &mut run);
-    let mut client = std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen"))
-        .current_dir(env.dir.path())
-        .args(["export", "--output_file", "killed.json"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut run, mut client) = run_and_export(&env, &mock, 20000, "killed.json");
     // Killed once the run is writing the export's temporary file.
     wait_until("the export to start", Duration::from_secs(60), || {
         std::fs::read_dir(env.dir.path())
@@ -268,19 +274,7 @@ fn ctrl_c_while_the_ending_run_finishes_an_export_exits_at_once() {
     mock.set_latency(Duration::from_millis(1500));
     env.plan_for_run(2);
     // Enough stored dialogues that the export outlasts the two items of the run.
-    env.dgen()
-        .args(["bench-fill", "--dialogues", "40000"])
-        .assert()
-        .success();
-    let mut run = env.spawn_run(&mock, &["--concurrency", "2"]);
-    wait_for_socket(&env, &mut run);
-    let mut client = std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen"))
-        .current_dir(env.dir.path())
-        .args(["export", "--output_file", "late.json"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut run, mut client) = run_and_export(&env, &mock, 40000, "late.json");
     // The run has finished its items when its socket is gone; the export is still being
     // answered.
     wait_until(
