@@ -221,7 +221,7 @@ pub async fn dispatch(
     let mut d = Dispatcher {
         ctx,
         args,
-        store: store.clone(),
+        store,
         queue,
         concurrency,
         to_writer,

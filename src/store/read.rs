@@ -146,12 +146,12 @@ impl Store {
     /// Failed items by the kind of their last rejection.
     pub fn failure_reasons(&self) -> Result<BTreeMap<String, u64>> {
         let mut out = BTreeMap::new();
-        for (_, state) in self.states()? {
+        self.for_each_state(|_, state| {
             if state.state == State::Failed {
                 let reason = state.reason.unwrap_or_else(|| "unrecorded".into());
                 *out.entry(reason).or_default() += 1;
             }
-        }
+        })?;
         Ok(out)
     }
 
