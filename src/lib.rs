@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod dedup;
 pub mod embed;
 pub mod ipc;
+pub mod judge;
 pub mod llm;
 pub mod metrics;
 pub mod output;

@@ -221,10 +221,13 @@ impl CheckOverrides {
     }
 }
 
-/// A dialogue's check results as stored and exported: what was found by flagging checks.
+/// A dialogue's check results as stored and exported: what was found by flagging checks, and
+/// (read from the judge table, never stored here) the LLM judge's score when it has one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QualityRecord {
     pub checks: Vec<Finding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<crate::judge::JudgeScore>,
 }
 
 impl QualityRecord {

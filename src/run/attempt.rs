@@ -257,6 +257,7 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
         embedding,
         quality: QualityRecord {
             checks: verdict.flagged,
+            judge: None,
         },
     })))
 }

@@ -10,6 +10,7 @@ use super::types::{decode, embedding_from_bytes};
 use super::{DialogueSink, ItemState, Meta, RunSettings, State, Store};
 use crate::dataset::Dialogue;
 use crate::dedup::DedupIndex;
+use crate::judge::JudgeScore;
 use crate::plan::WorkItem;
 use crate::quality::QualityRecord;
 
@@ -222,7 +223,7 @@ impl Store {
 
     /// Feeds `sink` from one consistent snapshot: every dialogue in commit order with its
     /// embedding bytes and its quality-check results (none where the store has no entry, as in
-    /// stores written before the checks). (No count up front: a sink that needs one counts
+    /// stores written before the checks) with its judge score when it has one. (No count up front: a sink that needs one counts
     /// what it writes.)
     pub fn for_each_dialogue(&self, sink: &mut impl DialogueSink) -> Result<()> {
         let txn = self.read()?;
@@ -232,6 +233,7 @@ impl Store {
             _ => return Ok(()),
         };
         let quality = optional(&txn, QUALITY)?;
+        let judge = optional(&txn, JUDGE)?;
         for (d, e) in dialogues.iter()?.zip(embeddings.iter()?) {
             let (seq, record) = d?;
             let (eseq, embedding) = e?;
@@ -247,11 +249,17 @@ impl Store {
                     .map(|v| QualityRecord::decode(v.value())),
                 None => None,
             };
+            let mut checks = checks.transpose()?.unwrap_or_default();
+            if let Some(t) = &judge {
+                if let Some(v) = t.get(seq.value())? {
+                    checks.judge = Some(JudgeScore::decode(v.value())?);
+                }
+            }
             sink.dialogue(
                 seq.value(),
                 decode(record.value(), "dialogue")?,
                 embedding.value(),
-                checks.transpose()?.unwrap_or_default(),
+                checks,
             )?;
         }
         Ok(())
@@ -324,6 +332,7 @@ mod tests {
                 check: Check::OffTopic,
                 detail: "none of the item's services (taxi) is mentioned".into(),
             }],
+            judge: None,
         };
         let mut batch = Batch::default();
         for (seq, quality) in [(0, Some(flagged.clone())), (1, None)] {

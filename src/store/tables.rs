@@ -28,6 +28,11 @@ pub const EMBEDDINGS: TableDefinition<u64, &[u8]> = TableDefinition::new("embedd
 ///
 /// [`QualityRecord`]: crate::quality::QualityRecord
 pub const QUALITY: TableDefinition<u64, &[u8]> = TableDefinition::new("quality");
+/// LLM-judge scores of each dialogue by sequence number (a JSON [`JudgeScore`]); a dialogue
+/// without an entry has not been judged.
+///
+/// [`JudgeScore`]: crate::judge::JudgeScore
+pub const JUDGE: TableDefinition<u64, &[u8]> = TableDefinition::new("judge");
 /// Run counters: tokens, calls, acceptances, rejections and failures by reason, run time.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// Combination usage counters, keyed `size/service+service`.

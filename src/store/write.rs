@@ -10,6 +10,7 @@ use super::types::{embedding_bytes, encode};
 use super::{Batch, ItemState, Meta, RunSettings, Store, SCHEMA_VERSION};
 use crate::dataset::Dialogue;
 use crate::plan::{CombinationUsage, WorkItem};
+use crate::quality::QualityRecord;
 
 impl Store {
     /// Writes a new plan in one transaction, replacing any previous one.
@@ -104,12 +105,21 @@ impl Store {
             let mut hashes = txn.open_table(HASHES)?;
             let mut embeddings = txn.open_table(EMBEDDINGS)?;
             let mut quality = txn.open_table(QUALITY)?;
+            let mut judge = txn.open_table(JUDGE)?;
             for a in &batch.accepted {
                 dialogues.insert(a.seq, encode(&a.record).as_slice())?;
                 hashes.insert(a.record.hash.as_slice(), a.seq)?;
                 embeddings.insert(a.seq, embedding_bytes(&a.embedding).as_slice())?;
                 if let Some(q) = &a.quality {
-                    quality.insert(a.seq, q.encode().as_slice())?;
+                    // The judge's score has its own table, which `dgen judge` also writes.
+                    let checks = QualityRecord {
+                        checks: q.checks.clone(),
+                        judge: None,
+                    };
+                    quality.insert(a.seq, checks.encode().as_slice())?;
+                    if let Some(score) = &q.judge {
+                        judge.insert(a.seq, score.encode().as_slice())?;
+                    }
                 }
             }
             for (hash, seq) in &batch.extra_hashes {
