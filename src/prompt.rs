@@ -15,7 +15,7 @@ use crate::parse::{MAX_FIELD_CHARS, MAX_INTENT_CHARS};
 use crate::plan::WorkItem;
 
 /// Bump when the wording or parameters of a request change.
-pub const PROMPT_VERSION: &str = "dgen-prompts-v3";
+pub const PROMPT_VERSION: &str = "dgen-prompts-v4";
 
 /// What one attempt of an item uses: the plan's choices on attempt 0, re-drawn afterwards.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -228,38 +228,34 @@ pub fn scenario_request(
     }
 }
 
-/// How the conversation must end, by resolution status.
+/// How the conversation must end, by resolution status: what the last turn says, in the words
+/// a reader (and the `outcome_mismatch` check) recognises the outcome by.
 pub fn resolution_instruction(status: &str) -> String {
     match status {
-        "Resolved" => "The assistant fully resolves the user's request by the end of the conversation, and the user confirms it.".to_string(),
-        "Failed" => "The request cannot be fulfilled: the conversation ends without a solution, with the assistant explaining why and the user left unsatisfied.".to_string(),
-        "Escalated" => "The assistant cannot resolve the issue alone and escalates it: in the final turn the assistant hands the case to a human supervisor or a specialist team and tells the user what happens next.".to_string(),
+        "Resolved" => "The assistant fully resolves the user's request: in the last turn the assistant confirms what is now booked, fixed or refunded, and the user thanks them.".to_string(),
+        "Failed" => "The request cannot be fulfilled: in the last turn the assistant says that unfortunately it is not possible and why, and the user is left disappointed.".to_string(),
+        "Escalated" => "The assistant cannot resolve the issue alone: in the last turn the assistant escalates the case to a supervisor or a specialist team and says they will get back to the user.".to_string(),
         other => format!("The conversation ends with the outcome \"{other}\"."),
     }
 }
 
-/// The example turn the JSON format instruction shows, field by field.
-pub const EXAMPLE_USER: &str = "My train to Leeds was cancelled, can I get a refund?";
-pub const EXAMPLE_INTENT: &str = "request_refund";
-pub const EXAMPLE_ASSISTANT: &str =
-    "I am sorry about that. I have started the refund; it reaches your card within five days.";
 /// The slot descriptions the tag format instruction shows.
 pub const TAG_USER: &str = "what the user says";
 pub const TAG_INTENT: &str = "the user's intent as a short snake_case label";
 pub const TAG_ASSISTANT: &str = "what the assistant replies";
 
-/// Fixed prompt texts a dialogue must not contain (the `copied_example` check): the example
-/// turn and the tag format's slot descriptions. (The example intent is a fine label to reuse.)
-pub const FIXED_TEXTS: [&str; 5] = [
-    EXAMPLE_USER,
-    EXAMPLE_ASSISTANT,
+/// Fixed prompt texts a dialogue must not contain (the `copied_example` check): the tag
+/// format's slot descriptions and the reference conversation's label.
+pub const FIXED_TEXTS: [&str; 4] = [
     TAG_USER,
     TAG_INTENT,
     TAG_ASSISTANT,
+    "an existing conversation, for reference only",
 ];
 
-/// How to write the turns. With a schema the model is shown one concrete example turn: small
-/// models otherwise copy placeholder text.
+/// How to write the turns. The JSON format shows no example turn: the schema (enforced by the
+/// server) already gives the shape, and small models copied a fixed example into a third of
+/// their dialogues (see BENCHMARKS.md).
 fn format_instruction(structured: Structured) -> String {
     match structured {
         Structured::Tags => format!(
@@ -268,12 +264,10 @@ fn format_instruction(structured: Structured) -> String {
              <Intent>{TAG_INTENT}</Intent>\n\
              <Assistant>{TAG_ASSISTANT}</Assistant>"
         ),
-        Structured::Json => format!(
-            "Answer with JSON only: an object with a \"turns\" list; each turn has \"user\", \"intent\" \
-             (a short snake_case label) and \"assistant\". One example turn, for the shape only:\n\
-             {{\"turns\": [{{\"user\": \"{EXAMPLE_USER}\", \"intent\": \"{EXAMPLE_INTENT}\", \
-             \"assistant\": \"{EXAMPLE_ASSISTANT}\"}}]}}"
-        ),
+        Structured::Json => "Answer with JSON only: an object with a \"turns\" list. In each turn, \"user\" \
+             holds the customer's own words, \"intent\" a short snake_case label of what the customer \
+             wants in that turn, and \"assistant\" the agent's reply in the agent's own words."
+            .to_string(),
     }
 }
 
@@ -296,6 +290,7 @@ pub fn dialogue_request(
          Services involved: {services}; the conversation starts with {primary}.\n\
          Emotions: the user is {user_emotion}; the assistant is {assistant_emotion}. Let both show in the wording of every turn.\n\
          Length: between {min} and {max} turns. A turn is one user message, its intent, and one assistant reply.\n\
+         Every turn moves the conversation forward with new details: never repeat a sentence from an earlier turn.\n\
          Outcome: {status}. {outcome}\n\
          {format}",
         scenario = scenario.trim(),
@@ -315,9 +310,10 @@ pub fn dialogue_request(
         "Here is an existing conversation, for reference only:\n\
          {base_conversation}\n\n\
          Write a new dialogue that fits the scenario and services above. Do not copy the reference: \
-         make it different and more engaging, with concrete details. Resolution status: {status}. \
-         Use between {min} and {max} turns in the format above.",
+         make it different and more engaging, with concrete details. Use between {min} and {max} \
+         turns in the format above. Resolution status: {status}. {outcome}",
         status = item.resolution_status,
+        outcome = resolution_instruction(&item.resolution_status),
         min = item.min_turns,
         max = item.max_turns,
     );

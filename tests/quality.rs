@@ -54,7 +54,7 @@ fn an_answer_copying_the_prompts_example_is_rejected_and_reattempted() {
     let run = run_report(&env);
     assert_eq!(run["rejections"], json!({"copied_example": 1}), "{run}");
     let records = env.export_all().records;
-    let example = dgen::prompt::EXAMPLE_USER;
+    let example = dgen::prompt::TAG_USER;
     assert!(records.iter().all(|r| !r.to_string().contains(example)));
     assert_eq!(
         records.iter().filter(|r| r["attempt"] == 1).count(),

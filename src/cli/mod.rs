@@ -379,6 +379,45 @@ pub struct ExportArgs {
     /// Write the plan as JSONL (one work item a line) to this file, and nothing else.
     #[arg(long = "plan_file", visible_alias = "plan-file", value_name = "FILE")]
     pub plan_file: Option<PathBuf>,
+
+    /// Write a Hugging Face dataset folder to DIR, and nothing else: data/<split>-*.parquet and
+    /// a README.md dataset card that `datasets.load_dataset(DIR)` and the Hub read.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["plan_file", "only", "jsonl"])]
+    pub hf: Option<PathBuf>,
+
+    /// With --hf: the splits and their fractions; a dialogue's split is a seeded hash of its id,
+    /// so it keeps its split when the dataset grows [default: train=1].
+    #[arg(long, value_name = "NAME=FRACTION,...", value_parser = crate::output::hf::splits::SplitSpec::parse, requires = "hf")]
+    pub splits: Option<crate::output::hf::splits::SplitSpec>,
+
+    /// With --hf: the seed of the split hash.
+    #[arg(
+        long = "split_seed",
+        visible_alias = "split-seed",
+        default_value_t = 0,
+        requires = "hf"
+    )]
+    pub split_seed: u64,
+
+    /// With --hf: the Parquet compression.
+    #[arg(long, value_enum, default_value = "snappy", requires = "hf")]
+    pub compression: crate::output::hf::Codec,
+
+    /// With --hf: at most this many rows per Parquet file.
+    #[arg(long = "shard_rows", visible_alias = "shard-rows", default_value_t = 100_000, allow_negative_numbers = true, value_parser = whole::<u64>(1, u64::MAX), requires = "hf")]
+    pub shard_rows: u64,
+
+    /// With --hf: a Parquet file is closed once it reaches this many megabytes.
+    #[arg(long = "shard_mb", visible_alias = "shard-mb", default_value_t = 500, allow_negative_numbers = true, value_parser = whole::<u64>(1, 1 << 30), requires = "hf")]
+    pub shard_mb: u64,
+
+    /// With --hf: leave out the `embedding` column.
+    #[arg(
+        long = "no_embeddings",
+        visible_alias = "no-embeddings",
+        requires = "hf"
+    )]
+    pub no_embeddings: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,8 @@ use anyhow::{bail, Result};
 
 use crate::ipc::{self, protocol, NoRun, Request, Response};
 use crate::output::export::{self, DialogueFiles, ExportJob};
+use crate::output::hf::splits::SplitSpec;
+use crate::output::hf::{Codec, HfJob};
 use crate::status::{self, StatusOptions};
 use crate::store::{Store, StoreInUse};
 
@@ -92,6 +94,29 @@ pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<St
             };
             export::execute(store, &ExportJob::Dialogues(files), cancel)
         }
+        Request::ExportHf(r) => {
+            let spec = r
+                .splits
+                .iter()
+                .map(|(name, fraction)| format!("{name}={fraction}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let job = HfJob {
+                dir: absolute(r.dir)?,
+                splits: SplitSpec::parse(&spec).map_err(anyhow::Error::msg)?,
+                split_seed: r.split_seed,
+                codec: match r.compression.as_str() {
+                    "zstd" => Codec::Zstd,
+                    "snappy" => Codec::Snappy,
+                    other => bail!("unknown compression \"{other}\" in the request"),
+                },
+                shard_rows: r.shard_rows.max(1),
+                shard_bytes: r.shard_bytes.max(1),
+                embeddings: r.embeddings,
+                include_imported: r.include_imported,
+            };
+            export::execute(store, &ExportJob::Hf(job), cancel)
+        }
     }
 }
 
@@ -119,6 +144,19 @@ pub fn export_request(job: &ExportJob) -> Result<Request> {
             embeddings: abs(&f.embeddings)?,
             jsonl: abs(&f.jsonl)?,
             include_imported: f.include_imported,
+        }),
+        ExportJob::Hf(job) => Request::ExportHf(protocol::ExportHfRequest {
+            dir: std::path::absolute(&job.dir)?,
+            splits: job.splits.pairs().to_vec(),
+            split_seed: job.split_seed,
+            compression: match job.codec {
+                Codec::Snappy => "snappy".into(),
+                Codec::Zstd => "zstd".into(),
+            },
+            shard_rows: job.shard_rows,
+            shard_bytes: job.shard_bytes,
+            embeddings: job.embeddings,
+            include_imported: job.include_imported,
         }),
     })
 }

@@ -10,12 +10,25 @@ use anyhow::Result;
 use crate::cli::{ExportArgs, Only};
 use crate::commands::during_run;
 use crate::output::export::{self, DialogueFiles, ExportJob};
+use crate::output::hf::HfJob;
 
 /// What the flags ask for: the plan file alone, or the dialogue files (each of the three unless
 /// `--only` names another, and the JSONL when asked for).
 pub fn job(args: &ExportArgs) -> ExportJob {
     if let Some(plan_file) = &args.plan_file {
         return ExportJob::Plan(plan_file.clone());
+    }
+    if let Some(dir) = &args.hf {
+        return ExportJob::Hf(HfJob {
+            dir: dir.clone(),
+            splits: args.splits.clone().unwrap_or_default(),
+            split_seed: args.split_seed,
+            codec: args.compression,
+            shard_rows: args.shard_rows,
+            shard_bytes: args.shard_mb.saturating_mul(1 << 20),
+            embeddings: !args.no_embeddings,
+            include_imported: args.include_imported,
+        });
     }
     let want = |o: Only, path: &Path| args.only.is_none_or(|x| x == o).then(|| path.to_path_buf());
     ExportJob::Dialogues(DialogueFiles {

@@ -18,6 +18,7 @@ pub enum Request {
     Status(StatusRequest),
     ExportDialogues(ExportDialoguesRequest),
     ExportPlan(ExportPlanRequest),
+    ExportHf(ExportHfRequest),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,23 @@ pub struct ExportDialoguesRequest {
 pub struct ExportPlanRequest {
     /// An absolute path.
     pub plan_file: PathBuf,
+}
+
+/// A Hugging Face dataset folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportHfRequest {
+    /// An absolute path.
+    pub dir: PathBuf,
+    /// `(name, fraction)` in order.
+    pub splits: Vec<(String, f64)>,
+    pub split_seed: u64,
+    /// `snappy` or `zstd`.
+    pub compression: String,
+    pub shard_rows: u64,
+    pub shard_bytes: u64,
+    pub embeddings: bool,
+    pub include_imported: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -122,3 +122,23 @@ pub fn compute(store: &Store, catalog: &Catalog, seed: u64, run: RunTotals) -> R
         coverage,
     })
 }
+
+/// Plan coverage alone (two passes over items and item states, no dialogue read), for the
+/// dataset card.
+pub fn coverage_of(store: &Store, catalog: &Catalog) -> Result<CoverageReport> {
+    let mut done: Vec<bool> = Vec::new();
+    store.for_each_state(|index, state| {
+        let i = index as usize;
+        if done.len() <= i {
+            done.resize(i + 1, false);
+        }
+        done[i] = state.state == State::Done;
+    })?;
+    let mut coverage = Coverage::new(catalog);
+    store.for_each_item(|item| {
+        let accepted = done.get(item.index as usize).copied().unwrap_or(false);
+        coverage.add(&item, accepted);
+        Ok(())
+    })?;
+    Ok(coverage.report())
+}

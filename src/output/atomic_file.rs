@@ -3,7 +3,7 @@
 //! previous file intact and never a partial file under the final name.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,17 +52,60 @@ impl AtomicFile {
         self.writer.as_mut().expect("not committed yet")
     }
 
-    pub fn commit(mut self) -> Result<()> {
-        let writer = self.writer.take().expect("commit once");
+    pub fn commit(self) -> Result<()> {
+        let target = self.target.clone();
+        self.finish()?.publish(&target)
+    }
+
+    /// Flushes and syncs the file but keeps it under its temporary name, for a file whose final
+    /// name is known only once its siblings are written (`train-00000-of-00003.parquet`).
+    pub fn finish(mut self) -> Result<Finished> {
+        let writer = self.writer.take().expect("finish once");
         let file = writer
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("cannot write {}", self.temp.display()))?;
         file.sync_all()
             .with_context(|| format!("cannot sync {}", self.temp.display()))?;
-        std::fs::rename(&self.temp, &self.target)
-            .with_context(|| format!("cannot move the new file into {}", self.target.display()))?;
+        Ok(Finished {
+            temp: std::mem::take(&mut self.temp),
+            published: false,
+        })
+    }
+}
+
+/// Lets a format writer that owns its output (Parquet's) write into the temporary file.
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer().flush()
+    }
+}
+
+/// A complete file still under its temporary name: removed when dropped unless published.
+pub struct Finished {
+    temp: PathBuf,
+    published: bool,
+}
+
+impl Finished {
+    /// Renames the file to `target` (in the same folder as its temporary name).
+    pub fn publish(mut self, target: &Path) -> Result<()> {
+        std::fs::rename(&self.temp, target)
+            .with_context(|| format!("cannot move the new file into {}", target.display()))?;
+        self.published = true;
         Ok(())
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_file(&self.temp);
+        }
     }
 }
 

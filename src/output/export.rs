@@ -122,6 +122,8 @@ pub enum ExportJob {
     Dialogues(DialogueFiles),
     /// The plan as JSONL, one work item a line, and nothing else.
     Plan(PathBuf),
+    /// A Hugging Face dataset folder, and nothing else.
+    Hf(crate::output::hf::HfJob),
 }
 
 /// The dialogue files of an export; `None` is not written.
@@ -250,6 +252,15 @@ pub fn execute(store: &Store, job: &ExportJob, cancel: &AtomicBool) -> Result<St
                 "wrote {count} work items to {}\n",
                 plan_file.display()
             ));
+        }
+        ExportJob::Hf(job) => {
+            if store.dialogue_count()? == 0 {
+                return Ok(format!(
+                    "nothing to export yet: {} has no dialogues (run `dgen run` first); no files written\n",
+                    store.path().display()
+                ));
+            }
+            return crate::output::hf::export(store, job, cancel);
         }
         ExportJob::Dialogues(files) => files,
     };

@@ -3,5 +3,6 @@
 
 pub mod atomic_file;
 pub mod export;
+pub mod hf;
 pub mod import;
 pub mod npy;

@@ -123,7 +123,7 @@ fn fields<'a>(s: &'a Subject<'_>) -> impl Iterator<Item = (String, &'a str)> + '
     })
 }
 
-/// A turn contains the prompt's example turn or another fixed prompt text.
+/// A turn contains a fixed prompt text (a format description, the reference's label).
 fn copied_example(s: &Subject<'_>) -> Option<String> {
     let fixed: Vec<(&str, String)> = FIXED_TEXTS.iter().map(|t| (*t, padded(t))).collect();
     fields(s).find_map(|(name, text)| {
@@ -131,7 +131,7 @@ fn copied_example(s: &Subject<'_>) -> Option<String> {
         fixed
             .iter()
             .find(|(_, f)| text.contains(f.as_str()))
-            .map(|(f, _)| format!("{name} copies the prompt's example text \"{f}\""))
+            .map(|(f, _)| format!("{name} copies the prompt's fixed text \"{f}\""))
     })
 }
 

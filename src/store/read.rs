@@ -221,6 +221,15 @@ impl Store {
         Ok(index)
     }
 
+    /// How many dialogues have a judge score.
+    pub fn judge_count(&self) -> Result<u64> {
+        let txn = self.read()?;
+        Ok(match optional(&txn, JUDGE)? {
+            Some(t) => t.len()?,
+            None => 0,
+        })
+    }
+
     /// Feeds `sink` from one consistent snapshot: every dialogue in commit order with its
     /// embedding bytes and its quality-check results (none where the store has no entry, as in
     /// stores written before the checks) with its judge score when it has one. (No count up front: a sink that needs one counts

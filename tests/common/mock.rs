@@ -49,7 +49,8 @@ pub enum Fault {
     SchemaViolation,
     /// A dialogue whose first user utterance is far over the field cap (400 characters).
     LongField,
-    /// A dialogue whose first user utterance starts with the prompt's example turn.
+    /// A dialogue whose first user utterance starts with a fixed prompt text (the tag format's
+    /// description of the user slot), as small models write.
     CopyExample,
     /// A dialogue that ends as Resolved when another outcome was planned, and as Failed when
     /// Resolved was.
@@ -353,7 +354,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         Some(Fault::CopyExample) => compose(state, &system, true).replacen(
             "<User>",
-            &format!("<User>{} ", dgen::prompt::EXAMPLE_USER),
+            &format!("<User>{} ", dgen::prompt::TAG_USER),
             1,
         ),
         Some(Fault::WrongOutcome) => compose_ending(state, &system, true, true),
