@@ -1,7 +1,8 @@
 //! dgen as a library: the pipeline stages the `dgen` binary is made of, in pipeline order.
 //! `cli` -> `catalog` / `dataset` -> `plan` -> `store` -> `llm` -> `prompt` -> `parse` ->
-//! `embed` / `dedup` -> `run` -> `output` (export, import) / `status`. `ipc` carries export
-//! and status requests to a running `dgen run`; `commands` glue the stages into subcommands.
+//! `embed` / `dedup` -> `run` -> `output` (export, import) / `status` / `report`. `ipc` carries
+//! export, status and report requests to a running `dgen run`; `commands` glue the stages
+//! into subcommands.
 
 pub mod catalog;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod prompt;
 pub mod quality;
 pub mod record;
+pub mod report;
 pub mod run;
 pub mod status;
 pub mod store;

@@ -38,6 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
         Command::Status(args) => commands::status::run(&cli.store, args),
         Command::Export(args) => commands::export::run(&cli.store, args),
+        Command::Report(args) => commands::report::run(&cli.store, args),
     }
 }
 

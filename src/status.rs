@@ -211,6 +211,15 @@ fn distributions(store: &Store, catalog: &Catalog) -> Result<(Distributions, u64
 }
 
 pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
+    report_with(store, args, &mut metrics::NoSink)
+}
+
+/// [`report`], handing every stored dialogue to `also` during the metrics' pass over them.
+pub fn report_with(
+    store: &Store,
+    args: &StatusOptions,
+    also: &mut impl crate::store::DialogueSink,
+) -> Result<Report> {
     let meta = store.meta()?.context("the store holds no plan")?;
     let (d, total) = distributions(store, &meta.catalog)?;
 
@@ -222,7 +231,7 @@ pub fn report(store: &Store, args: &StatusOptions) -> Result<Report> {
         tokens: run.prompt_tokens.saturating_add(run.completion_tokens),
         estimated_cost: run.estimated_cost,
     };
-    let metrics = metrics::compute(store, &meta.catalog, meta.config.seed, totals)?;
+    let metrics = metrics::compute(store, &meta.catalog, meta.config.seed, totals, also)?;
     let states = counts
         .into_iter()
         .map(|(s, count)| StateCount {

@@ -24,7 +24,7 @@ use crate::dataset::{DEFAULT_DATASET_NAME, DEFAULT_PERSONA_PATH};
                   (resumable after Ctrl-C or kill -9), and exports the documented files.\n\n\
                   Typical use:\n  dgen plan --total_generations 1000 --dataset DATA --persona_dataset PERSONAS\n  \
                   OPENAI_API_KEY=... dgen run        (or: dgen run --local)\n  \
-                  dgen status\n  dgen export"
+                  dgen status\n  dgen export\n  dgen report"
 )]
 pub struct Cli {
     /// The dgen store (a redb file) every command works on.
@@ -56,6 +56,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Write the dialogues, hashes and embeddings (or the plan) from the store.
     Export(ExportArgs),
+    /// Write report.html (charts and a dialogue browser, one file that opens offline) and
+    /// report.json (every number in it).
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -418,6 +421,25 @@ pub struct ExportArgs {
         requires = "hf"
     )]
     pub no_embeddings: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The page: one self-contained HTML file (inline charts, no network).
+    #[arg(long, default_value = "report.html", value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Every number the page shows, as JSON (`dgen status --json`'s plus the report's own).
+    #[arg(long, default_value = "report.json", value_name = "FILE")]
+    pub json: PathBuf,
+
+    /// Price per million prompt tokens, for the cost figures [default: built in for gpt-4o-mini].
+    #[arg(long = "price_input", visible_alias = "price-input", allow_negative_numbers = true, value_parser = real("[0, ∞)", |v| v >= 0.0))]
+    pub price_input: Option<f64>,
+
+    /// Price per million completion tokens [default: built in for gpt-4o-mini].
+    #[arg(long = "price_output", visible_alias = "price-output", allow_negative_numbers = true, value_parser = real("[0, ∞)", |v| v >= 0.0))]
+    pub price_output: Option<f64>,
 }
 
 #[derive(Debug, Args)]

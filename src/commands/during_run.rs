@@ -1,4 +1,4 @@
-//! Export and status while a `dgen run` holds the store. The command opens the store itself
+//! Export, status and report while a `dgen run` holds the store. The command opens the store itself
 //! when it can; when a run holds it, the command asks the run over [`ipc`], and the run answers
 //! with [`answer`], the same code paths the commands use, from read snapshots.
 
@@ -14,6 +14,7 @@ use crate::ipc::{self, protocol, NoRun, Request, Response};
 use crate::output::export::{self, DialogueFiles, ExportJob};
 use crate::output::hf::splits::SplitSpec;
 use crate::output::hf::{Codec, HfJob};
+use crate::report::{self, ReportJob};
 use crate::status::{self, StatusOptions};
 use crate::store::{Store, StoreInUse};
 
@@ -56,7 +57,7 @@ pub fn here_or_by_the_run(
     )
 }
 
-/// For the run: answers export and status requests until the returned server is dropped. A run
+/// For the run: answers export, status and report requests until the returned server is dropped. A run
 /// that cannot bind its socket goes on, unreachable, and says so.
 pub fn serve(store: &Arc<Store>) -> Option<ipc::Server> {
     let for_handler = store.clone();
@@ -117,6 +118,15 @@ pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<St
             };
             export::execute(store, &ExportJob::Hf(job), cancel)
         }
+        Request::Report(r) => {
+            let job = ReportJob {
+                html: absolute(r.html)?,
+                json: absolute(r.json)?,
+                price_input: r.price_input,
+                price_output: r.price_output,
+            };
+            report::execute(store, &job, cancel)
+        }
     }
 }
 
@@ -159,4 +169,14 @@ pub fn export_request(job: &ExportJob) -> Result<Request> {
             include_imported: job.include_imported,
         }),
     })
+}
+
+/// The request for a report, with paths made absolute against this process's folder.
+pub fn report_request(job: &ReportJob) -> Result<Request> {
+    Ok(Request::Report(protocol::ReportRequest {
+        html: std::path::absolute(&job.html)?,
+        json: std::path::absolute(&job.json)?,
+        price_input: job.price_input,
+        price_output: job.price_output,
+    }))
 }

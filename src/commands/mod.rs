@@ -6,5 +6,6 @@ pub mod export;
 pub mod extract;
 pub mod import;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod status;

@@ -18,6 +18,10 @@ pub fn options(args: &StatusArgs) -> StatusOptions {
     }
 }
 
+/// Status reads every dialogue once for the metrics; a small page cache keeps its memory flat
+/// (redb's default cache grows toward the size of the store: 409 MB over 100,000 dialogues).
+const STATUS_CACHE: usize = 32 << 20;
+
 pub fn run(store_path: &Path, args: StatusArgs) -> Result<ExitCode> {
     let options = options(&args);
     let request = || {
@@ -29,7 +33,7 @@ pub fn run(store_path: &Path, args: StatusArgs) -> Result<ExitCode> {
     };
     during_run::here_or_by_the_run(
         store_path,
-        None,
+        Some(STATUS_CACHE),
         |store| status::render(store, &options),
         request,
     )

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change; both sides refuse another version.
-pub const VERSION: u32 = 1;
+/// Bumped on any incompatible change; both sides refuse another version. 2: the report
+/// request (a run speaking 1 could not have answered it).
+pub const VERSION: u32 = 2;
 
 /// The longest request line the server reads.
 pub const MAX_REQUEST_BYTES: u64 = 64 << 10;
@@ -19,6 +20,7 @@ pub enum Request {
     ExportDialogues(ExportDialoguesRequest),
     ExportPlan(ExportPlanRequest),
     ExportHf(ExportHfRequest),
+    Report(ReportRequest),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +64,16 @@ pub struct ExportHfRequest {
     pub shard_bytes: u64,
     pub embeddings: bool,
     pub include_imported: bool,
+}
+
+/// `dgen report`: absolute paths of the page and its JSON, and the prices for the cost figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    pub html: PathBuf,
+    pub json: PathBuf,
+    pub price_input: Option<f64>,
+    pub price_output: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,10 +134,18 @@ mod tests {
         });
         let line = String::from_utf8(encode(&request)).unwrap();
         assert_eq!(decode::<Request>(&line).unwrap(), request);
-        let other = line.replace("\"version\":1", "\"version\":2");
+        let other = line.replace("\"version\":2", "\"version\":1");
         assert!(decode::<Request>(&other)
             .unwrap_err()
-            .contains("speaks protocol version 2"));
-        assert!(decode::<Request>("{\"version\":1,\"body\":{\"kind\":\"shell\"}}").is_err());
+            .contains("speaks protocol version 1"));
+        assert!(decode::<Request>("{\"version\":2,\"body\":{\"kind\":\"shell\"}}").is_err());
+        let report = Request::Report(ReportRequest {
+            html: "/tmp/r.html".into(),
+            json: "/tmp/r.json".into(),
+            price_input: None,
+            price_output: Some(0.6),
+        });
+        let line = String::from_utf8(encode(&report)).unwrap();
+        assert_eq!(decode::<Request>(&line).unwrap(), report);
     }
 }

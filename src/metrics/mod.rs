@@ -61,27 +61,46 @@ pub struct RunTotals {
     pub estimated_cost: Option<f64>,
 }
 
-struct Dialogues {
+/// The metrics' own sink, which hands every dialogue on to `also` after it.
+struct Dialogues<'a, S> {
     lexical: Lexical,
     spread: Spread,
+    also: &'a mut S,
 }
 
-impl DialogueSink for Dialogues {
+impl<S: DialogueSink> DialogueSink for Dialogues<'_, S> {
     fn dialogue(
         &mut self,
-        _seq: u64,
+        seq: u64,
         record: GeneratedDialogue,
         embedding: &[u8],
-        _quality: QualityRecord,
+        quality: QualityRecord,
     ) -> Result<()> {
         self.lexical.add(&record.turns);
         self.spread.add(embedding);
+        self.also.dialogue(seq, record, embedding, quality)
+    }
+}
+
+/// A sink that keeps nothing: `compute` without a second reader of the dialogues.
+pub struct NoSink;
+
+impl DialogueSink for NoSink {
+    fn dialogue(&mut self, _: u64, _: GeneratedDialogue, _: &[u8], _: QualityRecord) -> Result<()> {
         Ok(())
     }
 }
 
-/// The metrics of `store`; `seed` (the plan's) seeds the similarity sample.
-pub fn compute(store: &Store, catalog: &Catalog, seed: u64, run: RunTotals) -> Result<Metrics> {
+/// The metrics of `store`; `seed` (the plan's) seeds the similarity sample. Every dialogue is
+/// also handed to `also` during the same pass (the report's browser sample), so a caller that
+/// needs more than the metrics reads the dialogues once, from the same snapshot.
+pub fn compute(
+    store: &Store,
+    catalog: &Catalog,
+    seed: u64,
+    run: RunTotals,
+    also: &mut impl DialogueSink,
+) -> Result<Metrics> {
     let mut done: Vec<bool> = Vec::new();
     let (mut attempted, mut failed) = (0u64, 0u64);
     store.for_each_state(|index, state| {
@@ -102,6 +121,7 @@ pub fn compute(store: &Store, catalog: &Catalog, seed: u64, run: RunTotals) -> R
     let mut dialogues = Dialogues {
         lexical: Lexical::default(),
         spread: Spread::new(seed, SAMPLE_CAP),
+        also,
     };
     store.for_each_dialogue(&mut dialogues)?;
     let coverage = coverage.report();
