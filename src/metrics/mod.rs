@@ -15,11 +15,13 @@ use crate::record::GeneratedDialogue;
 use crate::store::{DialogueSink, State, Store};
 
 pub mod coverage;
+pub mod judge;
 pub mod lexical;
 pub mod spread;
 mod text;
 
 use coverage::{Coverage, CoverageReport};
+use judge::{JudgeCosts, JudgeReport, JudgeStats};
 use lexical::{Lexical, LexicalReport};
 use spread::{Spread, SpreadReport, SAMPLE_CAP};
 pub use text::write_summary;
@@ -33,6 +35,8 @@ pub struct Metrics {
     /// Over the plan's items; imported dialogues have none and are left out.
     pub coverage: CoverageReport,
     pub funnel: Funnel,
+    /// The LLM judge's scores over every stored dialogue, and what judging cost.
+    pub judge: JudgeReport,
 }
 
 /// From planned items to accepted dialogues.
@@ -57,13 +61,16 @@ pub struct Funnel {
 /// What the funnel takes from the run's counters.
 pub struct RunTotals {
     pub rejections: BTreeMap<String, u64>,
+    /// Generation and judge tokens.
     pub tokens: u64,
     pub estimated_cost: Option<f64>,
+    pub judge: JudgeCosts,
 }
 
 struct Dialogues {
     lexical: Lexical,
     spread: Spread,
+    judge: JudgeStats,
 }
 
 impl DialogueSink for Dialogues {
@@ -72,8 +79,9 @@ impl DialogueSink for Dialogues {
         _seq: u64,
         record: GeneratedDialogue,
         embedding: &[u8],
-        _quality: QualityRecord,
+        quality: QualityRecord,
     ) -> Result<()> {
+        self.judge.add(quality.judge.as_ref());
         self.lexical.add(&record.turns);
         self.spread.add(embedding);
         Ok(())
@@ -102,6 +110,7 @@ pub fn compute(store: &Store, catalog: &Catalog, seed: u64, run: RunTotals) -> R
     let mut dialogues = Dialogues {
         lexical: Lexical::default(),
         spread: Spread::new(seed, SAMPLE_CAP),
+        judge: JudgeStats::default(),
     };
     store.for_each_dialogue(&mut dialogues)?;
     let coverage = coverage.report();
@@ -120,5 +129,6 @@ pub fn compute(store: &Store, catalog: &Catalog, seed: u64, run: RunTotals) -> R
             cost_per_accepted: run.estimated_cost.and_then(per_accepted),
         },
         coverage,
+        judge: dialogues.judge.report(run.judge),
     })
 }
