@@ -26,7 +26,7 @@ use crate::record::GeneratedDialogue;
 pub const JUDGE_PROMPT_VERSION: &str = "dgen-judge-v1";
 
 /// The longest reasoning the full schema allows (and the parser keeps).
-pub const MAX_REASONING_CHARS: usize = 300;
+pub const MAX_REASONING_CHARS: usize = 160;
 
 /// The rubric, sent as the system message.
 pub const RUBRIC: &str = include_str!("../../assets/judge_rubric.txt");
