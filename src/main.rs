@@ -36,6 +36,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => commands::run::run(&cli.store, *args),
         Command::Import(args) => commands::import::run(&cli.store, args),
         Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
+        Command::Judge(args) => commands::judge::run(&cli.store, *args),
+        Command::JudgeDiscrimination(args) => commands::judge_discrimination::run(*args),
         Command::Status(args) => commands::status::run(&cli.store, args),
         Command::Export(args) => commands::export::run(&cli.store, args),
         Command::Report(args) => commands::report::run(&cli.store, args),

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, SIZE_NAMES};
+use crate::metrics::judge::JudgeCosts;
 use crate::metrics::{self, Metrics, RunTotals};
 use crate::store::{State, Store};
 
@@ -70,6 +71,11 @@ pub struct RunReport {
     pub calls: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Calls and tokens of the LLM judge (`dgen judge`, `dgen run --judge`), apart from the
+    /// generation's above; the estimated cost includes them.
+    pub judge_calls: u64,
+    pub judge_prompt_tokens: u64,
+    pub judge_completion_tokens: u64,
     /// USD per million tokens (input, output) used for the estimate.
     pub prices: Option<(f64, f64)>,
     pub estimated_cost: Option<f64>,
@@ -129,6 +135,8 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
             .map(|(bi, bo)| (i.unwrap_or(bi), o.unwrap_or(bo))),
     };
     let (prompt_tokens, completion_tokens) = (get("tokens/prompt"), get("tokens/completion"));
+    let (judge_prompt, judge_completion) =
+        (get("judge/tokens/prompt"), get("judge/tokens/completion"));
     let elapsed = get("run/elapsed_ms") as f64 / 1000.0;
     let accepted = get("accepted");
     let rate = (elapsed > 0.0 && accepted > 0).then(|| accepted as f64 / elapsed);
@@ -140,8 +148,16 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
         prompt_tokens,
         completion_tokens,
         prices,
-        estimated_cost: prices
-            .map(|(i, o)| (prompt_tokens as f64 * i + completion_tokens as f64 * o) / 1_000_000.0),
+        // The judge's tokens at the same prices: a judge on another model is priced like the
+        // run's unless --price_input/--price_output say otherwise.
+        estimated_cost: prices.map(|(i, o)| {
+            let input = prompt_tokens.saturating_add(judge_prompt) as f64;
+            let output = completion_tokens.saturating_add(judge_completion) as f64;
+            (input * i + output * o) / 1_000_000.0
+        }),
+        judge_calls: get("judge/calls"),
+        judge_prompt_tokens: judge_prompt,
+        judge_completion_tokens: judge_completion,
         rejections: by_prefix("rejected/"),
         failures: store.failure_reasons()?,
         checks: by_prefix("flagged/"),
@@ -226,10 +242,27 @@ pub fn report_with(
     let counts = store.state_counts()?;
     let remaining = counts[&State::Pending] + counts[&State::InFlight] + counts[&State::Rejected];
     let run = run_report(store, args, remaining)?;
+    let counters = store.counters()?;
     let totals = RunTotals {
         rejections: run.rejections.clone(),
-        tokens: run.prompt_tokens.saturating_add(run.completion_tokens),
+        tokens: [
+            run.prompt_tokens,
+            run.completion_tokens,
+            run.judge_prompt_tokens,
+            run.judge_completion_tokens,
+        ]
+        .into_iter()
+        .fold(0u64, u64::saturating_add),
         estimated_cost: run.estimated_cost,
+        judge: JudgeCosts {
+            calls: run.judge_calls,
+            prompt_tokens: run.judge_prompt_tokens,
+            completion_tokens: run.judge_completion_tokens,
+            errors: counters
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("judge/errors/")?.to_string(), *v)))
+                .collect(),
+        },
     };
     let metrics = metrics::compute(store, &meta.catalog, meta.config.seed, totals, also)?;
     let states = counts
@@ -384,9 +417,15 @@ fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
         r.dialogues, r.imported, r.calls, r.prompt_tokens, r.completion_tokens
     )?;
     match (r.estimated_cost, r.prices) {
-        (Some(cost), Some((i, o))) => {
-            writeln!(out, ", about ${cost:.4} (at ${i}/${o} per 1M tokens)")?
-        }
+        (Some(cost), Some((i, o))) => writeln!(
+            out,
+            ", about ${cost:.4}{} (at ${i}/${o} per 1M tokens)",
+            if r.judge_calls > 0 {
+                " with the judge's"
+            } else {
+                ""
+            }
+        )?,
         _ => writeln!(
             out,
             " (pass --price_input/--price_output for a cost estimate)"

@@ -52,6 +52,11 @@ pub enum Command {
     /// Write synthetic dialogues straight into a store (benchmarks only).
     #[command(hide = true, name = "bench-fill")]
     BenchFill(BenchFillArgs),
+    /// Score the stored dialogues with an LLM judge (resumable; skips what is scored).
+    Judge(Box<JudgeArgs>),
+    /// How often the judge ranks real dialogues above corrupted copies (a benchmark).
+    #[command(hide = true, name = "judge-discrimination")]
+    JudgeDiscrimination(Box<DiscriminationArgs>),
     /// Show progress, failures and the plan's distributions.
     Status(StatusArgs),
     /// Write the dialogues, hashes and embeddings (or the plan) from the store.
@@ -321,6 +326,145 @@ pub struct RunArgs {
         default_value = "dialogue_generation.log"
     )]
     pub log_file: PathBuf,
+
+    /// Score every dialogue with the LLM judge before it is committed (see `dgen judge`).
+    #[arg(long)]
+    pub judge: bool,
+
+    /// With --judge: the judge's model [default: the run's --model].
+    #[arg(
+        long = "judge_model",
+        visible_alias = "judge-model",
+        requires = "judge"
+    )]
+    pub judge_model: Option<String>,
+
+    /// With --judge: the judge's OpenAI-compatible base URL [default: the run's endpoint].
+    #[arg(
+        long = "judge_base_url",
+        visible_alias = "judge-base-url",
+        requires = "judge"
+    )]
+    pub judge_base_url: Option<String>,
+
+    /// With --judge: reject a dialogue whose overall judge score is below S (1-5) as
+    /// `judge_low`, and re-attempt its item like any rejection.
+    #[arg(long = "min_judge_score", visible_alias = "min-judge-score", value_name = "S", requires = "judge", allow_negative_numbers = true, value_parser = whole::<u8>(1, 5))]
+    pub min_judge_score: Option<u8>,
+}
+
+/// Where the judge is reached and how it is called (`dgen judge`, `judge-discrimination`).
+#[derive(Debug, Args, Clone)]
+pub struct JudgeEndpointArgs {
+    /// The judge's OpenAI-compatible base URL [default: the endpoint of the store's last run,
+    /// else $OPENAI_BASE_URL, else https://api.openai.com/v1].
+    #[arg(
+        long = "judge_base_url",
+        visible_alias = "judge-base-url",
+        value_name = "URL"
+    )]
+    pub judge_base_url: Option<String>,
+
+    /// The judge's model [default: the model of the store's run].
+    #[arg(long = "judge_model", visible_alias = "judge-model")]
+    pub judge_model: Option<String>,
+
+    /// Judge with the cached default local model: dgen starts llama-server like `run --local`.
+    #[arg(long, conflicts_with_all = ["local_model", "judge_base_url"])]
+    pub local: bool,
+
+    /// Judge with a local GGUF model: dgen starts llama-server on 127.0.0.1.
+    #[arg(
+        long = "local_model",
+        visible_alias = "local-model",
+        value_name = "PATH.gguf",
+        conflicts_with = "judge_base_url"
+    )]
+    pub local_model: Option<PathBuf>,
+
+    /// The llama-server binary for a local model [default: the one scripts/setup-local-model.sh built].
+    #[arg(
+        long = "llama_server",
+        visible_alias = "llama-server",
+        env = "DGEN_LLAMA_SERVER",
+        value_name = "PATH"
+    )]
+    pub llama_server: Option<PathBuf>,
+
+    /// Context size per request slot of the local server.
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
+    pub ctx: u32,
+
+    /// CPU threads of the local server [default: all cores].
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
+    pub threads: Option<usize>,
+
+    /// Request slots of the local server (parallel sequences).
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
+    pub slots: usize,
+
+    /// Judge calls in flight at once [default: 8; with a local model, its request slots].
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
+    pub concurrency: Option<usize>,
+
+    /// Retries per call for 429, 5xx, timeouts and connection errors.
+    #[arg(long = "max_retries", visible_alias = "max-retries", default_value_t = 3, allow_negative_numbers = true, value_parser = whole::<u32>(0, u32::MAX))]
+    pub max_retries: u32,
+
+    /// First backoff delay in milliseconds (doubles each retry, with jitter, capped at 60 s).
+    #[arg(long = "retry_base_ms", visible_alias = "retry-base-ms", default_value_t = 1000, allow_negative_numbers = true, value_parser = whole::<u64>(0, u64::MAX))]
+    pub retry_base_ms: u64,
+
+    /// Seconds before a call times out (more than 0, at most a day).
+    #[arg(long = "request_timeout", visible_alias = "request-timeout", default_value = "120", allow_negative_numbers = true, value_parser = seconds(false), value_name = "SECONDS")]
+    pub request_timeout: Duration,
+
+    /// max_tokens of a judge call.
+    #[arg(long = "max_tokens", visible_alias = "max-tokens", default_value_t = 400, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
+    pub max_tokens: u32,
+
+    /// Folder with the local model from scripts/setup-local-model.sh [default: $DGEN_CACHE_DIR or ~/.cache/dgen].
+    #[arg(long = "assets_dir", visible_alias = "assets-dir", value_name = "DIR")]
+    pub assets_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    #[command(flatten)]
+    pub endpoint: JudgeEndpointArgs,
+
+    /// Judge at most N dialogues this time.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole::<u64>(1, u64::MAX))]
+    pub limit: Option<u64>,
+
+    /// Score again the dialogues judged by another model or rubric version.
+    #[arg(long)]
+    pub rescore: bool,
+
+    /// Stop after this many consecutive dialogues the judge could not score.
+    #[arg(long = "max_consecutive_failures", visible_alias = "max-consecutive-failures", default_value_t = 20, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
+    pub max_consecutive_failures: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscriminationArgs {
+    #[command(flatten)]
+    pub endpoint: JudgeEndpointArgs,
+
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// How many real dialogues to corrupt and judge (each costs five judge calls).
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true, value_parser = whole::<usize>(1, 100_000))]
+    pub sample: usize,
+
+    /// Seed of the sample and of the shuffles.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,8 @@ pub mod during_run;
 pub mod export;
 pub mod extract;
 pub mod import;
+pub mod judge;
+pub mod judge_discrimination;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -15,11 +15,13 @@ use crate::record::GeneratedDialogue;
 use crate::store::{DialogueSink, State, Store};
 
 pub mod coverage;
+pub mod judge;
 pub mod lexical;
 pub mod spread;
 mod text;
 
 use coverage::{Coverage, CoverageReport};
+use judge::{JudgeCosts, JudgeReport, JudgeStats};
 use lexical::{Lexical, LexicalReport};
 use spread::{Spread, SpreadReport, SAMPLE_CAP};
 pub use text::write_summary;
@@ -33,6 +35,8 @@ pub struct Metrics {
     /// Over the plan's items; imported dialogues have none and are left out.
     pub coverage: CoverageReport,
     pub funnel: Funnel,
+    /// The LLM judge's scores over every stored dialogue, and what judging cost.
+    pub judge: JudgeReport,
 }
 
 /// From planned items to accepted dialogues.
@@ -57,8 +61,10 @@ pub struct Funnel {
 /// What the funnel takes from the run's counters.
 pub struct RunTotals {
     pub rejections: BTreeMap<String, u64>,
+    /// Generation and judge tokens.
     pub tokens: u64,
     pub estimated_cost: Option<f64>,
+    pub judge: JudgeCosts,
 }
 
 /// The metrics' own sink, which hands every dialogue on to `also` after it.
@@ -66,6 +72,7 @@ struct Dialogues<'a, S> {
     lexical: Lexical,
     spread: Spread,
     also: &'a mut S,
+    judge: JudgeStats,
 }
 
 impl<S: DialogueSink> DialogueSink for Dialogues<'_, S> {
@@ -76,6 +83,7 @@ impl<S: DialogueSink> DialogueSink for Dialogues<'_, S> {
         embedding: &[u8],
         quality: QualityRecord,
     ) -> Result<()> {
+        self.judge.add(quality.judge.as_ref());
         self.lexical.add(&record.turns);
         self.spread.add(embedding);
         self.also.dialogue(seq, record, embedding, quality)
@@ -122,6 +130,7 @@ pub fn compute(
         lexical: Lexical::default(),
         spread: Spread::new(seed, SAMPLE_CAP),
         also,
+        judge: JudgeStats::default(),
     };
     store.for_each_dialogue(&mut dialogues)?;
     let coverage = coverage.report();
@@ -140,6 +149,7 @@ pub fn compute(
             cost_per_accepted: run.estimated_cost.and_then(per_accepted),
         },
         coverage,
+        judge: dialogues.judge.report(run.judge),
     })
 }
 

@@ -12,7 +12,57 @@ pub fn write_summary(out: &mut impl Write, m: &Metrics) -> Result<()> {
     if m.lexical.turns_per_dialogue.count > 0 {
         write_diversity(out, m)?;
     }
-    write_coverage(out, m)
+    write_coverage(out, m)?;
+    write_judge(out, m)
+}
+
+fn write_judge(out: &mut impl Write, m: &Metrics) -> Result<()> {
+    let j = &m.judge;
+    if j.judged == 0 && j.costs.calls == 0 {
+        return Ok(());
+    }
+    let by: Vec<String> = j
+        .by_judge
+        .iter()
+        .map(|b| format!("{} {}: {}", b.model, b.prompt_version, b.judged))
+        .collect();
+    writeln!(
+        out,
+        "judge:       {}/{} dialogues judged ({})",
+        j.judged,
+        j.dialogues,
+        by.join(", ")
+    )?;
+    if let Some(mean) = j.mean_overall {
+        let histogram: Vec<String> = j
+            .overall_histogram
+            .iter()
+            .map(|(s, n)| format!("{s}:{n}"))
+            .collect();
+        writeln!(
+            out,
+            "             overall mean {mean:.2}, histogram {}",
+            histogram.join(" ")
+        )?;
+        let criteria: Vec<String> = j
+            .criteria
+            .iter()
+            .filter_map(|c| Some(format!("{c} {:.2}", j.mean_scores.get(*c)?)))
+            .collect();
+        writeln!(out, "             {}", criteria.join(", "))?;
+    }
+    let c = &j.costs;
+    write!(
+        out,
+        "             {} judge calls, {} prompt + {} completion tokens",
+        c.calls, c.prompt_tokens, c.completion_tokens
+    )?;
+    if !c.errors.is_empty() {
+        let errors: Vec<String> = c.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        write!(out, "; not scored: {}", errors.join(", "))?;
+    }
+    writeln!(out)?;
+    Ok(())
 }
 
 fn write_funnel(out: &mut impl Write, m: &Metrics) -> Result<()> {

@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::dataset::Dialogue;
 use crate::dedup;
 use crate::embed::EmbedService;
+use crate::judge::{self, Judge, JudgeError, JudgeScore};
 use crate::llm::{ChatRequest, LlmClient, Usage};
 use crate::parse;
 use crate::plan::{PlanConfig, WorkItem};
@@ -32,6 +33,14 @@ pub struct Ctx {
     pub bases: BTreeMap<u32, Dialogue>,
     /// The catalog's quality data with this run's `--checks` applied.
     pub quality: QualityConfig,
+    /// `--judge`: the judge, and `--min_judge_score`.
+    pub judge: Option<InlineJudge>,
+}
+
+/// The judge of `dgen run --judge`.
+pub struct InlineJudge {
+    pub judge: Judge,
+    pub min_score: Option<u8>,
 }
 
 /// The persona and sampling of one attempt: the plan's on attempt 0, re-drawn from
@@ -84,6 +93,8 @@ pub fn attempt_spec(
 /// candidate or rejection.
 pub enum Outcome {
     Billed(Usage),
+    /// A judge call's tokens, and the kind of error when it gave no score.
+    Judged(Usage, Option<&'static str>),
     Candidate(Candidate),
     Rejected(Rejection),
 }
@@ -244,6 +255,10 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
         let message = format!("quality check {}: {}", found.check, found.detail);
         return Err(a.rejection(found.check.name(), message, false));
     }
+    let judge = match &ctx.judge {
+        Some(j) => judge(a, j, &spec, &scenario, &turns).await?,
+        None => None,
+    };
     let hash = dedup::sha256(&record::canonical_text(&turns));
     let embedding = match ctx.embedder.embed(record::embedding_text(&turns)).await {
         Ok(v) => v,
@@ -257,9 +272,56 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
         embedding,
         quality: QualityRecord {
             checks: verdict.flagged,
-            judge: None,
+            judge,
         },
     })))
+}
+
+/// `--judge`: the dialogue's score, before dedup and the commit. A low score rejects the attempt
+/// (`judge_low`, not a failure: the endpoint worked). A judge that fails keeps the dialogue
+/// unjudged, unless `--min_judge_score` asks for a score: then the attempt is rejected as
+/// `judge_error` and counts toward the breaker, since a broken judge would pass nothing.
+async fn judge(
+    a: &mut Attempt<'_>,
+    inline: &InlineJudge,
+    spec: &AttemptSpec,
+    scenario: &str,
+    turns: &[parse::ParsedTurn],
+) -> Result<Option<JudgeScore>, TaskResult> {
+    let item = a.item;
+    let subject = judge::Subject {
+        services: &item.services,
+        category: &item.category,
+        scenario,
+        persona: &spec.persona,
+        user_emotion: &item.user_emotion,
+        assistant_emotion: &item.assistant_emotion,
+        outcome: &item.resolution_status,
+        turns,
+    };
+    let judged = inline.judge.score(&subject).await;
+    let error = judged.result.as_ref().err().map(JudgeError::kind);
+    if judged.usage != Usage::default() || error.is_some() {
+        let _ = a.billing.send(Outcome::Judged(judged.usage, error)).await;
+    }
+    match (judged.result, inline.min_score) {
+        (Ok(score), Some(min)) if score.overall < min => {
+            let message = format!(
+                "judge score {} below --min_judge_score {min}: {}",
+                score.overall, score.reasoning
+            );
+            Err(a.rejection("judge_low", message, false))
+        }
+        (Ok(score), _) => Ok(Some(score)),
+        (Err(e), _) if e.is_fatal() => Err(TaskResult::Fatal(format!(
+            "the judge endpoint refused the request: {e}. Check --judge_base_url, --judge_model and the API key"
+        ))),
+        (Err(e), Some(_)) => Err(a.reject("judge_error", format!("{e}"))),
+        (Err(e), None) => {
+            tracing::warn!("item {}: kept unjudged: {e}", item.index);
+            Ok(None)
+        }
+    }
 }
 
 fn dialogue_record(

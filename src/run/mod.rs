@@ -9,7 +9,7 @@
 //! committed: items without a committed result are simply still pending.
 
 mod attempt;
-mod credentials;
+pub mod credentials;
 mod dispatch;
 mod dry_run;
 mod progress;
@@ -18,7 +18,7 @@ mod shutdown;
 mod writer;
 
 pub use attempt::attempt_spec;
-pub use shutdown::exit_on_signal;
+pub use shutdown::{exit_on_signal, watch_signals, EXIT_INTERRUPTED};
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,11 +33,11 @@ use crate::llm::local_server::{self, LocalServer, ServerSettings};
 use crate::llm::{Endpoint, LlmClient, RetryPolicy};
 use crate::prompt::{self, RequestSettings, Schema, Structured};
 use crate::quality::{Check, QualityConfig};
-use crate::store::{Batch, Meta, RunSettings, State, Store};
+use crate::store::{Batch, Meta, RunEndpoint, RunSettings, State, Store};
 
-use attempt::Ctx;
+use crate::judge::{Judge, JudgeSchema, JudgeSettings};
+use attempt::{Ctx, InlineJudge};
 use dispatch::{Stop, Summary};
-use shutdown::EXIT_INTERRUPTED;
 use writer::{Budget, Writer};
 
 /// What the run sends: model, dialogue max_tokens, wire format, and whether the endpoint is the
@@ -110,6 +110,10 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
             cap: Duration::from_secs(60),
         },
     };
+    store.set_run_endpoint(&RunEndpoint {
+        base_url: local_model.is_none().then(|| args.base_url.clone()),
+        local_model: local_model.clone(),
+    })?;
     let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
         args.slots
     } else {
@@ -200,6 +204,7 @@ fn generate(
         .build()?;
     let _guard = runtime.enter();
     let (embedder, embed_worker) = EmbedService::start(embedder)?;
+    let judge = inline_judge(args, &endpoint, &settings)?;
     let ctx = Arc::new(Ctx {
         settings,
         catalog: meta.catalog.clone(),
@@ -209,6 +214,7 @@ fn generate(
         personas: store.personas()?.into_iter().collect(),
         bases: store.base_dialogues()?,
         quality: quality_config(meta, args),
+        judge,
     });
     let writer = Writer {
         store: store.clone(),
@@ -241,6 +247,50 @@ fn generate(
     runtime.shutdown_timeout(Duration::from_secs(1));
     embed_worker.finish(Duration::from_secs(10));
     summary
+}
+
+/// `--judge`: the judge at `--judge_base_url` or the run's endpoint (with the run's key), with
+/// `--judge_model` or the run's model. On the llama-server dgen started, the full schema.
+fn inline_judge(
+    args: &RunArgs,
+    endpoint: &Endpoint,
+    settings: &RequestSettings,
+) -> Result<Option<InlineJudge>> {
+    if !args.judge {
+        return Ok(None);
+    }
+    let mut judge_endpoint = endpoint.clone();
+    if let Some(url) = &args.judge_base_url {
+        judge_endpoint.base_url = url.clone();
+    }
+    let on_local_server = settings.grammar && args.judge_base_url.is_none();
+    let judge = Judge {
+        client: LlmClient::new(&judge_endpoint)?,
+        settings: JudgeSettings {
+            model: args
+                .judge_model
+                .clone()
+                .unwrap_or_else(|| settings.model.clone()),
+            schema: if on_local_server {
+                JudgeSchema::Full
+            } else {
+                JudgeSchema::Strict
+            },
+            max_tokens: 400,
+        },
+    };
+    tracing::info!(
+        "judging every dialogue with {} at {}{}",
+        judge.settings.model,
+        judge_endpoint.base_url,
+        args.min_judge_score.map_or(String::new(), |s| format!(
+            ", rejecting overall scores below {s}"
+        ))
+    );
+    Ok(Some(InlineJudge {
+        judge,
+        min_score: args.min_judge_score,
+    }))
 }
 
 /// Records as failed the rejected items a lowered `--max_attempts` leaves without attempts.

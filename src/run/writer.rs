@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
 use crate::dedup::DedupIndex;
+use crate::judge::pass::count_judge;
 use crate::llm::Usage;
 use crate::store::{Accepted, Batch, ItemState, State, Store};
 
@@ -135,6 +136,7 @@ impl Writer {
         for outcome in outcomes {
             match outcome {
                 Outcome::Billed(usage) => count_usage(&mut batch, usage),
+                Outcome::Judged(usage, error) => count_judge(&mut batch, usage, error),
                 Outcome::Rejected(r) => acks.push(self.reject(&mut batch, r)),
                 Outcome::Candidate(c) => acks.push(self.accept(&mut batch, c)),
             }
@@ -184,7 +186,10 @@ pub fn spawn_writer(
             while let Some(first) = rx.blocking_recv() {
                 let mut outcomes = vec![first];
                 drain(&mut rx, &mut outcomes);
-                if outcomes.iter().all(|o| matches!(o, Outcome::Billed(_))) {
+                if outcomes
+                    .iter()
+                    .all(|o| matches!(o, Outcome::Billed(_) | Outcome::Judged(..)))
+                {
                     std::thread::sleep(BILLS_WAIT);
                     drain(&mut rx, &mut outcomes);
                 }

@@ -7,12 +7,13 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::tables::*;
 use super::types::{decode, embedding_from_bytes};
-use super::{DialogueSink, ItemState, Meta, RunSettings, State, Store};
+use super::{DialogueSink, ItemState, Meta, RunEndpoint, RunSettings, State, Store};
 use crate::dataset::Dialogue;
 use crate::dedup::DedupIndex;
 use crate::judge::JudgeScore;
 use crate::plan::WorkItem;
 use crate::quality::QualityRecord;
+use crate::record::GeneratedDialogue;
 
 impl Store {
     /// The meta of the stored plan, or `None` for a new store.
@@ -97,6 +98,61 @@ impl Store {
             return Ok(None);
         };
         Ok(Some(serde_json::from_str(v.value())?))
+    }
+
+    pub fn run_endpoint(&self) -> Result<Option<RunEndpoint>> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        let Some(v) = meta.get(META_RUN_ENDPOINT)? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_str(v.value())?))
+    }
+
+    /// The dialogue stored under `seq`.
+    pub fn dialogue(&self, seq: u64) -> Result<GeneratedDialogue> {
+        let txn = self.read()?;
+        let table = txn.open_table(DIALOGUES)?;
+        let v = table
+            .get(seq)?
+            .with_context(|| format!("dialogue {seq} is missing from the store"))?;
+        decode(v.value(), "dialogue")
+    }
+
+    /// For `dgen judge`: how many dialogues the store holds, and the sequence numbers of those
+    /// without a score (with `rescore`, also those scored by another model or rubric version),
+    /// in commit order. One snapshot; only the numbers are kept.
+    pub fn judge_todo(
+        &self,
+        model: &str,
+        prompt_version: &str,
+        rescore: bool,
+    ) -> Result<(u64, Vec<u64>)> {
+        let txn = self.read()?;
+        let Some(dialogues) = optional(&txn, DIALOGUES)? else {
+            return Ok((0, Vec::new()));
+        };
+        let judge = optional(&txn, JUDGE)?;
+        let (mut total, mut todo) = (0u64, Vec::new());
+        for entry in dialogues.iter()? {
+            let seq = entry?.0.value();
+            total += 1;
+            let stored = match &judge {
+                Some(t) => t
+                    .get(seq)?
+                    .map(|v| JudgeScore::decode(v.value()))
+                    .transpose()?,
+                None => None,
+            };
+            let wanted = match stored {
+                None => true,
+                Some(score) => rescore && !score.is_by(model, prompt_version),
+            };
+            if wanted {
+                todo.push(seq);
+            }
+        }
+        Ok((total, todo))
     }
 
     pub fn item(&self, index: u64) -> Result<WorkItem> {

@@ -46,6 +46,7 @@ pub(super) const META_CATALOG: &str = "catalog";
 pub(super) const META_DATASETS: &str = "datasets";
 pub(super) const META_FINGERPRINT: &str = "plan_fingerprint";
 pub(super) const META_RUN: &str = "run";
+pub(super) const META_RUN_ENDPOINT: &str = "run_endpoint";
 
 /// A table that may not exist yet (a store planned before any run has no dialogues table).
 pub(super) fn optional<K: redb::Key + 'static, V: redb::Value + 'static>(

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::dataset::LoadReport;
+use crate::judge::JudgeScore;
 use crate::plan::PlanConfig;
 use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
@@ -112,6 +113,14 @@ pub struct RunSettings {
     pub model: String,
 }
 
+/// Where the last run called (for `dgen judge`'s defaults): its base URL, or the local model
+/// it started llama-server with. Never a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEndpoint {
+    pub base_url: Option<String>,
+    pub local_model: Option<std::path::PathBuf>,
+}
+
 /// Receives the stored dialogues from [`Store::for_each_dialogue`].
 pub trait DialogueSink {
     fn dialogue(
@@ -141,6 +150,9 @@ pub struct Batch {
     pub states: Vec<(u64, ItemState)>,
     /// Increments.
     pub counters: BTreeMap<String, u64>,
+    /// Judge scores of stored dialogues, by sequence number (`dgen judge`), replacing any
+    /// earlier score.
+    pub judged: Vec<(u64, JudgeScore)>,
 }
 
 impl Batch {

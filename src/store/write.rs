@@ -7,7 +7,7 @@ use redb::ReadableTable;
 
 use super::tables::*;
 use super::types::{embedding_bytes, encode};
-use super::{Batch, ItemState, Meta, RunSettings, Store, SCHEMA_VERSION};
+use super::{Batch, ItemState, Meta, RunEndpoint, RunSettings, Store, SCHEMA_VERSION};
 use crate::dataset::Dialogue;
 use crate::plan::{CombinationUsage, WorkItem};
 use crate::quality::QualityRecord;
@@ -96,8 +96,16 @@ impl Store {
         Ok(())
     }
 
+    pub fn set_run_endpoint(&self, endpoint: &RunEndpoint) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(META)?
+            .insert(META_RUN_ENDPOINT, serde_json::to_string(endpoint)?.as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Commits a run's batch in one transaction: dialogues, hashes, embeddings, quality-check
-    /// results, item states and counters land together or not at all.
+    /// results, judge scores, item states and counters land together or not at all.
     pub fn apply(&self, batch: &Batch) -> Result<()> {
         let txn = self.write()?;
         {
@@ -121,6 +129,9 @@ impl Store {
                         judge.insert(a.seq, score.encode().as_slice())?;
                     }
                 }
+            }
+            for (seq, score) in &batch.judged {
+                judge.insert(*seq, score.encode().as_slice())?;
             }
             for (hash, seq) in &batch.extra_hashes {
                 hashes.insert(hash.as_slice(), *seq)?;

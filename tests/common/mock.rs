@@ -5,6 +5,11 @@
 //! repeats of an earlier answer, 401s, and answers a quality check catches (the prompt's example
 //! turn copied, an ending that contradicts the planned outcome). A normal answer names the
 //! item's first service and ends with a cue of the planned outcome, as a real model's would.
+//!
+//! It also answers the LLM judge's calls (recognised by the rubric's opening words) with
+//! scores derived from the dialogue it is shown — lower for turns out of order, fewer than
+//! three turns, an ending without a cue of the planned outcome, one side's words copied into
+//! the other's — or, when switched (`JudgeMode`), with low scores or unusable answers.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -91,7 +96,26 @@ pub struct Recorded {
     pub body: Value,
     pub authorization: Option<String>,
     pub dialogue: bool,
+    /// A judge call (the rubric's system message).
+    pub judge: bool,
 }
+
+/// How the mock answers judge calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JudgeMode {
+    /// Scores derived from the dialogue shown.
+    #[default]
+    Fair,
+    /// Every score 1.
+    Low,
+    /// Prose instead of JSON.
+    InvalidJson,
+    /// An overall score of 7.
+    OutOfRange,
+}
+
+/// The rubric's opening words, by which the mock knows a judge call.
+pub const JUDGE_MARKER: &str = "You judge customer-service dialogues";
 
 #[derive(Default)]
 pub struct State {
@@ -116,6 +140,9 @@ pub struct State {
     pub every: Option<(usize, Fault)>,
     /// Refuse a `json_schema` response format outside OpenAI's strict subset, as OpenAI does.
     pub openai_schema_rules: bool,
+    pub judge_mode: JudgeMode,
+    /// The next this many judge calls answer with every score 1 (before `judge_mode`).
+    pub judge_low_first: usize,
 }
 
 impl State {
@@ -208,6 +235,19 @@ impl MockServer {
     pub fn dialogue_calls(&self) -> usize {
         self.requests().iter().filter(|r| r.dialogue).count()
     }
+
+    pub fn judge_calls(&self) -> usize {
+        self.requests().iter().filter(|r| r.judge).count()
+    }
+
+    pub fn set_judge_mode(&self, mode: JudgeMode) {
+        self.state.lock().unwrap().judge_mode = mode;
+    }
+
+    /// The next `n` judge calls answer with every score 1.
+    pub fn judge_low_first(&self, n: usize) {
+        self.state.lock().unwrap().judge_low_first = n;
+    }
 }
 
 impl Drop for MockServer {
@@ -261,6 +301,11 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .unwrap_or("")
         .to_string();
     let dialogue = system.contains("dialogue generator");
+    let judge = system.starts_with(JUDGE_MARKER);
+    let shown = body["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let json_mode = body["response_format"]["type"] == "json_schema";
 
     let mut finish_reason = "stop";
@@ -270,6 +315,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             body: body.clone(),
             authorization: authorization.clone(),
             dialogue,
+            judge,
         });
         let calls = s.requests.len();
         let every = s
@@ -348,10 +394,15 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             let msg = json!({"error": {"message": format!("Incorrect API key provided: {key}"), "type": "invalid_request_error"}});
             return respond(&mut conn, 401, &[], &msg.to_string());
         }
+        Some(Fault::Hang(d)) if judge => {
+            std::thread::sleep(d);
+            judge_answer(state, &shown)
+        }
         Some(Fault::Hang(d)) => {
             std::thread::sleep(d);
             compose(state, &system, dialogue)
         }
+        Some(Fault::Normal) | None if judge => judge_answer(state, &shown),
         Some(Fault::CopyExample) => compose(state, &system, true).replacen(
             "<User>",
             &format!("<User>{} ", dgen::prompt::TAG_USER),
@@ -631,6 +682,98 @@ fn compose_ending(
         ));
     }
     out
+}
+
+/// A judge's answer about the dialogue in `shown` (the rubric's user message: `Planned
+/// outcome: X (…)` and numbered `N. USER: …` / `N. ASSISTANT: …` lines).
+fn judge_answer(state: &Mutex<State>, shown: &str) -> String {
+    let (mode, low) = {
+        let mut s = state.lock().unwrap();
+        let low = s.judge_low_first > 0;
+        s.judge_low_first = s.judge_low_first.saturating_sub(1);
+        (s.judge_mode, low)
+    };
+    let said = |who: &str| -> Vec<String> {
+        shown
+            .lines()
+            .filter_map(|l| {
+                l.split_once(&format!(". {who}: "))
+                    .map(|(_, t)| t.to_lowercase())
+            })
+            .collect()
+    };
+    let (users, assistants) = (said("USER"), said("ASSISTANT"));
+    let planned = prompt_says(shown, "Planned outcome: ", ' ');
+    let cues: &[&str] = match planned {
+        "Resolved" => &[
+            "all set",
+            "resolved",
+            "confirmed",
+            "booked",
+            "bye",
+            "thank",
+            "welcome",
+            "great day",
+        ],
+        "Failed" => &["unfortunately", "unable", "sorry", "not possible"],
+        "Escalated" => &["escalat", "supervisor", "specialist"],
+        _ => &[],
+    };
+    let ending = assistants.last().cloned().unwrap_or_default();
+    let outcome = if cues.iter().any(|c| ending.contains(c)) {
+        5
+    } else {
+        2
+    };
+    // The mock's own dialogues number their parts; a farewell before the end is out of order too.
+    let parts: Vec<u32> = users
+        .iter()
+        .filter_map(|u| {
+            u.split("part ")
+                .nth(1)?
+                .trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .collect();
+    let before_last = |v: &[String]| {
+        v[..v.len().saturating_sub(1)]
+            .iter()
+            .any(|t| t.contains("goodbye"))
+    };
+    let early_farewell = before_last(&users) || before_last(&assistants);
+    let coherence = if parts.windows(2).any(|w| w[0] > w[1]) || early_farewell {
+        2
+    } else {
+        5
+    };
+    let task = if users.len() < 3 { 2 } else { 5 };
+    let copied = users.iter().zip(&assistants).any(|(u, a)| u == a);
+    let naturalness = if copied { 1 } else { 5 };
+    let overall = [coherence, task, outcome, naturalness]
+        .into_iter()
+        .min()
+        .unwrap_or(1);
+    let mut scores = json!({
+        "naturalness": naturalness, "coherence": coherence, "task_handling": task,
+        "outcome_as_planned": outcome, "scenario_followed": 4, "emotions_shown": 4,
+        "persona_consistent": 4
+    });
+    let mut overall = json!(overall);
+    if low || mode == JudgeMode::Low {
+        for v in scores.as_object_mut().unwrap().values_mut() {
+            *v = json!(1);
+        }
+        overall = json!(1);
+    }
+    match mode {
+        JudgeMode::InvalidJson => return "The dialogue is fine; I would give it a 4.".to_string(),
+        JudgeMode::OutOfRange => overall = json!(7),
+        JudgeMode::Fair | JudgeMode::Low => {}
+    }
+    json!({"reasoning": "Mock judgement from the dialogue's order, length, ending and sides.",
+           "scores": scores, "overall": overall})
+    .to_string()
 }
 
 /// Why OpenAI's strict Structured Outputs would refuse `schema`, in OpenAI's words: keywords
