@@ -204,6 +204,9 @@ mod tests {
                 calls: 0,
                 prompt_tokens: 0,
                 completion_tokens: 0,
+                judge_calls: 0,
+                judge_prompt_tokens: 0,
+                judge_completion_tokens: 0,
                 prices: None,
                 estimated_cost: None,
                 rejections: BTreeMap::new(),
@@ -227,6 +230,8 @@ mod tests {
                     tokens_per_accepted: None,
                     cost_per_accepted: None,
                 },
+                judge: crate::metrics::judge::JudgeStats::default()
+                    .report(crate::metrics::judge::JudgeCosts::default()),
             },
         }
     }
