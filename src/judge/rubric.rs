@@ -194,6 +194,7 @@ pub fn request(settings: &JudgeSettings, subject: &Subject<'_>) -> ChatRequest {
     ChatRequest {
         chat,
         grammar: None,
+        penalties: None,
     }
 }
 
