@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded default, no API key: fetch the embedding assets, set
 # up the local model (first time: builds llama-server, ~8 minutes), build dgen, plan 5 dialogues
-# on the bundled sample data, generate them with the local model, export, and show the status
-# and one dialogue. Everything lands in ./demo/. A second run reuses all of it and is quick.
+# on the bundled sample data, generate them with the local model, export, show the status and
+# one dialogue, and write the quality report (report.html, which opens offline in a browser). Everything lands in ./demo/. A second run reuses all of it and is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -21,9 +21,11 @@ cd demo
 "$DGEN" --store demo.redb run --local --max_attempts 8 --checks repetitive=flag
 "$DGEN" --store demo.redb export
 "$DGEN" --store demo.redb status
+"$DGEN" --store demo.redb report --out report.html --json report.json >/dev/null
 echo
 echo "demo: files in $PWD:"
 echo "  generated_dialogues.json  dialogue_hashes.json  dialogue_embeddings.npy  demo.redb  dialogue_generation.log"
+echo "  report.html  report.json"
 echo "one dialogue:"
 python3 - <<'PY'
 import json
@@ -38,3 +40,5 @@ for t in d["turns"]:
     print(f"    intent: {t['intent']}")
     print(f"  ASSISTANT ({t['assistant_emotion']}): {t['assistant_response']}")
 PY
+echo
+echo "demo: the quality report (checks, diversity, coverage, every dialogue): $PWD/report.html"
