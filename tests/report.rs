@@ -13,6 +13,7 @@ use common::mock::MockServer;
 use common::Env;
 use predicates::prelude::*;
 use scraper::{Html, Selector};
+use serde_json::json;
 use serde_json::Value;
 
 const SECTIONS: [&str; 10] = [
@@ -109,7 +110,7 @@ fn text_of(html: &Html, css: &str) -> String {
 /// `report.json` without the report's own keys: what `dgen status --json` printed.
 fn status_part(report: &Value) -> Value {
     let mut rest = report.clone();
-    for key in ["checks", "judge", "browser"] {
+    for key in ["checks", "browser"] {
         rest.as_object_mut().unwrap().remove(key).expect(key);
     }
     rest
@@ -252,7 +253,7 @@ fn report_after_a_run_holds_every_section_chart_and_dialogue_with_status_numbers
     }
 
     // No judge scores in this store: no histogram, no judge filter, and the page says so.
-    assert_eq!(r.json["judge"]["scored"], 0);
+    assert_eq!(r.json["metrics"]["judge"]["judged"], 0);
     assert!(r.html.select(&sel("svg#chart-judge")).next().is_none());
     assert!(r.html.select(&sel("select#filter-judge")).next().is_none());
     assert!(text_of(&r.html, "section#judge").contains("No dialogue has a judge score yet"));
@@ -507,4 +508,142 @@ fn a_report_during_a_run_is_written_by_the_run() {
     numbers_match_the_json(&r.html, &r.json);
     sigterm(&run);
     assert_eq!(run.wait().unwrap().code(), Some(130));
+}
+
+/// `dgen judge` against the store's run endpoint (the mock), short retry delays, no key.
+fn judge(env: &Env, extra: &[&str]) -> assert_cmd::Command {
+    let mut cmd = env.dgen();
+    cmd.env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .args(["judge", "--retry_base_ms", "20"])
+        .args(extra)
+        .timeout(Duration::from_secs(300));
+    cmd
+}
+
+/// The `data-value` of every bar of a chart, by its `data-key`.
+fn bars(page: &Html, chart: &str) -> Vec<(String, Value)> {
+    page.select(&sel(&format!("svg#{chart} rect[data-key]")))
+        .map(|r| {
+            let value = serde_json::from_str(r.value().attr("data-value").unwrap()).unwrap();
+            (r.value().attr("data-key").unwrap().to_string(), value)
+        })
+        .collect()
+}
+
+#[test]
+fn report_after_dgen_judge_shows_status_judge_figures_and_each_dialogues_score() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(6);
+    env.run(&mock, &["--concurrency", "2"]).assert().success();
+    // One low score among the judged, two dialogues left unjudged.
+    mock.judge_low_first(1);
+    judge(&env, &["--limit", "4", "--concurrency", "1"])
+        .assert()
+        .success();
+    let status = env.status_json();
+    let j = &status["metrics"]["judge"];
+    assert_eq!(
+        (&j["dialogues"], &j["judged"], &j["mean_overall"]),
+        (&json!(6), &json!(4), &json!(4.0))
+    );
+    assert_eq!(
+        j["overall_histogram"],
+        json!({"1": 1, "2": 0, "3": 0, "4": 0, "5": 3})
+    );
+    env.dgen().arg("report").assert().success();
+    let r = read_report(&env, "report.html", "report.json");
+    assert_eq!(status_part(&r.json), status);
+    assert!(r.json.get("judge").is_none(), "one judge section: status's");
+    numbers_match_the_json(&r.html, &r.json);
+
+    // The histogram and the means are status --json's `metrics.judge`.
+    let want: Vec<(String, Value)> = (1..=5)
+        .map(|s| {
+            (
+                format!("/metrics/judge/overall_histogram/{s}"),
+                j["overall_histogram"][s.to_string()].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(bars(&r.html, "chart-judge"), want);
+    let shown = |key: &str| text_of(&r.html, &format!(r#"span[data-key="{key}"]"#));
+    assert_eq!(shown("/metrics/judge/mean_overall"), "4.00");
+    assert_eq!(shown("/metrics/judge/judged"), "4");
+    assert_eq!(shown("/metrics/judge/calls"), "4");
+    assert_eq!(shown("/run/judge_calls"), "4");
+    let criteria = bars(&r.html, "chart-judge-criteria");
+    assert_eq!(criteria.len(), 7, "{criteria:?}");
+    for (key, value) in &criteria {
+        let name = key.strip_prefix("/metrics/judge/mean_scores/").unwrap();
+        assert_eq!(value, &j["mean_scores"][name], "{name}");
+    }
+    assert!(text_of(&r.html, "section#judge").contains("4 of 6 dialogues judged"));
+
+    // The browser: each dialogue carries its stored score, and they add up to the histogram.
+    let exported = env.export_all().records;
+    assert_eq!(r.dialogues.len(), 6);
+    let mut histogram = json!({"1": 0, "2": 0, "3": 0, "4": 0, "5": 0});
+    for (d, record) in r.dialogues.iter().zip(&exported) {
+        assert_eq!(d["dialogue_id"], record["dialogue_id"]);
+        assert_eq!(d["judge"], record["quality"]["judge"]);
+        if let Some(overall) = d["judge"]["overall"].as_u64() {
+            let n = &mut histogram[overall.to_string()];
+            *n = json!(n.as_u64().unwrap() + 1);
+        }
+    }
+    assert_eq!(histogram, j["overall_histogram"]);
+    let options: Vec<&str> = r
+        .html
+        .select(&sel("select#filter-judge option"))
+        .map(|o| o.value().attr("value").unwrap())
+        .collect();
+    assert_eq!(options, ["", "(unscored)", "1", "2", "3", "4", "5"]);
+}
+
+#[test]
+fn a_report_while_dgen_judge_holds_the_store_is_written_by_the_judge() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(20);
+    env.run(&mock, &["--concurrency", "2"]).assert().success();
+    mock.set_latency(Duration::from_millis(300));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen"))
+        .current_dir(env.dir.path())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("RUST_LOG")
+        .args(["judge", "--concurrency", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    env.wait_for_status("a committed score", |s| {
+        s["metrics"]["judge"]["judged"].as_u64() >= Some(1)
+    });
+    // The judge names the absolute paths: it, not this process, wrote the files.
+    let said = format!("wrote {} and ", env.path("report.html").display());
+    env.dgen()
+        .arg("report")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(said));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the judge is still going"
+    );
+    let r = read_report(&env, "report.html", "report.json");
+    numbers_match_the_json(&r.html, &r.json);
+    let judged = r.json["metrics"]["judge"]["judged"].as_u64().unwrap();
+    assert!((1..20).contains(&judged), "mid-pass: {judged}");
+    let scored = r.dialogues.iter().filter(|d| !d["judge"].is_null()).count() as u64;
+    assert_eq!(
+        scored, judged,
+        "the browser and the figures read one snapshot"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

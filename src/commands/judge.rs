@@ -1,6 +1,6 @@
 //! `dgen judge`: scores the stored dialogues with the LLM judge. It needs the store to itself
-//! (redb has one writer), and while it works it answers `dgen status` and `dgen export` like a
-//! run does.
+//! (redb has one writer), and while it works it answers `dgen status`, `dgen export` and
+//! `dgen report` like a run does.
 
 use std::path::Path;
 use std::process::ExitCode;

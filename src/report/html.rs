@@ -305,11 +305,40 @@ fn summary(out: &mut String, r: &ReportData) {
             &int(run.completion_tokens),
         ),
     );
+    if run.judge_calls > 0 {
+        fact(
+            out,
+            "judge calls",
+            num("/run/judge_calls", &run.judge_calls, &int(run.judge_calls)),
+        );
+        fact(
+            out,
+            "judge tokens (prompt + completion)",
+            format!(
+                "{} + {}",
+                num(
+                    "/run/judge_prompt_tokens",
+                    &run.judge_prompt_tokens,
+                    &int(run.judge_prompt_tokens)
+                ),
+                num(
+                    "/run/judge_completion_tokens",
+                    &run.judge_completion_tokens,
+                    &int(run.judge_completion_tokens)
+                )
+            ),
+        );
+    }
     let cost = match run.estimated_cost {
         Some(c) => num("/run/estimated_cost", &c, &format!("${c:.4}")),
         None => "unknown (pass --price_input and --price_output)".to_string(),
     };
-    fact(out, "estimated cost (USD)", cost);
+    let label = if run.judge_calls > 0 && run.estimated_cost.is_some() {
+        "estimated cost (USD, the judge's included)"
+    } else {
+        "estimated cost (USD)"
+    };
+    fact(out, label, cost);
     fact(
         out,
         "model",
@@ -426,9 +455,14 @@ fn funnel(out: &mut String, r: &ReportData) {
         bar_chart("chart-funnel", "Funnel", &["items"], &rows),
     );
     out.push_str("<p>Per accepted dialogue: ");
+    let judged = if r.status.run.judge_calls > 0 {
+        " (the judge's included)"
+    } else {
+        ""
+    };
     match f.tokens_per_accepted {
         Some(t) => out.push_str(&format!(
-            "{} tokens",
+            "{} tokens{judged}",
             num(&at("tokens_per_accepted"), &t, &format!("{t:.0}"))
         )),
         None => out.push_str("no tokens yet"),
@@ -492,37 +526,48 @@ fn checks(out: &mut String, r: &ReportData) {
     out.push_str("</section>\n");
 }
 
+/// The judge's figures: the status report's `metrics.judge`.
 fn judge(out: &mut String, r: &ReportData) {
-    let j = &r.judge;
+    let j = &r.status.metrics.judge;
+    let at = |path: &[&str]| ptr(&[&["metrics", "judge"][..], path].concat());
     section(out, "judge", "Judge scores");
-    if j.scored == 0 {
+    if j.judged == 0 {
         out.push_str(
-            "<p class=\"note\">No dialogue has a judge score yet (dgen judge adds them).</p></section>\n",
+            "<p class=\"note\">No dialogue has a judge score yet (dgen judge adds them).</p>",
         );
+        judge_costs(out, r);
+        out.push_str("</section>\n");
         return;
     }
     out.push_str(&format!(
-        "<p>{} dialogues scored",
-        num("/judge/scored", &j.scored, &int(j.scored))
+        "<p>{} of {} dialogues judged",
+        num(&at(&["judged"]), &j.judged, &int(j.judged)),
+        num(&at(&["dialogues"]), &j.dialogues, &int(j.dialogues))
     ));
     if let Some(mean) = j.mean_overall {
         out.push_str(&format!(
             ", mean overall score {}",
-            num("/judge/mean_overall", &mean, &format!("{mean:.2}"))
+            num(&at(&["mean_overall"]), &mean, &format!("{mean:.2}"))
         ));
     }
-    let models: Vec<String> = j
-        .models
+    let judges: Vec<String> = j
+        .by_judge
         .iter()
-        .map(|(m, n)| {
+        .enumerate()
+        .map(|(i, b)| {
             format!(
-                "{} ({})",
-                esc(m),
-                num(&ptr(&["judge", "models", m]), n, &int(*n))
+                "{} by {} (rubric {})",
+                num(
+                    &at(&["by_judge", &i.to_string(), "judged"]),
+                    &b.judged,
+                    &int(b.judged)
+                ),
+                esc(&b.model),
+                esc(&b.prompt_version)
             )
         })
         .collect();
-    out.push_str(&format!("; judged by {}.</p>", models.join(", ")));
+    out.push_str(&format!("; {}.</p>", judges.join(", ")));
     chart(
         out,
         "Dialogues per overall score (1 to 5)",
@@ -530,15 +575,21 @@ fn judge(out: &mut String, r: &ReportData) {
             "chart-judge",
             "Overall judge scores",
             &["dialogues"],
-            &count_rows(&["judge", "overall"], &j.overall),
+            &count_rows(
+                &["metrics", "judge", "overall_histogram"],
+                &j.overall_histogram,
+            ),
         ),
     );
     let rows: Vec<Row> = j
-        .criteria_means
+        .criteria
         .iter()
-        .map(|(name, mean)| Row {
-            label: name.clone(),
-            cells: vec![real_cell(ptr(&["judge", "criteria_means", name]), *mean, 2)],
+        .filter_map(|name| {
+            let mean = *j.mean_scores.get(*name)?;
+            Some(Row {
+                label: name.to_string(),
+                cells: vec![real_cell(at(&["mean_scores", name]), mean, 2)],
+            })
         })
         .collect();
     chart(
@@ -546,7 +597,43 @@ fn judge(out: &mut String, r: &ReportData) {
         "Mean score per criterion",
         bar_chart("chart-judge-criteria", "Judge criteria", &["mean"], &rows),
     );
+    judge_costs(out, r);
     out.push_str("</section>\n");
+}
+
+/// What judging cost, and the judgements that failed; nothing when the judge never ran.
+fn judge_costs(out: &mut String, r: &ReportData) {
+    let j = &r.status.metrics.judge;
+    let c = &j.costs;
+    if c.calls == 0 && c.errors.is_empty() {
+        return;
+    }
+    let at = |path: &[&str]| ptr(&[&["metrics", "judge"][..], path].concat());
+    out.push_str(&format!(
+        "<p>{} judge calls, {} prompt + {} completion tokens",
+        num(&at(&["calls"]), &c.calls, &int(c.calls)),
+        num(
+            &at(&["prompt_tokens"]),
+            &c.prompt_tokens,
+            &int(c.prompt_tokens)
+        ),
+        num(
+            &at(&["completion_tokens"]),
+            &c.completion_tokens,
+            &int(c.completion_tokens)
+        )
+    ));
+    if r.status.run.estimated_cost.is_some() {
+        out.push_str(" (in the estimated cost)");
+    }
+    for (kind, n) in &c.errors {
+        out.push_str(&format!(
+            "; {} judgements failed ({})",
+            num(&at(&["errors", kind]), n, &int(*n)),
+            esc(kind)
+        ));
+    }
+    out.push_str(".</p>");
 }
 
 fn diversity(out: &mut String, r: &ReportData) {
@@ -922,7 +1009,7 @@ fn browser_head(out: &mut String, r: &ReportData, dialogues: &[BrowserDialogue])
     let mut checks = vec!["(none)".to_string()];
     checks.extend(Check::ALL.iter().map(|c| c.name().to_string()));
     select(out, "check", "check", "any", &checks);
-    if r.judge.scored > 0 {
+    if r.status.metrics.judge.judged > 0 {
         let mut scores = vec!["(unscored)".to_string()];
         scores.extend((1..=5).map(|s: u8| s.to_string()));
         select(out, "judge", "judge score", "any", &scores);

@@ -3,9 +3,9 @@
 //! shows.
 //!
 //! The numbers are `dgen status --json`'s: the report is the status [`Report`] itself (flattened
-//! into `report.json`), plus the per-check counts taken from it, the judge scores' histogram and
-//! the browser's sample, both gathered by [`sample::Collector`] during the metrics' one pass
-//! over the dialogues. Memory stays bounded however many dialogues the store holds: the browser
+//! into `report.json`; the judge's figures are its `metrics.judge`), plus the per-check counts
+//! taken from it and the browser's sample, gathered by [`sample::Collector`] during the metrics'
+//! one pass over the dialogues. Memory stays bounded however many dialogues the store holds: the browser
 //! keeps at most [`BROWSER_CAP`] of them.
 
 pub mod html;
@@ -24,7 +24,7 @@ use crate::quality::Check;
 use crate::status::{self, Report, StatusOptions};
 use crate::store::Store;
 
-pub use sample::{BrowserDialogue, JudgeSummary};
+pub use sample::BrowserDialogue;
 
 /// The most dialogues the browser holds; above it, a sample drawn with the plan's seed.
 pub const BROWSER_CAP: usize = 2_000;
@@ -38,8 +38,6 @@ pub struct ReportData {
     /// Per quality check, in [`Check::ALL`] order: the status report's `run.checks` (accepted
     /// dialogues flagged) and `run.rejections` (attempts rejected) under the check's name.
     pub checks: Vec<CheckCount>,
-    /// The judge's scores over every stored dialogue (none until `dgen judge` has run).
-    pub judge: JudgeSummary,
     pub browser: BrowserSummary,
 }
 
@@ -103,18 +101,12 @@ pub fn build(
     };
     let mut collector = sample::Collector::new(seed, BROWSER_CAP, cancel);
     let status = status::report_with(store, &options, &mut collector)?;
-    let (judge, dialogues, seen) = collector.finish();
-    Ok((assemble(status, judge, seen, seed, &dialogues), dialogues))
+    let (dialogues, seen) = collector.finish();
+    Ok((assemble(status, seen, seed, &dialogues), dialogues))
 }
 
 /// The report around a status report and what the collector gathered.
-pub fn assemble(
-    status: Report,
-    judge: JudgeSummary,
-    seen: u64,
-    seed: u64,
-    dialogues: &[BrowserDialogue],
-) -> ReportData {
+pub fn assemble(status: Report, seen: u64, seed: u64, dialogues: &[BrowserDialogue]) -> ReportData {
     let checks = Check::ALL
         .iter()
         .map(|c| CheckCount {
@@ -133,7 +125,6 @@ pub fn assemble(
     ReportData {
         status,
         checks,
-        judge,
         browser,
     }
 }
@@ -171,6 +162,7 @@ mod tests {
     use super::*;
     use crate::catalog::Catalog;
     use crate::metrics::coverage::Coverage;
+    use crate::metrics::judge::{JudgeCosts, JudgeReport, JudgeStats};
     use crate::metrics::lexical::Lexical;
     use crate::metrics::spread::Spread;
     use crate::metrics::{Funnel, Metrics};
@@ -178,9 +170,8 @@ mod tests {
     use crate::status::{DatasetSummary, Distributions, RunReport};
     use crate::store::DialogueSink;
 
-    /// A status report of an empty plan: the judge path needs no more (the binary cannot write
-    /// judge scores yet, so this is where that path is tested).
-    fn empty_status() -> Report {
+    /// A status report of three stored dialogues with `judge` as its judge section.
+    fn status_with(judge: JudgeReport) -> Report {
         let dataset = || DatasetSummary {
             source: "fixtures".into(),
             format: "JSONL".into(),
@@ -204,9 +195,9 @@ mod tests {
                 calls: 0,
                 prompt_tokens: 0,
                 completion_tokens: 0,
-                judge_calls: 0,
-                judge_prompt_tokens: 0,
-                judge_completion_tokens: 0,
+                judge_calls: judge.costs.calls,
+                judge_prompt_tokens: judge.costs.prompt_tokens,
+                judge_completion_tokens: judge.costs.completion_tokens,
                 prices: None,
                 estimated_cost: None,
                 rejections: BTreeMap::new(),
@@ -230,8 +221,7 @@ mod tests {
                     tokens_per_accepted: None,
                     cost_per_accepted: None,
                 },
-                judge: crate::metrics::judge::JudgeStats::default()
-                    .report(crate::metrics::judge::JudgeCosts::default()),
+                judge,
             },
         }
     }
@@ -240,7 +230,9 @@ mod tests {
     fn judge_scores_bring_a_histogram_and_a_judge_filter() {
         let never = AtomicBool::new(false);
         let mut collector = sample::Collector::new(9, BROWSER_CAP, &never);
+        let mut stats = JudgeStats::default();
         for (seq, judge) in [(0, Some(score(5, 4))), (1, Some(score(5, 2))), (2, None)] {
+            stats.add(judge.as_ref());
             let quality = QualityRecord {
                 checks: Vec::new(),
                 judge,
@@ -249,14 +241,36 @@ mod tests {
                 .dialogue(seq, dialogue(seq), &[], quality)
                 .unwrap();
         }
-        let (judge, dialogues, seen) = collector.finish();
-        let data = assemble(empty_status(), judge, seen, 9, &dialogues);
+        let (dialogues, seen) = collector.finish();
+        let costs = JudgeCosts {
+            calls: 3,
+            prompt_tokens: 30,
+            completion_tokens: 15,
+            errors: [("invalid_answer".to_string(), 1)].into(),
+        };
+        let data = assemble(status_with(stats.report(costs)), seen, 9, &dialogues);
         let mut page = Vec::new();
         html::write(&mut page, &data, &dialogues).unwrap();
         let page = Html::parse_document(std::str::from_utf8(&page).unwrap());
         let json = serde_json::to_value(&data).unwrap();
         let one = |css: &str| page.select(&Selector::parse(css).unwrap()).next();
 
+        // Every judge figure on the page is the status report's `metrics.judge`.
+        let judge_keys: Vec<&str> = page
+            .select(&Selector::parse("section#judge [data-key]").unwrap())
+            .map(|e| e.value().attr("data-key").unwrap())
+            .collect();
+        assert!(!judge_keys.is_empty());
+        for key in &judge_keys {
+            assert!(key.starts_with("/metrics/judge/"), "{key}");
+            let value = one(&format!(r#"section#judge [data-key="{key}"]"#)).unwrap();
+            assert_eq!(
+                json.pointer(key).unwrap().to_string(),
+                value.value().attr("data-value").unwrap(),
+                "{key}"
+            );
+        }
+        assert!(json.get("judge").is_none(), "no summary of its own");
         let bars: Vec<(String, String)> = page
             .select(&Selector::parse("svg#chart-judge rect").unwrap())
             .map(|r| {
@@ -267,17 +281,29 @@ mod tests {
         let want: Vec<(String, String)> = (1..=5)
             .map(|s| {
                 (
-                    format!("/judge/overall/{s}"),
+                    format!("/metrics/judge/overall_histogram/{s}"),
                     if s == 5 { "2" } else { "0" }.into(),
                 )
             })
             .collect();
         assert_eq!(bars, want);
-        for (key, value) in &bars {
-            assert_eq!(json.pointer(key).unwrap().to_string(), *value);
-        }
-        let mean = one(r#"rect[data-key="/judge/criteria_means/naturalness"]"#).unwrap();
+        let mean = one(r#"rect[data-key="/metrics/judge/mean_scores/naturalness"]"#).unwrap();
         assert_eq!(mean.value().attr("data-value"), Some("3.0"));
+        let shown = |key: &str| -> String {
+            one(&format!(r#"span[data-key="{key}"]"#))
+                .unwrap_or_else(|| panic!("{key}"))
+                .text()
+                .collect()
+        };
+        assert_eq!(shown("/metrics/judge/judged"), "2");
+        assert_eq!(shown("/metrics/judge/mean_overall"), "5.00");
+        assert_eq!(shown("/metrics/judge/by_judge/0/judged"), "2");
+        assert_eq!(shown("/metrics/judge/calls"), "3");
+        assert_eq!(shown("/metrics/judge/errors/invalid_answer"), "1");
+        // The summary counts the judge's calls and tokens beside generation's.
+        assert_eq!(shown("/run/judge_calls"), "3");
+        assert_eq!(shown("/run/judge_prompt_tokens"), "30");
+
         let options: Vec<&str> = page
             .select(&Selector::parse("select#filter-judge option").unwrap())
             .map(|o| o.value().attr("value").unwrap())
@@ -292,6 +318,30 @@ mod tests {
             shown[0]["turns"][0]["utterance"],
             "I need a taxi </script> now"
         );
-        assert_eq!(json["judge"]["scored"], 2);
+    }
+
+    #[test]
+    fn without_judged_dialogues_no_judge_chart_or_filter_but_its_failures_are_shown() {
+        let mut stats = JudgeStats::default();
+        for _ in 0..3 {
+            stats.add(None);
+        }
+        let costs = JudgeCosts {
+            calls: 3,
+            prompt_tokens: 30,
+            completion_tokens: 15,
+            errors: [("api_error".to_string(), 3)].into(),
+        };
+        let data = assemble(status_with(stats.report(costs)), 0, 9, &[]);
+        let mut page = Vec::new();
+        html::write(&mut page, &data, &[]).unwrap();
+        let page = Html::parse_document(std::str::from_utf8(&page).unwrap());
+        let any = |css: &str| page.select(&Selector::parse(css).unwrap()).next().is_some();
+        assert!(!any("svg#chart-judge"));
+        assert!(!any("svg#chart-judge-criteria"));
+        assert!(!any("select#filter-judge"));
+        assert!(any(
+            r#"section#judge span[data-key="/metrics/judge/errors/api_error"]"#
+        ));
     }
 }

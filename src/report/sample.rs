@@ -1,5 +1,6 @@
 //! What the report gathers from the dialogues themselves, during the metrics' pass over them:
-//! the dialogue browser's sample and the judge scores' histogram.
+//! the dialogue browser's sample, each dialogue with its checks and judge score. (The judge's
+//! totals are the status report's `metrics.judge`, counted in the same pass.)
 //!
 //! The sample is bottom-k: each dialogue gets a key hashed from the plan's seed and its
 //! sequence number, and the `cap` smallest keys are kept in a heap. Every dialogue is kept up to
@@ -7,7 +8,7 @@
 //! holds at most `cap` dialogues. A dialogue's browser record is built only when it enters the
 //! heap.
 
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Result};
@@ -84,65 +85,6 @@ impl BrowserDialogue {
     }
 }
 
-/// The judge's scores over every stored dialogue.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct JudgeSummary {
-    /// Dialogues with a score.
-    pub scored: u64,
-    /// Dialogues per overall score, 1 to 5 (all five listed once any dialogue is scored).
-    pub overall: BTreeMap<u8, u64>,
-    pub mean_overall: Option<f64>,
-    /// The mean score of each criterion, over the dialogues scored on it.
-    pub criteria_means: BTreeMap<String, f64>,
-    /// Scored dialogues per judge model.
-    pub models: BTreeMap<String, u64>,
-}
-
-/// Sums the judge summary is made of.
-#[derive(Default)]
-struct JudgeTally {
-    scored: u64,
-    overall: BTreeMap<u8, u64>,
-    overall_sum: u64,
-    criteria: BTreeMap<String, (u64, u64)>,
-    models: BTreeMap<String, u64>,
-}
-
-impl JudgeTally {
-    fn add(&mut self, score: &JudgeScore) {
-        self.scored += 1;
-        *self.overall.entry(score.overall).or_default() += 1;
-        self.overall_sum += u64::from(score.overall);
-        for (name, value) in &score.scores {
-            let (n, sum) = self.criteria.entry(name.clone()).or_default();
-            *n += 1;
-            *sum += u64::from(*value);
-        }
-        *self.models.entry(score.model.clone()).or_default() += 1;
-    }
-
-    fn summary(self) -> JudgeSummary {
-        if self.scored == 0 {
-            return JudgeSummary::default();
-        }
-        let mut overall = self.overall;
-        for score in 1..=5 {
-            overall.entry(score).or_default();
-        }
-        JudgeSummary {
-            scored: self.scored,
-            overall,
-            mean_overall: Some(self.overall_sum as f64 / self.scored as f64),
-            criteria_means: self
-                .criteria
-                .into_iter()
-                .map(|(name, (n, sum))| (name, sum as f64 / n as f64))
-                .collect(),
-            models: self.models,
-        }
-    }
-}
-
 /// A kept dialogue, ordered by its key (then its sequence number, which is unique).
 struct Kept {
     key: u64,
@@ -174,14 +116,13 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The browser's sample and the judge tally, filled by the store's pass over the dialogues.
+/// The browser's sample, filled by the store's pass over the dialogues.
 pub struct Collector<'a> {
     seed: u64,
     cap: usize,
     seen: u64,
     /// A max-heap: the largest kept key is the next to go.
     kept: BinaryHeap<Kept>,
-    judge: JudgeTally,
     cancel: &'a AtomicBool,
 }
 
@@ -192,17 +133,16 @@ impl<'a> Collector<'a> {
             cap,
             seen: 0,
             kept: BinaryHeap::with_capacity(cap + 1),
-            judge: JudgeTally::default(),
             cancel,
         }
     }
 
-    /// The judge summary, the kept dialogues in store order, and how many were offered.
-    pub fn finish(self) -> (JudgeSummary, Vec<BrowserDialogue>, u64) {
+    /// The kept dialogues in store order, and how many were offered.
+    pub fn finish(self) -> (Vec<BrowserDialogue>, u64) {
         let mut dialogues: Vec<BrowserDialogue> =
             self.kept.into_iter().map(|k| k.dialogue).collect();
         dialogues.sort_by_key(|d| d.seq);
-        (self.judge.summary(), dialogues, self.seen)
+        (dialogues, self.seen)
     }
 }
 
@@ -220,9 +160,6 @@ impl DialogueSink for Collector<'_> {
             );
         }
         self.seen += 1;
-        if let Some(score) = &quality.judge {
-            self.judge.add(score);
-        }
         let key = mix(self.seed ^ mix(seq));
         let full = self.kept.len() >= self.cap;
         if full && self.kept.peek().is_none_or(|top| key >= top.key) {
@@ -287,7 +224,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn collect(seed: u64, cap: usize, n: u64) -> (JudgeSummary, Vec<BrowserDialogue>, u64) {
+    fn collect(seed: u64, cap: usize, n: u64) -> (Vec<BrowserDialogue>, u64) {
         let never = AtomicBool::new(false);
         let mut c = Collector::new(seed, cap, &never);
         for seq in 0..n {
@@ -299,7 +236,7 @@ pub(crate) mod tests {
 
     #[test]
     fn under_the_cap_every_dialogue_is_kept_in_store_order() {
-        let (_, kept, seen) = collect(1, 10, 7);
+        let (kept, seen) = collect(1, 10, 7);
         assert_eq!(seen, 7);
         let seqs: Vec<u64> = kept.iter().map(|d| d.seq).collect();
         assert_eq!(seqs, [0, 1, 2, 3, 4, 5, 6]);
@@ -307,7 +244,7 @@ pub(crate) mod tests {
 
     #[test]
     fn above_the_cap_a_seeded_sample_of_cap_size_is_kept() {
-        let seqs = |seed| -> Vec<u64> { collect(seed, 50, 1000).1.iter().map(|d| d.seq).collect() };
+        let seqs = |seed| -> Vec<u64> { collect(seed, 50, 1000).0.iter().map(|d| d.seq).collect() };
         let a = seqs(3);
         assert_eq!(a.len(), 50);
         assert!(a.windows(2).all(|w| w[0] < w[1]), "store order");
@@ -318,31 +255,19 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn judge_scores_make_a_histogram_of_overall_and_criterion_means() {
+    fn each_kept_dialogue_carries_its_own_judge_score() {
         let never = AtomicBool::new(false);
         let mut c = Collector::new(0, 10, &never);
-        for (seq, judge) in [(0, Some(score(4, 5))), (1, Some(score(2, 3))), (2, None)] {
+        for (seq, judge) in [(0, Some(score(4, 5))), (1, None)] {
             let quality = QualityRecord {
                 checks: Vec::new(),
                 judge,
             };
             c.dialogue(seq, dialogue(seq), &[], quality).unwrap();
         }
-        let (judge, kept, _) = c.finish();
-        assert_eq!(judge.scored, 2);
-        let overall: Vec<(u8, u64)> = judge.overall.into_iter().collect();
-        assert_eq!(overall, [(1, 0), (2, 1), (3, 0), (4, 1), (5, 0)]);
-        assert_eq!(judge.mean_overall, Some(3.0));
-        assert_eq!(judge.criteria_means["naturalness"], 4.0);
-        assert_eq!(judge.models["judge-model"], 2);
-        assert_eq!(kept[0].judge.as_ref().unwrap().overall, 4);
-        assert!(kept[2].judge.is_none());
-    }
-
-    #[test]
-    fn no_scores_no_histogram() {
-        let (judge, _, _) = collect(0, 10, 3);
-        assert_eq!(judge, JudgeSummary::default());
+        let (kept, _) = c.finish();
+        assert_eq!(kept[0].judge, Some(score(4, 5)));
+        assert!(kept[1].judge.is_none());
     }
 
     #[test]
