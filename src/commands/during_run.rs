@@ -65,7 +65,7 @@ pub fn serve(store: &Arc<Store>) -> Option<ipc::Server> {
     match ipc::Server::start(store.path(), handler) {
         Ok(server) => Some(server),
         Err(e) => {
-            tracing::warn!("{e:#}; dgen export and dgen status cannot reach this run");
+            tracing::warn!("{e:#}; dgen export, status and report cannot reach this run");
             None
         }
     }

@@ -24,7 +24,8 @@ pub struct JudgeCosts {
     pub calls: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// Dialogues the judge could not score, by kind (`api_error`, `invalid_answer`).
+    /// Judgements that failed, by kind (`api_error`, `invalid_answer`): a dialogue that fails in
+    /// two passes counts twice.
     pub errors: BTreeMap<String, u64>,
 }
 
