@@ -196,26 +196,8 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "local_model")]
     pub local: bool,
 
-    /// The llama-server binary for a local model [default: the one scripts/setup-local-model.sh built].
-    #[arg(
-        long = "llama_server",
-        visible_alias = "llama-server",
-        env = "DGEN_LLAMA_SERVER",
-        value_name = "PATH"
-    )]
-    pub llama_server: Option<PathBuf>,
-
-    /// Context size per request slot of the local server.
-    #[arg(long, default_value_t = 4096, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
-    pub ctx: u32,
-
-    /// CPU threads of the local server [default: all cores].
-    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
-    pub threads: Option<usize>,
-
-    /// Request slots of the local server (parallel sequences).
-    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
-    pub slots: usize,
+    #[command(flatten)]
+    pub server: LocalServerArgs,
 
     /// Wire format of the dialogue: tags (the original's) or json (response_format json_schema,
     /// strict) [default: json with a local model, tags otherwise].
@@ -382,26 +364,8 @@ pub struct JudgeEndpointArgs {
     )]
     pub local_model: Option<PathBuf>,
 
-    /// The llama-server binary for a local model [default: the one scripts/setup-local-model.sh built].
-    #[arg(
-        long = "llama_server",
-        visible_alias = "llama-server",
-        env = "DGEN_LLAMA_SERVER",
-        value_name = "PATH"
-    )]
-    pub llama_server: Option<PathBuf>,
-
-    /// Context size per request slot of the local server.
-    #[arg(long, default_value_t = 4096, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
-    pub ctx: u32,
-
-    /// CPU threads of the local server [default: all cores].
-    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
-    pub threads: Option<usize>,
-
-    /// Request slots of the local server (parallel sequences).
-    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
-    pub slots: usize,
+    #[command(flatten)]
+    pub server: LocalServerArgs,
 
     /// Judge calls in flight at once [default: 8; with a local model, its request slots].
     #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
@@ -465,6 +429,55 @@ pub struct DiscriminationArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The llama-server dgen starts for a local model (`run`, `judge`).
+#[derive(Debug, Clone, Args)]
+pub struct LocalServerArgs {
+    /// The llama-server binary for a local model [default: the one scripts/setup-local-model.sh built].
+    #[arg(
+        long = "llama_server",
+        visible_alias = "llama-server",
+        env = "DGEN_LLAMA_SERVER",
+        value_name = "PATH"
+    )]
+    pub llama_server: Option<PathBuf>,
+
+    /// Context size per request slot of the local server.
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
+    pub ctx: u32,
+
+    /// CPU threads of the local server [default: all cores].
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
+    pub threads: Option<usize>,
+
+    /// Request slots of the local server (parallel sequences).
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
+    pub slots: usize,
+}
+
+impl LocalServerArgs {
+    /// The server's settings for `model`, the binary defaulting to the one in `assets`.
+    pub fn settings(
+        &self,
+        assets: &std::path::Path,
+        model: &std::path::Path,
+        log: PathBuf,
+    ) -> crate::llm::local_server::ServerSettings {
+        crate::llm::local_server::ServerSettings {
+            binary: self
+                .llama_server
+                .clone()
+                .unwrap_or_else(|| assets.join(crate::llm::local_server::DEFAULT_SERVER)),
+            model: model.to_path_buf(),
+            ctx: self.ctx,
+            threads: self
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            slots: self.slots,
+            log,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

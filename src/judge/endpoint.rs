@@ -11,7 +11,7 @@ use super::rubric::{JudgeSchema, JudgeSettings};
 use super::Judge;
 use crate::cli::JudgeEndpointArgs;
 use crate::embed;
-use crate::llm::local_server::{self, LocalServer, ServerSettings};
+use crate::llm::local_server::{self, LocalServer};
 use crate::llm::{Endpoint, LlmClient, RetryPolicy};
 use crate::run::credentials;
 use crate::store::RunEndpoint;
@@ -61,19 +61,11 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
     };
     let key = credentials::api_key();
     let server = match &local {
-        Some(path) => Some(LocalServer::start(&ServerSettings {
-            binary: args
-                .llama_server
-                .clone()
-                .unwrap_or_else(|| assets.join(local_server::DEFAULT_SERVER)),
-            model: path.clone(),
-            ctx: args.ctx,
-            threads: args
-                .threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-            slots: args.slots,
-            log: PathBuf::from("llama-server.log"),
-        })?),
+        Some(path) => Some(LocalServer::start(&args.server.settings(
+            &assets,
+            path,
+            PathBuf::from("llama-server.log"),
+        ))?),
         None => None,
     };
     let base_url = match (&server, &args.judge_base_url) {
@@ -99,9 +91,11 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
             cap: Duration::from_secs(60),
         },
     };
-    let concurrency = args
-        .concurrency
-        .unwrap_or(if server.is_some() { args.slots } else { 8 });
+    let concurrency = args.concurrency.unwrap_or(if server.is_some() {
+        args.server.slots
+    } else {
+        8
+    });
     let judge = Judge {
         client: LlmClient::new(&endpoint)?,
         settings: JudgeSettings {

@@ -115,7 +115,7 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         local_model: local_model.clone(),
     })?;
     let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
-        args.slots
+        args.server.slots
     } else {
         16
     });
@@ -336,19 +336,11 @@ fn check_run_settings(store: &Store, settings: &RequestSettings) -> Result<()> {
 }
 
 fn server_settings(args: &RunArgs, assets: &Path, model: &Path) -> ServerSettings {
-    ServerSettings {
-        binary: args
-            .llama_server
-            .clone()
-            .unwrap_or_else(|| assets.join(local_server::DEFAULT_SERVER)),
-        model: model.to_path_buf(),
-        ctx: args.ctx,
-        threads: args
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        slots: args.slots,
-        log: args.log_file.with_file_name("llama-server.log"),
-    }
+    args.server.settings(
+        assets,
+        model,
+        args.log_file.with_file_name("llama-server.log"),
+    )
 }
 
 /// The closing line and the exit code.
