@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod commands;
+pub mod cost;
 pub mod dataset;
 pub mod dedup;
 pub mod embed;

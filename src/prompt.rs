@@ -15,7 +15,7 @@ use crate::parse::{MAX_FIELD_CHARS, MAX_INTENT_CHARS};
 use crate::plan::WorkItem;
 
 /// Bump when the wording or parameters of a request change.
-pub const PROMPT_VERSION: &str = "dgen-prompts-v4";
+pub const PROMPT_VERSION: &str = "dgen-prompts-v5";
 
 /// What one attempt of an item uses: the plan's choices on attempt 0, re-drawn afterwards.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -181,6 +181,28 @@ fn category_phrase(category: &str) -> String {
     category.replace('_', " ")
 }
 
+/// The opening of the scenario call's system message: the same for every item, so that a
+/// provider's prompt cache can serve it (OpenAI caches identical prefixes of 1,024 tokens or
+/// more); everything about the item comes after it.
+pub fn scenario_static_prefix() -> &'static str {
+    "You write short, specific scenarios for customer-service conversations.\n\
+     Be concrete: names, times, amounts. Write 2-3 lines of plain text, no title, no list."
+}
+
+/// The opening of the dialogue call's system message, the same for every item of a wire
+/// format: the role, the rules and the format come first, the item's scenario, services,
+/// emotions, length and outcome after them (see [`scenario_static_prefix`]).
+pub fn dialogue_static_prefix(structured: Structured) -> String {
+    format!(
+        "You are an expert dialogue generator for customer service.\n\
+         Create one new, realistic conversation between a USER (the customer) and an ASSISTANT (the service agent).\n\
+         A turn is one user message, its intent, and one assistant reply.\n\
+         Every turn moves the conversation forward with new details: never repeat a sentence from an earlier turn.\n\
+         {format}",
+        format = format_instruction(structured),
+    )
+}
+
 // `max_tokens` and `seed` are deprecated in OpenAI's schema but are what every
 // OpenAI-compatible server (llama-server, vLLM, Ollama) understands, and the seed makes a
 // retried item reproducible where the server honours it.
@@ -195,11 +217,11 @@ pub fn scenario_request(
     let services = services_phrase(&item.services);
     let category = category_phrase(&item.category);
     let system_text = format!(
-        "You write short, specific scenarios for customer-service conversations about {services} services.\n\
-         Write one scenario in the category \"{category}\" from the point of view of this customer:\n\
+        "{static_part}\n\n\
+         Write one scenario about {services} services in the category \"{category}\" from the point of view of this customer:\n\
          {persona}\n\
-         It takes place in {region} at {time} ({slot_name}). Use local details of {region} (places, transport, customs) where they fit, and make the time of day matter.\n\
-         Be concrete: names, times, amounts. Write 2-3 lines of plain text, no title, no list.",
+         It takes place in {region} at {time} ({slot_name}). Use local details of {region} (places, transport, customs) where they fit, and make the time of day matter.",
+        static_part = scenario_static_prefix(),
         persona = spec.persona,
         region = item.region,
         time = item.specific_time_hhmm(),
@@ -284,16 +306,14 @@ pub fn dialogue_request(
     let slot = &catalog.time_slots[item.time_slot as usize];
     let services = services_phrase(&item.services);
     let system_text = format!(
-        "You are an expert dialogue generator for {services} customer service.\n\
-         Create one new, realistic conversation between a USER (the customer) and an ASSISTANT (the service agent).\n\
+        "{static_part}\n\n\
          Scenario: {scenario}\n\
          Region: {region}. Time: {time} ({slot_name}).\n\
          Services involved: {services}; the conversation starts with {primary}.\n\
          Emotions: the user is {user_emotion}; the assistant is {assistant_emotion}. Let both show in the wording of every turn.\n\
-         Length: between {min} and {max} turns. A turn is one user message, its intent, and one assistant reply.\n\
-         Every turn moves the conversation forward with new details: never repeat a sentence from an earlier turn.\n\
-         Outcome: {status}. {outcome}\n\
-         {format}",
+         Length: between {min} and {max} turns.\n\
+         Outcome: {status}. {outcome}",
+        static_part = dialogue_static_prefix(settings.structured),
         scenario = scenario.trim(),
         region = item.region,
         time = item.specific_time_hhmm(),
@@ -305,7 +325,6 @@ pub fn dialogue_request(
         max = item.max_turns,
         status = item.resolution_status,
         outcome = resolution_instruction(&item.resolution_status),
-        format = format_instruction(settings.structured),
     );
     let user_text = format!(
         "Here is an existing conversation, for reference only:\n\

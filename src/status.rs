@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, SIZE_NAMES};
+use crate::cost::{self, PriceTable, Pricing};
+use crate::llm::Usage;
 use crate::metrics::judge::JudgeCosts;
 use crate::metrics::{self, Metrics, RunTotals};
 use crate::store::{State, Store};
@@ -20,6 +22,21 @@ pub struct StatusOptions {
     pub price_input: Option<f64>,
     /// USD per million completion tokens [default: built in for known models].
     pub price_output: Option<f64>,
+    /// USD per million cached prompt tokens [default: the price table's].
+    pub price_cached_input: Option<f64>,
+    /// `--prices FILE` over the built-in table.
+    pub prices_file: Option<std::path::PathBuf>,
+}
+
+impl StatusOptions {
+    fn overrides(&self) -> crate::cost::PriceOverrides {
+        crate::cost::PriceOverrides {
+            prices_file: self.prices_file.clone(),
+            input: self.price_input,
+            cached_input: self.price_cached_input,
+            output: self.price_output,
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -76,9 +93,22 @@ pub struct RunReport {
     pub judge_calls: u64,
     pub judge_prompt_tokens: u64,
     pub judge_completion_tokens: u64,
+    /// Of `prompt_tokens`, those the provider served from its prompt cache.
+    pub cached_tokens: u64,
+    /// `cached_tokens / prompt_tokens`, when there were prompt tokens.
+    pub cache_hit_share: Option<f64>,
     /// USD per million tokens (input, output) used for the estimate.
     pub prices: Option<(f64, f64)>,
+    /// USD per million cached prompt tokens used for the estimate.
+    pub price_cached_input: Option<f64>,
+    /// Why there is no estimate: the model has no price.
+    pub price_note: Option<String>,
     pub estimated_cost: Option<f64>,
+    /// USD the runs recorded as spent, at the prices in force when each call was billed
+    /// (what `--max_cost` holds against).
+    pub spent: f64,
+    /// The last run's `--max_cost`.
+    pub max_cost: Option<f64>,
     /// Rejected attempts by reason (each may have been retried).
     pub rejections: BTreeMap<String, u64>,
     /// Items that ran out of attempts, by the reason of their last one.
@@ -89,14 +119,6 @@ pub struct RunReport {
     pub elapsed_seconds: f64,
     pub dialogues_per_second: Option<f64>,
     pub eta_seconds: Option<f64>,
-}
-
-/// Built-in prices, USD per million tokens (input, output).
-fn builtin_prices(model: &str) -> Option<(f64, f64)> {
-    match model {
-        "gpt-4o-mini" => Some((0.15, 0.60)),
-        _ => None,
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -127,16 +149,24 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
             .collect()
     };
     let model = store.run_settings()?.map(|r| r.model);
-    let prices = match (args.price_input, args.price_output) {
-        (Some(i), Some(o)) => Some((i, o)),
-        (i, o) => model
-            .as_deref()
-            .and_then(builtin_prices)
-            .map(|(bi, bo)| (i.unwrap_or(bi), o.unwrap_or(bo))),
+    let pricing = PriceTable::resolve(model.as_deref().unwrap_or(""), &args.overrides())?;
+    let price_note = match (&pricing, &model) {
+        (Pricing::Unknown { .. }, Some(m)) => Some(Pricing::unknown_message(m)),
+        _ => None,
     };
+    let price = pricing.price();
     let (prompt_tokens, completion_tokens) = (get("tokens/prompt"), get("tokens/completion"));
     let (judge_prompt, judge_completion) =
         (get("judge/tokens/prompt"), get("judge/tokens/completion"));
+    let cached_tokens = get(cost::CACHED_TOKENS);
+    // The judge's tokens at the same prices: a judge on another model is priced like the
+    // run's unless the --price_* flags say otherwise.
+    let all = Usage {
+        calls: 0,
+        prompt_tokens: prompt_tokens.saturating_add(judge_prompt),
+        completion_tokens: completion_tokens.saturating_add(judge_completion),
+        cached_tokens: cached_tokens.saturating_add(get(cost::JUDGE_CACHED_TOKENS)),
+    };
     let elapsed = get("run/elapsed_ms") as f64 / 1000.0;
     let accepted = get("accepted");
     let rate = (elapsed > 0.0 && accepted > 0).then(|| accepted as f64 / elapsed);
@@ -147,14 +177,14 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
         calls: get("calls"),
         prompt_tokens,
         completion_tokens,
-        prices,
-        // The judge's tokens at the same prices: a judge on another model is priced like the
-        // run's unless --price_input/--price_output say otherwise.
-        estimated_cost: prices.map(|(i, o)| {
-            let input = prompt_tokens.saturating_add(judge_prompt) as f64;
-            let output = completion_tokens.saturating_add(judge_completion) as f64;
-            (input * i + output * o) / 1_000_000.0
-        }),
+        cached_tokens,
+        cache_hit_share: (prompt_tokens > 0).then(|| cached_tokens as f64 / prompt_tokens as f64),
+        prices: price.map(|p| (p.input, p.output)),
+        price_cached_input: price.map(|p| p.cached_input),
+        price_note,
+        estimated_cost: price.map(|p| p.cost(&all)),
+        spent: cost::from_nano(get(cost::SPENT_NANO_USD)),
+        max_cost: store.max_cost()?,
         judge_calls: get("judge/calls"),
         judge_prompt_tokens: judge_prompt,
         judge_completion_tokens: judge_completion,
@@ -419,17 +449,42 @@ fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
     match (r.estimated_cost, r.prices) {
         (Some(cost), Some((i, o))) => writeln!(
             out,
-            ", about ${cost:.4}{} (at ${i}/${o} per 1M tokens)",
+            ", about ${cost:.4}{} (at ${i}/${o} per 1M tokens{})",
             if r.judge_calls > 0 {
                 " with the judge's"
             } else {
                 ""
-            }
+            },
+            r.price_cached_input
+                .map_or(String::new(), |c| format!(", ${c} cached"))
         )?,
         _ => writeln!(
             out,
-            " (pass --price_input/--price_output for a cost estimate)"
+            " ({})",
+            r.price_note.as_deref().unwrap_or(
+                "pass --price_input/--price_output (USD per 1M tokens) or --prices FILE for a cost estimate"
+            )
         )?,
+    }
+    if let Some(share) = r.cache_hit_share {
+        writeln!(
+            out,
+            "cache:       {} of {} prompt tokens served from the provider's cache ({:.1}%)",
+            r.cached_tokens,
+            r.prompt_tokens,
+            100.0 * share
+        )?;
+    }
+    if r.spent > 0.0 || r.max_cost.is_some() {
+        write!(
+            out,
+            "spent:       ${} (recorded as calls were billed)",
+            cost::dollars(r.spent)
+        )?;
+        match r.max_cost {
+            Some(max) => writeln!(out, "; budget --max_cost ${}", cost::dollars(max))?,
+            None => writeln!(out)?,
+        }
     }
     if let Some(rate) = r.dialogues_per_second {
         write!(

@@ -148,6 +148,14 @@ pub struct PlanArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// The model the cost estimate counts tokens and prices for [default: from the catalog,
+    /// gpt-4o-mini]; `dgen run --model` chooses the one called.
+    #[arg(long)]
+    pub model: Option<String>,
+
+    #[command(flatten)]
+    pub prices: PriceArgs,
+
     #[command(flatten)]
     pub dataset: DatasetArgs,
 
@@ -296,6 +304,14 @@ pub struct RunArgs {
     /// With --dry_run: how many items to show.
     #[arg(long, default_value_t = 1)]
     pub limit: usize,
+
+    /// Stop dispatching before what the store has spent (across resumes) plus what the
+    /// attempts in flight may cost would pass USD; exits with code 3 when items are left.
+    #[arg(long = "max_cost", visible_alias = "max-cost", value_name = "USD", allow_negative_numbers = true, value_parser = real("(0, 1000000000]", |v| v > 0.0 && v <= 1e9))]
+    pub max_cost: Option<f64>,
+
+    #[command(flatten)]
+    pub prices: PriceArgs,
 
     /// Folder with the embedding assets from scripts/fetch-assets.sh [default: $DGEN_CACHE_DIR or ~/.cache/dgen].
     #[arg(long = "assets_dir", visible_alias = "assets-dir", value_name = "DIR")]
@@ -480,19 +496,48 @@ impl LocalServerArgs {
     }
 }
 
+/// Prices for the cost figures: the built-in dated table (assets/prices.json), `--prices FILE`
+/// over it, and single prices over both.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PriceArgs {
+    /// Price table (JSON shaped like assets/prices.json: model -> input, cached_input, output
+    /// in USD per 1M tokens, batch_factor); its models replace or add to the built-in ones.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+
+    /// USD per million prompt tokens [default: the price table's, for known models].
+    #[arg(long = "price_input", visible_alias = "price-input", value_name = "USD", allow_negative_numbers = true, value_parser = real("[0, 1000000]", |v| (0.0..=1e6).contains(&v)))]
+    pub price_input: Option<f64>,
+
+    /// USD per million prompt tokens served from the provider's cache [default: the price
+    /// table's; the input price for a model the table lacks].
+    #[arg(long = "price_cached_input", visible_alias = "price-cached-input", value_name = "USD", allow_negative_numbers = true, value_parser = real("[0, 1000000]", |v| (0.0..=1e6).contains(&v)))]
+    pub price_cached_input: Option<f64>,
+
+    /// USD per million completion tokens [default: the price table's, for known models].
+    #[arg(long = "price_output", visible_alias = "price-output", value_name = "USD", allow_negative_numbers = true, value_parser = real("[0, 1000000]", |v| (0.0..=1e6).contains(&v)))]
+    pub price_output: Option<f64>,
+}
+
+impl PriceArgs {
+    pub fn overrides(&self) -> crate::cost::PriceOverrides {
+        crate::cost::PriceOverrides {
+            prices_file: self.prices.clone(),
+            input: self.price_input,
+            cached_input: self.price_cached_input,
+            output: self.price_output,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 
-    /// Price per million prompt tokens, for the cost estimate [default: built in for gpt-4o-mini].
-    #[arg(long = "price_input", visible_alias = "price-input", allow_negative_numbers = true, value_parser = real("[0, ∞)", |v| v >= 0.0))]
-    pub price_input: Option<f64>,
-
-    /// Price per million completion tokens [default: built in for gpt-4o-mini].
-    #[arg(long = "price_output", visible_alias = "price-output", allow_negative_numbers = true, value_parser = real("[0, ∞)", |v| v >= 0.0))]
-    pub price_output: Option<f64>,
+    #[command(flatten)]
+    pub prices: PriceArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -590,13 +635,8 @@ pub struct ReportArgs {
     #[arg(long, default_value = "report.json", value_name = "FILE")]
     pub json: PathBuf,
 
-    /// Price per million prompt tokens, for the cost figures [default: built in for gpt-4o-mini].
-    #[arg(long = "price_input", visible_alias = "price-input", allow_negative_numbers = true, value_parser = real("[0, ∞)", |v| v >= 0.0))]
-    pub price_input: Option<f64>,
-
-    /// Price per million completion tokens [default: built in for gpt-4o-mini].
-    #[arg(long = "price_output", visible_alias = "price-output", allow_negative_numbers = true, value_parser = real("[0, ∞)", |v| v >= 0.0))]
-    pub price_output: Option<f64>,
+    #[command(flatten)]
+    pub prices: PriceArgs,
 }
 
 #[derive(Debug, Args)]

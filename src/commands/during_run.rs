@@ -80,6 +80,7 @@ pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<St
                 json: r.json,
                 price_input: r.price_input,
                 price_output: r.price_output,
+                ..StatusOptions::default()
             },
         ),
         Request::ExportPlan(r) => {
@@ -124,6 +125,7 @@ pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<St
                 json: absolute(r.json)?,
                 price_input: r.price_input,
                 price_output: r.price_output,
+                ..ReportJob::default()
             };
             report::execute(store, &job, cancel)
         }

@@ -9,8 +9,10 @@ use anyhow::{bail, Result};
 
 use crate::catalog::Catalog;
 use crate::cli::PlanArgs;
+use crate::cost::{Estimator, Expectation, PriceTable, Pricing};
 use crate::dataset::{self, DatasetSource, Dialogues, Personas};
 use crate::plan::{self, PlanConfig, Sampler};
+use crate::prompt::{RequestSettings, Schema, Structured};
 use crate::store::{DatasetsMeta, Meta, State, Store};
 
 fn pair(flag: Option<Vec<u32>>, default: [u32; 2]) -> [u32; 2] {
@@ -131,6 +133,11 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     let catalog = Catalog::load(args.catalog.as_deref())?;
     let config = config_from_args(&args, &catalog);
     config.validate()?;
+    let model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| catalog.generation_defaults.model.clone());
+    let pricing = PriceTable::resolve(&model, &args.prices.overrides())?;
     let source = DatasetSource {
         path: args.dataset.dataset.clone(),
         name: args.dataset.dataset_name.clone(),
@@ -177,7 +184,57 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         store.path().display()
     );
     println!("plan fingerprint: {}", drawn.fingerprint);
+    let counters = store.counters()?;
+    let get = |k: &str| counters.get(k).copied().unwrap_or(0);
+    let expectation = Expectation::from_counters(get("calls"), get("tokens/completion"));
+    estimate(&meta, &dialogues, &personas, &model, expectation, &pricing)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Items counted one by one at most; a larger plan is counted on an even sample of this many
+/// and scaled up (the output says so).
+const ESTIMATE_SAMPLE: u64 = 20_000;
+
+/// Prints the tokens and cost of the plan: both prompts of every item as `dgen run` sends them
+/// with its default flags, counted with the model's tokenizer.
+fn estimate(
+    meta: &Meta,
+    dialogues: &Dialogues,
+    personas: &Personas,
+    model: &str,
+    expectation: Expectation,
+    pricing: &Pricing,
+) -> Result<()> {
+    let catalog = &meta.catalog;
+    let settings = RequestSettings {
+        model: model.to_string(),
+        dialogue_max_tokens: catalog.generation_defaults.dialogue_call.max_tokens,
+        structured: Structured::Tags,
+        schema: Schema::Strict,
+        grammar: false,
+    };
+    let mut estimator = Estimator::new(&settings, catalog, expectation);
+    let total = meta.config.total_generations;
+    let stride = total.div_ceil(ESTIMATE_SAMPLE).max(1);
+    let items = Sampler::new(
+        catalog,
+        &meta.config,
+        &dialogues.dialogues,
+        &personas.personas,
+    );
+    for item in items.step_by(stride as usize) {
+        let persona = [(
+            item.persona_index,
+            personas.personas[item.persona_index as usize].text.clone(),
+        )];
+        let spec = crate::run::attempt_spec(&item, 0, &meta.config, &persona);
+        let base = dialogues.dialogues[item.base_dialogue_index as usize].base_conversation();
+        estimator.add(&item, &spec, &base);
+    }
+    estimator
+        .finish(total)
+        .write(&mut std::io::stdout().lock(), model, pricing)?;
+    Ok(())
 }
 
 /// The second pass: the same items drawn again, streamed into the store with the personas and

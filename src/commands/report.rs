@@ -19,8 +19,10 @@ pub fn run(store_path: &Path, args: ReportArgs) -> Result<ExitCode> {
     let job = ReportJob {
         html: args.out,
         json: args.json,
-        price_input: args.price_input,
-        price_output: args.price_output,
+        price_input: args.prices.price_input,
+        price_output: args.prices.price_output,
+        price_cached_input: args.prices.price_cached_input,
+        prices_file: args.prices.prices,
     };
     job.check()?;
     let never = AtomicBool::new(false);

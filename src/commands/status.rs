@@ -13,8 +13,10 @@ use crate::status::{self, StatusOptions};
 pub fn options(args: &StatusArgs) -> StatusOptions {
     StatusOptions {
         json: args.json,
-        price_input: args.price_input,
-        price_output: args.price_output,
+        price_input: args.prices.price_input,
+        price_output: args.prices.price_output,
+        price_cached_input: args.prices.price_cached_input,
+        prices_file: args.prices.prices.clone(),
     }
 }
 

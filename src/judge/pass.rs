@@ -38,6 +38,7 @@ pub fn count_judge(batch: &mut Batch, usage: Usage, error: Option<&str>) {
     batch.count("judge/calls", usage.calls);
     batch.count("judge/tokens/prompt", usage.prompt_tokens);
     batch.count("judge/tokens/completion", usage.completion_tokens);
+    batch.count(crate::cost::JUDGE_CACHED_TOKENS, usage.cached_tokens);
     if let Some(kind) = error {
         batch.count(format!("judge/errors/{kind}"), 1);
     }

@@ -198,10 +198,16 @@ fn retryable(message: String, retry_after: Option<Duration>) -> CallError {
 
 fn usage_of(value: &Value) -> Usage {
     let u = &value["usage"];
+    let prompt_tokens = u["prompt_tokens"].as_u64().unwrap_or(0);
     Usage {
         calls: 1,
-        prompt_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
+        prompt_tokens,
         completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
+        // Never more than the prompt: the cached share is priced as a part of it.
+        cached_tokens: u["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0)
+            .min(prompt_tokens),
     }
 }
 

@@ -53,6 +53,12 @@ pub struct Usage {
     pub calls: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, those the provider served from its prompt cache
+    /// (`usage.prompt_tokens_details.cached_tokens`). Not serialized: stored dialogues keep the
+    /// bincode layout they were written with, and the run's total lives in the `tokens/cached`
+    /// counter.
+    #[serde(skip)]
+    pub cached_tokens: u64,
 }
 
 impl std::ops::AddAssign for Usage {
@@ -63,6 +69,7 @@ impl std::ops::AddAssign for Usage {
         self.completion_tokens = self
             .completion_tokens
             .saturating_add(other.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
     }
 }
 

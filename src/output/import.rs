@@ -115,6 +115,7 @@ fn record_from_json(v: &Value, row: usize, file: &Path) -> Result<GeneratedDialo
             calls: v["usage"]["calls"].as_u64().unwrap_or(0),
             prompt_tokens: v["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
             completion_tokens: v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+            cached_tokens: 0,
         },
         hash: [0; 32],
     })

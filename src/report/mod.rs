@@ -63,12 +63,15 @@ pub struct BrowserSummary {
 }
 
 /// What to write, and the prices for the cost figures (as `dgen status` takes them).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReportJob {
     pub html: PathBuf,
     pub json: PathBuf,
     pub price_input: Option<f64>,
     pub price_output: Option<f64>,
+    pub price_cached_input: Option<f64>,
+    /// `--prices FILE`; a report asked of a running `dgen run` uses the built-in table.
+    pub prices_file: Option<PathBuf>,
 }
 
 impl ReportJob {
@@ -98,6 +101,8 @@ pub fn build(
         json: true,
         price_input: job.price_input,
         price_output: job.price_output,
+        price_cached_input: job.price_cached_input,
+        prices_file: job.prices_file.clone(),
     };
     let mut collector = sample::Collector::new(seed, BROWSER_CAP, cancel);
     let status = status::report_with(store, &options, &mut collector)?;
@@ -198,8 +203,14 @@ mod tests {
                 judge_calls: judge.costs.calls,
                 judge_prompt_tokens: judge.costs.prompt_tokens,
                 judge_completion_tokens: judge.costs.completion_tokens,
+                cached_tokens: 0,
+                cache_hit_share: None,
                 prices: None,
+                price_cached_input: None,
+                price_note: None,
                 estimated_cost: None,
+                spent: 0.0,
+                max_cost: None,
                 rejections: BTreeMap::new(),
                 failures: BTreeMap::new(),
                 checks: BTreeMap::new(),

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use crate::cli::RunArgs;
 
 use super::attempt::{attempt_item, Ctx, Outcome, TaskResult};
+use super::budget::CostBudget;
 use super::progress::Progress;
 use super::queue::Queue;
 use super::shutdown::watch_signals;
@@ -21,6 +22,8 @@ pub enum Stop {
     Finished,
     Interrupted,
     Fatal(String),
+    /// `--max_cost` would be passed by the next attempt; the message says by how much.
+    Budget(String),
 }
 
 pub struct Summary {
@@ -48,6 +51,8 @@ struct Dispatcher<'a> {
     writer_gone: bool,
     consecutive_failures: u32,
     progress: Progress,
+    /// `--max_cost`, consulted before each attempt is dispatched.
+    budget: Option<CostBudget>,
 }
 
 impl Dispatcher<'_> {
@@ -63,6 +68,13 @@ impl Dispatcher<'_> {
                     break;
                 }
             };
+            if let Some(budget) = &mut self.budget {
+                if let Err(message) = budget.admit(&item, attempt) {
+                    self.queue.push_front((index, attempt));
+                    self.wind_down(Stop::Budget(message));
+                    break;
+                }
+            }
             let billing = self.to_writer.clone();
             self.tasks
                 .spawn(attempt_item(self.ctx.clone(), item, attempt, billing));
@@ -160,6 +172,9 @@ impl Dispatcher<'_> {
 
     fn acked(&mut self, ack: Ack) {
         self.in_flight -= 1;
+        if let Some(budget) = &mut self.budget {
+            budget.release(ack.item);
+        }
         let progress = &mut self.progress;
         match ack.decision {
             Decision::Accepted => {
@@ -205,6 +220,8 @@ impl Dispatcher<'_> {
     }
 }
 
+// The budget joined the run's settings here; bundling them would touch every caller.
+#[allow(clippy::too_many_arguments)]
 pub async fn dispatch(
     ctx: Arc<Ctx>,
     writer: Writer,
@@ -213,6 +230,7 @@ pub async fn dispatch(
     done: u64,
     concurrency: usize,
     args: &RunArgs,
+    budget: Option<CostBudget>,
 ) -> Result<Summary> {
     let store = writer.store.clone();
     let (to_writer, from_dispatch) = mpsc::channel::<Outcome>(concurrency * 4 + 8);
@@ -233,6 +251,7 @@ pub async fn dispatch(
         writer_gone: false,
         consecutive_failures: 0,
         progress: Progress::new(total, done),
+        budget,
     };
     let mut signals = watch_signals();
     let mut ticker = tokio::time::interval(Duration::from_secs(10));

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::RunArgs;
+use crate::cost::{Estimator, Expectation, Pricing};
 use crate::dataset::Dialogue;
 use crate::prompt::{self, RequestSettings};
 use crate::store::{Meta, Store};
@@ -17,6 +18,7 @@ pub fn print(
     meta: &Meta,
     settings: &RequestSettings,
     args: &RunArgs,
+    pricing: &Pricing,
 ) -> Result<ExitCode> {
     // An altered plan is refused here too: requests are built from the stored items.
     queue::verify_plan(store, meta)?;
@@ -59,5 +61,25 @@ pub fn print(
         );
         println!("{}", serde_json::to_string_pretty(&dialogue)?);
     }
+    // What the pending work would take: every queued attempt, counted.
+    let counters = store.counters()?;
+    let get = |k: &str| counters.get(k).copied().unwrap_or(0);
+    let expectation = Expectation::from_counters(get("calls"), get("tokens/completion"));
+    let mut estimator = Estimator::new(settings, &meta.catalog, expectation);
+    for (index, attempt) in &queue {
+        let item = store.item(*index)?;
+        let spec = attempt_spec(&item, *attempt, &meta.config, &personas);
+        let base = bases
+            .get(&item.base_dialogue_index)
+            .map(Dialogue::base_conversation)
+            .unwrap_or_default();
+        estimator.add(&item, &spec, &base);
+    }
+    println!("### pending work: {} attempts", queue.len());
+    estimator.finish(queue.len() as u64).write(
+        &mut std::io::stdout().lock(),
+        &settings.model,
+        pricing,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@
 //! committed: items without a committed result are simply still pending.
 
 mod attempt;
+mod budget;
 pub mod credentials;
 mod dispatch;
 mod dry_run;
@@ -18,16 +19,19 @@ mod shutdown;
 mod writer;
 
 pub use attempt::attempt_spec;
+pub use budget::EXIT_BUDGET;
 pub use shutdown::{exit_on_signal, watch_signals, EXIT_INTERRUPTED};
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::cli::RunArgs;
+use crate::cost::{self, Price, PriceTable, Pricing};
 use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
 use crate::llm::{Endpoint, LlmClient, RetryPolicy};
@@ -37,6 +41,7 @@ use crate::store::{Batch, Meta, RunEndpoint, RunSettings, State, Store};
 
 use crate::judge::{Judge, JudgeSchema, JudgeSettings};
 use attempt::{Ctx, InlineJudge};
+use budget::CostBudget;
 use dispatch::{Stop, Summary};
 use writer::{Budget, Writer};
 
@@ -79,8 +84,15 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         (None, false) => None,
     };
     let settings = request_settings(&args, &meta, local_model.as_deref());
+    let pricing = PriceTable::resolve(&settings.model, &args.prices.overrides())?;
     if args.dry_run {
-        return dry_run::print(&store, &meta, &settings, &args);
+        return dry_run::print(&store, &meta, &settings, &args, &pricing);
+    }
+    if let (Some(max), Pricing::Unknown { model }) = (args.max_cost, &pricing) {
+        bail!(
+            "--max_cost {max} needs a price to hold the run to: {}",
+            Pricing::unknown_message(model)
+        );
     }
     let key = credentials::api_key();
     if key.is_none() && local_model.is_none() && !credentials::is_loopback(&args.base_url) {
@@ -92,6 +104,7 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
     let Some(work) = prepare(&store, &meta, &settings, &args)? else {
         return Ok(ExitCode::SUCCESS);
     };
+    store.set_max_cost(args.max_cost)?;
     let embedder = Embedder::load(&assets)?;
     // Started from the main thread: the parent-death signal follows the thread that forked.
     let server = match &local_model {
@@ -125,6 +138,7 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         endpoint,
         embedder,
         concurrency,
+        price: pricing.price(),
     };
     let summary = generate(&store, &meta, launch, work, &args)?;
     drop(server);
@@ -182,6 +196,8 @@ struct Launch {
     endpoint: Endpoint,
     embedder: Embedder,
     concurrency: usize,
+    /// The model's price: spent is recorded with it, and `--max_cost` needs it.
+    price: Option<Price>,
 }
 
 /// The run proper: the runtime, the embedder thread, the writer and the dispatcher.
@@ -197,6 +213,7 @@ fn generate(
         endpoint,
         embedder,
         concurrency,
+        price,
     } = launch;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -216,6 +233,17 @@ fn generate(
         quality: quality_config(meta, args),
         judge,
     });
+    let spent = Arc::new(AtomicU64::new(
+        store
+            .counters()?
+            .get(cost::SPENT_NANO_USD)
+            .copied()
+            .unwrap_or(0),
+    ));
+    let budget = match (args.max_cost, price) {
+        (Some(max), Some(price)) => Some(CostBudget::new(ctx.clone(), price, max, spent.clone())),
+        _ => None,
+    };
     let writer = Writer {
         store: store.clone(),
         index: store.load_index(embed::DIM)?,
@@ -226,6 +254,8 @@ fn generate(
             extended: std::mem::take(&mut work.extended),
         },
         last_commit: Instant::now(),
+        price,
+        spent,
     };
     tracing::info!(
         "run: {} items to attempt ({} of {} already accepted), concurrency {concurrency}, model {}, endpoint {}",
@@ -243,6 +273,7 @@ fn generate(
         work.done,
         concurrency,
         args,
+        budget,
     ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     embed_worker.finish(Duration::from_secs(10));
@@ -354,7 +385,7 @@ fn finish(store: &Store, total: u64, summary: Summary) -> Result<ExitCode> {
         match summary.stop {
             Stop::Finished => "finished",
             Stop::Interrupted => "interrupted",
-            Stop::Fatal(_) => "stopped",
+            Stop::Fatal(_) | Stop::Budget(_) => "stopped",
         },
         summary.accepted,
         summary.elapsed.as_secs_f64()
@@ -366,5 +397,9 @@ fn finish(store: &Store, total: u64, summary: Summary) -> Result<ExitCode> {
             Ok(ExitCode::from(EXIT_INTERRUPTED))
         }
         Stop::Fatal(message) => bail!("{message}"),
+        Stop::Budget(message) => {
+            eprintln!("{message}");
+            Ok(ExitCode::from(EXIT_BUDGET))
+        }
     }
 }

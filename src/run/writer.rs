@@ -4,12 +4,14 @@
 //! cut short by a kill still reach the counters with the next commit.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
+use crate::cost::{self, Price};
 use crate::dedup::DedupIndex;
 use crate::judge::pass::count_judge;
 use crate::llm::Usage;
@@ -61,6 +63,10 @@ pub struct Writer {
     pub threshold: f32,
     pub budget: Budget,
     pub last_commit: Instant,
+    /// The run's price: each commit adds what its bills cost to the store's spent counter.
+    pub price: Option<Price>,
+    /// Nano-dollars committed as spent, for `--max_cost`; raised after each commit.
+    pub spent: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -133,14 +139,29 @@ impl Writer {
     fn process(&mut self, outcomes: Vec<Outcome>) -> Result<Vec<Ack>> {
         let mut batch = Batch::default();
         let mut acks = Vec::with_capacity(outcomes.len());
+        let mut spent = 0u64;
+        let price = self.price;
+        let mut bill = |usage: &Usage| {
+            if let Some(price) = &price {
+                spent = spent.saturating_add(price.cost_nano(usage));
+            }
+        };
         for outcome in outcomes {
             match outcome {
-                Outcome::Billed(usage) => count_usage(&mut batch, usage),
-                Outcome::Judged(usage, error) => count_judge(&mut batch, usage, error),
+                Outcome::Billed(usage) => {
+                    bill(&usage);
+                    count_usage(&mut batch, usage);
+                }
+                // The judge's calls at the run's prices, as `dgen status` counts them.
+                Outcome::Judged(usage, error) => {
+                    bill(&usage);
+                    count_judge(&mut batch, usage, error);
+                }
                 Outcome::Rejected(r) => acks.push(self.reject(&mut batch, r)),
                 Outcome::Candidate(c) => acks.push(self.accept(&mut batch, c)),
             }
         }
+        batch.count(cost::SPENT_NANO_USD, spent);
         let now = Instant::now();
         batch.count(
             "run/elapsed_ms",
@@ -153,6 +174,7 @@ impl Writer {
                 self.store.path().display()
             )
         })?;
+        self.spent.fetch_add(spent, Ordering::SeqCst);
         Ok(acks)
     }
 }
@@ -161,6 +183,7 @@ fn count_usage(batch: &mut Batch, usage: Usage) {
     batch.count("calls", usage.calls);
     batch.count("tokens/prompt", usage.prompt_tokens);
     batch.count("tokens/completion", usage.completion_tokens);
+    batch.count(cost::CACHED_TOKENS, usage.cached_tokens);
 }
 
 /// Takes what is waiting, up to a batch.

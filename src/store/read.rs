@@ -109,6 +109,16 @@ impl Store {
         Ok(Some(serde_json::from_str(v.value())?))
     }
 
+    /// The last run's `--max_cost`, if it had one.
+    pub fn max_cost(&self) -> Result<Option<f64>> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        let Some(v) = meta.get(META_MAX_COST)? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_str(v.value())?))
+    }
+
     /// The dialogue stored under `seq`.
     pub fn dialogue(&self, seq: u64) -> Result<GeneratedDialogue> {
         let txn = self.read()?;

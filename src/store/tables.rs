@@ -47,6 +47,8 @@ pub(super) const META_DATASETS: &str = "datasets";
 pub(super) const META_FINGERPRINT: &str = "plan_fingerprint";
 pub(super) const META_RUN: &str = "run";
 pub(super) const META_RUN_ENDPOINT: &str = "run_endpoint";
+/// The last run's `--max_cost` in USD (JSON number), absent when it had none.
+pub(super) const META_MAX_COST: &str = "max_cost";
 
 /// A table that may not exist yet (a store planned before any run has no dialogues table).
 pub(super) fn optional<K: redb::Key + 'static, V: redb::Value + 'static>(

@@ -104,6 +104,24 @@ impl Store {
         Ok(())
     }
 
+    /// Records the run's `--max_cost` (or that it has none), for `dgen status`.
+    pub fn set_max_cost(&self, usd: Option<f64>) -> Result<()> {
+        let txn = self.write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            match usd {
+                Some(usd) => {
+                    meta.insert(META_MAX_COST, serde_json::to_string(&usd)?.as_str())?;
+                }
+                None => {
+                    meta.remove(META_MAX_COST)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Commits a run's batch in one transaction: dialogues, hashes, embeddings, quality-check
     /// results, judge scores, item states and counters land together or not at all.
     pub fn apply(&self, batch: &Batch) -> Result<()> {

@@ -143,6 +143,12 @@ pub struct State {
     pub judge_mode: JudgeMode,
     /// The next this many judge calls answer with every score 1 (before `judge_mode`).
     pub judge_low_first: usize,
+    /// Report `prompt_tokens_details.cached_tokens` like a provider's prompt cache: the
+    /// longest common prefix (in rough tokens, 4 characters each) of this request's messages
+    /// with an earlier request's. No 1,024-token threshold, so short prompts show hits too.
+    pub prompt_cache: bool,
+    /// The messages of earlier requests, for `prompt_cache`.
+    pub seen_prompts: Vec<String>,
 }
 
 impl State {
@@ -464,8 +470,30 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     if dialogue && !content.is_empty() {
         state.lock().unwrap().answers.push(content.clone());
     }
-    let claimed = state.lock().unwrap().prompt_tokens;
-    let prompt_tokens = claimed.unwrap_or(body["messages"].to_string().len() as u64 / 4);
+    let messages = body["messages"].to_string();
+    let (claimed, cached) = {
+        let mut s = state.lock().unwrap();
+        let cached = if s.prompt_cache {
+            let longest = s
+                .seen_prompts
+                .iter()
+                .map(|seen| {
+                    seen.bytes()
+                        .zip(messages.bytes())
+                        .take_while(|(a, b)| a == b)
+                        .count()
+                })
+                .max()
+                .unwrap_or(0);
+            s.seen_prompts.push(messages.clone());
+            longest as u64 / 4
+        } else {
+            0
+        };
+        (s.prompt_tokens, cached)
+    };
+    let prompt_tokens = claimed.unwrap_or(messages.len() as u64 / 4);
+    let cached = cached.min(prompt_tokens);
     let response = json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
@@ -474,7 +502,8 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         "choices": [{"index": 0, "finish_reason": finish_reason,
                      "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": content.len() / 4,
-                  "total_tokens": prompt_tokens.saturating_add(content.len() as u64 / 4)}
+                  "total_tokens": prompt_tokens.saturating_add(content.len() as u64 / 4),
+                  "prompt_tokens_details": {"cached_tokens": cached}}
     });
     respond(&mut conn, 200, &[], &response.to_string())
 }
