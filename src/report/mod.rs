@@ -8,6 +8,7 @@
 //! over the dialogues. Memory stays bounded however many dialogues the store holds: the browser
 //! keeps at most [`BROWSER_CAP`] of them.
 
+pub mod concurrency;
 pub mod html;
 pub mod sample;
 pub mod svg;
@@ -41,6 +42,8 @@ pub struct ReportData {
     /// The judge's scores over every stored dialogue (none until `dgen judge` has run).
     pub judge: JudgeSummary,
     pub browser: BrowserSummary,
+    /// Requests in flight over time and the adaptive limit, as `dgen run` recorded them.
+    pub in_flight: concurrency::InFlightSeries,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,7 +107,9 @@ pub fn build(
     let mut collector = sample::Collector::new(seed, BROWSER_CAP, cancel);
     let status = status::report_with(store, &options, &mut collector)?;
     let (judge, dialogues, seen) = collector.finish();
-    Ok((assemble(status, judge, seen, seed, &dialogues), dialogues))
+    let mut data = assemble(status, judge, seen, seed, &dialogues);
+    data.in_flight = concurrency::series(&store.in_flight_series()?);
+    Ok((data, dialogues))
 }
 
 /// The report around a status report and what the collector gathered.
@@ -135,6 +140,7 @@ pub fn assemble(
         checks,
         judge,
         browser,
+        in_flight: concurrency::InFlightSeries::default(),
     }
 }
 

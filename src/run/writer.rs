@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::dedup::DedupIndex;
 use crate::judge::pass::count_judge;
-use crate::llm::Usage;
+use crate::llm::{Limiter, Usage};
 use crate::store::{Accepted, Batch, ItemState, State, Store};
 
 use super::attempt::{Candidate, Outcome, Rejection};
@@ -61,6 +61,8 @@ pub struct Writer {
     pub threshold: f32,
     pub budget: Budget,
     pub last_commit: Instant,
+    /// The endpoint's limiter, whose in-flight samples and 429 count each commit takes along.
+    pub limiter: Arc<Limiter>,
 }
 
 impl Writer {
@@ -141,6 +143,9 @@ impl Writer {
                 Outcome::Candidate(c) => acks.push(self.accept(&mut batch, c)),
             }
         }
+        let (samples, overloaded) = self.limiter.drain();
+        batch.in_flight = samples;
+        batch.count("calls_overloaded", overloaded);
         let now = Instant::now();
         batch.count(
             "run/elapsed_ms",
@@ -197,6 +202,8 @@ pub fn spawn_writer(
                     let _ = acks.send(ack);
                 }
             }
+            // The last samples of the in-flight series.
+            writer.process(Vec::new())?;
             Ok(())
         })
         .context("cannot start the store writer thread")?;
