@@ -2,8 +2,12 @@
 //! tests use): for trying `dgen run` without an API key or a model, for benchmarks, and as a
 //! stand-in `--llama_server` (it accepts llama-server's flags and serves `/health`).
 //!
-//! `dgen-mock-llm [--port N] [--latency-ms MS] [--turns N]` prints its base URL and serves until
-//! killed.
+//! `dgen-mock-llm [--port N] [--latency-ms MS] [--turns N] [--rpm N] [--tpm N] [--window-s S]
+//! [--no-ratelimit-headers] [--capacity C --service-ms MS]` prints its base URL and serves until
+//! killed. `--rpm` / `--tpm` enforce limits with 429s over a sliding window of `--window-s`
+//! seconds (default 60; the limits are per minute, scaled to the window); `--capacity` makes it
+//! queue like llama.cpp or vLLM: C calls served at once, each for `--service-ms`, the rest wait.
+//! `GET /stats` says how many calls it answered, refused with 429 and held open at once.
 
 #[path = "../../tests/common/mock.rs"]
 mod mock;
@@ -21,6 +25,23 @@ fn main() {
     let server = mock::MockServer::start_on(value("--port").unwrap_or(0) as u16);
     server.set_latency(Duration::from_millis(value("--latency-ms").unwrap_or(0)));
     server.state.lock().unwrap().turns = value("--turns").map(|t| t as usize);
+    let (rpm, tpm) = (value("--rpm"), value("--tpm"));
+    if rpm.is_some() || tpm.is_some() {
+        let window = value("--window-s").unwrap_or(60).max(1);
+        let scale = |per_minute: u64| (per_minute * window / 60).max(1);
+        server.set_rate_limit(mock::RateLimit {
+            window: Duration::from_secs(window),
+            requests: rpm.map(scale),
+            tokens: tpm.map(scale),
+            headers: !args.iter().any(|a| a == "--no-ratelimit-headers"),
+        });
+    }
+    if let Some(capacity) = value("--capacity") {
+        server.set_queue(mock::Queue {
+            capacity: capacity.max(1) as usize,
+            service: Duration::from_millis(value("--service-ms").unwrap_or(100)),
+        });
+    }
     println!("{}", server.url);
     loop {
         std::thread::sleep(Duration::from_secs(3600));

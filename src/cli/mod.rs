@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use values::{real, seconds, whole, MAX_PARALLEL};
+use values::{real, seconds, whole, MAX_PARALLEL, MAX_RPM, MAX_TPM};
 
 use crate::dataset::{DEFAULT_DATASET_NAME, DEFAULT_PERSONA_PATH};
 
@@ -188,9 +188,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub model: Option<String>,
 
-    /// Work items in flight at once [default: 16; with a local model, its request slots].
+    /// Most requests in flight at once: the ceiling of the adaptive limit, which grows after
+    /// successes and shrinks on 429s and on rising latency [default: 16; with a local model,
+    /// its request slots].
     #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
     pub concurrency: Option<usize>,
+
+    /// Requests per minute the endpoint allows: dgen paces its requests below it [default:
+    /// the server's x-ratelimit-limit-requests header, if it sends one].
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole::<u32>(1, MAX_RPM))]
+    pub rpm: Option<u32>,
+
+    /// Tokens per minute the endpoint allows (prompt and completion): dgen paces its requests
+    /// below it [default: the server's x-ratelimit-limit-tokens header, if it sends one].
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole::<u64>(1, MAX_TPM))]
+    pub tpm: Option<u64>,
 
     /// Run on a local GGUF model: dgen starts llama-server on 127.0.0.1 for the run.
     #[arg(

@@ -9,6 +9,13 @@ use std::time::Duration;
 /// and low enough that buffers sized from it cannot overflow.
 pub const MAX_PARALLEL: usize = 4096;
 
+/// Highest `--rpm`: a million requests a minute, beyond any endpoint's limit; above it the
+/// pacing would be finer than the clock.
+pub const MAX_RPM: u32 = 1_000_000;
+
+/// Highest `--tpm`: ten billion tokens a minute, far beyond any endpoint's limit.
+pub const MAX_TPM: u64 = 10_000_000_000;
+
 /// Longest timeout a flag may set: a day. Longer ones are typos, and a deadline computed
 /// from them could overflow the clock.
 pub const MAX_SECONDS: f64 = 86_400.0;

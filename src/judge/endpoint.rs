@@ -12,7 +12,7 @@ use super::Judge;
 use crate::cli::JudgeEndpointArgs;
 use crate::embed;
 use crate::llm::local_server::{self, LocalServer};
-use crate::llm::{Endpoint, LlmClient, RetryPolicy};
+use crate::llm::{Endpoint, Limits, LlmClient, RetryPolicy};
 use crate::run::credentials;
 use crate::store::RunEndpoint;
 
@@ -81,6 +81,11 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
             "no API key for the judge at {base_url}: set OPENAI_API_KEY (or OPENAI_KEY), or put OPENAI_KEY=... in ./.env.local; or judge on a local model with --local, or another endpoint with --judge_base_url"
         );
     }
+    let concurrency = args.concurrency.unwrap_or(if server.is_some() {
+        args.server.slots
+    } else {
+        8
+    });
     let endpoint = Endpoint {
         base_url: base_url.clone(),
         api_key: key,
@@ -90,12 +95,8 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
             base: Duration::from_millis(args.retry_base_ms),
             cap: Duration::from_secs(60),
         },
+        limits: Limits::ceiling(concurrency),
     };
-    let concurrency = args.concurrency.unwrap_or(if server.is_some() {
-        args.server.slots
-    } else {
-        8
-    });
     let judge = Judge {
         client: LlmClient::new(&endpoint)?,
         settings: JudgeSettings {

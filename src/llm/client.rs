@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use super::limiter::{Feedback, Limiter, Limits, RateHeaders};
 use super::retry::{retry_hint, RetryPolicy};
 use super::{CallError, CallFailure, ChatRequest, Completion, Secret, Usage};
 
@@ -14,6 +17,8 @@ pub struct Endpoint {
     pub api_key: Option<Secret>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// The ceiling of requests in flight and explicit per-minute limits.
+    pub limits: Limits,
 }
 
 pub struct LlmClient {
@@ -21,10 +26,25 @@ pub struct LlmClient {
     url: String,
     key: Option<Secret>,
     retry: RetryPolicy,
+    limiter: Arc<Limiter>,
 }
 
 impl LlmClient {
+    /// A client with its own limiter.
     pub fn new(endpoint: &Endpoint) -> anyhow::Result<LlmClient> {
+        LlmClient::with_limiter(endpoint, Limiter::new(endpoint.limits))
+    }
+
+    /// A client sharing another's limiter: both call the same server, within the same limits.
+    pub fn sharing(endpoint: &Endpoint, other: &LlmClient) -> anyhow::Result<LlmClient> {
+        LlmClient::with_limiter(endpoint, other.limiter.clone())
+    }
+
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
+    fn with_limiter(endpoint: &Endpoint, limiter: Arc<Limiter>) -> anyhow::Result<LlmClient> {
         let http = reqwest::Client::builder()
             .timeout(endpoint.timeout)
             .connect_timeout(endpoint.timeout.min(Duration::from_secs(30)))
@@ -38,6 +58,7 @@ impl LlmClient {
             ),
             key: endpoint.api_key.clone(),
             retry: endpoint.retry,
+            limiter,
         })
     }
 
@@ -70,8 +91,70 @@ impl LlmClient {
         }
     }
 
+    /// One try, within the limiter: it waits for a permit and reports what the server said.
     async fn try_once(&self, request: &ChatRequest) -> Result<Completion, (CallError, Usage)> {
-        let mut builder = self.http.post(&self.url).json(request);
+        let body = match serde_json::to_vec(request) {
+            Ok(b) => b,
+            Err(e) => {
+                let message = format!("the request could not be encoded: {e}");
+                return Err((
+                    CallError::Rejected {
+                        status: 0,
+                        code: None,
+                        message,
+                    },
+                    Usage::default(),
+                ));
+            }
+        };
+        #[allow(deprecated)]
+        let max_tokens = request
+            .chat
+            .max_completion_tokens
+            .or(request.chat.max_tokens)
+            .unwrap_or(0);
+        // About four bytes a token, plus every token the answer may take.
+        let estimate = body.len() as u64 / 4 + u64::from(max_tokens);
+        let permit = self.limiter.acquire(estimate, max_tokens).await;
+        let (result, headers) = self.send(body).await;
+        let feedback = match &result {
+            Ok(c) => Feedback::Success {
+                billed: (c.usage.prompt_tokens > 0 || c.usage.completion_tokens > 0).then(|| {
+                    c.usage
+                        .prompt_tokens
+                        .saturating_add(c.usage.completion_tokens)
+                }),
+                completion: c.usage.completion_tokens,
+            },
+            Err((CallError::Retryable { retry_after, .. }, _))
+                if matches!(headers.status, Some(429 | 503)) =>
+            {
+                Feedback::Overloaded {
+                    retry_after: *retry_after,
+                }
+            }
+            Err(_) => Feedback::Other,
+        };
+        permit.finish(feedback, &headers.rate);
+        result
+    }
+
+    async fn send(&self, body: Vec<u8>) -> (Result<Completion, (CallError, Usage)>, Answered) {
+        let mut answered = Answered::default();
+        let result = self.send_inner(body, &mut answered).await;
+        (result, answered)
+    }
+
+    async fn send_inner(
+        &self,
+        body: Vec<u8>,
+        answered: &mut Answered,
+    ) -> Result<Completion, (CallError, Usage)> {
+        let mut builder = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         if let Some(key) = &self.key {
             builder = builder.bearer_auth(key.expose());
         }
@@ -95,6 +178,8 @@ impl LlmClient {
         };
         let status = response.status();
         let hint = retry_hint(response.headers());
+        answered.status = Some(status.as_u16());
+        answered.rate = RateHeaders::parse(response.headers());
         let body = match response.text().await {
             Ok(b) => b,
             Err(e) => {
@@ -134,6 +219,13 @@ impl LlmClient {
             truncated,
         })
     }
+}
+
+/// What the server's answer said about its load.
+#[derive(Default)]
+struct Answered {
+    status: Option<u16>,
+    rate: RateHeaders,
 }
 
 /// 400 codes that say the key or the model is wrong, so every request would be refused.

@@ -5,14 +5,17 @@
 //! async-openai's client does not expose: the HTTP status (to tell a bad key from a busy
 //! server) and the `Retry-After` / `x-ratelimit-reset-*` headers (to wait as long as the server
 //! asks). Every call reports the tokens it was billed, also when its output is later rejected.
+//! Every try goes through the endpoint's [`Limiter`], which adapts the requests in flight.
 
 mod client;
+pub mod limiter;
 pub mod local_server;
 mod retry;
 
 use std::time::Duration;
 
 pub use client::{Endpoint, LlmClient};
+pub use limiter::{Limiter, Limits};
 pub use retry::RetryPolicy;
 
 /// One request: async-openai's chat request, plus llama.cpp's `grammar` extension when the

@@ -216,6 +216,7 @@ pub fn write(out: &mut impl Write, r: &ReportData, dialogues: &[BrowserDialogue]
     ));
     summary(&mut page, r);
     progress(&mut page, r);
+    super::concurrency::section(&mut page, &r.in_flight);
     funnel(&mut page, r);
     checks(&mut page, r);
     judge(&mut page, r);

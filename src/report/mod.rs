@@ -8,6 +8,7 @@
 //! one pass over the dialogues. Memory stays bounded however many dialogues the store holds: the browser
 //! keeps at most [`BROWSER_CAP`] of them.
 
+pub mod concurrency;
 pub mod html;
 pub mod sample;
 pub mod svg;
@@ -39,6 +40,8 @@ pub struct ReportData {
     /// dialogues flagged) and `run.rejections` (attempts rejected) under the check's name.
     pub checks: Vec<CheckCount>,
     pub browser: BrowserSummary,
+    /// Requests in flight over time and the adaptive limit, as `dgen run` recorded them.
+    pub in_flight: concurrency::InFlightSeries,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -107,7 +110,9 @@ pub fn build(
     let mut collector = sample::Collector::new(seed, BROWSER_CAP, cancel);
     let status = status::report_with(store, &options, &mut collector)?;
     let (dialogues, seen) = collector.finish();
-    Ok((assemble(status, seen, seed, &dialogues), dialogues))
+    let mut data = assemble(status, seen, seed, &dialogues);
+    data.in_flight = concurrency::series(&store.in_flight_series()?);
+    Ok((data, dialogues))
 }
 
 /// The report around a status report and what the collector gathered.
@@ -131,6 +136,7 @@ pub fn assemble(status: Report, seen: u64, seed: u64, dialogues: &[BrowserDialog
         status,
         checks,
         browser,
+        in_flight: concurrency::InFlightSeries::default(),
     }
 }
 

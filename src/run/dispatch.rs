@@ -1,5 +1,7 @@
 //! The dispatcher: keeps `--concurrency` attempts in flight, hands finished ones to the writer,
-//! re-queues rejected items, and stops on a signal, a fatal error or the breaker.
+//! re-queues rejected items, and stops on a signal, a fatal error or the breaker. The attempts'
+//! requests wait for the endpoint's adaptive limiter, whose in-flight series it samples once a
+//! second.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,6 +235,7 @@ pub async fn dispatch(
     budget: Option<CostBudget>,
 ) -> Result<Summary> {
     let store = writer.store.clone();
+    let ctx_limiter = ctx.client.limiter().clone();
     let (to_writer, from_dispatch) = mpsc::channel::<Outcome>(concurrency * 4 + 8);
     let (ack_tx, mut acks) = mpsc::unbounded_channel();
     let writer_thread = spawn_writer(writer, from_dispatch, ack_tx)?;
@@ -250,12 +253,14 @@ pub async fn dispatch(
         stop: Stop::Finished,
         writer_gone: false,
         consecutive_failures: 0,
-        progress: Progress::new(total, done),
+        progress: Progress::new(total, done, ctx_limiter),
         budget,
     };
     let mut signals = watch_signals();
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
     ticker.tick().await;
+    let mut sampler = tokio::time::interval(Duration::from_secs(1));
+    sampler.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         d.fill();
         if d.in_flight == 0 {
@@ -270,6 +275,10 @@ pub async fn dispatch(
             Some(()) = signals.recv() => d.interrupted(),
             _ = async { if let Some(at) = d.deadline { tokio::time::sleep_until(at).await } }, if d.deadline.is_some() => d.timed_out(),
             _ = ticker.tick() => d.progress.log_line(),
+            _ = sampler.tick() => {
+                d.progress.limiter.sample();
+                d.progress.update();
+            }
         }
     }
     d.finish(writer_thread)

@@ -34,7 +34,7 @@ use crate::cli::RunArgs;
 use crate::cost::{self, Price, PriceTable, Pricing};
 use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
-use crate::llm::{Endpoint, LlmClient, RetryPolicy};
+use crate::llm::{Endpoint, Limits, LlmClient, RetryPolicy};
 use crate::prompt::{self, RequestSettings, Schema, Structured};
 use crate::quality::{Check, QualityConfig};
 use crate::store::{Batch, Meta, RunEndpoint, RunSettings, State, Store};
@@ -111,6 +111,11 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         Some(model) => Some(LocalServer::start(&server_settings(&args, &assets, model))?),
         None => None,
     };
+    let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
+        args.server.slots
+    } else {
+        16
+    });
     let endpoint = Endpoint {
         base_url: server
             .as_ref()
@@ -122,16 +127,16 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
             base: Duration::from_millis(args.retry_base_ms),
             cap: Duration::from_secs(60),
         },
+        limits: Limits {
+            ceiling: concurrency,
+            rpm: args.rpm,
+            tpm: args.tpm,
+        },
     };
     store.set_run_endpoint(&RunEndpoint {
         base_url: local_model.is_none().then(|| args.base_url.clone()),
         local_model: local_model.clone(),
     })?;
-    let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
-        args.server.slots
-    } else {
-        16
-    });
     let total = work.total;
     let launch = Launch {
         settings,
@@ -221,12 +226,14 @@ fn generate(
         .build()?;
     let _guard = runtime.enter();
     let (embedder, embed_worker) = EmbedService::start(embedder)?;
-    let judge = inline_judge(args, &endpoint, &settings)?;
+    let client = LlmClient::new(&endpoint)?;
+    let limiter = client.limiter().clone();
+    let judge = inline_judge(args, &endpoint, &settings, &client)?;
     let ctx = Arc::new(Ctx {
         settings,
         catalog: meta.catalog.clone(),
         config: meta.config.clone(),
-        client: LlmClient::new(&endpoint)?,
+        client,
         embedder,
         personas: store.personas()?.into_iter().collect(),
         bases: store.base_dialogues()?,
@@ -256,12 +263,15 @@ fn generate(
         last_commit: Instant::now(),
         price,
         spent,
+        limiter,
     };
     tracing::info!(
-        "run: {} items to attempt ({} of {} already accepted), concurrency {concurrency}, model {}, endpoint {}",
+        "run: {} items to attempt ({} of {} already accepted), concurrency up to {concurrency}{}{}, model {}, endpoint {}",
         work.queue.len(),
         work.done,
         work.total,
+        args.rpm.map_or(String::new(), |n| format!(", {n} requests/min")),
+        args.tpm.map_or(String::new(), |n| format!(", {n} tokens/min")),
         ctx.settings.model,
         endpoint.base_url,
     );
@@ -286,6 +296,7 @@ fn inline_judge(
     args: &RunArgs,
     endpoint: &Endpoint,
     settings: &RequestSettings,
+    run_client: &LlmClient,
 ) -> Result<Option<InlineJudge>> {
     if !args.judge {
         return Ok(None);
@@ -295,8 +306,15 @@ fn inline_judge(
         judge_endpoint.base_url = url.clone();
     }
     let on_local_server = settings.grammar && args.judge_base_url.is_none();
+    // On the run's endpoint the judge's calls share the run's limits; elsewhere, its own.
+    let client = match &args.judge_base_url {
+        Some(url) if url.trim_end_matches('/') != endpoint.base_url.trim_end_matches('/') => {
+            LlmClient::new(&judge_endpoint)?
+        }
+        _ => LlmClient::sharing(&judge_endpoint, run_client)?,
+    };
     let judge = Judge {
-        client: LlmClient::new(&judge_endpoint)?,
+        client,
         settings: JudgeSettings {
             model: args
                 .judge_model

@@ -1,7 +1,10 @@
 //! Progress: a bar on a terminal, a log line every 10 s otherwise.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Instant;
+
+use crate::llm::Limiter;
 
 pub struct Progress {
     pub bar: Option<indicatif::ProgressBar>,
@@ -11,10 +14,12 @@ pub struct Progress {
     pub rejected: u64,
     pub started: Instant,
     pub accepted_here: u64,
+    /// The endpoint's limiter: requests in flight and the adaptive limit.
+    pub limiter: Arc<Limiter>,
 }
 
 impl Progress {
-    pub fn new(total: u64, done: u64) -> Progress {
+    pub fn new(total: u64, done: u64, limiter: Arc<Limiter>) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
@@ -34,6 +39,7 @@ impl Progress {
             rejected: 0,
             started: Instant::now(),
             accepted_here: 0,
+            limiter,
         }
     }
 
@@ -41,8 +47,10 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(self.done);
             bar.set_message(format!(
-                "rejected {}  failed {}",
-                self.rejected, self.failed
+                "rejected {}  failed {}  {}",
+                self.rejected,
+                self.failed,
+                self.in_flight()
             ));
         }
     }
@@ -63,12 +71,23 @@ impl Progress {
             "unknown".into()
         };
         tracing::info!(
-            "progress: {}/{} accepted, {} rejected attempts, {} failed, {rate:.2} dialogues/s, ETA {eta}",
+            "progress: {}/{} accepted, {} rejected attempts, {} failed, {rate:.2} dialogues/s, ETA {eta}, {}",
             self.done,
             self.total,
             self.rejected,
-            self.failed
+            self.failed,
+            self.in_flight()
         );
+    }
+
+    /// `in flight 5/7 (max 16)`: requests in flight, the adaptive limit, the ceiling.
+    fn in_flight(&self) -> String {
+        format!(
+            "in flight {}/{:.0} (max {})",
+            self.limiter.in_flight(),
+            self.limiter.limit().floor(),
+            self.limiter.ceiling()
+        )
     }
 
     pub fn finish(&self) {

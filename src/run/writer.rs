@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::cost::{self, Price};
 use crate::dedup::DedupIndex;
 use crate::judge::pass::count_judge;
-use crate::llm::Usage;
+use crate::llm::{Limiter, Usage};
 use crate::store::{Accepted, Batch, ItemState, State, Store};
 
 use super::attempt::{Candidate, Outcome, Rejection};
@@ -67,6 +67,8 @@ pub struct Writer {
     pub price: Option<Price>,
     /// Nano-dollars committed as spent, for `--max_cost`; raised after each commit.
     pub spent: Arc<AtomicU64>,
+    /// The endpoint's limiter, whose in-flight samples and 429 count each commit takes along.
+    pub limiter: Arc<Limiter>,
 }
 
 impl Writer {
@@ -162,6 +164,9 @@ impl Writer {
             }
         }
         batch.count(cost::SPENT_NANO_USD, spent);
+        let (samples, overloaded) = self.limiter.drain();
+        batch.in_flight = samples;
+        batch.count("calls_overloaded", overloaded);
         let now = Instant::now();
         batch.count(
             "run/elapsed_ms",
@@ -220,6 +225,8 @@ pub fn spawn_writer(
                     let _ = acks.send(ack);
                 }
             }
+            // The last samples of the in-flight series.
+            writer.process(Vec::new())?;
             Ok(())
         })
         .context("cannot start the store writer thread")?;

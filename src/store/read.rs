@@ -11,6 +11,7 @@ use super::{DialogueSink, ItemState, Meta, RunEndpoint, RunSettings, State, Stor
 use crate::dataset::Dialogue;
 use crate::dedup::DedupIndex;
 use crate::judge::JudgeScore;
+use crate::llm::limiter::Sample;
 use crate::plan::WorkItem;
 use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
@@ -231,6 +232,28 @@ impl Store {
         for entry in table.iter()? {
             let (k, v) = entry?;
             out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+
+    /// The in-flight time series of every run so far, in time order (empty before a run).
+    pub fn in_flight_series(&self) -> Result<Vec<Sample>> {
+        let txn = self.read()?;
+        let Some(table) = optional(&txn, IN_FLIGHT)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            // A value of another length is not ours to read: skipped, never a panic.
+            let Ok(bytes) = <[u8; 8]>::try_from(v.value()) else {
+                continue;
+            };
+            out.push(Sample {
+                at_ms: k.value(),
+                in_flight: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+                limit: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+            });
         }
         Ok(out)
     }

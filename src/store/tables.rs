@@ -35,6 +35,10 @@ pub const QUALITY: TableDefinition<u64, &[u8]> = TableDefinition::new("quality")
 pub const JUDGE: TableDefinition<u64, &[u8]> = TableDefinition::new("judge");
 /// Run counters: tokens, calls, acceptances, rejections and failures by reason, run time.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// The requests in flight over time, by Unix milliseconds: the most in flight since the
+/// previous sample and the adaptive limit then, two little-endian u32 (`dgen run` records one a
+/// second, sparser on long runs).
+pub const IN_FLIGHT: TableDefinition<u64, &[u8]> = TableDefinition::new("in_flight");
 /// Combination usage counters, keyed `size/service+service`.
 pub const COMBINATION_USAGE: TableDefinition<&str, u64> = TableDefinition::new("combination_usage");
 

@@ -153,6 +153,8 @@ pub struct Batch {
     /// Judge scores of stored dialogues, by sequence number (`dgen judge`), replacing any
     /// earlier score.
     pub judged: Vec<(u64, JudgeScore)>,
+    /// Points of the run's in-flight time series.
+    pub in_flight: Vec<crate::llm::limiter::Sample>,
 }
 
 impl Batch {

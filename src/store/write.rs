@@ -32,6 +32,7 @@ impl Store {
         // A new plan starts its own account: the old plan's calls, tokens and rejections are
         // not this plan's.
         txn.delete_table(COUNTERS)?;
+        txn.delete_table(IN_FLIGHT)?;
         txn.delete_table(META)?;
         {
             let mut t = txn.open_table(META)?;
@@ -157,6 +158,15 @@ impl Store {
             let mut states = txn.open_table(ITEM_STATE)?;
             for (index, state) in &batch.states {
                 states.insert(*index, encode(state).as_slice())?;
+            }
+            if !batch.in_flight.is_empty() {
+                let mut series = txn.open_table(IN_FLIGHT)?;
+                for p in &batch.in_flight {
+                    let mut value = [0u8; 8];
+                    value[..4].copy_from_slice(&p.in_flight.to_le_bytes());
+                    value[4..].copy_from_slice(&p.limit.to_le_bytes());
+                    series.insert(p.at_ms, value.as_slice())?;
+                }
             }
             let mut counters = txn.open_table(COUNTERS)?;
             for (key, add) in &batch.counters {

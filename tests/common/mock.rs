@@ -149,6 +149,42 @@ pub struct State {
     pub prompt_cache: bool,
     /// The messages of earlier requests, for `prompt_cache`.
     pub seen_prompts: Vec<String>,
+    /// Requests and tokens per window, enforced with 429s.
+    pub rate_limit: Option<RateLimit>,
+    /// Calls within the window: arrival, sequence number, tokens (prompt, then + completion).
+    pub window: VecDeque<(std::time::Instant, u64, u64)>,
+    pub window_seq: u64,
+    /// 429s sent for the rate limit.
+    pub limited: u64,
+    /// A server that queues: this many calls served at once, each taking `service`.
+    pub queue: Option<Queue>,
+    pub busy: usize,
+    /// Chat calls open now, the most ever, and the number open at each arrival (itself included).
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+    pub arrivals: Vec<usize>,
+    /// The first and the latest arrival of a chat call.
+    pub first_arrival: Option<std::time::Instant>,
+    pub last_arrival: Option<std::time::Instant>,
+}
+
+/// Limits a server enforces over a sliding window, as hosted APIs do per minute.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub window: Duration,
+    pub requests: Option<u64>,
+    /// Prompt and completion tokens billed within the window.
+    pub tokens: Option<u64>,
+    /// Send `x-ratelimit-*` headers (limits stated per minute, as OpenAI's are).
+    pub headers: bool,
+}
+
+/// A server that queues instead of refusing (llama.cpp, vLLM): `capacity` calls are served at
+/// once, each for `service`; the others wait their turn, so latency grows with the queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Queue {
+    pub capacity: usize,
+    pub service: Duration,
 }
 
 impl State {
@@ -254,6 +290,156 @@ impl MockServer {
     pub fn judge_low_first(&self, n: usize) {
         self.state.lock().unwrap().judge_low_first = n;
     }
+
+    pub fn set_rate_limit(&self, limit: RateLimit) {
+        self.state.lock().unwrap().rate_limit = Some(limit);
+    }
+
+    pub fn set_queue(&self, queue: Queue) {
+        self.state.lock().unwrap().queue = Some(queue);
+    }
+
+    /// 429s sent for the rate limit.
+    pub fn limited(&self) -> u64 {
+        self.state.lock().unwrap().limited
+    }
+
+    /// Chat calls open at each arrival, in arrival order.
+    pub fn arrivals(&self) -> Vec<usize> {
+        self.state.lock().unwrap().arrivals.clone()
+    }
+
+    /// What `GET /stats` answers: calls answered, 429s for the rate limit, the most calls open
+    /// at once, and the number open at each arrival.
+    pub fn stats(&self) -> Value {
+        stats(&self.state.lock().unwrap())
+    }
+}
+
+fn stats(s: &State) -> Value {
+    json!({
+        "answered": s.requests.len(),
+        "limited": s.limited,
+        "max_in_flight": s.max_in_flight,
+        "arrivals": s.arrivals,
+        "span_seconds": match (s.first_arrival, s.last_arrival) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        },
+    })
+}
+
+/// Counts a chat call open while it lives.
+struct Open<'a>(&'a Mutex<State>);
+
+impl<'a> Open<'a> {
+    fn new(state: &'a Mutex<State>) -> Open<'a> {
+        let mut s = state.lock().unwrap();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        let now = s.in_flight;
+        s.arrivals.push(now);
+        let at = std::time::Instant::now();
+        s.first_arrival.get_or_insert(at);
+        s.last_arrival = Some(at);
+        Open(state)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.in_flight -= 1;
+        }
+    }
+}
+
+/// `1.5s`, as OpenAI writes its reset durations.
+fn reset_text(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+/// The `x-ratelimit-*` headers for the window as it stands.
+fn rate_headers(s: &State, now: std::time::Instant) -> Vec<(&'static str, String)> {
+    let Some(limit) = s.rate_limit.filter(|l| l.headers) else {
+        return Vec::new();
+    };
+    let per_minute = |n: u64| (n as f64 * 60.0 / limit.window.as_secs_f64()).floor() as u64;
+    let reset = s.window.front().map_or(Duration::ZERO, |(at, _, _)| {
+        (*at + limit.window).saturating_duration_since(now)
+    });
+    let mut out = Vec::new();
+    if let Some(n) = limit.requests {
+        out.push(("x-ratelimit-limit-requests", per_minute(n).to_string()));
+        out.push((
+            "x-ratelimit-remaining-requests",
+            n.saturating_sub(s.window.len() as u64).to_string(),
+        ));
+        out.push(("x-ratelimit-reset-requests", reset_text(reset)));
+    }
+    if let Some(n) = limit.tokens {
+        let used: u64 = s.window.iter().map(|(_, _, t)| t).sum();
+        out.push(("x-ratelimit-limit-tokens", per_minute(n).to_string()));
+        out.push((
+            "x-ratelimit-remaining-tokens",
+            n.saturating_sub(used).to_string(),
+        ));
+        out.push(("x-ratelimit-reset-tokens", reset_text(reset)));
+    }
+    out
+}
+
+/// Under the rate limit, admits the call (its sequence number in the window); else the 429's
+/// headers.
+fn admit(s: &mut State, prompt_tokens: u64) -> Result<Option<u64>, Vec<(&'static str, String)>> {
+    let Some(limit) = s.rate_limit else {
+        return Ok(None);
+    };
+    let now = std::time::Instant::now();
+    while s
+        .window
+        .front()
+        .is_some_and(|(at, _, _)| now.duration_since(*at) >= limit.window)
+    {
+        s.window.pop_front();
+    }
+    let used: u64 = s.window.iter().map(|(_, _, t)| t).sum();
+    let over_requests = limit.requests.is_some_and(|n| s.window.len() as u64 >= n);
+    let over_tokens = limit.tokens.is_some_and(|n| used + prompt_tokens > n);
+    if over_requests || over_tokens {
+        s.limited += 1;
+        // When the oldest call leaves the window (for tokens, possibly not enough: a guess, as
+        // servers' are).
+        let wait = s.window.front().map_or(Duration::ZERO, |(at, _, _)| {
+            (*at + limit.window).saturating_duration_since(now)
+        });
+        let mut headers = rate_headers(s, now);
+        headers.push(("Retry-After", format!("{:.3}", wait.as_secs_f64())));
+        return Err(headers);
+    }
+    s.window_seq += 1;
+    let seq = s.window_seq;
+    s.window.push_back((now, seq, prompt_tokens));
+    Ok(Some(seq))
+}
+
+/// Waits for a free place in the queue, then holds it for the service time.
+fn serve_queued(state: &Mutex<State>) {
+    let Some(queue) = state.lock().unwrap().queue else {
+        return;
+    };
+    loop {
+        {
+            let mut s = state.lock().unwrap();
+            if s.busy < queue.capacity {
+                s.busy += 1;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(queue.service);
+    state.lock().unwrap().busy -= 1;
 }
 
 impl Drop for MockServer {
@@ -293,6 +479,10 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     if line.starts_with("GET") && line.contains("/health") {
         return respond(&mut conn, 200, &[], r#"{"status":"ok"}"#);
     }
+    if line.starts_with("GET") && line.contains("/stats") {
+        let body = stats(&state.lock().unwrap()).to_string();
+        return respond(&mut conn, 200, &[], &body);
+    }
     if !line.starts_with("POST") || !line.contains("/chat/completions") {
         return respond(
             &mut conn,
@@ -313,6 +503,17 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .unwrap_or("")
         .to_string();
     let json_mode = body["response_format"]["type"] == "json_schema";
+    let _open = Open::new(state);
+    let prompt_estimate = body["messages"].to_string().len() as u64 / 4;
+    let admitted = admit(&mut state.lock().unwrap(), prompt_estimate);
+    let window_seq = match admitted {
+        Ok(seq) => seq,
+        Err(headers) => {
+            let msg = json!({"error": {"message": "Rate limit reached; try again later", "type": "requests", "code": "rate_limit_exceeded"}});
+            return respond(&mut conn, 429, &headers, &msg.to_string());
+        }
+    };
+    serve_queued(state);
 
     let mut finish_reason = "stop";
     let (fault, latency) = {
@@ -492,8 +693,18 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         };
         (s.prompt_tokens, cached)
     };
-    let prompt_tokens = claimed.unwrap_or(messages.len() as u64 / 4);
+    let prompt_tokens = claimed.unwrap_or(prompt_estimate);
     let cached = cached.min(prompt_tokens);
+    let headers = {
+        let mut s = state.lock().unwrap();
+        if let Some(seq) = window_seq {
+            let completion = content.len() as u64 / 4;
+            if let Some(entry) = s.window.iter_mut().find(|(_, n, _)| *n == seq) {
+                entry.2 += completion;
+            }
+        }
+        rate_headers(&s, std::time::Instant::now())
+    };
     let response = json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
@@ -505,7 +716,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                   "total_tokens": prompt_tokens.saturating_add(content.len() as u64 / 4),
                   "prompt_tokens_details": {"cached_tokens": cached}}
     });
-    respond(&mut conn, 200, &[], &response.to_string())
+    respond(&mut conn, 200, &headers, &response.to_string())
 }
 
 fn respond(

@@ -1,0 +1,604 @@
+//! Adaptive concurrency: how many requests may be in flight to one endpoint, and when the next
+//! one may start. Every HTTP try takes a [`Permit`] first and hands it back with what the server
+//! said, so the limiter governs requests whatever shape the work has.
+//!
+//! - The number in flight adapts below a ceiling (`--concurrency`): slow start, then additive
+//!   increase (one more per limit's worth of successes), multiplicative decrease on a 429 or a
+//!   503 (halved, and nothing starts before the server's `Retry-After`), and on queueing: a
+//!   server that queues (llama.cpp, vLLM) answers slower instead of refusing, so when the recent
+//!   time per completion token of a kind of call (calls with the same `max_tokens`) rises to
+//!   [`LATENCY_TOLERANCE`] times the fastest seen, the limit shrinks by [`LATENCY_DECREASE`].
+//!   One decrease per round: only a request started after the last decrease can cause another.
+//! - Pacing: token buckets for requests and tokens per minute, from `--rpm` / `--tpm` or the
+//!   server's `x-ratelimit-limit-requests` / `-tokens`; a request's tokens are estimated from its
+//!   size and `max_tokens`, then corrected with the usage returned. When
+//!   `x-ratelimit-remaining-*` says the budget is nearly spent, nothing starts until its reset.
+//! - A time series of requests in flight and the limit, one sample a second (sparser on long
+//!   runs), which the writer stores for `dgen report`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderMap;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::retry::{parse_reset, MAX_SERVER_WAIT};
+
+/// Recent latency this many times the fastest seen means the server queues.
+pub const LATENCY_TOLERANCE: f64 = 1.5;
+/// The limit's factor on queueing.
+pub const LATENCY_DECREASE: f64 = 0.8;
+/// The limit's factor on a 429 or 503.
+pub const RATE_LIMIT_DECREASE: f64 = 0.5;
+/// The limit a run starts at (or the ceiling, if lower); slow start doubles it each round.
+pub const INITIAL_LIMIT: f64 = 4.0;
+/// Share of a per-minute limit dgen paces at: a little headroom for the server's own clock.
+const PACE: f64 = 0.98;
+/// Latency samples of a kind of call before its latency can shrink the limit.
+const WARMUP_SAMPLES: u32 = 4;
+/// The least added latency a call (seconds) that counts as queueing.
+const NOTICEABLE: f64 = 0.02;
+/// Samples one run keeps at one a second before it halves the rate, and so on.
+const SAMPLES_PER_STEP: u64 = 3600;
+
+/// What the run allows: the ceiling and explicit per-minute limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub ceiling: usize,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+}
+
+impl Limits {
+    pub fn ceiling(ceiling: usize) -> Limits {
+        Limits {
+            ceiling,
+            rpm: None,
+            tpm: None,
+        }
+    }
+}
+
+/// One point of the in-flight time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The most requests in flight since the previous sample.
+    pub in_flight: u32,
+    /// The limit then, rounded down.
+    pub limit: u32,
+}
+
+/// What became of a request, for the limiter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Feedback {
+    /// Answered; the tokens it was billed (prompt + completion) and its completion tokens,
+    /// when the server said.
+    Success {
+        billed: Option<u64>,
+        completion: u64,
+    },
+    /// 429 or 503, with the wait the server asked for.
+    Overloaded { retry_after: Option<Duration> },
+    /// Anything else (a timeout, a refusal): says nothing about the load.
+    Other,
+}
+
+/// The `x-ratelimit-*` headers of a response.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateHeaders {
+    pub limit_requests: Option<u64>,
+    pub limit_tokens: Option<u64>,
+    pub remaining_requests: Option<u64>,
+    pub remaining_tokens: Option<u64>,
+    pub reset_requests: Option<Duration>,
+    pub reset_tokens: Option<Duration>,
+}
+
+impl RateHeaders {
+    pub fn parse(headers: &HeaderMap) -> RateHeaders {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let number = |name: &str| text(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let reset = |name: &str| {
+            text(name)
+                .and_then(parse_reset)
+                .map(|d| d.min(MAX_SERVER_WAIT))
+        };
+        RateHeaders {
+            limit_requests: number("x-ratelimit-limit-requests").filter(|&n| n > 0),
+            limit_tokens: number("x-ratelimit-limit-tokens").filter(|&n| n > 0),
+            remaining_requests: number("x-ratelimit-remaining-requests"),
+            remaining_tokens: number("x-ratelimit-remaining-tokens"),
+            reset_requests: reset("x-ratelimit-reset-requests"),
+            reset_tokens: reset("x-ratelimit-reset-tokens"),
+        }
+    }
+}
+
+/// A token bucket refilled at `rate` a second up to `capacity`.
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    capacity: f64,
+    level: f64,
+    at: Instant,
+    /// Set by a flag: the server's headers do not change it.
+    explicit: bool,
+}
+
+impl Bucket {
+    fn per_minute(limit: f64, explicit: bool, now: Instant) -> Bucket {
+        let rate = limit * PACE / 60.0;
+        Bucket {
+            rate,
+            capacity: rate.max(1.0),
+            level: rate.max(1.0),
+            at: now,
+            explicit,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let secs = now.saturating_duration_since(self.at).as_secs_f64();
+        self.level = (self.level + secs * self.rate).min(self.capacity);
+        self.at = now;
+    }
+
+    /// How long until `amount` is there (an amount beyond the capacity needs a full bucket).
+    fn wait_for(&self, amount: f64) -> Option<Duration> {
+        let need = amount.min(self.capacity);
+        if self.level >= need {
+            return None;
+        }
+        let secs = (need - self.level) / self.rate;
+        Some(Duration::try_from_secs_f64(secs).map_or(MAX_SERVER_WAIT, |d| d.min(MAX_SERVER_WAIT)))
+    }
+}
+
+/// Latency of one kind of call, per completion token: a moving average, and its lowest value
+/// as the baseline (the average rather than single samples, so one lucky call does not set it).
+#[derive(Debug, Default)]
+struct Latency {
+    fastest: f64,
+    recent: f64,
+    samples: u32,
+}
+
+impl Latency {
+    /// Adds a sample of a call that returned `completion` tokens; true when the recent latency
+    /// says the server queues. A rise of less than [`NOTICEABLE`] a call is noise.
+    fn observe(&mut self, per_token: f64, completion: u64) -> bool {
+        if self.samples == 0 {
+            self.fastest = per_token;
+            self.recent = per_token;
+        } else {
+            self.recent = 0.75 * self.recent + 0.25 * per_token;
+            self.fastest = self.fastest.min(self.recent);
+        }
+        self.samples = self.samples.saturating_add(1);
+        self.samples >= WARMUP_SAMPLES
+            && self.recent > LATENCY_TOLERANCE * self.fastest
+            && (self.recent - self.fastest) * completion.max(1) as f64 > NOTICEABLE
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    limit: f64,
+    /// Until the first decrease, the limit grows by one a success (doubling each round).
+    slow_start: bool,
+    in_flight: usize,
+    peak: usize,
+    /// Counts decreases; a permit taken before the latest one cannot cause another.
+    epoch: u64,
+    hold_until: Option<Instant>,
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+    latency: HashMap<u32, Latency>,
+    /// The latest estimate of a request's tokens, to judge `x-ratelimit-remaining-tokens`.
+    typical_tokens: u64,
+    samples: Vec<Sample>,
+    sampled: u64,
+    ticks: u64,
+    overloaded: u64,
+}
+
+pub struct Limiter {
+    ceiling: usize,
+    state: Mutex<State>,
+    released: Notify,
+}
+
+impl Limiter {
+    pub fn new(limits: Limits) -> Arc<Limiter> {
+        let now = Instant::now();
+        let ceiling = limits.ceiling.max(1);
+        Arc::new(Limiter {
+            ceiling,
+            state: Mutex::new(State {
+                limit: INITIAL_LIMIT.min(ceiling as f64),
+                slow_start: true,
+                in_flight: 0,
+                peak: 0,
+                epoch: 0,
+                hold_until: None,
+                requests: limits
+                    .rpm
+                    .map(|n| Bucket::per_minute(f64::from(n), true, now)),
+                tokens: limits.tpm.map(|n| Bucket::per_minute(n as f64, true, now)),
+                latency: HashMap::new(),
+                typical_tokens: 0,
+                samples: Vec::new(),
+                sampled: 0,
+                ticks: 0,
+                overloaded: 0,
+            }),
+            released: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves counters that are still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn ceiling(&self) -> usize {
+        self.ceiling
+    }
+
+    /// The current limit (at least 1, at most the ceiling).
+    pub fn limit(&self) -> f64 {
+        self.lock().limit
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
+
+    /// Waits until a request of about `tokens` tokens, of kind `class`, may start.
+    pub async fn acquire(self: &Arc<Self>, tokens: u64, class: u32) -> Permit {
+        loop {
+            let notified = self.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wait = {
+                let mut s = self.lock();
+                let now = Instant::now();
+                s.typical_tokens = tokens;
+                match self.wait(&mut s, now, tokens) {
+                    Ok(()) => {
+                        s.in_flight += 1;
+                        s.peak = s.peak.max(s.in_flight);
+                        return Permit {
+                            limiter: self.clone(),
+                            epoch: s.epoch,
+                            started: now,
+                            tokens,
+                            class,
+                            done: false,
+                        };
+                    }
+                    Err(wait) => wait,
+                }
+            };
+            match wait {
+                Some(d) => tokio::time::sleep(d).await,
+                None => notified.await,
+            }
+        }
+    }
+
+    /// `Ok` and the buckets debited when a request may start now; else how long to wait
+    /// (`None`: until a request ends).
+    fn wait(&self, s: &mut State, now: Instant, tokens: u64) -> Result<(), Option<Duration>> {
+        if let Some(until) = s.hold_until {
+            if until > now {
+                return Err(Some(until - now));
+            }
+            s.hold_until = None;
+        }
+        if s.in_flight >= (s.limit.floor() as usize).max(1) {
+            return Err(None);
+        }
+        let mut longest: Option<Duration> = None;
+        if let Some(b) = &mut s.requests {
+            b.refill(now);
+            longest = longest.max(b.wait_for(1.0));
+        }
+        if let Some(b) = &mut s.tokens {
+            b.refill(now);
+            longest = longest.max(b.wait_for(tokens as f64));
+        }
+        if let Some(wait) = longest {
+            return Err(Some(wait.max(Duration::from_millis(1))));
+        }
+        if let Some(b) = &mut s.requests {
+            b.level -= 1.0;
+        }
+        if let Some(b) = &mut s.tokens {
+            b.level -= tokens as f64;
+        }
+        Ok(())
+    }
+
+    fn release(&self, permit: &Permit, feedback: Feedback, headers: &RateHeaders) {
+        let mut s = self.lock();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        let now = Instant::now();
+        match feedback {
+            Feedback::Success { billed, completion } => {
+                if let (Some(billed), Some(b)) = (billed, &mut s.tokens) {
+                    // Refund or charge the difference between the estimate and the bill.
+                    b.level = (b.level + permit.tokens as f64 - billed as f64).min(b.capacity);
+                }
+                let secs = now.saturating_duration_since(permit.started).as_secs_f64();
+                let per_token = secs / completion.max(1) as f64;
+                let queueing = s
+                    .latency
+                    .entry(permit.class)
+                    .or_default()
+                    .observe(per_token, completion);
+                if queueing {
+                    self.decrease(&mut s, permit, LATENCY_DECREASE, "latency rose");
+                } else if s.slow_start {
+                    s.limit = (s.limit + 1.0).min(self.ceiling as f64);
+                } else {
+                    s.limit = (s.limit + 1.0 / s.limit).min(self.ceiling as f64);
+                }
+            }
+            Feedback::Overloaded { retry_after } => {
+                s.overloaded += 1;
+                self.decrease(
+                    &mut s,
+                    permit,
+                    RATE_LIMIT_DECREASE,
+                    "the server is overloaded",
+                );
+                if let Some(wait) = retry_after {
+                    hold(&mut s, now + wait.min(MAX_SERVER_WAIT));
+                }
+            }
+            Feedback::Other => {}
+        }
+        self.pace_from(&mut s, headers, now);
+        drop(s);
+        self.released.notify_waiters();
+    }
+
+    fn decrease(&self, s: &mut State, permit: &Permit, factor: f64, why: &str) {
+        if permit.epoch != s.epoch {
+            return;
+        }
+        let before = s.limit;
+        s.limit = (s.limit * factor).max(1.0);
+        s.slow_start = false;
+        s.epoch += 1;
+        tracing::debug!("concurrency limit {before:.1} -> {:.1}: {why}", s.limit);
+    }
+
+    /// Learns per-minute limits from the headers, and holds off when the remaining budget would
+    /// not cover the requests in flight.
+    fn pace_from(&self, s: &mut State, h: &RateHeaders, now: Instant) {
+        if let Some(limit) = h.limit_requests {
+            learn(&mut s.requests, limit, now, "requests");
+        }
+        if let Some(limit) = h.limit_tokens {
+            learn(&mut s.tokens, limit, now, "tokens");
+        }
+        if let (Some(left), Some(reset)) = (h.remaining_requests, h.reset_requests) {
+            if left <= s.in_flight as u64 {
+                hold(s, now + reset);
+            }
+        }
+        if let (Some(left), Some(reset)) = (h.remaining_tokens, h.reset_tokens) {
+            if left < s.typical_tokens.saturating_mul(s.in_flight as u64 + 1) {
+                hold(s, now + reset);
+            }
+        }
+    }
+
+    /// Records a point of the time series; called once a second while a run goes on. A run
+    /// keeps one a second for its first hour, one every two seconds for the next, and so on.
+    pub fn sample(&self) {
+        let mut s = self.lock();
+        let tick = s.ticks;
+        s.ticks += 1;
+        let every = 1u64 << (s.sampled / SAMPLES_PER_STEP).min(20);
+        if !tick.is_multiple_of(every) {
+            return;
+        }
+        let at_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let sample = Sample {
+            at_ms,
+            in_flight: s.peak.min(u32::MAX as usize) as u32,
+            limit: s.limit.floor() as u32,
+        };
+        s.peak = s.in_flight;
+        s.sampled += 1;
+        s.samples.push(sample);
+    }
+
+    /// The samples recorded since the last call, and how many 429s and 503s came meanwhile.
+    pub fn drain(&self) -> (Vec<Sample>, u64) {
+        let mut s = self.lock();
+        (
+            std::mem::take(&mut s.samples),
+            std::mem::take(&mut s.overloaded),
+        )
+    }
+}
+
+fn hold(s: &mut State, until: Instant) {
+    s.hold_until = Some(s.hold_until.map_or(until, |h| h.max(until)));
+}
+
+fn learn(bucket: &mut Option<Bucket>, limit: u64, now: Instant, what: &str) {
+    match bucket {
+        Some(b) if b.explicit => {}
+        Some(b) if (b.rate - limit as f64 * PACE / 60.0).abs() < 1e-9 => {}
+        _ => {
+            tracing::debug!("the server allows {limit} {what} a minute; pacing to it");
+            let mut fresh = Bucket::per_minute(limit as f64, false, now);
+            if let Some(old) = bucket {
+                fresh.level = old.level.min(fresh.capacity);
+            }
+            *bucket = Some(fresh);
+        }
+    }
+}
+
+/// Leave to send one request; give it back with [`Permit::finish`]. Dropped unfinished (a
+/// cancelled call), it frees its place and says nothing about the load.
+pub struct Permit {
+    limiter: Arc<Limiter>,
+    epoch: u64,
+    started: Instant,
+    tokens: u64,
+    class: u32,
+    done: bool,
+}
+
+impl Permit {
+    pub fn finish(mut self, feedback: Feedback, headers: &RateHeaders) {
+        self.done = true;
+        self.limiter.release(&self, feedback, headers);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.limiter
+                .release(self, Feedback::Other, &RateHeaders::default());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn success(completion: u64) -> Feedback {
+        Feedback::Success {
+            billed: None,
+            completion,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_then_halving_on_a_429_once_per_round() {
+        let limiter = Limiter::new(Limits::ceiling(64));
+        assert_eq!(limiter.limit(), INITIAL_LIMIT);
+        for _ in 0..20 {
+            let p = limiter.acquire(10, 1).await;
+            tokio::time::advance(Duration::from_millis(100)).await;
+            p.finish(success(10), &RateHeaders::default());
+        }
+        assert_eq!(limiter.limit(), 24.0);
+        // Two permits of the same round: only the first 429 halves the limit.
+        let a = limiter.acquire(10, 1).await;
+        let b = limiter.acquire(10, 1).await;
+        let overloaded = Feedback::Overloaded { retry_after: None };
+        a.finish(overloaded, &RateHeaders::default());
+        b.finish(overloaded, &RateHeaders::default());
+        assert_eq!(limiter.limit(), 12.0);
+        // Additive increase now: one per limit's worth of successes.
+        for _ in 0..12 {
+            let p = limiter.acquire(10, 1).await;
+            tokio::time::advance(Duration::from_millis(100)).await;
+            p.finish(success(10), &RateHeaders::default());
+        }
+        assert!((limiter.limit() - 13.0).abs() < 0.1, "{}", limiter.limit());
+        assert_eq!(limiter.drain().1, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rising_latency_shrinks_the_limit_but_never_below_one() {
+        let limiter = Limiter::new(Limits::ceiling(16));
+        let mut latency = Duration::from_millis(10);
+        for _ in 0..200 {
+            let p = limiter.acquire(10, 7).await;
+            tokio::time::advance(latency).await;
+            p.finish(success(10), &RateHeaders::default());
+            latency = latency.mul_f64(1.05).min(Duration::from_secs(5));
+        }
+        assert!(limiter.limit() < 4.0, "{}", limiter.limit());
+        assert!(limiter.limit() >= 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_holds_every_request_back() {
+        let limiter = Limiter::new(Limits::ceiling(8));
+        let p = limiter.acquire(1, 0).await;
+        p.finish(
+            Feedback::Overloaded {
+                retry_after: Some(Duration::from_secs(3)),
+            },
+            &RateHeaders::default(),
+        );
+        let start = Instant::now();
+        let _p = limiter.acquire(1, 0).await;
+        assert_eq!(start.elapsed().as_secs(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_per_minute_are_paced() {
+        let limiter = Limiter::new(Limits {
+            ceiling: 64,
+            rpm: Some(600),
+            tpm: None,
+        });
+        let start = Instant::now();
+        for _ in 0..99 {
+            limiter
+                .acquire(1, 0)
+                .await
+                .finish(success(1), &RateHeaders::default());
+        }
+        // 600 a minute at 98 %: 9.8 a second after a first second's worth.
+        let secs = start.elapsed().as_secs_f64();
+        assert!((9.0..9.3).contains(&secs), "{secs}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_server_s_headers_set_the_pace_and_hold_at_exhaustion() {
+        let limiter = Limiter::new(Limits::ceiling(8));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit-tokens", "6000".parse().unwrap());
+        headers.insert("x-ratelimit-remaining-tokens", "0".parse().unwrap());
+        headers.insert("x-ratelimit-reset-tokens", "2s".parse().unwrap());
+        let h = RateHeaders::parse(&headers);
+        assert_eq!(h.limit_tokens, Some(6000));
+        limiter.acquire(50, 0).await.finish(success(1), &h);
+        let start = Instant::now();
+        limiter
+            .acquire(50, 0)
+            .await
+            .finish(success(1), &RateHeaders::default());
+        assert_eq!(start.elapsed().as_secs(), 2);
+    }
+
+    #[test]
+    fn hostile_headers_are_ignored() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit-requests", "-5".parse().unwrap());
+        headers.insert("x-ratelimit-limit-tokens", "0".parse().unwrap());
+        headers.insert("x-ratelimit-remaining-requests", "NaN".parse().unwrap());
+        headers.insert("x-ratelimit-reset-requests", "1e999s".parse().unwrap());
+        assert_eq!(RateHeaders::parse(&headers), RateHeaders::default());
+    }
+
+    #[test]
+    fn samples_thin_out_on_long_runs() {
+        let limiter = Limiter::new(Limits::ceiling(4));
+        for _ in 0..(SAMPLES_PER_STEP + 100) {
+            limiter.sample();
+        }
+        assert_eq!(limiter.drain().0.len() as u64, SAMPLES_PER_STEP + 50);
+    }
+}
