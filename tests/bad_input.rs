@@ -96,7 +96,11 @@ fn status_prices_must_be_finite_and_not_negative() {
         ("--price_input", "nan", "nan is not a finite number"),
         ("--price_output", "inf", "inf is not a finite number"),
         ("--price_input", "-1", "-1 is outside [0, 1000000]"),
-        ("--price_cached_input", "2e6", "2000000 is outside [0, 1000000]"),
+        (
+            "--price_cached_input",
+            "2e6",
+            "2000000 is outside [0, 1000000]",
+        ),
     ] {
         refused(
             &env,

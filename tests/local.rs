@@ -64,15 +64,20 @@ fn the_tag_format_is_constrained_by_a_grammar_on_llama_server() {
     ];
     args.extend(stand_in(&env));
     let out = env.stdout(env.dgen().args(&args));
-    let dialogue: serde_json::Value = serde_json::from_str(
-        out.split("dialogue request\n")
-            .nth(1)
-            .unwrap()
-            .split_once('\n')
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    // The request's JSON, up to where the dry run's next block (another request or the cost
+    // estimate) begins.
+    let rest = out
+        .split("dialogue request\n")
+        .nth(1)
+        .unwrap()
+        .split_once('\n')
+        .unwrap()
+        .1;
+    let dialogue: serde_json::Value = serde_json::Deserializer::from_str(rest)
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
     let grammar = dialogue["grammar"].as_str().unwrap();
     assert!(grammar.starts_with("root ::= turn{3,6}"), "{grammar}");
     assert!(grammar.contains("\"<User>\" text \"</User>"), "{grammar}");
