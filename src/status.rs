@@ -80,6 +80,14 @@ pub struct Report {
 }
 
 #[derive(Debug, Serialize)]
+pub struct ConcurrencySample {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub in_flight: u32,
+    pub limit: u32,
+}
+
+#[derive(Debug, Serialize)]
 pub struct RunReport {
     pub model: Option<String>,
     pub dialogues: u64,
@@ -93,6 +101,10 @@ pub struct RunReport {
     pub judge_calls: u64,
     pub judge_prompt_tokens: u64,
     pub judge_completion_tokens: u64,
+    /// Calls answered 429 or 503, on which the adaptive limiter backed off.
+    pub overloaded_calls: u64,
+    /// The latest sample of the adaptive limiter: requests in flight and the limit then.
+    pub concurrency: Option<ConcurrencySample>,
     /// Of `prompt_tokens`, those the provider served from its prompt cache.
     pub cached_tokens: u64,
     /// `cached_tokens / prompt_tokens`, when there were prompt tokens.
@@ -177,6 +189,12 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
         calls: get("calls"),
         prompt_tokens,
         completion_tokens,
+        overloaded_calls: get("calls_overloaded"),
+        concurrency: store.last_in_flight()?.map(|s| ConcurrencySample {
+            at_ms: s.at_ms,
+            in_flight: s.in_flight,
+            limit: s.limit,
+        }),
         cached_tokens,
         cache_hit_share: (prompt_tokens > 0).then(|| cached_tokens as f64 / prompt_tokens as f64),
         prices: price.map(|p| (p.input, p.output)),
@@ -474,6 +492,21 @@ fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
             r.prompt_tokens,
             100.0 * share
         )?;
+    }
+    if r.overloaded_calls > 0 || r.concurrency.is_some() {
+        write!(
+            out,
+            "limiter:     {} calls answered 429/503",
+            r.overloaded_calls
+        )?;
+        match &r.concurrency {
+            Some(c) => writeln!(
+                out,
+                "; last sample {} in flight, limit {}",
+                c.in_flight, c.limit
+            )?,
+            None => writeln!(out)?,
+        }
     }
     if r.spent > 0.0 || r.max_cost.is_some() {
         write!(

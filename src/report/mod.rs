@@ -209,6 +209,8 @@ mod tests {
                 judge_calls: judge.costs.calls,
                 judge_prompt_tokens: judge.costs.prompt_tokens,
                 judge_completion_tokens: judge.costs.completion_tokens,
+                overloaded_calls: 0,
+                concurrency: None,
                 cached_tokens: 0,
                 cache_hit_share: None,
                 prices: None,

@@ -237,6 +237,25 @@ impl Store {
     }
 
     /// The in-flight time series of every run so far, in time order (empty before a run).
+    /// The latest in-flight sample, if any run recorded one.
+    pub fn last_in_flight(&self) -> Result<Option<Sample>> {
+        let txn = self.read()?;
+        let Some(table) = optional(&txn, IN_FLIGHT)? else {
+            return Ok(None);
+        };
+        let Some((k, v)) = table.last()? else {
+            return Ok(None);
+        };
+        let Ok(bytes) = <[u8; 8]>::try_from(v.value()) else {
+            return Ok(None);
+        };
+        Ok(Some(Sample {
+            at_ms: k.value(),
+            in_flight: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            limit: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+        }))
+    }
+
     pub fn in_flight_series(&self) -> Result<Vec<Sample>> {
         let txn = self.read()?;
         let Some(table) = optional(&txn, IN_FLIGHT)? else {
