@@ -147,6 +147,26 @@ fn hf_folder_has_split_shards_and_a_card_and_is_the_same_bytes_when_exported_aga
         "no local paths in the card"
     );
 
+    // A temporary shard of a killed export (its process gone) is swept by the next export; one
+    // of a live process is not touched.
+    let dead = env.path("ds/data/.train-00007.parquet.tmp-4194305-0");
+    let live = env.path(&format!(
+        "ds/data/.train-00008.parquet.tmp-{}-0",
+        std::process::id()
+    ));
+    std::fs::write(&dead, "partial").unwrap();
+    std::fs::write(&live, "partial").unwrap();
+    export_hf(&env, "ds", &splits);
+    assert!(
+        !dead.exists(),
+        "the dead export's temporary shard is removed"
+    );
+    assert!(
+        live.exists(),
+        "a live process's temporary file is left alone"
+    );
+    std::fs::remove_file(&live).unwrap();
+
     // The same store and flags give the same bytes; fewer shards replace the earlier ones.
     export_hf(&env, "again", &splits);
     assert_eq!(files(&env.path("ds")), files(&env.path("again")));

@@ -329,28 +329,23 @@ impl Store {
         Ok(index)
     }
 
-    /// How many dialogues have a judge score.
-    pub fn judge_count(&self) -> Result<u64> {
-        let txn = self.read()?;
-        Ok(match optional(&txn, JUDGE)? {
-            Some(t) => t.len()?,
-            None => 0,
-        })
-    }
-
     /// Feeds `sink` from one consistent snapshot: every dialogue in commit order with its
     /// embedding bytes and its quality-check results (none where the store has no entry, as in
     /// stores written before the checks) with its judge score when it has one. (No count up front: a sink that needs one counts
     /// what it writes.)
     pub fn for_each_dialogue(&self, sink: &mut impl DialogueSink) -> Result<()> {
         let txn = self.read()?;
+        let judge = optional(&txn, JUDGE)?;
+        sink.begin(match &judge {
+            Some(t) => t.len()?,
+            None => 0,
+        })?;
         let (dialogues, embeddings) = match (txn.open_table(DIALOGUES), txn.open_table(EMBEDDINGS))
         {
             (Ok(d), Ok(e)) => (d, e),
             _ => return Ok(()),
         };
         let quality = optional(&txn, QUALITY)?;
-        let judge = optional(&txn, JUDGE)?;
         for (d, e) in dialogues.iter()?.zip(embeddings.iter()?) {
             let (seq, record) = d?;
             let (eseq, embedding) = e?;

@@ -123,6 +123,13 @@ pub struct RunEndpoint {
 
 /// Receives the stored dialogues from [`Store::for_each_dialogue`].
 pub trait DialogueSink {
+    /// Called once before the first dialogue, from the same snapshot: how many of the
+    /// dialogues about to come carry a judge score.
+    fn begin(&mut self, judged: u64) -> Result<()> {
+        let _ = judged;
+        Ok(())
+    }
+
     fn dialogue(
         &mut self,
         seq: u64,

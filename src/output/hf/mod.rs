@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
+use arrow_schema::SchemaRef;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -108,6 +109,9 @@ impl Tally {
 struct Sink<'a> {
     job: &'a HfJob,
     cancel: &'a AtomicBool,
+    data: PathBuf,
+    /// Set in `begin`, from the snapshot the rows come from: whether there is a judge column.
+    schema: Option<SchemaRef>,
     pending: Vec<Columns>,
     shards: Vec<SplitShards>,
     tally: Tally,
@@ -124,6 +128,33 @@ impl Sink<'_> {
 }
 
 impl DialogueSink for Sink<'_> {
+    fn begin(&mut self, judged: u64) -> Result<()> {
+        let layout = Layout {
+            embeddings: self.job.embeddings,
+            judge: judged > 0,
+        };
+        let schema = columns::schema(layout);
+        let props = properties(self.job.codec)?;
+        let limits = ShardLimits {
+            rows: self.job.shard_rows,
+            bytes: self.job.shard_bytes,
+        };
+        self.pending = self
+            .job
+            .splits
+            .names()
+            .map(|_| Columns::new(layout))
+            .collect();
+        self.shards = self
+            .job
+            .splits
+            .names()
+            .map(|name| SplitShards::new(name, &self.data, schema.clone(), props.clone(), limits))
+            .collect();
+        self.schema = Some(schema);
+        Ok(())
+    }
+
     fn dialogue(
         &mut self,
         _seq: u64,
@@ -182,34 +213,27 @@ pub fn export(store: &Store, job: &HfJob, cancel: &AtomicBool) -> Result<String>
             data.display()
         )
     })?;
-    let layout = Layout {
-        embeddings: job.embeddings,
-        judge: store.judge_count()? > 0,
-    };
-    let schema = columns::schema(layout);
-    let props = properties(job.codec)?;
-    let limits = ShardLimits {
-        rows: job.shard_rows,
-        bytes: job.shard_bytes,
-    };
+    shards::remove_dead_temps(&data);
     let mut sink = Sink {
         job,
         cancel,
-        pending: job.splits.names().map(|_| Columns::new(layout)).collect(),
-        shards: job
-            .splits
-            .names()
-            .map(|name| SplitShards::new(name, &data, schema.clone(), props.clone(), limits))
-            .collect(),
+        data: data.clone(),
+        schema: None,
+        pending: Vec::new(),
+        shards: Vec::new(),
         tally: Tally::default(),
     };
     store.for_each_dialogue(&mut sink)?;
-    for split in 0..job.splits.len() {
+    for split in 0..sink.shards.len() {
         sink.flush(split)?;
     }
     let Sink {
-        shards, mut tally, ..
+        shards,
+        mut tally,
+        schema,
+        ..
     } = sink;
+    let schema = schema.context("the store gave no snapshot to export")?;
     let mut finished = Vec::new();
     for split in shards {
         tally.rows_per_split.push(split.rows);

@@ -119,6 +119,29 @@ impl SplitShards {
     }
 }
 
+/// Removes the temporary shards (`.<split>-00000.parquet.tmp-<pid>-<n>`) that an export killed
+/// before it finished left in `data`: those whose process is gone. They would otherwise stay
+/// (a later export names its temporary files after its own process) and be uploaded with the
+/// folder.
+pub fn remove_dead_temps(data: &Path) {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, rest)) = name.split_once(".parquet.tmp-") else {
+            continue;
+        };
+        if !name.starts_with('.') {
+            continue;
+        }
+        let pid = rest.split('-').next().unwrap_or_default();
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Whether `name` is a shard name this export writes (`<split>-00000-of-00003.parquet`), so an
 /// earlier export's shards can be removed and nothing else is touched.
 pub fn is_shard_name(name: &str) -> bool {
