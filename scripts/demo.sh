@@ -15,7 +15,7 @@ cd demo
 "$DGEN" --store demo.redb plan --total_generations 5 --seed 42 \
   --dataset "$ROOT/fixtures/multiwoz_hf" --persona_dataset "$ROOT/fixtures/personas_hf" \
   --min_turns 3 5 --max_turns 5 8
-# SmolLM2-135M often repeats itself (62 % of its answers in BENCHMARKS.md): the demo flags
+# SmolLM2-135M often repeats itself (56 % of its answers in BENCHMARKS.md): the demo flags
 # `repetitive` instead of rejecting it, so five dialogues come in a few attempts; the other
 # checks keep their defaults, and `dgen status` shows what was flagged.
 "$DGEN" --store demo.redb run --local --max_attempts 8 --checks repetitive=flag

@@ -10,7 +10,7 @@ use async_openai::types::chat::{
 };
 
 use crate::catalog::Catalog;
-use crate::llm::{ChatRequest, LoopPenalties};
+use crate::llm::ChatRequest;
 use crate::parse::{MAX_FIELD_CHARS, MAX_INTENT_CHARS};
 use crate::plan::WorkItem;
 
@@ -247,7 +247,6 @@ pub fn scenario_request(
     ChatRequest {
         chat,
         grammar: None,
-        penalties: None,
     }
 }
 
@@ -364,9 +363,5 @@ pub fn dialogue_request(
     };
     let grammar = (settings.grammar && settings.structured == Structured::Tags)
         .then(|| tags_grammar(item.min_turns, item.max_turns));
-    ChatRequest {
-        chat,
-        grammar,
-        penalties: settings.grammar.then_some(LoopPenalties::LOCAL),
-    }
+    ChatRequest { chat, grammar }
 }

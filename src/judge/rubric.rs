@@ -194,7 +194,6 @@ pub fn request(settings: &JudgeSettings, subject: &Subject<'_>) -> ChatRequest {
     ChatRequest {
         chat,
         grammar: None,
-        penalties: None,
     }
 }
 

@@ -26,28 +26,6 @@ pub struct ChatRequest {
     pub chat: async_openai::types::chat::CreateChatCompletionRequest,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grammar: Option<String>,
-    /// llama.cpp's samplers against loops, for dgen's own llama-server.
-    #[serde(flatten)]
-    pub penalties: Option<LoopPenalties>,
-}
-
-/// llama.cpp's repetition penalty and DRY ("don't repeat yourself") sampler. SmolLM2-135M falls
-/// into loops — the same sentence over and over inside a reply, or a turn repeated whole — in
-/// most of its dialogues with llama-server's defaults (both off); see BENCHMARKS.md, "Quality
-/// of the local model". DRY's default sequence breakers (newline, `:`, `"`, `*`) keep the JSON
-/// structure itself from being penalised.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct LoopPenalties {
-    pub repeat_penalty: f32,
-    pub dry_multiplier: f32,
-}
-
-impl LoopPenalties {
-    /// What dgen sends its local model's dialogue calls.
-    pub const LOCAL: LoopPenalties = LoopPenalties {
-        repeat_penalty: 1.1,
-        dry_multiplier: 0.8,
-    };
 }
 
 /// Tokens billed for one or more calls.
