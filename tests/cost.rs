@@ -194,3 +194,217 @@ fn a_prices_file_overrides_the_table_and_bad_content_is_refused() {
         assert!(!env.path("c.redb").exists(), "nothing planned");
     }
 }
+
+/// USD of `prompt`/`completion` tokens at `input`/`output` USD per 1M tokens.
+fn usd(prompt: u64, completion: u64, input: f64, output: f64) -> f64 {
+    (prompt as f64 * input + completion as f64 * output) / 1e6
+}
+
+#[test]
+fn judge_calls_are_charged_at_the_judge_models_price_not_the_runs() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    env.run(
+        &mock,
+        &[
+            "--model",
+            "gpt-4o-mini",
+            "--judge",
+            "--judge_model",
+            "gpt-4o",
+            "--max_cost",
+            "5",
+        ],
+    )
+    .assert()
+    .success();
+    let run = &env.status_json()["run"];
+    let tokens = |k: &str| run[k].as_u64().unwrap();
+    assert!(tokens("judge_prompt_tokens") > 0);
+    let generation = usd(
+        tokens("prompt_tokens"),
+        tokens("completion_tokens"),
+        0.15,
+        0.6,
+    );
+    let judge = usd(
+        tokens("judge_prompt_tokens"),
+        tokens("judge_completion_tokens"),
+        2.5,
+        10.0,
+    );
+    let spent = run["spent"].as_f64().unwrap();
+    assert!(
+        (spent - (generation + judge)).abs() < 1e-6,
+        "spent {spent}: generation {generation} + judge {judge} at gpt-4o's price"
+    );
+}
+
+#[test]
+fn max_cost_with_a_judge_model_without_a_price_is_refused_before_any_call() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    let out = env
+        .run(
+            &mock,
+            &[
+                "--judge",
+                "--judge_model",
+                "my-judge",
+                "--price_input",
+                "1",
+                "--price_output",
+                "1",
+                "--max_cost",
+                "1",
+            ],
+        )
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("no price for model my-judge (--judge_model)")
+            && stderr.contains("--prices FILE"),
+        "{stderr}"
+    );
+    assert_eq!(mock.requests().len(), 0);
+}
+
+/// The amount after `label` in the `--max_cost` message, e.g. "$0.0012 spent".
+fn amount_before(message: &str, label: &str) -> f64 {
+    let head = message
+        .split(label)
+        .next()
+        .unwrap_or_else(|| panic!("no {label:?} in {message}"));
+    let amount = head.rsplit('$').next().unwrap();
+    amount
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no amount before {label:?} in {message}"))
+}
+
+#[test]
+fn max_cost_with_attempts_in_flight_waits_for_them_instead_of_stopping() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(40);
+    // Room for about four attempts' upper bounds; each costs far less than its bound.
+    let budget = "0.004";
+    let out = env
+        .run(&mock, &["--concurrency", "4", "--max_cost", budget])
+        .assert()
+        .code(3);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    let message = stderr
+        .lines()
+        .find(|l| l.contains("--max_cost $0.0040 reached"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    // It stopped with nothing in flight, when the next attempt could not fit beside what was
+    // spent — not at the first attempt that did not fit beside the reservations.
+    assert!(message.contains("$0.0000 reserved"), "{message}");
+    let spent = amount_before(message, " spent");
+    let next = message
+        .rsplit('$')
+        .next()
+        .unwrap()
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    assert!(spent + next > 0.004, "{message}");
+    let done = env.state_count("done");
+    assert!(done > 4, "only {done} accepted: {message}");
+    let recorded = env.status_json()["run"]["spent"].as_f64().unwrap();
+    assert!(recorded <= 0.004, "spent {recorded}");
+}
+
+#[test]
+fn max_cost_counts_tokens_of_an_earlier_run_without_a_price() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    // One item fails its only attempt and is left for --retry_failed.
+    mock.push([common::mock::Fault::Malformed]);
+    env.run(
+        &mock,
+        &[
+            "--model",
+            "my-model",
+            "--concurrency",
+            "1",
+            "--max_attempts",
+            "1",
+        ],
+    )
+    .assert()
+    .success();
+    assert_eq!(env.state_count("failed"), 1);
+    let before = env.status_json()["run"].clone();
+    assert_eq!(
+        before["spent"].as_f64(),
+        Some(0.0),
+        "no price, nothing recorded"
+    );
+    let tokens_before =
+        before["prompt_tokens"].as_u64().unwrap() + before["completion_tokens"].as_u64().unwrap();
+    assert!(tokens_before > 0);
+
+    env.run(
+        &mock,
+        &[
+            "--model",
+            "my-model",
+            "--price_input",
+            "1",
+            "--price_output",
+            "1",
+            "--max_cost",
+            "1",
+            "--retry_failed",
+        ],
+    )
+    .assert()
+    .success();
+    let run = &env.status_json()["run"];
+    let tokens =
+        run["prompt_tokens"].as_u64().unwrap() + run["completion_tokens"].as_u64().unwrap();
+    let spent = run["spent"].as_f64().unwrap();
+    // Every token of both runs at $1 per 1M, the first run's included.
+    assert!(
+        (spent - tokens as f64 / 1e6).abs() < 1e-6,
+        "spent {spent} for {tokens} tokens ({tokens_before} before the price)"
+    );
+}
+
+#[test]
+fn dgen_judge_adds_its_calls_to_spent_at_the_judge_models_price() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    env.run(&mock, &["--concurrency", "1"]).assert().success();
+    let before = env.status_json()["run"]["spent"].as_f64().unwrap();
+    env.dgen()
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .args(["judge", "--retry_base_ms", "20", "--judge_model", "gpt-4o"])
+        .assert()
+        .success();
+    let run = &env.status_json()["run"];
+    let judge = usd(
+        run["judge_prompt_tokens"].as_u64().unwrap(),
+        run["judge_completion_tokens"].as_u64().unwrap(),
+        2.5,
+        10.0,
+    );
+    assert!(judge > 0.0);
+    let spent = run["spent"].as_f64().unwrap();
+    assert!(
+        (spent - before - judge).abs() < 1e-6,
+        "spent {before} then {spent}; the judge's calls cost {judge}"
+    );
+}

@@ -69,3 +69,46 @@ fn a_full_disk_names_the_cause_keeps_committed_work_and_a_later_run_continues() 
         "everything committed before is kept"
     );
 }
+
+#[test]
+fn a_full_disk_under_dgen_judge_stops_the_pass_instead_of_judging_everything_unsaved() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    let n = 120;
+    env.plan_for_run(n);
+    env.run(&mock, &["--concurrency", "8"]).assert().success();
+    let size = std::fs::metadata(env.path("dgen.redb")).unwrap().len();
+    // No room to grow: the pass's first commits fail with EFBIG, as with ENOSPC.
+    let limit = size / 1024;
+    mock.set_latency(std::time::Duration::from_millis(20));
+    let dgen = assert_cmd::cargo::cargo_bin("dgen");
+    let out = std::process::Command::new("sh")
+        .current_dir(env.dir.path())
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f {limit}; exec '{}' judge --judge_base_url {} --retry_base_ms 20 --concurrency 2",
+            dgen.display(),
+            mock.url
+        ))
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("committing judge scores to dgen.redb failed")
+            && stderr.contains("File too large"),
+        "{stderr}"
+    );
+    let scored = env.status_json()["metrics"]["judge"]["judged"]
+        .as_u64()
+        .unwrap_or(0);
+    let calls = mock.judge_calls() as u64;
+    assert!(
+        calls < n / 2,
+        "{calls} judge calls for {n} dialogues, {scored} scores committed: the pass went on after its writer failed"
+    );
+}

@@ -436,6 +436,11 @@ pub struct JudgeArgs {
     /// Stop after this many consecutive dialogues the judge could not score.
     #[arg(long = "max_consecutive_failures", visible_alias = "max-consecutive-failures", default_value_t = 20, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
     pub max_consecutive_failures: u32,
+
+    /// The judge model's price: its calls are added to the store's spent amount, which
+    /// `dgen run --max_cost` holds against.
+    #[command(flatten)]
+    pub prices: PriceArgs,
 }
 
 #[derive(Debug, Args)]

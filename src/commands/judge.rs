@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 
 use crate::cli::JudgeArgs;
 use crate::commands::during_run;
+use crate::cost::{PriceTable, Pricing};
 use crate::judge::endpoint::{self, RunDefaults};
 use crate::judge::pass::{self, PassOptions};
 use crate::judge::JUDGE_PROMPT_VERSION;
@@ -38,7 +39,15 @@ pub fn run(store_path: &Path, args: JudgeArgs) -> Result<ExitCode> {
     let launched = endpoint::launch(&args.endpoint, &defaults)?;
     let model = launched.judge.settings.model.clone();
     tracing::info!("judge endpoint {}, model {model}", launched.base_url);
+    let pricing = PriceTable::resolve(&model, &args.prices.overrides())?;
+    if let Pricing::Unknown { .. } = pricing {
+        tracing::warn!(
+            "{}: the judge's calls are counted but add nothing to the amount spent",
+            Pricing::unknown_message(&model)
+        );
+    }
     let opts = PassOptions {
+        price: pricing.price(),
         concurrency: launched.concurrency,
         limit: args.limit,
         rescore: args.rescore,

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use super::rubric::Subject;
 use super::{Judge, JudgeError, JudgeScore};
+use crate::cost::{self, Price};
 use crate::llm::Usage;
 use crate::store::{Batch, Store};
 
@@ -25,6 +26,9 @@ pub struct PassOptions {
     pub limit: Option<u64>,
     pub rescore: bool,
     pub max_consecutive_failures: u32,
+    /// The judge model's price: each commit adds what its calls cost to the store's spent
+    /// counter, which `dgen run --max_cost` holds against.
+    pub price: Option<Price>,
 }
 
 /// What one dialogue's judging produced, for the writer.
@@ -44,9 +48,11 @@ pub fn count_judge(batch: &mut Batch, usage: Usage, error: Option<&str>) {
     }
 }
 
-/// The writer thread: commits what arrives in batches until every sender is gone.
+/// The writer thread: commits what arrives in batches until every sender is gone, or until a
+/// commit fails (its handle returns the error; the pass then stops, see [`dispatch`]).
 fn spawn_writer(
     store: Arc<Store>,
+    price: Option<Price>,
     mut rx: mpsc::Receiver<Scoring>,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
     std::thread::Builder::new()
@@ -56,19 +62,28 @@ fn spawn_writer(
                 let mut batch = Batch::default();
                 let mut next = Some(first);
                 let mut n = 0;
+                let mut spent = 0u64;
                 while let Some(result) = next.take() {
-                    match result {
+                    let usage = match result {
                         Scoring::Scored(seq, score, usage) => {
-                            count_judge(&mut batch, usage, None);
                             batch.judged.push((seq, score));
+                            count_judge(&mut batch, usage, None);
+                            usage
                         }
-                        Scoring::Failed(kind, usage) => count_judge(&mut batch, usage, Some(kind)),
+                        Scoring::Failed(kind, usage) => {
+                            count_judge(&mut batch, usage, Some(kind));
+                            usage
+                        }
+                    };
+                    if let Some(price) = &price {
+                        spent = spent.saturating_add(price.cost_nano(&usage));
                     }
                     n += 1;
                     if n < BATCH {
                         next = rx.try_recv().ok();
                     }
                 }
+                batch.count(cost::SPENT_NANO_USD, spent);
                 store.apply(&batch).with_context(|| {
                     format!(
                         "committing judge scores to {} failed; scores committed before are kept. Fix the cause (free disk space, permissions) and run `dgen judge` again",
@@ -118,7 +133,7 @@ pub fn judge_store(store: Arc<Store>, judge: Judge, opts: &PassOptions) -> Resul
         .worker_threads(2)
         .build()?;
     let (tx, rx) = mpsc::channel::<Scoring>(opts.concurrency * 2 + 8);
-    let writer = spawn_writer(store.clone(), rx)?;
+    let writer = spawn_writer(store.clone(), opts.price, rx)?;
     let end = runtime.block_on(dispatch(
         store,
         Arc::new(judge),
@@ -156,19 +171,26 @@ pub struct PassSummary {
     pub interrupted: bool,
 }
 
+/// The writer ended early (a failed commit): nothing more can be committed, so nothing more
+/// should be paid for.
+struct WriterGone;
+
 async fn judge_one(
     store: Arc<Store>,
     judge: Arc<Judge>,
     seq: u64,
     tx: mpsc::Sender<Scoring>,
-) -> Result<(), JudgeError> {
+) -> Result<Result<(), JudgeError>, WriterGone> {
+    if tx.is_closed() {
+        return Err(WriterGone);
+    }
     let record = match store.dialogue(seq) {
         Ok(r) => r,
         Err(e) => {
-            return Err(JudgeError::Call(crate::llm::CallError::Fatal {
+            return Ok(Err(JudgeError::Call(crate::llm::CallError::Fatal {
                 status: 0,
                 message: format!("cannot read dialogue {seq}: {e:#}"),
-            }))
+            })))
         }
     };
     let judged = judge.score(&Subject::of(&record)).await;
@@ -179,12 +201,11 @@ async fn judge_one(
             (Some(e), Scoring::Failed(kind, judged.usage))
         }
     };
-    // The writer is gone only when the pass is ending.
-    let _ = tx.send(outcome).await;
-    match message {
+    tx.send(outcome).await.map_err(|_| WriterGone)?;
+    Ok(match message {
         None => Ok(()),
         Some(e) => Err(e),
-    }
+    })
 }
 
 async fn dispatch(
@@ -222,18 +243,22 @@ async fn dispatch(
         tokio::select! {
             Some(joined) = tasks.join_next() => {
                 match joined {
-                    Ok(Ok(())) => {
+                    Ok(Err(WriterGone)) => {
+                        writer_gone(&mut end, &mut stopping, &mut tasks);
+                        continue;
+                    }
+                    Ok(Ok(Ok(()))) => {
                         summary.scored += 1;
                         consecutive = 0;
                     }
-                    Ok(Err(e)) if e.is_fatal() => {
+                    Ok(Ok(Err(e))) if e.is_fatal() => {
                         end = End::Fatal(format!(
                             "the judge endpoint refused the request: {e}. Check --judge_base_url, --judge_model and the API key"
                         ));
                         stopping = true;
                         tasks.abort_all();
                     }
-                    Ok(Err(e)) => {
+                    Ok(Ok(Err(e))) => {
                         tracing::warn!("{e}");
                         *summary.errors.entry(e.kind()).or_default() += 1;
                         summary.last_error = Some(e.to_string());
@@ -258,6 +283,7 @@ async fn dispatch(
                     bar.set_message(format!("errors {errors}"));
                 }
             }
+            () = tx.closed(), if !stopping => writer_gone(&mut end, &mut stopping, &mut tasks),
             Some(()) = signals.recv() => {
                 if !stopping {
                     eprintln!("interrupt: stopping; the scores committed so far are kept");
@@ -272,4 +298,18 @@ async fn dispatch(
         bar.finish_and_clear();
     }
     end
+}
+
+/// The writer ended early: the judge calls in flight are cancelled rather than paid for with
+/// nothing to commit them to; the writer's handle holds the error the pass ends with.
+fn writer_gone(
+    end: &mut End,
+    stopping: &mut bool,
+    tasks: &mut JoinSet<Result<Result<(), JudgeError>, WriterGone>>,
+) {
+    if !matches!(end, End::Fatal(_)) {
+        *end = End::Fatal("the store writer stopped before the pass ended".to_string());
+    }
+    *stopping = true;
+    tasks.abort_all();
 }

@@ -2,8 +2,10 @@
 //! it holds across resumes) plus what the attempts in flight may still cost plus the most this
 //! attempt may cost must stay within the budget; otherwise dispatching stops. An attempt in
 //! flight reserves its upper bound (both prompts with a scenario as long as its call allows,
-//! both completions at max_tokens, a judge call with `--judge`) until the writer acknowledges
-//! it, by which time its bills are committed.
+//! both completions at max_tokens, a judge call with `--judge` at the judge model's price)
+//! until the writer acknowledges it, by which time its bills are committed. A refused attempt
+//! waits while others are in flight (their reservations usually exceed what they cost); the
+//! run stops at the budget only when nothing is in flight and the next attempt is refused.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +27,8 @@ const JUDGE_EXTRA_PROMPT: u64 = 400;
 pub struct CostBudget {
     ctx: Arc<Ctx>,
     price: Price,
+    /// The judge model's price (the run's when they are the same model).
+    judge_price: Price,
     limit_nano: u64,
     /// Committed spent, raised by the writer after each commit.
     spent: Arc<AtomicU64>,
@@ -33,10 +37,17 @@ pub struct CostBudget {
 }
 
 impl CostBudget {
-    pub fn new(ctx: Arc<Ctx>, price: Price, limit_usd: f64, spent: Arc<AtomicU64>) -> CostBudget {
+    pub fn new(
+        ctx: Arc<Ctx>,
+        price: Price,
+        judge_price: Price,
+        limit_usd: f64,
+        spent: Arc<AtomicU64>,
+    ) -> CostBudget {
         CostBudget {
             ctx,
             price,
+            judge_price,
             limit_nano: (limit_usd * crate::cost::prices::NANO_PER_USD).floor() as u64,
             spent,
             reserved: HashMap::new(),
@@ -44,8 +55,9 @@ impl CostBudget {
         }
     }
 
-    /// The most one attempt at `item` may be billed.
-    fn bound(&self, item: &WorkItem, attempt: u32) -> Usage {
+    /// The most one attempt at `item` may cost, in nano-dollars: its generation calls at the
+    /// run's price, its judge call at the judge's.
+    fn bound(&self, item: &WorkItem, attempt: u32) -> u64 {
         let ctx = &self.ctx;
         let spec = attempt_spec(item, attempt, &ctx.config, &ctx.personas);
         let base = ctx
@@ -54,9 +66,10 @@ impl CostBudget {
             .map(Dialogue::base_conversation)
             .unwrap_or_default();
         let estimator = Estimator::new(&ctx.settings, &ctx.catalog, Expectation::Guess);
-        let mut usage = estimator.attempt_bound(item, &spec, &base);
+        let usage = estimator.attempt_bound(item, &spec, &base);
+        let mut cost = self.price.cost_nano(&usage);
         if let Some(inline) = &ctx.judge {
-            usage += Usage {
+            let judge = Usage {
                 calls: 1,
                 prompt_tokens: estimator.counter.text(crate::judge::rubric::RUBRIC)
                     + u64::from(ctx.settings.dialogue_max_tokens)
@@ -64,13 +77,14 @@ impl CostBudget {
                 completion_tokens: u64::from(inline.judge.settings.max_tokens),
                 cached_tokens: 0,
             };
+            cost = cost.saturating_add(self.judge_price.cost_nano(&judge));
         }
-        usage
+        cost
     }
 
     /// Reserves the attempt's bound, or says why it may not be dispatched.
     pub fn admit(&mut self, item: &WorkItem, attempt: u32) -> Result<(), String> {
-        let cost = self.price.cost_nano(&self.bound(item, attempt));
+        let cost = self.bound(item, attempt);
         let spent = self.spent.load(Ordering::SeqCst);
         let total = spent
             .saturating_add(self.reserved_total)

@@ -73,7 +73,11 @@ impl Dispatcher<'_> {
             if let Some(budget) = &mut self.budget {
                 if let Err(message) = budget.admit(&item, attempt) {
                     self.queue.push_front((index, attempt));
-                    self.wind_down(Stop::Budget(message));
+                    // The attempts in flight reserve their upper bounds, which they rarely
+                    // reach: each acknowledgement frees room, and this attempt is tried again.
+                    if self.in_flight == 0 {
+                        self.wind_down(Stop::Budget(message));
+                    }
                     break;
                 }
             }

@@ -94,6 +94,7 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
             Pricing::unknown_message(model)
         );
     }
+    let judge_price = judge_pricing(&args, &settings, &pricing)?;
     let key = credentials::api_key();
     if key.is_none() && local_model.is_none() && !credentials::is_loopback(&args.base_url) {
         bail!(
@@ -144,6 +145,7 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         embedder,
         concurrency,
         price: pricing.price(),
+        judge_price,
     };
     let summary = generate(&store, &meta, launch, work, &args)?;
     drop(server);
@@ -203,6 +205,40 @@ struct Launch {
     concurrency: usize,
     /// The model's price: spent is recorded with it, and `--max_cost` needs it.
     price: Option<Price>,
+    /// With `--judge`: the judge model's price, for its calls.
+    judge_price: Option<Price>,
+}
+
+/// With `--judge`, the judge model's price: the run's own when the judge is the run's model;
+/// else the price table's (`--prices FILE` over the built-in one), since the `--price_*` flags
+/// price `--model`. `--max_cost` needs it, like the run's.
+fn judge_pricing(
+    args: &RunArgs,
+    settings: &RequestSettings,
+    pricing: &Pricing,
+) -> Result<Option<Price>> {
+    if !args.judge {
+        return Ok(None);
+    }
+    let model = args.judge_model.as_deref().unwrap_or(&settings.model);
+    let judge = if model == settings.model {
+        pricing.clone()
+    } else {
+        let overrides = args.prices.overrides();
+        PriceTable::load(overrides.prices_file.as_deref())?
+            .pricing(model, &cost::PriceOverrides::default())
+    };
+    if let (Some(max), Pricing::Unknown { model }) = (args.max_cost, &judge) {
+        bail!(
+            "--max_cost {max} needs a price for the judge's calls too: no price for model {model} (--judge_model); add it to a --prices FILE (the --price_input/--price_output flags price --model only)"
+        );
+    }
+    if let Pricing::Unknown { model } = &judge {
+        tracing::warn!(
+            "no price for the judge model {model}: its calls are counted but add nothing to the amount spent (add it to a --prices FILE)"
+        );
+    }
+    Ok(judge.price())
 }
 
 /// The run proper: the runtime, the embedder thread, the writer and the dispatcher.
@@ -219,6 +255,7 @@ fn generate(
         embedder,
         concurrency,
         price,
+        judge_price,
     } = launch;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -240,15 +277,20 @@ fn generate(
         quality: quality_config(meta, args),
         judge,
     });
-    let spent = Arc::new(AtomicU64::new(
-        store
-            .counters()?
-            .get(cost::SPENT_NANO_USD)
-            .copied()
-            .unwrap_or(0),
-    ));
+    let spent = Arc::new(AtomicU64::new(starting_spent(
+        store,
+        args.max_cost,
+        price,
+        judge_price,
+    )?));
     let budget = match (args.max_cost, price) {
-        (Some(max), Some(price)) => Some(CostBudget::new(ctx.clone(), price, max, spent.clone())),
+        (Some(max), Some(price)) => Some(CostBudget::new(
+            ctx.clone(),
+            price,
+            judge_price.unwrap_or(price),
+            max,
+            spent.clone(),
+        )),
         _ => None,
     };
     let writer = Writer {
@@ -262,6 +304,7 @@ fn generate(
         },
         last_commit: Instant::now(),
         price,
+        judge_price,
         spent,
         limiter,
     };
@@ -288,6 +331,36 @@ fn generate(
     runtime.shutdown_timeout(Duration::from_secs(1));
     embed_worker.finish(Duration::from_secs(10));
     summary
+}
+
+/// What the store has spent, in nano-dollars. Under `--max_cost`, at least what its token
+/// counters cost at this run's prices (judge tokens at the judge's, else the run's): calls of
+/// runs without a price, or with a lower one, recorded less than they used. The difference is
+/// committed as spent, so `dgen status` shows what the budget holds against.
+fn starting_spent(
+    store: &Store,
+    max_cost: Option<f64>,
+    price: Option<Price>,
+    judge_price: Option<Price>,
+) -> Result<u64> {
+    let counters = store.counters()?;
+    let recorded = counters.get(cost::SPENT_NANO_USD).copied().unwrap_or(0);
+    let (Some(_), Some(price)) = (max_cost, price) else {
+        return Ok(recorded);
+    };
+    let floor = cost::spent_floor(&counters, price, judge_price.unwrap_or(price));
+    if floor <= recorded {
+        return Ok(recorded);
+    }
+    tracing::warn!(
+        "the store recorded ${} spent, but its tokens cost ${} at this run's prices (calls made without a price); --max_cost counts the larger",
+        cost::dollars(cost::from_nano(recorded)),
+        cost::dollars(cost::from_nano(floor)),
+    );
+    let mut batch = Batch::default();
+    batch.count(cost::SPENT_NANO_USD, floor - recorded);
+    store.apply(&batch)?;
+    Ok(floor)
 }
 
 /// `--judge`: the judge at `--judge_base_url` or the run's endpoint (with the run's key), with

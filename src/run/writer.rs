@@ -65,6 +65,8 @@ pub struct Writer {
     pub last_commit: Instant,
     /// The run's price: each commit adds what its bills cost to the store's spent counter.
     pub price: Option<Price>,
+    /// The judge model's price, for `--judge`'s calls.
+    pub judge_price: Option<Price>,
     /// Nano-dollars committed as spent, for `--max_cost`; raised after each commit.
     pub spent: Arc<AtomicU64>,
     /// The endpoint's limiter, whose in-flight samples and 429 count each commit takes along.
@@ -142,21 +144,19 @@ impl Writer {
         let mut batch = Batch::default();
         let mut acks = Vec::with_capacity(outcomes.len());
         let mut spent = 0u64;
-        let price = self.price;
-        let mut bill = |usage: &Usage| {
-            if let Some(price) = &price {
+        let mut bill = |price: Option<Price>, usage: &Usage| {
+            if let Some(price) = price {
                 spent = spent.saturating_add(price.cost_nano(usage));
             }
         };
         for outcome in outcomes {
             match outcome {
                 Outcome::Billed(usage) => {
-                    bill(&usage);
+                    bill(self.price, &usage);
                     count_usage(&mut batch, usage);
                 }
-                // The judge's calls at the run's prices, as `dgen status` counts them.
                 Outcome::Judged(usage, error) => {
-                    bill(&usage);
+                    bill(self.judge_price, &usage);
                     count_judge(&mut batch, usage, error);
                 }
                 Outcome::Rejected(r) => acks.push(self.reject(&mut batch, r)),
