@@ -438,3 +438,32 @@ fn the_key_never_reaches_the_store_export_or_messages() {
         assert!(!String::from_utf8_lossy(&h).contains(key), "the key leaked");
     }
 }
+
+/// Regression: `dgen judge` sent the API key to whatever base URL the store recorded, so a
+/// store from elsewhere could direct the key to a server of its choosing.
+#[test]
+fn the_key_goes_to_a_url_from_the_store_only_when_it_is_loopback() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    finished_store(&env, &mock, 2);
+    let evil = "https://evil.example/v1";
+    dgen::store::Store::open_existing(&env.path("dgen.redb"))
+        .unwrap()
+        .set_run_endpoint(&dgen::store::RunEndpoint {
+            base_url: Some(evil.into()),
+            local_model: None,
+        })
+        .unwrap();
+    judge(&env, &[])
+        .env("OPENAI_API_KEY", "sk-not-for-evil")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(format!("--judge_base_url {evil}")));
+    assert_eq!(mock.judge_calls(), 0);
+    // Named on the command line, an endpoint is the user's choice.
+    judge(&env, &["--judge_base_url", &mock.url])
+        .env("OPENAI_API_KEY", "sk-local")
+        .assert()
+        .success();
+    assert_eq!(mock.judge_calls(), 2);
+}

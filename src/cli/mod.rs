@@ -204,6 +204,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole::<u64>(1, MAX_TPM))]
     pub tpm: Option<u64>,
 
+    /// Whether rising latency shrinks the concurrency limit (for servers that queue rather than
+    /// answer 429): auto is on for the llama-server dgen starts and loopback endpoints, off for
+    /// others, whose latency moves with their own load.
+    #[arg(long = "latency_backoff", visible_alias = "latency-backoff", value_enum, default_value_t = LatencyBackoff::Auto)]
+    pub latency_backoff: LatencyBackoff,
+
     /// Run on a local GGUF model: dgen starts llama-server on 127.0.0.1 for the run.
     #[arg(
         long = "local_model",
@@ -398,6 +404,11 @@ pub struct JudgeEndpointArgs {
     /// Judge calls in flight at once [default: 8; with a local model, its request slots].
     #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1, MAX_PARALLEL))]
     pub concurrency: Option<usize>,
+
+    /// Whether rising latency shrinks the judge's concurrency limit, as `dgen run
+    /// --latency_backoff`: auto is on for a local model and loopback endpoints only.
+    #[arg(long = "latency_backoff", visible_alias = "latency-backoff", value_enum, default_value_t = LatencyBackoff::Auto)]
+    pub latency_backoff: LatencyBackoff,
 
     /// Retries per call for 429, 5xx, timeouts and connection errors.
     #[arg(long = "max_retries", visible_alias = "max-retries", default_value_t = 3, allow_negative_numbers = true, value_parser = whole::<u32>(0, u32::MAX))]
@@ -690,6 +701,27 @@ pub struct ImportArgs {
     /// Folder with the embedding assets [default: $DGEN_CACHE_DIR or ~/.cache/dgen].
     #[arg(long = "assets_dir", visible_alias = "assets-dir", value_name = "DIR")]
     pub assets_dir: Option<PathBuf>,
+}
+
+/// `--latency_backoff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatencyBackoff {
+    On,
+    Off,
+    Auto,
+}
+
+impl LatencyBackoff {
+    /// Whether the rule applies to the endpoint at `base_url` (the llama-server dgen starts is
+    /// on 127.0.0.1): a loopback server queues its requests, a hosted API's latency moves with
+    /// load dgen does not cause.
+    pub fn applies_to(self, base_url: &str) -> bool {
+        match self {
+            LatencyBackoff::On => true,
+            LatencyBackoff::Off => false,
+            LatencyBackoff::Auto => crate::run::credentials::is_loopback(base_url),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,6 +1,8 @@
 //! Where `dgen judge` (and the discrimination benchmark) reach the judge: `--judge_base_url`,
 //! a local model started for the command, or by default what the store's run used — its base
-//! URL, or the local model it started. The API key is the run's (`OPENAI_API_KEY`, …).
+//! URL, or the local model it started. The API key is the run's (`OPENAI_API_KEY`, …); it goes
+//! to a base URL read from the store only when that URL is loopback or one the user's own
+//! settings name, since a store can come from someone else.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,16 +73,20 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
     let base_url = match (&server, &args.judge_base_url) {
         (Some(s), _) => s.base_url.clone(),
         (None, Some(url)) => url.clone(),
-        (None, None) => recorded
-            .and_then(|r| r.base_url.clone())
-            .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.into()),
+        (None, None) => {
+            let from_env = std::env::var("OPENAI_BASE_URL").ok();
+            match recorded.and_then(|r| r.base_url.as_deref()) {
+                Some(url) => trusted_recorded_url(url, from_env.as_deref())?,
+                None => from_env.unwrap_or_else(|| DEFAULT_BASE_URL.into()),
+            }
+        }
     };
     if key.is_none() && server.is_none() && !credentials::is_loopback(&base_url) {
         bail!(
             "no API key for the judge at {base_url}: set OPENAI_API_KEY (or OPENAI_KEY), or put OPENAI_KEY=... in ./.env.local; or judge on a local model with --local, or another endpoint with --judge_base_url"
         );
     }
+    let latency_backoff = server.is_some() || args.latency_backoff.applies_to(&base_url);
     let concurrency = args.concurrency.unwrap_or(if server.is_some() {
         args.server.slots
     } else {
@@ -95,7 +101,10 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
             base: Duration::from_millis(args.retry_base_ms),
             cap: Duration::from_secs(60),
         },
-        limits: Limits::ceiling(concurrency),
+        limits: Limits {
+            latency_backoff,
+            ..Limits::ceiling(concurrency)
+        },
     };
     let judge = Judge {
         client: LlmClient::new(&endpoint)?,
@@ -116,4 +125,51 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
         concurrency,
         server,
     })
+}
+
+/// The base URL the store's run recorded, if the API key may go there without being told:
+/// a loopback endpoint, `$OPENAI_BASE_URL` or OpenAI's. Anything else is refused, naming the
+/// URL, so that a store from elsewhere cannot direct the key to a server of its choosing.
+fn trusted_recorded_url(recorded: &str, from_env: Option<&str>) -> Result<String> {
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    if credentials::is_loopback(recorded)
+        || same(recorded, DEFAULT_BASE_URL)
+        || from_env.is_some_and(|env| same(recorded, env))
+    {
+        return Ok(recorded.to_string());
+    }
+    bail!(
+        "the store's run called {recorded}, and dgen judge sends the API key there only when told: pass --judge_base_url {recorded} to judge at that endpoint, or --judge_base_url with another"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_goes_to_a_recorded_url_only_when_loopback_or_the_user_s_own() {
+        for url in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost:1234/v1/",
+            "http://[::1]:9/v1",
+            "https://api.openai.com/v1/",
+        ] {
+            assert_eq!(trusted_recorded_url(url, None).unwrap(), url);
+        }
+        let evil = "https://evil.example/v1";
+        let refused = trusted_recorded_url(evil, None).unwrap_err().to_string();
+        assert!(
+            refused.contains("--judge_base_url https://evil.example/v1"),
+            "{refused}"
+        );
+        let refused = trusted_recorded_url(evil, Some("https://other.example/v1")).unwrap_err();
+        assert!(refused.to_string().contains(evil), "{refused}");
+        assert_eq!(
+            trusted_recorded_url(evil, Some("https://evil.example/v1/")).unwrap(),
+            evil
+        );
+        // A loopback-looking name that is not loopback.
+        assert!(trusted_recorded_url("http://127.0.0.1.evil.example/v1", None).is_err());
+    }
 }

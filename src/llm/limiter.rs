@@ -7,8 +7,15 @@
 //!   503 (halved, and nothing starts before the server's `Retry-After`), and on queueing: a
 //!   server that queues (llama.cpp, vLLM) answers slower instead of refusing, so when the recent
 //!   time per completion token of a kind of call (calls with the same `max_tokens`) rises to
-//!   [`LATENCY_TOLERANCE`] times the fastest seen, the limit shrinks by [`LATENCY_DECREASE`].
+//!   [`LATENCY_TOLERANCE`] times its baseline, the limit shrinks by [`LATENCY_DECREASE`].
 //!   One decrease per round: only a request started after the last decrease can cause another.
+//!   The baseline is the lowest recent latency, but it ages (doubles in [`BASELINE_DOUBLING`]
+//!   while latency stays above it), so a server that simply got slower costs decreases for a
+//!   minute or so, after which additive increase resumes; a decrease needs
+//!   [`WARMUP_SAMPLES`] samples of calls started after the previous one. Calls without usage or
+//!   with fewer than [`MIN_LATENCY_TOKENS`] completion tokens are no sample: their time is
+//!   mostly the fixed time to the first token. The rule is on or off per endpoint
+//!   ([`Limits::latency_backoff`]).
 //! - Pacing: token buckets for requests and tokens per minute, from `--rpm` / `--tpm` or the
 //!   server's `x-ratelimit-limit-requests` / `-tokens`; a request's tokens are estimated from its
 //!   size and `max_tokens`, then corrected with the usage returned. When
@@ -36,8 +43,15 @@ pub const RATE_LIMIT_DECREASE: f64 = 0.5;
 pub const INITIAL_LIMIT: f64 = 4.0;
 /// Share of a per-minute limit dgen paces at: a little headroom for the server's own clock.
 const PACE: f64 = 0.98;
-/// Latency samples of a kind of call before its latency can shrink the limit.
+/// Latency samples of a kind of call, of calls started since the latest decrease, before its
+/// latency can shrink the limit (again).
 const WARMUP_SAMPLES: u32 = 4;
+/// How long the latency baseline takes to double while recent latency stays above it: a
+/// minimum that never aged would hold a server that got slower for good to its best minute,
+/// and cut the limit to 1 for good. Long beside the seconds a queue takes to build or drain.
+pub const BASELINE_DOUBLING: Duration = Duration::from_secs(120);
+/// The fewest completion tokens a call needs to be a latency sample.
+pub const MIN_LATENCY_TOKENS: u64 = 16;
 /// The least added latency a call (seconds) that counts as queueing.
 const NOTICEABLE: f64 = 0.02;
 /// Samples one run keeps at one a second before it halves the rate, and so on.
@@ -49,6 +63,9 @@ pub struct Limits {
     pub ceiling: usize,
     pub rpm: Option<u32>,
     pub tpm: Option<u64>,
+    /// Whether rising latency shrinks the limit: right for a server that queues (llama.cpp,
+    /// vLLM), noise on a hosted API whose latency moves with its own load.
+    pub latency_backoff: bool,
 }
 
 impl Limits {
@@ -57,6 +74,7 @@ impl Limits {
             ceiling,
             rpm: None,
             tpm: None,
+            latency_backoff: true,
         }
     }
 }
@@ -158,30 +176,51 @@ impl Bucket {
     }
 }
 
-/// Latency of one kind of call, per completion token: a moving average, and its lowest value
-/// as the baseline (the average rather than single samples, so one lucky call does not set it).
-#[derive(Debug, Default)]
+/// Latency of one kind of call, per completion token: a moving average, and an aging minimum
+/// of it as the baseline (the average rather than single samples, so one lucky call does not
+/// set it).
+#[derive(Debug)]
 struct Latency {
-    fastest: f64,
+    baseline: f64,
     recent: f64,
-    samples: u32,
+    at: Instant,
+    /// The limiter's epoch of the samples counted in `fresh`.
+    epoch: u64,
+    /// Samples of calls started since the latest decrease: only they can cause the next one.
+    fresh: u32,
 }
 
 impl Latency {
-    /// Adds a sample of a call that returned `completion` tokens; true when the recent latency
-    /// says the server queues. A rise of less than [`NOTICEABLE`] a call is noise.
-    fn observe(&mut self, per_token: f64, completion: u64) -> bool {
-        if self.samples == 0 {
-            self.fastest = per_token;
-            self.recent = per_token;
-        } else {
-            self.recent = 0.75 * self.recent + 0.25 * per_token;
-            self.fastest = self.fastest.min(self.recent);
+    fn new(per_token: f64, at: Instant, epoch: u64) -> Latency {
+        Latency {
+            baseline: per_token,
+            recent: per_token,
+            at,
+            epoch,
+            fresh: 0,
         }
-        self.samples = self.samples.saturating_add(1);
-        self.samples >= WARMUP_SAMPLES
-            && self.recent > LATENCY_TOLERANCE * self.fastest
-            && (self.recent - self.fastest) * completion.max(1) as f64 > NOTICEABLE
+    }
+
+    /// Adds a sample of a call started in `epoch` that returned `completion` tokens; true when
+    /// the recent latency says the server queues. A rise of less than [`NOTICEABLE`] a call is
+    /// noise.
+    fn observe(&mut self, per_token: f64, completion: u64, now: Instant, epoch: u64) -> bool {
+        self.recent = 0.75 * self.recent + 0.25 * per_token;
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        let aged = self.baseline * (elapsed / BASELINE_DOUBLING.as_secs_f64()).exp2();
+        self.baseline = self.recent.min(aged);
+        self.at = now;
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.fresh = 0;
+        }
+        if epoch < self.epoch {
+            return false;
+        }
+        self.fresh = self.fresh.saturating_add(1);
+        self.fresh >= WARMUP_SAMPLES
+            && self.recent > LATENCY_TOLERANCE * self.baseline
+            && (self.recent - self.baseline) * completion as f64 > NOTICEABLE
     }
 }
 
@@ -208,6 +247,7 @@ struct State {
 
 pub struct Limiter {
     ceiling: usize,
+    latency_backoff: bool,
     state: Mutex<State>,
     released: Notify,
 }
@@ -218,6 +258,7 @@ impl Limiter {
         let ceiling = limits.ceiling.max(1);
         Arc::new(Limiter {
             ceiling,
+            latency_backoff: limits.latency_backoff,
             state: Mutex::new(State {
                 limit: INITIAL_LIMIT.min(ceiling as f64),
                 slow_start: true,
@@ -334,13 +375,9 @@ impl Limiter {
                     // Refund or charge the difference between the estimate and the bill.
                     b.level = (b.level + permit.tokens as f64 - billed as f64).min(b.capacity);
                 }
-                let secs = now.saturating_duration_since(permit.started).as_secs_f64();
-                let per_token = secs / completion.max(1) as f64;
-                let queueing = s
-                    .latency
-                    .entry(permit.class)
-                    .or_default()
-                    .observe(per_token, completion);
+                let queueing = self.latency_backoff
+                    && completion >= MIN_LATENCY_TOKENS
+                    && self.observe_latency(&mut s, permit, now, completion);
                 if queueing {
                     self.decrease(&mut s, permit, LATENCY_DECREASE, "latency rose");
                 } else if s.slow_start {
@@ -368,15 +405,36 @@ impl Limiter {
         self.released.notify_waiters();
     }
 
-    fn decrease(&self, s: &mut State, permit: &Permit, factor: f64, why: &str) {
+    /// Adds the call's time per completion token to its kind's latency; true when it says the
+    /// server queues.
+    fn observe_latency(
+        &self,
+        s: &mut State,
+        permit: &Permit,
+        now: Instant,
+        completion: u64,
+    ) -> bool {
+        let secs = now.saturating_duration_since(permit.started).as_secs_f64();
+        let per_token = secs / completion as f64;
+        let epoch = s.epoch;
+        s.latency
+            .entry(permit.class)
+            .or_insert_with(|| Latency::new(per_token, now, epoch))
+            .observe(per_token, completion, now, permit.epoch)
+    }
+
+    /// Shrinks the limit by `factor`, unless `permit` started before the latest decrease;
+    /// true when it did.
+    fn decrease(&self, s: &mut State, permit: &Permit, factor: f64, why: &str) -> bool {
         if permit.epoch != s.epoch {
-            return;
+            return false;
         }
         let before = s.limit;
         s.limit = (s.limit * factor).max(1.0);
         s.slow_start = false;
         s.epoch += 1;
         tracing::debug!("concurrency limit {before:.1} -> {:.1}: {why}", s.limit);
+        true
     }
 
     /// Learns per-minute limits from the headers, and holds off when the remaining budget would
@@ -517,18 +575,62 @@ mod tests {
         assert_eq!(limiter.drain().1, 2);
     }
 
+    /// Sequential calls of `latency` each, answering `completion` tokens; the lowest limit seen.
+    async fn calls(limiter: &Arc<Limiter>, n: usize, latency: Duration, completion: u64) -> f64 {
+        let mut lowest = limiter.limit();
+        for _ in 0..n {
+            let p = limiter.acquire(10, 7).await;
+            tokio::time::advance(latency).await;
+            p.finish(success(completion), &RateHeaders::default());
+            lowest = lowest.min(limiter.limit());
+        }
+        lowest
+    }
+
     #[tokio::test(start_paused = true)]
     async fn rising_latency_shrinks_the_limit_but_never_below_one() {
         let limiter = Limiter::new(Limits::ceiling(16));
         let mut latency = Duration::from_millis(10);
-        for _ in 0..200 {
-            let p = limiter.acquire(10, 7).await;
-            tokio::time::advance(latency).await;
-            p.finish(success(10), &RateHeaders::default());
-            latency = latency.mul_f64(1.05).min(Duration::from_secs(5));
+        for _ in 0..120 {
+            calls(&limiter, 1, latency, 100).await;
+            latency = latency.mul_f64(1.05);
         }
         assert!(limiter.limit() < 4.0, "{}", limiter.limit());
         assert!(limiter.limit() >= 1.0);
+    }
+
+    /// Regression: the baseline was the best average ever seen, so latency that settled at twice
+    /// it cut the limit on every success, down to 1, with no additive increase ever after.
+    #[tokio::test(start_paused = true)]
+    async fn latency_that_doubles_for_good_does_not_pin_the_limit_at_one() {
+        let limiter = Limiter::new(Limits::ceiling(64));
+        calls(&limiter, 20, Duration::from_millis(100), 100).await;
+        assert_eq!(limiter.limit(), 24.0);
+        // Ten minutes of calls at twice the latency.
+        let lowest = calls(&limiter, 3000, Duration::from_millis(200), 100).await;
+        assert!(lowest < 24.0, "the rise cost no decrease: {lowest}");
+        assert!(
+            limiter.limit() >= 24.0,
+            "no additive increase after the baseline adapted: {} (lowest {lowest})",
+            limiter.limit()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_answers_missing_usage_and_the_switch_keep_latency_out() {
+        // Few completion tokens (or none: no usage), or the rule switched off: no decrease.
+        for (latency_backoff, completion) in
+            [(true, 0), (true, MIN_LATENCY_TOKENS - 1), (false, 100)]
+        {
+            let limiter = Limiter::new(Limits {
+                latency_backoff,
+                ..Limits::ceiling(64)
+            });
+            calls(&limiter, 10, Duration::from_millis(100), completion).await;
+            let lowest = calls(&limiter, 20, Duration::from_secs(5), completion).await;
+            assert!(lowest >= 14.0, "{latency_backoff} {completion}: {lowest}");
+            assert_eq!(limiter.limit(), 34.0);
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -549,9 +651,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn requests_per_minute_are_paced() {
         let limiter = Limiter::new(Limits {
-            ceiling: 64,
             rpm: Some(600),
-            tpm: None,
+            ..Limits::ceiling(64)
         });
         let start = Instant::now();
         for _ in 0..99 {

@@ -117,10 +117,10 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
     } else {
         16
     });
+    let base_url = server
+        .as_ref()
+        .map_or_else(|| args.base_url.clone(), |s| s.base_url.clone());
     let endpoint = Endpoint {
-        base_url: server
-            .as_ref()
-            .map_or_else(|| args.base_url.clone(), |s| s.base_url.clone()),
         api_key: key,
         timeout: args.request_timeout,
         retry: RetryPolicy {
@@ -132,7 +132,9 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
             ceiling: concurrency,
             rpm: args.rpm,
             tpm: args.tpm,
+            latency_backoff: args.latency_backoff.applies_to(&base_url),
         },
+        base_url,
     };
     store.set_run_endpoint(&RunEndpoint {
         base_url: local_model.is_none().then(|| args.base_url.clone()),
@@ -309,12 +311,17 @@ fn generate(
         limiter,
     };
     tracing::info!(
-        "run: {} items to attempt ({} of {} already accepted), concurrency up to {concurrency}{}{}, model {}, endpoint {}",
+        "run: {} items to attempt ({} of {} already accepted), concurrency up to {concurrency}{}{}{}, model {}, endpoint {}",
         work.queue.len(),
         work.done,
         work.total,
         args.rpm.map_or(String::new(), |n| format!(", {n} requests/min")),
         args.tpm.map_or(String::new(), |n| format!(", {n} tokens/min")),
+        if endpoint.limits.latency_backoff {
+            ", backing off on rising latency"
+        } else {
+            ""
+        },
         ctx.settings.model,
         endpoint.base_url,
     );
@@ -379,20 +386,27 @@ fn inline_judge(
         judge_endpoint.base_url = url.clone();
     }
     let on_local_server = settings.grammar && args.judge_base_url.is_none();
-    // On the run's endpoint the judge's calls share the run's limits; elsewhere, its own.
-    let client = match &args.judge_base_url {
-        Some(url) if url.trim_end_matches('/') != endpoint.base_url.trim_end_matches('/') => {
-            LlmClient::new(&judge_endpoint)?
-        }
-        _ => LlmClient::sharing(&judge_endpoint, run_client)?,
+    let model = args
+        .judge_model
+        .clone()
+        .unwrap_or_else(|| settings.model.clone());
+    // The same model at the run's endpoint shares the run's limiter; another model has its
+    // own per-minute limits (x-ratelimit-* are per model), and another endpoint its own load.
+    let same_endpoint = args
+        .judge_base_url
+        .as_ref()
+        .is_none_or(|url| url.trim_end_matches('/') == endpoint.base_url.trim_end_matches('/'));
+    let client = if same_endpoint && model == settings.model {
+        LlmClient::sharing(&judge_endpoint, run_client)?
+    } else {
+        judge_endpoint.limits.latency_backoff =
+            args.latency_backoff.applies_to(&judge_endpoint.base_url);
+        LlmClient::new(&judge_endpoint)?
     };
     let judge = Judge {
         client,
         settings: JudgeSettings {
-            model: args
-                .judge_model
-                .clone()
-                .unwrap_or_else(|| settings.model.clone()),
+            model,
             schema: if on_local_server {
                 JudgeSchema::Full
             } else {
