@@ -271,10 +271,11 @@ fn a_stale_socket_from_a_killed_run_is_replaced_by_the_next_run() {
 fn ctrl_c_while_the_ending_run_finishes_an_export_exits_at_once() {
     let env = Env::new();
     let mock = MockServer::start();
-    mock.set_latency(Duration::from_millis(1500));
+    mock.set_latency(Duration::from_millis(500));
     env.plan_for_run(2);
-    // Enough stored dialogues that the export outlasts the two items of the run.
-    let (mut run, mut client) = run_and_export(&env, &mock, 40000, "late.json");
+    // Enough stored dialogues that the export (about 7 s in a debug build) outlasts the two
+    // items of the run (about 1.5 s once it listens).
+    let (mut run, mut client) = run_and_export(&env, &mock, 60000, "late.json");
     // The run has finished its items when its socket is gone; the export is still being
     // answered.
     wait_until(
