@@ -26,14 +26,16 @@ echo
 echo "demo: files in $PWD:"
 echo "  generated_dialogues.json  dialogue_hashes.json  dialogue_embeddings.npy  demo.redb  dialogue_generation.log"
 echo "  report.html  report.json"
-echo "one dialogue:"
+echo "one dialogue (the one with the fewest quality flags):"
 python3 - <<'PY'
 import json
 dialogues = json.load(open("generated_dialogues.json"))
 if not dialogues:
     raise SystemExit("demo: no dialogue was accepted; see dialogue_generation.log and dgen status")
-d = dialogues[0]
-print(f"  {d['dialogue_id']}  services={d['services']}  outcome={d['resolution_status']}  region={d['regions'][0]}")
+# The one with the fewest quality findings (the first of those), and what was flagged on it.
+d = min(dialogues, key=lambda d: len(d["quality"]["checks"]))
+flags = ", ".join(c["check"] for c in d["quality"]["checks"]) or "none"
+print(f"  {d['dialogue_id']}  services={d['services']}  outcome={d['resolution_status']}  region={d['regions'][0]}  flagged: {flags}")
 print(f"  scenario: {d['generated_scenario']}")
 for t in d["turns"]:
     print(f"  USER ({t['user_emotion']}): {t['utterance']}")

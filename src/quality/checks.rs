@@ -253,6 +253,14 @@ fn leftover(text: &str) -> Option<String> {
     if let Some(label) = role_label(text) {
         return Some(format!("the role label \"{label}\""));
     }
+    // A field that is nothing but a speaker's name: the slot's label, not an utterance.
+    let bare = text.trim().trim_matches(|c: char| !c.is_alphanumeric());
+    if ["user", "assistant", "customer", "agent", "system"]
+        .iter()
+        .any(|role| bare.eq_ignore_ascii_case(role))
+    {
+        return Some(format!("only the role label \"{}\"", text.trim()));
+    }
     let straight = text.matches('"').count();
     if straight % 2 == 1 || text.matches('“').count() != text.matches('”').count() {
         return Some("an unclosed quote".to_string());
@@ -477,6 +485,8 @@ mod tests {
             ("Sure. USER: thanks", "\"USER:\""),
             ("Assistant: Hello, how can I help?", "\"Assistant:\""),
             ("He said \"wait here", "unclosed quote"),
+            ("USER", "only the role label \"USER\""),
+            (" Assistant. ", "only the role label"),
         ] {
             let found = check(Check::Placeholder, &[turn(text, "Okay.")], "Resolved", "");
             let found = found.unwrap_or_else(|| panic!("{text} passes"));
@@ -487,6 +497,8 @@ mod tests {
             "She said \"fine\" and left; the 3 < 5 rule applies.",
             "Please enter your user name: it is on the card.",
             "Our booking system: it is down until noon.",
+            "The user agent string is wrong.",
+            "Agent Smith will call you.",
         ] {
             let found = check(Check::Placeholder, &[turn(text, "Ok.")], "Resolved", "");
             assert_eq!(found, None, "{text}");
