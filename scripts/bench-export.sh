@@ -5,14 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-100000}"
-cargo build --release --locked --quiet --bin dgen
-BIN="$PWD/target/release/dgen"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-"$BIN" plan --total_generations 10 --dataset "$OLDPWD/fixtures/multiwoz_hf" \
-  --persona_dataset "$OLDPWD/fixtures/personas_hf" >/dev/null 2>&1
-"$BIN" bench-fill --dialogues "$N" >/dev/null
+source scripts/bench-lib.sh
+filled_store "$N"
 /usr/bin/time -f "%e %M" -o time.txt "$BIN" export --jsonl dialogues.jsonl >/dev/null
 read -r WALL RSS_KB < time.txt
 /usr/bin/time -f "%e %M" -o time3.txt "$BIN" export >/dev/null

@@ -6,14 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-100000}"
-cargo build --release --locked --quiet --bin dgen
-BIN="$PWD/target/release/dgen"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-"$BIN" plan --total_generations 10 --dataset "$OLDPWD/fixtures/multiwoz_hf" \
-  --persona_dataset "$OLDPWD/fixtures/personas_hf" >/dev/null 2>&1
-"$BIN" bench-fill --dialogues "$N" >/dev/null
+source scripts/bench-lib.sh
+filled_store "$N"
 mb() { awk -v b="$1" 'BEGIN{printf "%.0f MB", b/1048576}'; }
 echo "export --hf of $N dialogues (store $(mb "$(stat -c %s dgen.redb)")), splits train=0.9,validation=0.05,test=0.05:"
 for codec in snappy zstd; do

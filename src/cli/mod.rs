@@ -251,36 +251,8 @@ pub struct RunArgs {
     #[arg(long = "retry_failed", visible_alias = "retry-failed")]
     pub retry_failed: bool,
 
-    /// Retries per call for 429, 5xx, timeouts and connection errors.
-    #[arg(
-        long = "max_retries",
-        visible_alias = "max-retries",
-        default_value_t = 3,
-        allow_negative_numbers = true,
-        value_parser = whole::<u32>(0, u32::MAX)
-    )]
-    pub max_retries: u32,
-
-    /// First backoff delay in milliseconds (doubles each retry, with jitter, capped at 60 s).
-    #[arg(
-        long = "retry_base_ms",
-        visible_alias = "retry-base-ms",
-        default_value_t = 1000,
-        allow_negative_numbers = true,
-        value_parser = whole::<u64>(0, u64::MAX)
-    )]
-    pub retry_base_ms: u64,
-
-    /// Seconds before a call times out (more than 0, at most a day).
-    #[arg(
-        long = "request_timeout",
-        visible_alias = "request-timeout",
-        default_value = "120",
-        allow_negative_numbers = true,
-        value_parser = seconds(false),
-        value_name = "SECONDS"
-    )]
-    pub request_timeout: Duration,
+    #[command(flatten)]
+    pub calls: CallArgs,
 
     /// max_tokens of the dialogue call [default: from the catalog, 1500].
     #[arg(long = "max_tokens", visible_alias = "max-tokens", allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
@@ -410,17 +382,8 @@ pub struct JudgeEndpointArgs {
     #[arg(long = "latency_backoff", visible_alias = "latency-backoff", value_enum, default_value_t = LatencyBackoff::Auto)]
     pub latency_backoff: LatencyBackoff,
 
-    /// Retries per call for 429, 5xx, timeouts and connection errors.
-    #[arg(long = "max_retries", visible_alias = "max-retries", default_value_t = 3, allow_negative_numbers = true, value_parser = whole::<u32>(0, u32::MAX))]
-    pub max_retries: u32,
-
-    /// First backoff delay in milliseconds (doubles each retry, with jitter, capped at 60 s).
-    #[arg(long = "retry_base_ms", visible_alias = "retry-base-ms", default_value_t = 1000, allow_negative_numbers = true, value_parser = whole::<u64>(0, u64::MAX))]
-    pub retry_base_ms: u64,
-
-    /// Seconds before a call times out (more than 0, at most a day).
-    #[arg(long = "request_timeout", visible_alias = "request-timeout", default_value = "120", allow_negative_numbers = true, value_parser = seconds(false), value_name = "SECONDS")]
-    pub request_timeout: Duration,
+    #[command(flatten)]
+    pub calls: CallArgs,
 
     /// max_tokens of a judge call.
     #[arg(long = "max_tokens", visible_alias = "max-tokens", default_value_t = 400, allow_negative_numbers = true, value_parser = whole::<u32>(1, u32::MAX))]
@@ -473,6 +436,51 @@ pub struct DiscriminationArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How each call is retried and timed out (`run`, `judge`).
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// Retries per call for 429, 5xx, timeouts and connection errors.
+    #[arg(
+        long = "max_retries",
+        visible_alias = "max-retries",
+        default_value_t = 3,
+        allow_negative_numbers = true,
+        value_parser = whole::<u32>(0, u32::MAX)
+    )]
+    pub max_retries: u32,
+
+    /// First backoff delay in milliseconds (doubles each retry, with jitter, capped at 60 s).
+    #[arg(
+        long = "retry_base_ms",
+        visible_alias = "retry-base-ms",
+        default_value_t = 1000,
+        allow_negative_numbers = true,
+        value_parser = whole::<u64>(0, u64::MAX)
+    )]
+    pub retry_base_ms: u64,
+
+    /// Seconds before a call times out (more than 0, at most a day).
+    #[arg(
+        long = "request_timeout",
+        visible_alias = "request-timeout",
+        default_value = "120",
+        allow_negative_numbers = true,
+        value_parser = seconds(false),
+        value_name = "SECONDS"
+    )]
+    pub request_timeout: Duration,
+}
+
+impl CallArgs {
+    pub fn retry_policy(&self) -> crate::llm::RetryPolicy {
+        crate::llm::RetryPolicy {
+            max_retries: self.max_retries,
+            base: Duration::from_millis(self.retry_base_ms),
+            cap: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The llama-server dgen starts for a local model (`run`, `judge`).

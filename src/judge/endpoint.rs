@@ -5,7 +5,6 @@
 //! settings name, since a store can come from someone else.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 
@@ -14,7 +13,7 @@ use super::Judge;
 use crate::cli::JudgeEndpointArgs;
 use crate::embed;
 use crate::llm::local_server::{self, LocalServer};
-use crate::llm::{Endpoint, Limits, LlmClient, RetryPolicy};
+use crate::llm::{Endpoint, Limits, LlmClient};
 use crate::run::credentials;
 use crate::store::RunEndpoint;
 
@@ -95,12 +94,8 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
     let endpoint = Endpoint {
         base_url: base_url.clone(),
         api_key: key,
-        timeout: args.request_timeout,
-        retry: RetryPolicy {
-            max_retries: args.max_retries,
-            base: Duration::from_millis(args.retry_base_ms),
-            cap: Duration::from_secs(60),
-        },
+        timeout: args.calls.request_timeout,
+        retry: args.calls.retry_policy(),
         limits: Limits {
             latency_backoff,
             ..Limits::ceiling(concurrency)

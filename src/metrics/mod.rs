@@ -109,23 +109,11 @@ pub fn compute(
     run: RunTotals,
     also: &mut impl DialogueSink,
 ) -> Result<Metrics> {
-    let mut done: Vec<bool> = Vec::new();
-    let (mut attempted, mut failed) = (0u64, 0u64);
-    store.for_each_state(|index, state| {
-        let i = index as usize;
-        if done.len() <= i {
-            done.resize(i + 1, false);
-        }
-        done[i] = state.state == State::Done;
-        attempted += u64::from(state.attempts > 0);
-        failed += u64::from(state.state == State::Failed);
-    })?;
-    let mut coverage = Coverage::new(catalog);
-    store.for_each_item(|item| {
-        let accepted = done.get(item.index as usize).copied().unwrap_or(false);
-        coverage.add(&item, accepted);
-        Ok(())
-    })?;
+    let Items {
+        coverage,
+        attempted,
+        failed,
+    } = items(store, catalog)?;
     let mut dialogues = Dialogues {
         lexical: Lexical::default(),
         spread: Spread::new(seed, SAMPLE_CAP),
@@ -153,16 +141,31 @@ pub fn compute(
     })
 }
 
-/// Plan coverage alone (two passes over items and item states, no dialogue read), for the
-/// dataset card.
+/// Plan coverage alone (no dialogue read), for the dataset card.
 pub fn coverage_of(store: &Store, catalog: &Catalog) -> Result<CoverageReport> {
+    Ok(items(store, catalog)?.coverage.report())
+}
+
+/// What one pass over the item states and one over the items give.
+struct Items {
+    coverage: Coverage,
+    /// Items with at least one attempt.
+    attempted: u64,
+    /// Items that ran out of attempts.
+    failed: u64,
+}
+
+fn items(store: &Store, catalog: &Catalog) -> Result<Items> {
     let mut done: Vec<bool> = Vec::new();
+    let (mut attempted, mut failed) = (0u64, 0u64);
     store.for_each_state(|index, state| {
         let i = index as usize;
         if done.len() <= i {
             done.resize(i + 1, false);
         }
         done[i] = state.state == State::Done;
+        attempted += u64::from(state.attempts > 0);
+        failed += u64::from(state.state == State::Failed);
     })?;
     let mut coverage = Coverage::new(catalog);
     store.for_each_item(|item| {
@@ -170,5 +173,9 @@ pub fn coverage_of(store: &Store, catalog: &Catalog) -> Result<CoverageReport> {
         coverage.add(&item, accepted);
         Ok(())
     })?;
-    Ok(coverage.report())
+    Ok(Items {
+        coverage,
+        attempted,
+        failed,
+    })
 }

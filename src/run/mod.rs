@@ -34,7 +34,7 @@ use crate::cli::RunArgs;
 use crate::cost::{self, Price, PriceTable, Pricing};
 use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
-use crate::llm::{Endpoint, Limits, LlmClient, RetryPolicy};
+use crate::llm::{Endpoint, Limits, LlmClient};
 use crate::prompt::{self, RequestSettings, Schema, Structured};
 use crate::quality::{Check, QualityConfig};
 use crate::store::{Batch, Meta, RunEndpoint, RunSettings, State, Store};
@@ -122,12 +122,8 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         .map_or_else(|| args.base_url.clone(), |s| s.base_url.clone());
     let endpoint = Endpoint {
         api_key: key,
-        timeout: args.request_timeout,
-        retry: RetryPolicy {
-            max_retries: args.max_retries,
-            base: Duration::from_millis(args.retry_base_ms),
-            cap: Duration::from_secs(60),
-        },
+        timeout: args.calls.request_timeout,
+        retry: args.calls.retry_policy(),
         limits: Limits {
             ceiling: concurrency,
             rpm: args.rpm,

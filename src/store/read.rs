@@ -16,6 +16,17 @@ use crate::plan::WorkItem;
 use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
 
+/// An in-flight sample as stored: in flight then limit, little-endian u32 each. A value of
+/// another length is not ours to read: `None`, never a panic.
+fn sample(at_ms: u64, value: &[u8]) -> Option<Sample> {
+    let bytes = <[u8; 8]>::try_from(value).ok()?;
+    Some(Sample {
+        at_ms,
+        in_flight: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        limit: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+    })
+}
+
 impl Store {
     /// The meta of the stored plan, or `None` for a new store.
     pub fn meta(&self) -> Result<Option<Meta>> {
@@ -246,14 +257,7 @@ impl Store {
         let Some((k, v)) = table.last()? else {
             return Ok(None);
         };
-        let Ok(bytes) = <[u8; 8]>::try_from(v.value()) else {
-            return Ok(None);
-        };
-        Ok(Some(Sample {
-            at_ms: k.value(),
-            in_flight: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
-            limit: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
-        }))
+        Ok(sample(k.value(), v.value()))
     }
 
     pub fn in_flight_series(&self) -> Result<Vec<Sample>> {
@@ -264,15 +268,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
-            // A value of another length is not ours to read: skipped, never a panic.
-            let Ok(bytes) = <[u8; 8]>::try_from(v.value()) else {
-                continue;
-            };
-            out.push(Sample {
-                at_ms: k.value(),
-                in_flight: u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
-                limit: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
-            });
+            out.extend(sample(k.value(), v.value()));
         }
         Ok(out)
     }

@@ -13,6 +13,16 @@ use super::{columns, HfJob, Tally};
 use crate::metrics::{self, coverage::CoverageReport};
 use crate::store::{Meta, Store};
 
+/// An input as the card names it: its last path component, format and rows.
+fn input(report: &crate::dataset::LoadReport) -> String {
+    format!(
+        "{} ({}, {} rows)",
+        cell(&source_name(&report.source)),
+        report.format,
+        report.rows
+    )
+}
+
 /// The last component of an input's path: the card is meant to be published, and the folders
 /// of the machine that planned it are nobody's business.
 fn source_name(source: &str) -> String {
@@ -218,24 +228,8 @@ fn made(out: &mut String, meta: &Meta, job: &HfJob, settings: Option<&crate::sto
                 meta.config.min_turns[0], meta.config.min_turns[1], meta.config.max_turns[0], meta.config.max_turns[1]
             ),
         ),
-        (
-            "base dialogues",
-            format!(
-                "{} ({}, {} rows)",
-                cell(&source_name(&meta.datasets.dialogues.source)),
-                meta.datasets.dialogues.format,
-                meta.datasets.dialogues.rows
-            ),
-        ),
-        (
-            "personas",
-            format!(
-                "{} ({}, {} rows)",
-                cell(&source_name(&meta.datasets.personas.source)),
-                meta.datasets.personas.format,
-                meta.datasets.personas.rows
-            ),
-        ),
+        ("base dialogues", input(&meta.datasets.dialogues)),
+        ("personas", input(&meta.datasets.personas)),
         (
             "catalog",
             format!(
