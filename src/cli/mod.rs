@@ -287,6 +287,35 @@ pub struct RunArgs {
     )]
     pub shutdown_timeout: Duration,
 
+    /// Send the requests through the OpenAI Batch API (files + batches, 24 h window) at the
+    /// batch price: one pass collects finished batches and submits the next ones, then exits
+    /// (run it again later), or stays until the run is finished with --wait.
+    #[arg(long)]
+    pub batch: bool,
+
+    /// With --batch: stay, polling the batches (with backoff), until every item is finished.
+    #[arg(long, requires = "batch")]
+    pub wait: bool,
+
+    /// With --batch --wait: seconds between polls at first (growing while nothing changes).
+    #[arg(
+        long = "poll_interval",
+        visible_alias = "poll-interval",
+        default_value = "30",
+        allow_negative_numbers = true,
+        value_parser = seconds(false),
+        value_name = "SECONDS"
+    )]
+    pub poll_interval: Duration,
+
+    /// With --batch: requests per batch input file at most (the Batch API allows 50,000).
+    #[arg(long = "batch_max_requests", visible_alias = "batch-max-requests", value_name = "N", default_value_t = crate::run::batch::MAX_REQUESTS, allow_negative_numbers = true, value_parser = whole::<usize>(1, crate::run::batch::MAX_REQUESTS))]
+    pub batch_max_requests: usize,
+
+    /// With --batch: megabytes per batch input file at most (the Batch API allows 200).
+    #[arg(long = "batch_max_mb", visible_alias = "batch-max-mb", value_name = "MB", default_value_t = crate::run::batch::MAX_MB, allow_negative_numbers = true, value_parser = whole::<usize>(1, crate::run::batch::MAX_MB))]
+    pub batch_max_mb: usize,
+
     /// Print the exact requests of the next pending items and call nothing.
     #[arg(long = "dry_run", visible_alias = "dry-run")]
     pub dry_run: bool,

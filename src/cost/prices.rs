@@ -28,6 +28,16 @@ pub struct Price {
 pub const NANO_PER_USD: f64 = 1e9;
 
 impl Price {
+    /// The Batch API's price: every rate times the batch factor.
+    pub fn batch(self) -> Price {
+        Price {
+            input: self.input * self.batch_factor,
+            cached_input: self.cached_input * self.batch_factor,
+            output: self.output * self.batch_factor,
+            batch_factor: 1.0,
+        }
+    }
+
     /// USD for `usage`: cached prompt tokens at the cached rate, the rest at the input rate.
     pub fn cost(&self, usage: &Usage) -> f64 {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);

@@ -288,7 +288,8 @@ fn retryable(message: String, retry_after: Option<Duration>) -> CallError {
     }
 }
 
-fn usage_of(value: &Value) -> Usage {
+/// The tokens a chat-completion body says it used (one call).
+pub fn usage_of(value: &Value) -> Usage {
     let u = &value["usage"];
     let prompt_tokens = u["prompt_tokens"].as_u64().unwrap_or(0);
     Usage {

@@ -14,7 +14,7 @@ mod retry;
 
 use std::time::Duration;
 
-pub use client::{Endpoint, LlmClient};
+pub use client::{usage_of, Endpoint, LlmClient};
 pub use limiter::{Limiter, Limits};
 pub use retry::RetryPolicy;
 

@@ -217,64 +217,122 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
         let message = "the scenario call returned no text".to_string();
         return Err(a.reject("empty_scenario", message));
     }
-    let base = ctx
-        .bases
-        .get(&item.base_dialogue_index)
-        .map(Dialogue::base_conversation)
-        .unwrap_or_default();
+    let base = base_conversation(ctx, item);
     let request =
         prompt::dialogue_request(&ctx.settings, &ctx.catalog, item, &spec, &scenario, &base);
     let (content, truncated) = a.call("dialogue", &request).await?;
+    let (turns, flagged) = checked_turns(ctx, item, &base, &content, truncated)
+        .map_err(|r| a.rejection(&r.kind, r.message, r.failure))?;
+    let judge = match &ctx.judge {
+        Some(j) => judge(a, j, &spec, &scenario, &turns).await?,
+        None => None,
+    };
+    let candidate = candidate(ctx, item, &spec, a.usage, turns, scenario, flagged, judge)
+        .await
+        .map_err(TaskResult::Fatal)?;
+    Ok(TaskResult::Done(Outcome::Candidate(candidate)))
+}
+
+/// The base dialogue the item's prompt shows, as text.
+pub fn base_conversation(ctx: &Ctx, item: &WorkItem) -> String {
+    ctx.bases
+        .get(&item.base_dialogue_index)
+        .map(Dialogue::base_conversation)
+        .unwrap_or_default()
+}
+
+/// A failed parse or a rejecting quality check, as the writer records it.
+pub struct Unusable {
+    pub kind: String,
+    pub message: String,
+    /// The answer was unusable (counts toward the breaker); a quality rejection is not.
+    pub failure: bool,
+}
+
+/// The dialogue answer parsed and checked: its turns and what the flagging checks found.
+pub fn checked_turns(
+    ctx: &Ctx,
+    item: &WorkItem,
+    base: &str,
+    content: &str,
+    truncated: bool,
+) -> Result<(Vec<parse::ParsedTurn>, Vec<quality::Finding>), Unusable> {
     let parsed = match ctx.settings.structured {
-        Structured::Tags => parse::parse_dialogue(&content, item.min_turns, item.max_turns),
-        Structured::Json => parse::parse_json_dialogue(&content, item.min_turns, item.max_turns),
+        Structured::Tags => parse::parse_dialogue(content, item.min_turns, item.max_turns),
+        Structured::Json => parse::parse_json_dialogue(content, item.min_turns, item.max_turns),
     };
     let turns = match parsed {
         Ok(t) => t,
         Err(e) if truncated => {
-            let message = format!(
-                "invalid dialogue ({e}): the answer was cut off at max_tokens {}; raise --max_tokens",
-                ctx.settings.dialogue_max_tokens
-            );
-            return Err(a.reject("truncated", message));
+            return Err(Unusable {
+                kind: "truncated".into(),
+                message: format!(
+                    "invalid dialogue ({e}): the answer was cut off at max_tokens {}; raise --max_tokens",
+                    ctx.settings.dialogue_max_tokens
+                ),
+                failure: true,
+            })
         }
-        Err(e) => return Err(a.reject(e.kind(), format!("invalid dialogue: {e}"))),
+        Err(e) => {
+            return Err(Unusable {
+                kind: e.kind().to_string(),
+                message: format!("invalid dialogue: {e}"),
+                failure: true,
+            })
+        }
     };
     let verdict = quality::evaluate(
         &Subject {
             turns: &turns,
             services: &item.services,
             resolution_status: &item.resolution_status,
-            base_conversation: &base,
+            base_conversation: base,
         },
         &ctx.quality,
     );
     if let Some(found) = verdict.reject {
         // Like a duplicate, not a failure: the endpoint answered and the answer parsed, so the
         // breaker (meant for a broken endpoint) is left alone; max_attempts bounds the item.
-        let message = format!("quality check {}: {}", found.check, found.detail);
-        return Err(a.rejection(found.check.name(), message, false));
+        return Err(Unusable {
+            kind: found.check.name().to_string(),
+            message: format!("quality check {}: {}", found.check, found.detail),
+            failure: false,
+        });
     }
-    let judge = match &ctx.judge {
-        Some(j) => judge(a, j, &spec, &scenario, &turns).await?,
-        None => None,
-    };
+    Ok((turns, verdict.flagged))
+}
+
+/// The checked dialogue hashed, embedded and recorded: a candidate for the writer. An error
+/// (the embedder failed) concerns the whole run.
+// The record's parts come from the attempt's two calls and its checks.
+#[allow(clippy::too_many_arguments)]
+pub async fn candidate(
+    ctx: &Ctx,
+    item: &WorkItem,
+    spec: &AttemptSpec,
+    usage: Usage,
+    turns: Vec<parse::ParsedTurn>,
+    scenario: String,
+    flagged: Vec<quality::Finding>,
+    judge: Option<JudgeScore>,
+) -> Result<Candidate, String> {
     let hash = dedup::sha256(&record::canonical_text(&turns));
-    let embedding = match ctx.embedder.embed(record::embedding_text(&turns)).await {
-        Ok(v) => v,
-        Err(e) => return Err(TaskResult::Fatal(format!("embedding failed: {e:#}"))),
-    };
-    let record = dialogue_record(a, &spec, turns, scenario, hash);
-    Ok(TaskResult::Done(Outcome::Candidate(Candidate {
+    let embedding = ctx
+        .embedder
+        .embed(record::embedding_text(&turns))
+        .await
+        .map_err(|e| format!("embedding failed: {e:#}"))?;
+    let record = dialogue_record(ctx, item, spec, usage, turns, scenario, hash);
+    Ok(Candidate {
         item: item.index,
-        attempt: a.attempt,
+        attempt: spec.attempt,
         record: Box::new(record),
         embedding,
         quality: QualityRecord {
-            checks: verdict.flagged,
+            checks: flagged,
             judge,
         },
-    })))
+    })
 }
 
 /// `--judge`: the dialogue's score, before dedup and the commit. A low score rejects the attempt
@@ -325,17 +383,18 @@ async fn judge(
 }
 
 fn dialogue_record(
-    a: &Attempt<'_>,
+    ctx: &Ctx,
+    item: &WorkItem,
     spec: &AttemptSpec,
+    usage: Usage,
     turns: Vec<parse::ParsedTurn>,
     scenario: String,
     hash: dedup::Hash,
 ) -> GeneratedDialogue {
-    let (ctx, item) = (a.ctx, a.item);
     let slot = &ctx.catalog.time_slots[item.time_slot as usize];
     GeneratedDialogue {
         item_index: Some(item.index),
-        attempt: a.attempt,
+        attempt: spec.attempt,
         dialogue_id: record::dialogue_id(&item.base_dialogue_id, item.seed),
         services: item.services.clone(),
         turns,
@@ -355,7 +414,7 @@ fn dialogue_record(
         frequency_penalty: spec.frequency_penalty,
         presence_penalty: spec.presence_penalty,
         seed: spec.seed,
-        usage: a.usage,
+        usage,
         hash,
     }
 }

@@ -9,6 +9,7 @@
 //! committed: items without a committed result are simply still pending.
 
 mod attempt;
+pub mod batch;
 mod budget;
 pub mod credentials;
 mod dispatch;
@@ -102,9 +103,21 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
             args.base_url
         );
     }
+    if args.batch {
+        batch::check_args(&args, local_model.is_some())?;
+    }
     let Some(work) = prepare(&store, &meta, &settings, &args)? else {
         return Ok(ExitCode::SUCCESS);
     };
+    if args.batch {
+        let launch = batch::BatchLaunch {
+            settings,
+            key,
+            price: pricing.price(),
+            work,
+        };
+        return batch::run(store, &meta, &args, launch);
+    }
     store.set_max_cost(args.max_cost)?;
     let embedder = Embedder::load(&assets)?;
     // Started from the main thread: the parent-death signal follows the thread that forked.
@@ -152,7 +165,7 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
 
 /// The catalog's quality data with `--checks` over it; the actions in force are logged, since
 /// a resumed run applies its own flags, not those of the run before.
-fn quality_config(meta: &Meta, args: &RunArgs) -> QualityConfig {
+pub(super) fn quality_config(meta: &Meta, args: &RunArgs) -> QualityConfig {
     let mut quality = meta.catalog.quality();
     if let Some(overrides) = &args.checks {
         overrides.apply(&mut quality);
@@ -304,7 +317,7 @@ fn generate(
         price,
         judge_price,
         spent,
-        limiter,
+        limiter: Some(limiter),
     };
     tracing::info!(
         "run: {} items to attempt ({} of {} already accepted), concurrency up to {concurrency}{}{}{}, model {}, endpoint {}",
@@ -476,7 +489,7 @@ fn server_settings(args: &RunArgs, assets: &Path, model: &Path) -> ServerSetting
 }
 
 /// The closing line and the exit code.
-fn finish(store: &Store, total: u64, summary: Summary) -> Result<ExitCode> {
+pub(super) fn finish(store: &Store, total: u64, summary: Summary) -> Result<ExitCode> {
     let counts = store.state_counts()?;
     let accepted = counts[&State::Done];
     let failed = counts[&State::Failed];

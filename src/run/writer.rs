@@ -69,12 +69,13 @@ pub struct Writer {
     pub judge_price: Option<Price>,
     /// Nano-dollars committed as spent, for `--max_cost`; raised after each commit.
     pub spent: Arc<AtomicU64>,
-    /// The endpoint's limiter, whose in-flight samples and 429 count each commit takes along.
-    pub limiter: Arc<Limiter>,
+    /// The endpoint's limiter, whose in-flight samples and 429 count each commit takes along
+    /// (none in batch mode, which sends no requests of its own).
+    pub limiter: Option<Arc<Limiter>>,
 }
 
 impl Writer {
-    fn reject(&self, batch: &mut Batch, r: Rejection) -> Ack {
+    pub fn reject(&self, batch: &mut Batch, r: Rejection) -> Ack {
         let attempts = r.attempt + 1;
         let (state, decision) = if attempts >= self.budget.limit(r.item) {
             (State::Failed, Decision::Failed)
@@ -141,6 +142,20 @@ impl Writer {
 
     /// Commits one batch of outcomes; the acks say what became of each attempt.
     fn process(&mut self, outcomes: Vec<Outcome>) -> Result<Vec<Ack>> {
+        let (mut batch, acks, spent) = self.build(outcomes);
+        if let Some(limiter) = &self.limiter {
+            let (samples, overloaded) = limiter.drain();
+            batch.in_flight = samples;
+            batch.count("calls_overloaded", overloaded);
+        }
+        self.commit(batch, spent)?;
+        Ok(acks)
+    }
+
+    /// The write set of a batch of outcomes, the acks, and what its bills cost (nano-dollars);
+    /// nothing is committed yet (the duplicate index already holds the accepted dialogues, so
+    /// the write set must be committed or the run ended).
+    pub fn build(&mut self, outcomes: Vec<Outcome>) -> (Batch, Vec<Ack>, u64) {
         let mut batch = Batch::default();
         let mut acks = Vec::with_capacity(outcomes.len());
         let mut spent = 0u64;
@@ -163,10 +178,12 @@ impl Writer {
                 Outcome::Candidate(c) => acks.push(self.accept(&mut batch, c)),
             }
         }
+        (batch, acks, spent)
+    }
+
+    /// Commits a write set with its cost and the run time since the last commit.
+    pub fn commit(&mut self, mut batch: Batch, spent: u64) -> Result<()> {
         batch.count(cost::SPENT_NANO_USD, spent);
-        let (samples, overloaded) = self.limiter.drain();
-        batch.in_flight = samples;
-        batch.count("calls_overloaded", overloaded);
         let now = Instant::now();
         batch.count(
             "run/elapsed_ms",
@@ -180,7 +197,7 @@ impl Writer {
             )
         })?;
         self.spent.fetch_add(spent, Ordering::SeqCst);
-        Ok(acks)
+        Ok(())
     }
 }
 

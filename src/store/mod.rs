@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase, TableHandle};
 
+mod batches;
 mod read;
 mod tables;
 mod types;
 mod write;
 
+pub use batches::{BatchJob, BatchStage, StoredScenario};
 pub use tables::*;
 pub use types::*;
 

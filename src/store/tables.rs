@@ -39,6 +39,15 @@ pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters"
 /// previous sample and the adaptive limit then, two little-endian u32 (`dgen run` records one a
 /// second, sparser on long runs).
 pub const IN_FLIGHT: TableDefinition<u64, &[u8]> = TableDefinition::new("in_flight");
+/// `dgen run --batch`: each provider batch by dgen's number (a JSON [`BatchJob`]).
+///
+/// [`BatchJob`]: crate::store::BatchJob
+pub const BATCH_JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("batch_jobs");
+/// `dgen run --batch`: the scenario a batch returned for an item, by item index (a JSON
+/// [`StoredScenario`]), until its dialogue request is answered.
+///
+/// [`StoredScenario`]: crate::store::StoredScenario
+pub const BATCH_SCENARIOS: TableDefinition<u64, &[u8]> = TableDefinition::new("batch_scenarios");
 /// Combination usage counters, keyed `size/service+service`.
 pub const COMBINATION_USAGE: TableDefinition<&str, u64> = TableDefinition::new("combination_usage");
 

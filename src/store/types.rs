@@ -162,6 +162,10 @@ pub struct Batch {
     pub judged: Vec<(u64, JudgeScore)>,
     /// Points of the run's in-flight time series.
     pub in_flight: Vec<crate::llm::limiter::Sample>,
+    /// `dgen run --batch`: batch jobs written (replacing their earlier phase).
+    pub batch_jobs: Vec<super::BatchJob>,
+    /// `dgen run --batch`: scenarios stored (`Some`) or removed (`None`), by item.
+    pub scenarios: Vec<(u64, Option<super::StoredScenario>)>,
 }
 
 impl Batch {

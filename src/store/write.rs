@@ -33,6 +33,9 @@ impl Store {
         // not this plan's.
         txn.delete_table(COUNTERS)?;
         txn.delete_table(IN_FLIGHT)?;
+        // Batches of the old plan answer its items, not this plan's.
+        txn.delete_table(BATCH_JOBS)?;
+        txn.delete_table(BATCH_SCENARIOS)?;
         txn.delete_table(META)?;
         {
             let mut t = txn.open_table(META)?;
@@ -166,6 +169,25 @@ impl Store {
                     value[..4].copy_from_slice(&p.in_flight.to_le_bytes());
                     value[4..].copy_from_slice(&p.limit.to_le_bytes());
                     series.insert(p.at_ms, value.as_slice())?;
+                }
+            }
+            if !batch.batch_jobs.is_empty() {
+                let mut jobs = txn.open_table(BATCH_JOBS)?;
+                for job in &batch.batch_jobs {
+                    jobs.insert(job.id, job.encode().as_slice())?;
+                }
+            }
+            if !batch.scenarios.is_empty() {
+                let mut scenarios = txn.open_table(BATCH_SCENARIOS)?;
+                for (item, scenario) in &batch.scenarios {
+                    match scenario {
+                        Some(s) => {
+                            scenarios.insert(*item, serde_json::to_vec(s)?.as_slice())?;
+                        }
+                        None => {
+                            scenarios.remove(*item)?;
+                        }
+                    }
                 }
             }
             let mut counters = txn.open_table(COUNTERS)?;

@@ -1,0 +1,310 @@
+//! The OpenAI Batch API over HTTP: upload an input file (`POST /files`, `purpose=batch`),
+//! create a batch (`POST /batches`), read it (`GET /batches/{id}`), list recent batches (to
+//! find one whose creation was cut off before its id was recorded), and download a file's
+//! content (`GET /files/{id}/content`). Transient failures (connection errors, 429, 5xx) are
+//! retried with backoff; the API key never appears in an error.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Value};
+
+use crate::llm::Secret;
+
+/// A batch as the provider describes it.
+#[derive(Debug, Clone, Default)]
+pub struct BatchObject {
+    pub id: String,
+    pub status: String,
+    pub output_file_id: Option<String>,
+    pub error_file_id: Option<String>,
+    pub completed: u64,
+    pub failed: u64,
+    /// `errors.data[].code` and messages, for a batch that failed validation.
+    pub errors: Vec<(String, String)>,
+}
+
+impl BatchObject {
+    fn parse(v: &Value) -> Result<BatchObject> {
+        let id = v["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the batch API answered without a batch id: {v}"))?;
+        let text = |key: &str| v[key].as_str().filter(|s| !s.is_empty()).map(String::from);
+        let errors = v["errors"]["data"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|e| {
+                        (
+                            e["code"].as_str().unwrap_or("").to_string(),
+                            e["message"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let counts = &v["request_counts"];
+        Ok(BatchObject {
+            id: id.to_string(),
+            status: v["status"].as_str().unwrap_or("unknown").to_string(),
+            output_file_id: text("output_file_id"),
+            error_file_id: text("error_file_id"),
+            completed: counts["completed"].as_u64().unwrap_or(0),
+            failed: counts["failed"].as_u64().unwrap_or(0),
+            errors,
+        })
+    }
+
+    /// The provider will not change this batch any more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "completed" | "expired" | "cancelled" | "failed"
+        )
+    }
+}
+
+pub struct BatchApi {
+    http: reqwest::Client,
+    base: String,
+    key: Option<Secret>,
+    /// Tries per request for transient failures.
+    tries: u32,
+}
+
+/// A refusal that another try would not change (a bad key, a malformed file).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+impl BatchApi {
+    pub fn new(base_url: &str, key: Option<Secret>, timeout: Duration) -> Result<BatchApi> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout.max(Duration::from_secs(120)))
+            .connect_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(BatchApi {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            key,
+            tries: 6,
+        })
+    }
+
+    fn scrub(&self, text: String) -> String {
+        match &self.key {
+            Some(k) => k.scrub(&text),
+            None => text,
+        }
+    }
+
+    /// Sends a request (rebuilt for each try), retrying transient failures; the body of a
+    /// success.
+    async fn send(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<bytes_body::Body> {
+        let mut wait = Duration::from_millis(500);
+        let mut last = String::new();
+        for _ in 0..self.tries {
+            let mut request = build();
+            if let Some(key) = &self.key {
+                request = request.bearer_auth(key.expose());
+            }
+            match request.send().await {
+                Err(e) => last = self.scrub(format!("{what}: {e}")),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 600.0)));
+                    let body = match response.bytes().await {
+                        Ok(b) => b.to_vec(),
+                        Err(e) => {
+                            last = self.scrub(format!("{what}: reading the answer: {e}"));
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(30));
+                            continue;
+                        }
+                    };
+                    if status.is_success() {
+                        return Ok(bytes_body::Body(body));
+                    }
+                    let detail = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v["error"]["message"].as_str().map(String::from))
+                        .unwrap_or_else(|| {
+                            String::from_utf8_lossy(&body).chars().take(300).collect()
+                        });
+                    let message = self.scrub(format!("{what}: HTTP {}: {detail}", status.as_u16()));
+                    if status.as_u16() == 429 || status.is_server_error() {
+                        last = message;
+                        if let Some(after) = retry_after {
+                            wait = wait.max(after);
+                        }
+                    } else {
+                        let hint = if matches!(status.as_u16(), 401 | 403) {
+                            "; check the API key"
+                        } else if status.as_u16() == 404 {
+                            "; does --base_url point at an API with the Batch API (OpenAI's /v1)?"
+                        } else {
+                            ""
+                        };
+                        return Err(Refused(format!("{message}{hint}")).into());
+                    }
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+        bail!("{last} (gave up after {} tries)", self.tries)
+    }
+
+    /// Uploads a JSONL input file; its file id.
+    pub async fn upload(&self, filename: &str, content: Vec<u8>) -> Result<String> {
+        let boundary = format!("dgen-{}", uuid::Uuid::new_v4().simple());
+        let body = multipart(&boundary, filename, &content);
+        let url = format!("{}/files", self.base);
+        let answer = self
+            .send("uploading the batch input file", || {
+                self.http
+                    .post(&url)
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(body.clone())
+            })
+            .await?
+            .json()?;
+        answer["id"]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| anyhow!("the file upload answered without a file id: {answer}"))
+    }
+
+    /// Creates a batch over an uploaded file, with dgen's metadata.
+    pub async fn create(&self, input_file_id: &str, metadata: Value) -> Result<BatchObject> {
+        let url = format!("{}/batches", self.base);
+        let body = json!({
+            "input_file_id": input_file_id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+            "metadata": metadata,
+        });
+        let answer = self
+            .send("creating the batch", || self.http.post(&url).json(&body))
+            .await?
+            .json()?;
+        BatchObject::parse(&answer)
+    }
+
+    pub async fn get(&self, batch_id: &str) -> Result<BatchObject> {
+        let url = format!("{}/batches/{batch_id}", self.base);
+        let answer = self
+            .send("reading the batch", || self.http.get(&url))
+            .await?
+            .json()?;
+        BatchObject::parse(&answer)
+    }
+
+    /// The batch created over `input_file_id`, if there is one among the most recent batches
+    /// (a creation cut off before its id was recorded).
+    pub async fn find_by_input(&self, input_file_id: &str) -> Result<Option<BatchObject>> {
+        let mut after: Option<String> = None;
+        // 10 pages of 100: far more batches than a run creates between a kill and its resume.
+        for _ in 0..10 {
+            let mut url = format!("{}/batches?limit=100", self.base);
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let page = self
+                .send("listing batches", || self.http.get(&url))
+                .await?
+                .json()?;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            for b in &data {
+                if b["input_file_id"] == input_file_id {
+                    return Ok(Some(BatchObject::parse(b)?));
+                }
+            }
+            if page["has_more"] != true || data.is_empty() {
+                break;
+            }
+            after = data.last().and_then(|b| b["id"].as_str().map(String::from));
+        }
+        Ok(None)
+    }
+
+    /// A file's content (a batch's output or error file).
+    pub async fn content(&self, file_id: &str) -> Result<Vec<u8>> {
+        let url = format!("{}/files/{file_id}/content", self.base);
+        Ok(self
+            .send("downloading batch results", || self.http.get(&url))
+            .await?
+            .0)
+    }
+}
+
+mod bytes_body {
+    pub struct Body(pub Vec<u8>);
+
+    impl Body {
+        pub fn json(self) -> anyhow::Result<serde_json::Value> {
+            serde_json::from_slice(&self.0).map_err(|e| {
+                anyhow::anyhow!(
+                    "the batch API answered with something that is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&self.0)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                )
+            })
+        }
+    }
+}
+
+/// A `multipart/form-data` body with `purpose=batch` and the file.
+fn multipart(boundary: &str, filename: &str, content: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(content.len() + 512);
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/jsonl\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_failed_batch_with_its_errors() {
+        let v = json!({"id": "batch_1", "status": "failed", "input_file_id": "file-1",
+            "output_file_id": null, "request_counts": {"total": 3, "completed": 0, "failed": 0},
+            "errors": {"data": [{"code": "token_limit_exceeded", "message": "Enqueued token limit reached"}]}});
+        let b = BatchObject::parse(&v).unwrap();
+        assert!(b.is_terminal());
+        assert_eq!(b.output_file_id, None);
+        assert_eq!(b.errors[0].0, "token_limit_exceeded");
+        assert_eq!((b.completed, b.failed), (0, 0));
+    }
+
+    #[test]
+    fn multipart_body_carries_purpose_and_file() {
+        let body = multipart("XX", "in.jsonl", b"{\"a\":1}\n");
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with("--XX\r\n"));
+        assert!(text.contains("name=\"purpose\"\r\n\r\nbatch\r\n"));
+        assert!(text.contains("filename=\"in.jsonl\""));
+        assert!(text.ends_with("{\"a\":1}\n\r\n--XX--\r\n"));
+    }
+}

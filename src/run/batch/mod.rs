@@ -1,0 +1,788 @@
+//! `dgen run --batch`: the run through the OpenAI Batch API, at the batch price.
+//!
+//! Each pass re-attaches to the batches the store knows, collects the finished ones, and
+//! submits what is left: a scenario request for each pending item without a scenario for its
+//! current attempt, a dialogue request for each item whose scenario came back. Results go
+//! through the online run's parse → checks → embed → duplicate checks → commit path; a
+//! rejected item's next attempt goes into a later batch, until every item is accepted or out
+//! of attempts.
+//!
+//! Exactly once: a batch job, with the (item, attempt) of every request it carries, is
+//! committed before its file is uploaded; the file id and then the batch id are committed as
+//! soon as the provider returns them. A process killed after the upload but before the create
+//! answered finds the batch by its input file on resume and attaches to it instead of
+//! creating another. A batch's results, the items' new states, the scenarios, the tokens and
+//! the job's "collected" mark are committed in one transaction, so a kill during the download
+//! only means downloading again. Requests an expired, cancelled or failed batch left
+//! unanswered simply go into the next batch; nothing answered is asked again.
+
+mod api;
+mod lines;
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::cli::RunArgs;
+use crate::embed::{self, EmbedService, Embedder};
+use crate::llm::{Endpoint, Limits, LlmClient, Secret};
+use crate::prompt::{self, RequestSettings};
+use crate::store::{BatchJob, BatchStage, Meta, Store, StoredScenario};
+
+use super::attempt::{self, attempt_spec, Ctx, Outcome, Rejection};
+use super::dispatch::{Stop, Summary};
+use super::shutdown::watch_signals;
+use super::writer::{Budget, Decision, Writer};
+use api::{BatchApi, BatchObject};
+use lines::Answer;
+
+/// The Batch API's limits per input file.
+pub const MAX_REQUESTS: usize = 50_000;
+pub const MAX_MB: usize = 200;
+
+/// What the batch run needs from `dgen run`'s set-up.
+pub struct BatchLaunch {
+    pub settings: RequestSettings,
+    pub key: Option<Secret>,
+    pub price: Option<crate::cost::Price>,
+    pub work: super::queue::Work,
+}
+
+/// Runs the pending items through the Batch API: one pass, or (`--wait`) passes until every
+/// item is finished.
+pub fn run(
+    store: Arc<Store>,
+    meta: &Meta,
+    args: &RunArgs,
+    launch: BatchLaunch,
+) -> Result<ExitCode> {
+    let assets = embed::assets_dir(args.assets_dir.as_deref());
+    let embedder = Embedder::load(&assets)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
+    let _guard = runtime.enter();
+    let (embedder, embed_worker) = EmbedService::start(embedder)?;
+    let BatchLaunch {
+        settings,
+        key,
+        price,
+        mut work,
+    } = launch;
+    let total = work.total;
+    let endpoint = Endpoint {
+        base_url: args.base_url.clone(),
+        api_key: key.clone(),
+        timeout: args.calls.request_timeout,
+        retry: args.calls.retry_policy(),
+        limits: Limits {
+            ceiling: 1,
+            rpm: None,
+            tpm: None,
+            latency_backoff: false,
+        },
+    };
+    let ctx = Ctx {
+        settings,
+        catalog: meta.catalog.clone(),
+        config: meta.config.clone(),
+        // Unused: batch mode sends no chat requests itself; the context wants one.
+        client: LlmClient::new(&endpoint)?,
+        embedder,
+        personas: store.personas()?.into_iter().collect(),
+        bases: store.base_dialogues()?,
+        quality: super::quality_config(meta, args),
+        judge: None,
+    };
+    let writer = Writer {
+        store: store.clone(),
+        index: store.load_index(embed::DIM)?,
+        next_seq: store.next_seq()?,
+        threshold: meta.config.similarity_threshold as f32,
+        budget: Budget {
+            max_attempts: args.max_attempts,
+            extended: std::mem::take(&mut work.extended),
+        },
+        last_commit: Instant::now(),
+        price: price.map(crate::cost::Price::batch),
+        judge_price: None,
+        spent: Arc::new(AtomicU64::new(0)),
+        limiter: None,
+    };
+    let jobs = store.batch_jobs()?;
+    let driver = Driver {
+        api: BatchApi::new(&args.base_url, key, args.calls.request_timeout)?,
+        store: store.clone(),
+        ctx,
+        writer,
+        attempts: work.queue.iter().copied().collect(),
+        scenarios: store.batch_scenarios()?,
+        next_id: jobs.iter().map(|j| j.id + 1).max().unwrap_or(0),
+        jobs: jobs.into_iter().filter(|j| !j.collected).collect(),
+        fingerprint: meta.plan_fingerprint.clone(),
+        max_requests: args.batch_max_requests,
+        max_bytes: args.batch_max_mb * 1_000_000,
+        hold_until: None,
+        hold: args.poll_interval,
+        refusals: 0,
+        consecutive_failures: 0,
+        max_consecutive_failures: args.max_consecutive_failures,
+        accepted_here: 0,
+        started: Instant::now(),
+    };
+    tracing::info!(
+        "batch run: {} items to finish ({} of {total} already accepted), {} batches to re-attach to, model {}, endpoint {}",
+        driver.attempts.len(),
+        work.done,
+        driver.jobs.len(),
+        driver.ctx.settings.model,
+        args.base_url
+    );
+    let summary = runtime.block_on(driver.drive(args.wait, args.poll_interval));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    embed_worker.finish(Duration::from_secs(10));
+    let summary = summary?;
+    match summary {
+        Some(summary) => super::finish(&store, total, summary),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+struct Driver {
+    api: BatchApi,
+    store: Arc<Store>,
+    ctx: Ctx,
+    writer: Writer,
+    /// Items still to finish, with their current attempt.
+    attempts: BTreeMap<u64, u32>,
+    /// Scenarios returned and not yet followed by their dialogue's answer.
+    scenarios: BTreeMap<u64, StoredScenario>,
+    /// Batches not yet collected.
+    jobs: Vec<BatchJob>,
+    next_id: u64,
+    fingerprint: String,
+    max_requests: usize,
+    max_bytes: usize,
+    /// The provider's enqueued-token limit was reached: no new batch before then.
+    hold_until: Option<Instant>,
+    hold: Duration,
+    /// Batches refused for another reason in a row: two mean the requests themselves are
+    /// wrong, and the run stops instead of resubmitting them forever.
+    refusals: u32,
+    consecutive_failures: u32,
+    max_consecutive_failures: u32,
+    accepted_here: u64,
+    started: Instant,
+}
+
+/// How a pass left the run.
+enum Pass {
+    /// Batches are in flight (or held back): come back later.
+    Waiting,
+    /// Every item is accepted or out of attempts.
+    Finished,
+}
+
+impl Driver {
+    /// Passes until the work is finished (`--wait`), or one pass. `None`: one pass ended with
+    /// batches in flight, and said so.
+    async fn drive(mut self, wait: bool, poll: Duration) -> Result<Option<Summary>> {
+        let mut signals = watch_signals();
+        let mut interval = poll;
+        let mut last_line = String::new();
+        loop {
+            let before = (self.attempts.len(), self.jobs.len());
+            let pass = match self.pass().await {
+                Ok(p) => p,
+                Err(e) if e.is::<Halt>() => return Ok(Some(self.summary(Stop::Fatal(format!("{e:#}"))))),
+                Err(e) => {
+                    return Err(e.context(
+                        "the batch run stopped; everything committed is kept, and the same `dgen run --batch` re-attaches to the batches in flight",
+                    ))
+                }
+            };
+            if let Pass::Finished = pass {
+                return Ok(Some(self.summary(Stop::Finished)));
+            }
+            let line = self.progress_line();
+            if line != last_line {
+                eprintln!("{line}");
+                tracing::info!("{line}");
+                last_line = line;
+            }
+            if !wait {
+                eprintln!(
+                    "{} batches in flight at the provider (results within 24 h); run the same `dgen run --batch` again to collect them and submit the next round, or add --wait to stay until the run is finished",
+                    self.jobs.len()
+                );
+                return Ok(None);
+            }
+            // Back to the first interval when something moved; slower while nothing does.
+            interval = if (self.attempts.len(), self.jobs.len()) != before {
+                poll
+            } else {
+                (interval.mul_f64(1.5)).min(poll.max(Duration::from_secs(300)))
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                Some(()) = signals.recv() => {
+                    eprintln!("interrupt: the submitted batches keep running at the provider; `dgen run --batch` re-attaches to them");
+                    return Ok(Some(self.summary(Stop::Interrupted)));
+                }
+            }
+        }
+    }
+
+    fn summary(&self, stop: Stop) -> Summary {
+        Summary {
+            stop,
+            accepted: self.accepted_here,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    fn progress_line(&self) -> String {
+        let mut line = format!(
+            "batch run: {} items to finish, {} accepted in this run",
+            self.attempts.len(),
+            self.accepted_here
+        );
+        for job in &self.jobs {
+            line.push_str(&format!(
+                "; batch #{} {} ({} requests): {}, {} done, {} failed",
+                job.id,
+                job.stage.name(),
+                job.requests.len(),
+                job.status,
+                job.completed,
+                job.failed
+            ));
+        }
+        if let Some(until) = self.hold_until {
+            if until > Instant::now() {
+                line.push_str(&format!(
+                    "; new batches held {:.0} s for the provider's enqueued-token limit",
+                    (until - Instant::now()).as_secs_f64()
+                ));
+            }
+        }
+        line
+    }
+
+    async fn pass(&mut self) -> Result<Pass> {
+        for at in 0..self.jobs.len() {
+            self.advance(at).await?;
+        }
+        self.jobs.retain(|j| !j.collected);
+        if self.attempts.is_empty() {
+            return Ok(Pass::Finished);
+        }
+        if self.hold_until.is_none_or(|t| t <= Instant::now()) {
+            self.hold_until = None;
+            self.submit_new().await?;
+        }
+        Ok(Pass::Waiting)
+    }
+
+    /// Moves one batch job on: upload, create, poll, collect.
+    async fn advance(&mut self, at: usize) -> Result<()> {
+        let mut job = self.jobs[at].clone();
+        if job.file_id.is_none() {
+            // Prepared but not uploaded (or the upload's answer was lost): upload again; an
+            // unused file costs nothing.
+            let content = self.render(&job)?;
+            self.upload(&mut job, content).await?;
+        }
+        if job.batch_id.is_none() {
+            self.create(&mut job, true).await?;
+        }
+        if !job.collected {
+            let batch = self
+                .api
+                .get(job.batch_id.as_deref().unwrap_or_default())
+                .await?;
+            if batch.status != job.status
+                || batch.completed != job.completed
+                || batch.failed != job.failed
+            {
+                job.status.clone_from(&batch.status);
+                job.completed = batch.completed;
+                job.failed = batch.failed;
+                self.store.put_batch_job(&job)?;
+            }
+            if batch.is_terminal() {
+                self.jobs[at] = job.clone();
+                self.collect(at, job, batch).await?;
+                return Ok(());
+            }
+        }
+        self.jobs[at] = job;
+        Ok(())
+    }
+
+    async fn upload(&mut self, job: &mut BatchJob, content: Vec<u8>) -> Result<()> {
+        let name = format!(
+            "dgen-{}-{}-{}.jsonl",
+            &self.fingerprint[..self.fingerprint.len().min(12)],
+            job.id,
+            job.stage.name()
+        );
+        let file_id = self.api.upload(&name, content).await.map_err(refusal)?;
+        job.file_id = Some(file_id);
+        job.status = "uploaded".into();
+        self.store.put_batch_job(job)
+    }
+
+    /// Creates the batch over the job's file, or (after a restart) attaches to the batch an
+    /// earlier process created over it.
+    async fn create(&mut self, job: &mut BatchJob, resumed: bool) -> Result<()> {
+        let file_id = job.file_id.clone().unwrap_or_default();
+        let existing = if resumed {
+            self.api.find_by_input(&file_id).await?
+        } else {
+            None
+        };
+        let batch = match existing {
+            Some(b) => {
+                tracing::info!(
+                    "batch #{}: attached to {} created before the restart",
+                    job.id,
+                    b.id
+                );
+                b
+            }
+            None => {
+                let metadata = json!({
+                    "dgen_job": job.id.to_string(),
+                    "dgen_stage": job.stage.name(),
+                    "dgen_plan": &self.fingerprint[..self.fingerprint.len().min(16)],
+                });
+                self.api.create(&file_id, metadata).await.map_err(refusal)?
+            }
+        };
+        job.batch_id = Some(batch.id.clone());
+        job.status.clone_from(&batch.status);
+        self.store.put_batch_job(job)
+    }
+
+    /// The request lines of a job, rendered from its items (the same bytes each time).
+    fn render(&self, job: &BatchJob) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for &(index, attempt) in &job.requests {
+            out.extend(self.request(job.stage, index, attempt)?);
+        }
+        Ok(out)
+    }
+
+    fn request(&self, stage: BatchStage, index: u64, attempt: u32) -> Result<Vec<u8>> {
+        let ctx = &self.ctx;
+        let item = self.store.item(index)?;
+        let spec = attempt_spec(&item, attempt, &ctx.config, &ctx.personas);
+        let request = match stage {
+            BatchStage::Scenario => {
+                prompt::scenario_request(&ctx.settings, &ctx.catalog, &item, &spec)
+            }
+            BatchStage::Dialogue => {
+                let scenario = self
+                    .scenarios
+                    .get(&index)
+                    .filter(|s| s.attempt == attempt)
+                    .with_context(|| format!("item {index}: the scenario of attempt {attempt} is missing from the store"))?;
+                let base = attempt::base_conversation(ctx, &item);
+                prompt::dialogue_request(
+                    &ctx.settings,
+                    &ctx.catalog,
+                    &item,
+                    &spec,
+                    &scenario.text,
+                    &base,
+                )
+            }
+        };
+        Ok(lines::request_line(
+            &lines::custom_id(stage, index, attempt),
+            &request,
+        ))
+    }
+
+    /// Submits a batch for every request not yet in one, within the per-file limits.
+    async fn submit_new(&mut self) -> Result<()> {
+        let busy: HashSet<u64> = self
+            .jobs
+            .iter()
+            .flat_map(|j| j.requests.iter().map(|(i, _)| *i))
+            .collect();
+        let mut scenario = Vec::new();
+        let mut dialogue = Vec::new();
+        for (&index, &attempt) in &self.attempts {
+            if busy.contains(&index) {
+                continue;
+            }
+            match self.scenarios.get(&index) {
+                Some(s) if s.attempt == attempt => dialogue.push((index, attempt)),
+                _ => scenario.push((index, attempt)),
+            }
+        }
+        for (stage, requests) in [
+            (BatchStage::Scenario, scenario),
+            (BatchStage::Dialogue, dialogue),
+        ] {
+            let mut chunk = Vec::new();
+            let mut content = Vec::new();
+            for (index, attempt) in requests {
+                let line = self.request(stage, index, attempt)?;
+                if !chunk.is_empty()
+                    && (chunk.len() >= self.max_requests
+                        || content.len() + line.len() > self.max_bytes)
+                {
+                    self.send(
+                        stage,
+                        std::mem::take(&mut chunk),
+                        std::mem::take(&mut content),
+                    )
+                    .await?;
+                }
+                chunk.push((index, attempt));
+                content.extend(line);
+            }
+            if !chunk.is_empty() {
+                self.send(stage, chunk, content).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits a new job, then uploads its file and creates its batch.
+    async fn send(
+        &mut self,
+        stage: BatchStage,
+        requests: Vec<(u64, u32)>,
+        content: Vec<u8>,
+    ) -> Result<()> {
+        let mut job = BatchJob {
+            id: self.next_id,
+            stage,
+            requests,
+            created_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            file_id: None,
+            batch_id: None,
+            status: "prepared".into(),
+            completed: 0,
+            failed: 0,
+            collected: false,
+            note: None,
+        };
+        self.next_id += 1;
+        self.store.put_batch_job(&job)?;
+        tracing::info!(
+            "batch #{}: {} {} requests, {:.1} MB",
+            job.id,
+            job.requests.len(),
+            stage.name(),
+            content.len() as f64 / 1e6
+        );
+        // Recorded as prepared: from here a kill only means uploading again.
+        self.jobs.push(job.clone());
+        let at = self.jobs.len() - 1;
+        self.upload(&mut job, content).await?;
+        self.jobs[at] = job.clone();
+        self.create(&mut job, false).await?;
+        self.jobs[at] = job;
+        Ok(())
+    }
+
+    /// Commits a finished batch's results in one transaction with the job's "collected"
+    /// mark; requests it left unanswered go back to the pool.
+    async fn collect(&mut self, at: usize, mut job: BatchJob, batch: BatchObject) -> Result<()> {
+        let mut files = Vec::new();
+        for id in [&batch.output_file_id, &batch.error_file_id]
+            .into_iter()
+            .flatten()
+        {
+            files.push(self.api.content(id).await?);
+        }
+        let slices: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+        let (answers, unreadable) = lines::read_answers(&slices);
+        if unreadable > 0 {
+            tracing::warn!("batch #{}: {unreadable} result lines could not be read; their requests are sent again", job.id);
+        }
+        let mut outcomes = Vec::new();
+        let mut scenarios: Vec<(u64, Option<StoredScenario>)> = Vec::new();
+        let mut answered = 0usize;
+        let mut unfinished = 0usize;
+        let mut last_error = None;
+        for &(index, attempt) in &job.requests {
+            // A stale request (its item moved on since): never applied twice.
+            if self.attempts.get(&index) != Some(&attempt) {
+                continue;
+            }
+            let id = lines::custom_id(job.stage, index, attempt);
+            match answers.get(&id) {
+                None | Some(Answer::Unfinished { .. }) => {
+                    if let Some(Answer::Unfinished { message }) = answers.get(&id) {
+                        last_error = Some(message.clone());
+                    }
+                    unfinished += 1;
+                }
+                Some(Answer::Refused { message, usage }) => {
+                    answered += 1;
+                    outcomes.push(Outcome::Billed(*usage));
+                    let call = job.stage.name();
+                    outcomes.push(Outcome::Rejected(Rejection {
+                        item: index,
+                        attempt,
+                        kind: "api_error".into(),
+                        message: format!("{call} call: {message}"),
+                        failure: true,
+                    }));
+                    if job.stage == BatchStage::Dialogue {
+                        scenarios.push((index, None));
+                    }
+                }
+                Some(Answer::Completed {
+                    content,
+                    truncated,
+                    usage,
+                }) => {
+                    answered += 1;
+                    outcomes.push(Outcome::Billed(*usage));
+                    let outcome = match job.stage {
+                        BatchStage::Scenario => {
+                            let text = content.trim();
+                            if text.is_empty() {
+                                Some(rejected(
+                                    index,
+                                    attempt,
+                                    "empty_scenario",
+                                    "the scenario call returned no text".into(),
+                                    true,
+                                ))
+                            } else {
+                                scenarios.push((
+                                    index,
+                                    Some(StoredScenario {
+                                        attempt,
+                                        text: text.to_string(),
+                                        usage: *usage,
+                                    }),
+                                ));
+                                None
+                            }
+                        }
+                        BatchStage::Dialogue => {
+                            scenarios.push((index, None));
+                            Some(
+                                self.dialogue(index, attempt, content, *truncated, *usage)
+                                    .await?,
+                            )
+                        }
+                    };
+                    outcomes.extend(outcome);
+                }
+            }
+        }
+        let (mut write, acks, spent) = self.writer.build(outcomes);
+        job.collected = true;
+        job.status.clone_from(&batch.status);
+        job.completed = batch.completed;
+        job.failed = batch.failed;
+        job.note = Some(self.note(&batch, answered, unfinished));
+        write.scenarios.clone_from(&scenarios);
+        write.batch_jobs.push(job.clone());
+        write.count(format!("batch/{}", batch.status), 1);
+        self.writer.commit(write, spent)?;
+        tracing::info!(
+            "batch #{} {}: {}",
+            job.id,
+            job.stage.name(),
+            job.note.as_deref().unwrap_or("")
+        );
+        self.jobs[at] = job.clone();
+        for (index, scenario) in scenarios {
+            match scenario {
+                Some(s) => self.scenarios.insert(index, s),
+                None => self.scenarios.remove(&index),
+            };
+        }
+        let mut failures_here = 0;
+        for ack in acks {
+            match ack.decision {
+                Decision::Accepted => {
+                    self.accepted_here += 1;
+                    self.attempts.remove(&ack.item);
+                }
+                Decision::Failed => {
+                    self.attempts.remove(&ack.item);
+                }
+                Decision::Retry(next) => {
+                    self.attempts.insert(ack.item, next);
+                }
+            }
+            if ack.failure {
+                failures_here += 1;
+                self.consecutive_failures += 1;
+                last_error = ack.message.clone();
+            } else {
+                self.consecutive_failures = 0;
+            }
+        }
+        if failures_here > 0 {
+            tracing::debug!("batch #{}: {failures_here} answers unusable", job.id);
+        }
+        if self.consecutive_failures >= self.max_consecutive_failures {
+            return Err(Halt(format!(
+                "{} consecutive failures (--max_consecutive_failures); the last: {}",
+                self.consecutive_failures,
+                last_error.unwrap_or_default()
+            ))
+            .into());
+        }
+        self.failed_batch(&batch, &job)
+    }
+
+    /// A batch that failed as a whole: waits for an enqueued-token limit, stops on a second
+    /// refusal of another kind in a row.
+    fn failed_batch(&mut self, batch: &BatchObject, job: &BatchJob) -> Result<()> {
+        if batch.status != "failed" {
+            self.refusals = 0;
+            self.hold = Duration::from_secs(1).max(self.hold / 2);
+            return Ok(());
+        }
+        let described: Vec<String> = batch
+            .errors
+            .iter()
+            .map(|(code, message)| format!("{code}: {message}"))
+            .collect();
+        if batch
+            .errors
+            .iter()
+            .any(|(code, _)| code == "token_limit_exceeded")
+        {
+            self.hold_until = Some(Instant::now() + self.hold);
+            tracing::warn!(
+                "batch #{} refused: the provider's enqueued-token limit is reached; its {} requests wait {:.0} s, until batches in flight finish",
+                job.id,
+                job.requests.len(),
+                self.hold.as_secs_f64()
+            );
+            self.hold = (self.hold * 2).min(Duration::from_secs(1800));
+            return Ok(());
+        }
+        self.refusals += 1;
+        if self.refusals >= 2 {
+            return Err(Halt(format!(
+                "the provider refused two batches in a row ({}); the requests stay pending. Check --model and --base_url",
+                described.join("; ")
+            ))
+            .into());
+        }
+        tracing::warn!(
+            "batch #{} failed ({}); its requests are sent again",
+            job.id,
+            described.join("; ")
+        );
+        Ok(())
+    }
+
+    fn note(&self, batch: &BatchObject, answered: usize, unfinished: usize) -> String {
+        let mut note = format!("{}: {answered} answered", batch.status);
+        if unfinished > 0 {
+            note.push_str(&format!(", {unfinished} left unanswered and sent again"));
+        }
+        if !batch.errors.is_empty() {
+            let errors: Vec<String> = batch
+                .errors
+                .iter()
+                .map(|(c, m)| format!("{c}: {m}"))
+                .collect();
+            note.push_str(&format!(" ({})", errors.join("; ")));
+        }
+        note
+    }
+
+    /// A dialogue answer through the online run's checks and the embedder.
+    async fn dialogue(
+        &self,
+        index: u64,
+        attempt: u32,
+        content: &str,
+        truncated: bool,
+        usage: crate::llm::Usage,
+    ) -> Result<Outcome> {
+        let ctx = &self.ctx;
+        let item = self.store.item(index)?;
+        let scenario = self
+            .scenarios
+            .get(&index)
+            .filter(|s| s.attempt == attempt)
+            .with_context(|| {
+                format!("item {index}: the scenario of attempt {attempt} is missing from the store")
+            })?;
+        let spec = attempt_spec(&item, attempt, &ctx.config, &ctx.personas);
+        let base = attempt::base_conversation(ctx, &item);
+        let (turns, flagged) = match attempt::checked_turns(ctx, &item, &base, content, truncated) {
+            Ok(t) => t,
+            Err(u) => return Ok(rejected(index, attempt, &u.kind, u.message, u.failure)),
+        };
+        let mut total = scenario.usage;
+        total += usage;
+        let candidate = attempt::candidate(
+            ctx,
+            &item,
+            &spec,
+            total,
+            turns,
+            scenario.text.clone(),
+            flagged,
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(Halt(e)))?;
+        Ok(Outcome::Candidate(candidate))
+    }
+}
+
+fn rejected(item: u64, attempt: u32, kind: &str, message: String, failure: bool) -> Outcome {
+    Outcome::Rejected(Rejection {
+        item,
+        attempt,
+        kind: kind.to_string(),
+        message,
+        failure,
+    })
+}
+
+/// Something that stops the run with its committed work kept (exit non-zero, say why).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Halt(String);
+
+/// A refusal by the provider stops the run (with what is committed kept); other errors too.
+fn refusal(e: anyhow::Error) -> anyhow::Error {
+    if let Some(r) = e.downcast_ref::<api::Refused>() {
+        return Halt(r.0.clone()).into();
+    }
+    e
+}
+
+/// `--batch` with what it cannot do: said before anything starts.
+pub fn check_args(args: &RunArgs, local: bool) -> Result<()> {
+    if local {
+        bail!("--batch needs a provider with the OpenAI Batch API; llama-server (--local) has none: drop --batch, or pass --base_url of such a provider");
+    }
+    if args.judge {
+        bail!("--judge scores each dialogue with a call of its own, which --batch does not make; run `dgen judge` after the batch run instead");
+    }
+    if args.max_cost.is_some() {
+        bail!("--max_cost holds online runs; with --batch, `dgen plan` and `dgen run --dry_run` print the batch cost before you submit");
+    }
+    Ok(())
+}
