@@ -77,6 +77,24 @@ pub struct Report {
     pub distributions: Distributions,
     /// Diversity, semantic spread, plan coverage and the funnel (see `metrics`).
     pub metrics: Metrics,
+    /// `dgen run --batch`: every provider batch, in submission order.
+    pub batches: Vec<BatchSummary>,
+}
+
+/// One batch of `dgen run --batch`.
+#[derive(Debug, Serialize)]
+pub struct BatchSummary {
+    pub id: u64,
+    pub stage: &'static str,
+    pub requests: usize,
+    /// The provider's status, or `prepared` / `uploaded` before it was submitted.
+    pub status: String,
+    /// Its results are committed (or it failed and its requests went back to the pool).
+    pub collected: bool,
+    pub batch_id: Option<String>,
+    pub completed: u64,
+    pub failed: u64,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -341,6 +359,21 @@ pub fn report_with(
         run,
         distributions: d,
         metrics,
+        batches: store
+            .batch_jobs()?
+            .into_iter()
+            .map(|j| BatchSummary {
+                id: j.id,
+                stage: j.stage.name(),
+                requests: j.requests.len(),
+                status: j.status,
+                collected: j.collected,
+                batch_id: j.batch_id,
+                completed: j.completed,
+                failed: j.failed,
+                note: j.note,
+            })
+            .collect(),
     })
 }
 
@@ -432,6 +465,7 @@ fn write_text(out: &mut impl Write, r: &Report) -> Result<()> {
         writeln!(out, ")")?;
     }
     write_run(out, &r.run)?;
+    write_batches(out, &r.batches)?;
     writeln!(out)?;
     let d = &r.distributions;
     let t = r.total_items;
@@ -451,6 +485,27 @@ fn write_text(out: &mut impl Write, r: &Report) -> Result<()> {
     write_counts(out, "max turns", &d.max_turns, t, false)?;
     writeln!(out)?;
     metrics::write_summary(out, &r.metrics)?;
+    Ok(())
+}
+
+fn write_batches(out: &mut impl Write, batches: &[BatchSummary]) -> Result<()> {
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let open = batches.iter().filter(|b| !b.collected).count();
+    writeln!(out, "batches:     {} ({open} in flight)", batches.len())?;
+    for b in batches {
+        write!(
+            out,
+            "  batch #{} {} ({} requests): {}, {} done, {} failed",
+            b.id, b.stage, b.requests, b.status, b.completed, b.failed
+        )?;
+        match (&b.note, b.collected) {
+            (Some(note), _) => writeln!(out, "; {note}")?,
+            (None, false) => writeln!(out, "; in flight")?,
+            (None, true) => writeln!(out)?,
+        }
+    }
     Ok(())
 }
 

@@ -193,6 +193,7 @@ mod tests {
             store: "s.redb".into(),
             store_bytes: 1,
             dgen_version: "0".into(),
+            batches: Vec::new(),
             plan_fingerprint: "f".into(),
             seed: 9,
             total_items: 0,

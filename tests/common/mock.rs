@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[path = "mock_batch.rs"]
+pub mod batch;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -166,6 +169,8 @@ pub struct State {
     /// The first and the latest arrival of a chat call.
     pub first_arrival: Option<std::time::Instant>,
     pub last_arrival: Option<std::time::Instant>,
+    /// The Batch API's files and batches.
+    pub batch: batch::BatchState,
 }
 
 /// Limits a server enforces over a sliding window, as hosted APIs do per minute.
@@ -297,6 +302,21 @@ impl MockServer {
 
     pub fn set_queue(&self, queue: Queue) {
         self.state.lock().unwrap().queue = Some(queue);
+    }
+
+    /// How the next batches created end, in order (then completed).
+    pub fn batch_ends(&self, ends: impl IntoIterator<Item = batch::BatchEnd>) {
+        self.state.lock().unwrap().batch.ends.extend(ends);
+    }
+
+    /// Reads the Batch API's state.
+    pub fn batches<T>(&self, read: impl FnOnce(&batch::BatchState) -> T) -> T {
+        read(&self.state.lock().unwrap().batch)
+    }
+
+    /// Changes the Batch API's state (e.g. to set a one-shot hang).
+    pub fn with_batches(&self, change: impl FnOnce(&mut batch::BatchState)) {
+        change(&mut self.state.lock().unwrap().batch)
     }
 
     /// 429s sent for the rate limit.
@@ -459,6 +479,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     reader.read_line(&mut line)?;
     let mut length = 0usize;
     let mut authorization = None;
+    let mut content_type = None;
     loop {
         let mut header = String::new();
         reader.read_line(&mut header)?;
@@ -470,6 +491,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             match k.trim().to_ascii_lowercase().as_str() {
                 "content-length" => length = v.trim().parse().unwrap_or(0),
                 "authorization" => authorization = Some(v.trim().to_string()),
+                "content-type" => content_type = Some(v.trim().to_string()),
                 _ => {}
             }
         }
@@ -482,6 +504,16 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     if line.starts_with("GET") && line.contains("/stats") {
         let body = stats(&state.lock().unwrap()).to_string();
         return respond(&mut conn, 200, &[], &body);
+    }
+    if let Some((code, answer)) = batch::handle(
+        state,
+        &line,
+        content_type.as_deref(),
+        authorization.as_deref(),
+        &body,
+        conn.local_addr()?,
+    ) {
+        return respond(&mut conn, code, &[], &answer);
     }
     if !line.starts_with("POST") || !line.contains("/chat/completions") {
         return respond(

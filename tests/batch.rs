@@ -1,0 +1,296 @@
+//! `dgen run --batch` against the mock's Batch API: rounds of scenario and dialogue batches,
+//! one pass at a time or `--wait`, expired / cancelled / failed batches, the per-file limits,
+//! and kill -9 between upload and create, during a create, and during a download — after
+//! which the next run re-attaches, never submits a request twice and loses nothing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::mock::batch::BatchEnd;
+use common::mock::MockServer;
+use common::{count_in, Env};
+use predicates::prelude::*;
+
+/// Polls quickly: the mock moves a batch one step per read.
+const FAST: [&str; 4] = ["--batch", "--wait", "--poll_interval", "0.05"];
+
+/// Each custom_id submitted at most once, over every batch the mock was given.
+fn assert_submitted_once(mock: &MockServer) -> Vec<String> {
+    let submitted = mock.batches(|b| b.submitted.clone());
+    let mut seen = HashMap::new();
+    for id in &submitted {
+        *seen.entry(id.clone()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "requests submitted twice: {twice:?}");
+    submitted
+}
+
+/// A number of `dgen status --json`'s run report, by JSON pointer below `/run`.
+fn counter(env: &Env, pointer: &str) -> u64 {
+    env.status_json()["run"]
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+fn finished(env: &Env, n: u64) {
+    let status = env.status_json();
+    assert_eq!(count_in(&status, "done"), n, "{status}");
+}
+
+#[test]
+fn wait_runs_scenario_then_dialogue_batches_to_the_end() {
+    let env = Env::new();
+    env.plan_for_run(6);
+    let mock = MockServer::start();
+    env.run(&mock, &FAST)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("6/6 accepted"));
+    finished(&env, 6);
+    let submitted = assert_submitted_once(&mock);
+    let scenarios = submitted
+        .iter()
+        .filter(|i| i.starts_with("scenario-"))
+        .count();
+    let dialogues = submitted
+        .iter()
+        .filter(|i| i.starts_with("dialogue-"))
+        .count();
+    assert_eq!((scenarios, dialogues), (6, 6), "{submitted:?}");
+    // Two batches: the scenarios, then the dialogues; no chat call outside them.
+    assert_eq!(mock.batches(|b| b.batches.len()), 2);
+    assert_eq!(counter(&env, "/calls"), 12);
+    // The exports hold what the batches returned.
+    let exported = env.export_all();
+    assert_eq!(exported.records.len(), 6);
+    assert_eq!(exported.embeddings.len(), 6);
+    // Status names each batch and its end.
+    let text = env.stdout(env.dgen().arg("status"));
+    assert!(text.contains("batch #0 scenario"), "{text}");
+    assert!(text.contains("batch #1 dialogue"), "{text}");
+    let json = env.status_json();
+    assert_eq!(json["batches"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(json["batches"][1]["status"], "completed");
+}
+
+#[test]
+fn without_wait_each_pass_moves_on_and_exits() {
+    let env = Env::new();
+    env.plan_for_run(4);
+    let mock = MockServer::start();
+    env.run(&mock, &["--batch"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("batches in flight"));
+    assert_eq!(env.state_count("done"), 0);
+    assert_eq!(mock.batches(|b| b.batches.len()), 1);
+    let mut passes = 1;
+    while env.state_count("done") < 4 {
+        passes += 1;
+        assert!(passes < 12, "the passes made no progress");
+        env.run(&mock, &["--batch"]).assert().success();
+    }
+    assert_submitted_once(&mock);
+    // A pass with nothing left says so.
+    env.run(&mock, &["--batch"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to do"));
+}
+
+#[test]
+fn rejected_dialogues_go_into_a_later_round_with_their_next_attempt() {
+    let env = Env::new();
+    env.plan_for_run(4);
+    let mock = MockServer::start();
+    // The first dialogue answer has far too many turns: its item is re-attempted in a later
+    // scenario and dialogue batch.
+    mock.push([common::mock::Fault::WrongTurns]);
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 4);
+    let submitted = assert_submitted_once(&mock);
+    assert!(
+        submitted
+            .iter()
+            .any(|i| i.starts_with("scenario-") && i.ends_with("-1")),
+        "no second attempt: {submitted:?}"
+    );
+    assert_eq!(counter(&env, "/rejections/turn_count"), 1);
+}
+
+#[test]
+fn expired_and_cancelled_batches_keep_their_answers_and_resend_the_rest() {
+    let env = Env::new();
+    env.plan_for_run(5);
+    let mock = MockServer::start();
+    mock.batch_ends([
+        BatchEnd::Expired { answered: 2 },
+        BatchEnd::Cancelled { answered: 1 },
+    ]);
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 5);
+    let submitted = mock.batches(|b| b.submitted.clone());
+    // The two answered scenarios of the expired batch were never asked again; the three
+    // unanswered ones were, with the same attempt.
+    let count = |id: &str| submitted.iter().filter(|s| *s == id).count();
+    let expired_input: Vec<String> = submitted[..5].to_vec();
+    assert_eq!(count(&expired_input[0]), 1, "{submitted:?}");
+    assert_eq!(count(&expired_input[1]), 1, "{submitted:?}");
+    assert!(
+        expired_input[2..].iter().all(|id| count(id) >= 2),
+        "{submitted:?}"
+    );
+    let json = env.status_json();
+    let notes: Vec<String> = json["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["note"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        notes[0].starts_with("expired: 2 answered, 3 left unanswered"),
+        "{notes:?}"
+    );
+    assert!(notes[1].starts_with("cancelled: 1 answered"), "{notes:?}");
+    assert_eq!(counter(&env, "/calls"), 10);
+}
+
+#[test]
+fn an_enqueued_token_limit_waits_and_submits_again() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    mock.batch_ends([BatchEnd::Failed {
+        code: "token_limit_exceeded".into(),
+    }]);
+    env.run(&mock, &FAST)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("3/3 accepted"));
+    let ids = mock.batches(|b| b.submitted.clone());
+    assert_eq!(ids.iter().filter(|i| i.starts_with("scenario-")).count(), 6);
+}
+
+#[test]
+fn two_refused_batches_in_a_row_stop_the_run_with_the_reason() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    let refused = || BatchEnd::Failed {
+        code: "invalid_request".into(),
+    };
+    mock.batch_ends([refused(), refused()]);
+    env.run(&mock, &FAST)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("refused two batches in a row"))
+        .stderr(predicate::str::contains("invalid_request"));
+    assert_eq!(env.state_count("pending"), 3);
+}
+
+#[test]
+fn input_files_are_split_at_the_request_limit() {
+    let env = Env::new();
+    env.plan_for_run(5);
+    let mock = MockServer::start();
+    env.run(&mock, &[&FAST[..], &["--batch_max_requests", "2"]].concat())
+        .assert()
+        .success();
+    finished(&env, 5);
+    let sizes: Vec<usize> = mock.batches(|b| b.batches.iter().map(|b| b.total).collect());
+    assert_eq!(sizes, vec![2, 2, 1, 2, 2, 1], "{sizes:?}");
+    assert_submitted_once(&mock);
+}
+
+#[test]
+fn batch_refuses_what_it_cannot_do() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    let mock = MockServer::start();
+    env.run(&mock, &["--batch", "--judge"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("dgen judge"));
+    env.run(&mock, &["--wait"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--batch"));
+    env.run(&mock, &["--batch", "--batch_max_requests", "60000"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("50000"));
+    assert_eq!(mock.batches(|b| b.uploads), 0);
+}
+
+/// Starts `dgen run --batch --wait` and kills it (-9) once `when` holds for the mock.
+fn kill_when(env: &Env, mock: &MockServer, when: impl Fn(&MockServer) -> bool) {
+    let mut child = env.spawn_run(mock, &FAST);
+    let started = Instant::now();
+    while !when(mock) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the moment to kill never came"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("dgen ended ({status}) before the moment to kill");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn kill_between_upload_and_create_then_resume_creates_it_once() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    // The create hangs before the batch exists: the kill lands after the upload.
+    mock.with_batches(|b| b.hang_create = Some((Duration::from_secs(3), false)));
+    kill_when(&env, &mock, |m| m.batches(|b| b.create_requests == 1));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(mock.batches(|b| b.batches.len()), 0);
+    let json = env.status_json();
+    assert_eq!(json["batches"][0]["status"], "uploaded", "{json}");
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 3);
+    assert_submitted_once(&mock);
+    // The file uploaded before the kill was used: one upload per batch.
+    assert_eq!(mock.batches(|b| (b.uploads, b.batches.len())), (2, 2));
+}
+
+#[test]
+fn kill_while_a_create_is_answered_then_resume_attaches_to_it() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    // The batch exists, but its id never reaches dgen before the kill.
+    mock.with_batches(|b| b.hang_create = Some((Duration::from_secs(30), true)));
+    kill_when(&env, &mock, |m| m.batches(|b| b.batches.len() == 1));
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 3);
+    let submitted = assert_submitted_once(&mock);
+    assert_eq!(submitted.len(), 6);
+    assert_eq!(mock.batches(|b| b.uploads), 2, "one upload per batch");
+}
+
+#[test]
+fn kill_during_the_download_then_resume_commits_the_results_once() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    // Download 1 is the scenario batch's output; download 2, the dialogue batch's, hangs.
+    mock.with_batches(|b| b.hang_download = Some((2, Duration::from_secs(30))));
+    kill_when(&env, &mock, |m| m.batches(|b| b.downloads == 2));
+    assert_eq!(env.state_count("done"), 0);
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 3);
+    assert_submitted_once(&mock);
+    // Six calls billed: the second download counted nothing twice.
+    assert_eq!(counter(&env, "/calls"), 6);
+    assert_eq!(mock.batches(|b| b.batches.len()), 2);
+}

@@ -1,0 +1,455 @@
+//! The mock's OpenAI Batch API: `POST /files` (multipart, `purpose=batch`; every line checked
+//! as OpenAI checks it), `POST /batches`, `GET /batches/{id}` (each read moves the batch on:
+//! validating → in_progress → its end), `GET /batches` (newest first), and
+//! `GET /files/{id}/content`. A batch's requests are answered by sending each line's body to
+//! the mock's own chat endpoint, so faults and word banks apply as online.
+//!
+//! Its end is set per batch, in creation order (`BatchEnd`): completed, expired or cancelled
+//! after a number of answered requests (the rest go to the error file as `batch_expired` /
+//! `batch_cancelled`), or failed at validation with an error code. One-shot hangs let a test
+//! kill dgen at a chosen moment: before or after a create takes effect, during a download.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::State;
+
+/// How a batch ends.
+#[derive(Debug, Clone)]
+pub enum BatchEnd {
+    Completed,
+    /// The window ran out after this many requests were answered.
+    Expired {
+        answered: usize,
+    },
+    Cancelled {
+        answered: usize,
+    },
+    /// Refused at validation, with this error code (e.g. `token_limit_exceeded`).
+    Failed {
+        code: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct File {
+    pub filename: String,
+    pub content: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub id: String,
+    pub input_file_id: String,
+    pub status: String,
+    pub end: BatchEnd,
+    pub output_file_id: Option<String>,
+    pub error_file_id: Option<String>,
+    pub completed: usize,
+    pub failed: usize,
+    pub total: usize,
+    pub errors: Vec<(String, String)>,
+    pub metadata: Value,
+}
+
+impl Batch {
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "object": "batch",
+            "endpoint": "/v1/chat/completions",
+            "input_file_id": self.input_file_id,
+            "completion_window": "24h",
+            "status": self.status,
+            "output_file_id": self.output_file_id,
+            "error_file_id": self.error_file_id,
+            "errors": if self.errors.is_empty() { Value::Null } else {
+                json!({"object": "list", "data": self.errors.iter().map(|(c, m)| json!({"code": c, "message": m})).collect::<Vec<_>>()})
+            },
+            "request_counts": {"total": self.total, "completed": self.completed, "failed": self.failed},
+            "metadata": self.metadata,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct BatchState {
+    pub files: HashMap<String, File>,
+    pub batches: Vec<Batch>,
+    /// Ends of the next batches created, in order; then `Completed`.
+    pub ends: VecDeque<BatchEnd>,
+    /// Hang the next create this long, then answer 503 without creating the batch (false), or
+    /// create it and then hang before answering (true).
+    pub hang_create: Option<(Duration, bool)>,
+    /// Hang the n-th file download (1-based) this long before answering.
+    pub hang_download: Option<(usize, Duration)>,
+    /// Requests received: uploads, creates (also those cut off), downloads.
+    pub uploads: usize,
+    pub create_requests: usize,
+    pub downloads: usize,
+    /// Every custom_id of every batch created, in order.
+    pub submitted: Vec<String>,
+    next: u64,
+}
+
+impl BatchState {
+    fn id(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}-{:04}", self.next)
+    }
+}
+
+/// Answers a Batch API request; `None` when the path is not one of the Batch API's.
+pub fn handle(
+    state: &Mutex<State>,
+    request_line: &str,
+    content_type: Option<&str>,
+    authorization: Option<&str>,
+    body: &[u8],
+    addr: SocketAddr,
+) -> Option<(u16, String)> {
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("");
+    let target = parts.next().unwrap_or("");
+    let path = target.split('?').next().unwrap_or("");
+    let path = path.strip_prefix("/v1").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    Some(match (method, segments.as_slice()) {
+        ("POST", ["files"]) => upload(state, content_type, body),
+        ("GET", ["files", id, "content"]) => content(state, id),
+        ("POST", ["batches"]) => create(state, body),
+        ("GET", ["batches"]) => list(state),
+        ("GET", ["batches", id]) => advance(state, id, authorization, addr),
+        _ => return None,
+    })
+}
+
+fn error(code: u16, message: &str) -> (u16, String) {
+    (
+        code,
+        json!({"error": {"message": message, "type": "invalid_request_error"}}).to_string(),
+    )
+}
+
+fn upload(state: &Mutex<State>, content_type: Option<&str>, body: &[u8]) -> (u16, String) {
+    let Some(boundary) = content_type
+        .and_then(|c| c.split("boundary=").nth(1))
+        .map(|b| b.trim_matches('"').to_string())
+    else {
+        return error(400, "expected multipart/form-data with a boundary");
+    };
+    let (mut purpose, mut file) = (None, None);
+    let delimiter = format!("--{boundary}");
+    let text = body;
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while let Some(found) = find(&text[at..], delimiter.as_bytes()) {
+        starts.push(at + found);
+        at += found + delimiter.len();
+    }
+    for pair in starts.windows(2) {
+        let part = &text[pair[0] + delimiter.len()..pair[1]];
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        let Some(split) = find(part, b"\r\n\r\n") else {
+            continue;
+        };
+        let headers = String::from_utf8_lossy(&part[..split]).to_string();
+        let data = &part[split + 4..];
+        if headers.contains("name=\"purpose\"") {
+            purpose = Some(String::from_utf8_lossy(data).to_string());
+        } else if headers.contains("name=\"file\"") {
+            let filename = headers
+                .split("filename=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_string();
+            file = Some(File {
+                filename,
+                content: data.to_vec(),
+            });
+        }
+    }
+    if purpose.as_deref() != Some("batch") {
+        return error(400, "purpose must be batch");
+    }
+    let Some(file) = file else {
+        return error(400, "no file part");
+    };
+    if let Err(message) = validate(&file.content) {
+        return error(400, &message);
+    }
+    let mut s = state.lock().unwrap();
+    s.batch.uploads += 1;
+    let id = s.batch.id("file");
+    let bytes = file.content.len();
+    let filename = file.filename.clone();
+    s.batch.files.insert(id.clone(), file);
+    (
+        200,
+        json!({"id": id, "object": "file", "bytes": bytes, "filename": filename, "purpose": "batch"})
+            .to_string(),
+    )
+}
+
+/// OpenAI's checks of an input file: JSON lines, unique custom_ids, the one endpoint, a model,
+/// at most 50,000 requests.
+fn validate(content: &[u8]) -> Result<(), String> {
+    let mut ids = HashSet::new();
+    let mut lines = 0;
+    for line in content.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        lines += 1;
+        let v: Value =
+            serde_json::from_slice(line).map_err(|e| format!("line {lines} is not JSON: {e}"))?;
+        let id = v["custom_id"]
+            .as_str()
+            .ok_or(format!("line {lines}: no custom_id"))?;
+        if !ids.insert(id.to_string()) {
+            return Err(format!("line {lines}: duplicate custom_id {id}"));
+        }
+        if v["method"] != "POST" || v["url"] != "/v1/chat/completions" {
+            return Err(format!(
+                "line {lines}: method/url must be POST /v1/chat/completions"
+            ));
+        }
+        if !v["body"]["model"].is_string() || !v["body"]["messages"].is_array() {
+            return Err(format!("line {lines}: body needs model and messages"));
+        }
+    }
+    if lines == 0 || lines > 50_000 {
+        return Err(format!("{lines} requests: a batch holds 1 to 50,000"));
+    }
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn create(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
+    let hang = {
+        let mut s = state.lock().unwrap();
+        s.batch.create_requests += 1;
+        s.batch.hang_create.take()
+    };
+    if let Some((d, false)) = hang {
+        // The create never takes effect: the test kills the client meanwhile.
+        std::thread::sleep(d);
+        return error(503, "the create was cut off");
+    }
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if v["endpoint"] != "/v1/chat/completions" || v["completion_window"] != "24h" {
+        return error(
+            400,
+            "endpoint must be /v1/chat/completions and completion_window 24h",
+        );
+    }
+    let input = v["input_file_id"].as_str().unwrap_or("").to_string();
+    let answer = {
+        let mut s = state.lock().unwrap();
+        let Some(file) = s.batch.files.get(&input) else {
+            return error(404, &format!("no file {input}"));
+        };
+        let ids: Vec<String> = file
+            .content
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+            .filter_map(|l| l["custom_id"].as_str().map(String::from))
+            .collect();
+        let id = s.batch.id("batch");
+        let end = s.batch.ends.pop_front().unwrap_or(BatchEnd::Completed);
+        let batch = Batch {
+            id,
+            input_file_id: input,
+            status: "validating".into(),
+            end,
+            output_file_id: None,
+            error_file_id: None,
+            completed: 0,
+            failed: 0,
+            total: ids.len(),
+            errors: Vec::new(),
+            metadata: v["metadata"].clone(),
+        };
+        s.batch.submitted.extend(ids);
+        let answer = batch.json().to_string();
+        s.batch.batches.push(batch);
+        answer
+    };
+    if let Some((d, true)) = hang {
+        std::thread::sleep(d);
+    }
+    (200, answer)
+}
+
+fn list(state: &Mutex<State>) -> (u16, String) {
+    let s = state.lock().unwrap();
+    let data: Vec<Value> = s.batch.batches.iter().rev().map(Batch::json).collect();
+    (
+        200,
+        json!({"object": "list", "data": data, "has_more": false}).to_string(),
+    )
+}
+
+fn content(state: &Mutex<State>, id: &str) -> (u16, String) {
+    let hang = {
+        let mut s = state.lock().unwrap();
+        s.batch.downloads += 1;
+        let n = s.batch.downloads;
+        s.batch.hang_download.filter(|(at, _)| *at == n)
+    };
+    if let Some((_, d)) = hang {
+        std::thread::sleep(d);
+    }
+    let s = state.lock().unwrap();
+    match s.batch.files.get(id) {
+        Some(f) => (200, String::from_utf8_lossy(&f.content).to_string()),
+        None => error(404, &format!("no file {id}")),
+    }
+}
+
+/// Each read moves a batch one step: validating → in_progress (or failed) → its end, when its
+/// requests are answered.
+fn advance(
+    state: &Mutex<State>,
+    id: &str,
+    authorization: Option<&str>,
+    addr: SocketAddr,
+) -> (u16, String) {
+    let (status, end, input) = {
+        let s = state.lock().unwrap();
+        let Some(b) = s.batch.batches.iter().find(|b| b.id == id) else {
+            return error(404, &format!("no batch {id}"));
+        };
+        let input = s
+            .batch
+            .files
+            .get(&b.input_file_id)
+            .map(|f| f.content.clone())
+            .unwrap_or_default();
+        (b.status.clone(), b.end.clone(), input)
+    };
+    match (status.as_str(), &end) {
+        ("validating", BatchEnd::Failed { code }) => {
+            let message = if code == "token_limit_exceeded" {
+                "Enqueued token limit reached for this model. Please try again once some in_progress batches have been completed."
+            } else {
+                "The batch was refused."
+            };
+            update(state, id, |b| {
+                b.status = "failed".into();
+                b.errors = vec![(code.clone(), message.into())];
+            });
+        }
+        ("validating", _) => update(state, id, |b| b.status = "in_progress".into()),
+        ("in_progress", _) => {
+            let answered_limit = match end {
+                BatchEnd::Completed | BatchEnd::Failed { .. } => usize::MAX,
+                BatchEnd::Expired { answered } | BatchEnd::Cancelled { answered } => answered,
+            };
+            let (unanswered_code, final_status) = match end {
+                BatchEnd::Cancelled { .. } => ("batch_cancelled", "cancelled"),
+                BatchEnd::Expired { .. } => ("batch_expired", "expired"),
+                _ => ("", "completed"),
+            };
+            let (mut output, mut errors) = (String::new(), String::new());
+            let (mut completed, mut failed) = (0, 0);
+            let lines: Vec<Value> = input
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .filter_map(|l| serde_json::from_slice(l).ok())
+                .collect();
+            for (n, line) in lines.iter().enumerate() {
+                let custom_id = &line["custom_id"];
+                if n >= answered_limit {
+                    let row = json!({"id": format!("batch_req_{n}"), "custom_id": custom_id, "response": null,
+                        "error": {"code": unanswered_code, "message": "This request could not be executed before the batch ended."}});
+                    errors.push_str(&format!("{row}\n"));
+                    continue;
+                }
+                let (code, body) = chat(addr, authorization, &line["body"]);
+                let row = json!({"id": format!("batch_req_{n}"), "custom_id": custom_id,
+                    "response": {"status_code": code, "request_id": format!("req_{n}"), "body": body}, "error": null});
+                if code == 200 {
+                    completed += 1;
+                    output.push_str(&format!("{row}\n"));
+                } else {
+                    failed += 1;
+                    errors.push_str(&format!("{row}\n"));
+                }
+            }
+            let mut s = state.lock().unwrap();
+            let out_id = (!output.is_empty()).then(|| s.batch.id("file"));
+            let err_id = (!errors.is_empty()).then(|| s.batch.id("file"));
+            for (fid, text) in [(&out_id, output), (&err_id, errors)] {
+                if let Some(fid) = fid {
+                    s.batch.files.insert(
+                        fid.clone(),
+                        File {
+                            filename: format!("{fid}.jsonl"),
+                            content: text.into_bytes(),
+                        },
+                    );
+                }
+            }
+            drop(s);
+            update(state, id, |b| {
+                b.status = final_status.into();
+                b.output_file_id = out_id;
+                b.error_file_id = err_id;
+                b.completed = completed;
+                b.failed = failed;
+            });
+        }
+        _ => {}
+    }
+    let s = state.lock().unwrap();
+    let b = s.batch.batches.iter().find(|b| b.id == id).unwrap();
+    (200, b.json().to_string())
+}
+
+fn update(state: &Mutex<State>, id: &str, f: impl FnOnce(&mut Batch)) {
+    let mut s = state.lock().unwrap();
+    if let Some(b) = s.batch.batches.iter_mut().find(|b| b.id == id) {
+        f(b);
+    }
+}
+
+/// One request to the mock's own chat endpoint: status and body.
+fn chat(addr: SocketAddr, authorization: Option<&str>, body: &Value) -> (u16, Value) {
+    let body = body.to_string();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    let mut head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(a) = authorization {
+        head.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(body.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(500);
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (code, body)
+}
