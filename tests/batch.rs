@@ -64,6 +64,20 @@ fn wait_runs_scenario_then_dialogue_batches_to_the_end() {
     // Two batches: the scenarios, then the dialogues; no chat call outside them.
     assert_eq!(mock.batches(|b| b.batches.len()), 2);
     assert_eq!(counter(&env, "/calls"), 12);
+    // Spent is priced at the batch rate: half the online price of the same tokens.
+    let run = &env.status_json()["run"];
+    let (input, output) = (
+        run["prices"][0].as_f64().unwrap(),
+        run["prices"][1].as_f64().unwrap(),
+    );
+    let online = (run["prompt_tokens"].as_f64().unwrap() * input
+        + run["completion_tokens"].as_f64().unwrap() * output)
+        / 1e6;
+    let spent = run["spent"].as_f64().unwrap();
+    assert!(
+        (spent - online / 2.0).abs() < 1e-6,
+        "spent {spent}, online price {online}"
+    );
     // The exports hold what the batches returned.
     let exported = env.export_all();
     assert_eq!(exported.records.len(), 6);
@@ -293,4 +307,30 @@ fn kill_during_the_download_then_resume_commits_the_results_once() {
     // Six calls billed: the second download counted nothing twice.
     assert_eq!(counter(&env, "/calls"), 6);
     assert_eq!(mock.batches(|b| b.batches.len()), 2);
+}
+
+#[test]
+fn a_refused_key_stops_the_run_without_printing_the_key() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    let mock = MockServer::start();
+    mock.with_batches(|b| b.echo_key_401 = true);
+    let key = "sk-batch-secret-0123456789";
+    let out = env
+        .run(&mock, &["--batch"])
+        .env("OPENAI_API_KEY", key)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("HTTP 401"))
+        .stderr(predicate::str::contains("check the API key"))
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(key), "{stderr}");
+    let log = std::fs::read_to_string(env.path("dialogue_generation.log")).unwrap_or_default();
+    assert!(!log.contains(key));
+    let store = std::fs::read(env.path("dgen.redb")).unwrap();
+    assert!(!store.windows(key.len()).any(|w| w == key.as_bytes()));
+    // The job was prepared and stays for the next run, which uploads it again.
+    assert_eq!(env.status_json()["batches"][0]["status"], "prepared");
 }

@@ -92,6 +92,8 @@ pub struct BatchState {
     pub uploads: usize,
     pub create_requests: usize,
     pub downloads: usize,
+    /// Answer every Batch API request 401, repeating the bearer token (servers do).
+    pub echo_key_401: bool,
     /// Every custom_id of every batch created, in order.
     pub submitted: Vec<String>,
     next: u64,
@@ -119,6 +121,13 @@ pub fn handle(
     let path = target.split('?').next().unwrap_or("");
     let path = path.strip_prefix("/v1").unwrap_or(path);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if !matches!(segments.first(), Some(&"files") | Some(&"batches")) {
+        return None;
+    }
+    if state.lock().unwrap().batch.echo_key_401 {
+        let key = authorization.unwrap_or("").trim_start_matches("Bearer ");
+        return Some(error(401, &format!("Incorrect API key provided: {key}")));
+    }
     Some(match (method, segments.as_slice()) {
         ("POST", ["files"]) => upload(state, content_type, body),
         ("GET", ["files", id, "content"]) => content(state, id),
