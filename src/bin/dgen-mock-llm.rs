@@ -7,7 +7,9 @@
 //! killed. `--rpm` / `--tpm` enforce limits with 429s over a sliding window of `--window-s`
 //! seconds (default 60; the limits are per minute, scaled to the window); `--capacity` makes it
 //! queue like llama.cpp or vLLM: C calls served at once, each for `--service-ms`, the rest wait.
-//! `GET /stats` says how many calls it answered, refused with 429 and held open at once.
+//! `GET /stats` says how many calls it answered, refused with 429 and held open at once. It also
+//! serves the OpenAI Batch API (`/files`, `/batches`) for `dgen run --batch`: each read of a
+//! batch moves it one step (validating, in_progress, completed).
 
 #[path = "../../tests/common/mock.rs"]
 mod mock;

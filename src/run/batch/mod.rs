@@ -212,7 +212,7 @@ impl Driver {
             }
             let line = self.progress_line();
             if line != last_line {
-                eprintln!("{line}");
+                // On stderr and in the log file.
                 tracing::info!("{line}");
                 last_line = line;
             }
