@@ -334,3 +334,28 @@ fn a_refused_key_stops_the_run_without_printing_the_key() {
     // The job was prepared and stays for the next run, which uploads it again.
     assert_eq!(env.status_json()["batches"][0]["status"], "prepared");
 }
+
+#[test]
+fn max_cost_holds_batches_to_the_budget_across_passes() {
+    let env = Env::new();
+    env.plan_for_run(20);
+    let mock = MockServer::start();
+    let out = env
+        .run(&mock, &[&FAST[..], &["--model", "gpt-4o-mini", "--max_cost", "0.001"]].concat())
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("--max_cost $0.0010 reached"))
+        .get_output()
+        .clone();
+    let status = env.status_json();
+    let spent = status["run"]["spent"].as_f64().unwrap();
+    assert!(spent > 0.0 && spent <= 0.001, "spent {spent}: {}", String::from_utf8_lossy(&out.stderr));
+    let done = count_in(&status, "done");
+    assert!(done > 0 && done < 20, "{done} accepted");
+    assert_submitted_once(&mock);
+    // A higher budget goes on from there.
+    env.run(&mock, &[&FAST[..], &["--model", "gpt-4o-mini", "--max_cost", "1"]].concat())
+        .assert()
+        .success();
+    finished(&env, 20);
+}

@@ -353,7 +353,7 @@ fn generate(
 /// counters cost at this run's prices (judge tokens at the judge's, else the run's): calls of
 /// runs without a price, or with a lower one, recorded less than they used. The difference is
 /// committed as spent, so `dgen status` shows what the budget holds against.
-fn starting_spent(
+pub(super) fn starting_spent(
     store: &Store,
     max_cost: Option<f64>,
     price: Option<Price>,

@@ -29,6 +29,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::cli::RunArgs;
+use crate::cost::{dollars, from_nano, Estimator, Expectation};
 use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::{Endpoint, Limits, LlmClient, Secret};
 use crate::prompt::{self, RequestSettings};
@@ -76,6 +77,9 @@ pub fn run(
         mut work,
     } = launch;
     let total = work.total;
+    let batch_price = price.map(crate::cost::Price::batch);
+    store.set_max_cost(args.max_cost)?;
+    let launch_spent = super::starting_spent(&store, args.max_cost, batch_price, None)?;
     let endpoint = Endpoint {
         base_url: args.base_url.clone(),
         api_key: key.clone(),
@@ -110,9 +114,9 @@ pub fn run(
             extended: std::mem::take(&mut work.extended),
         },
         last_commit: Instant::now(),
-        price: price.map(crate::cost::Price::batch),
+        price: batch_price,
         judge_price: None,
-        spent: Arc::new(AtomicU64::new(0)),
+        spent: Arc::new(AtomicU64::new(launch_spent)),
         limiter: None,
     };
     let jobs = store.batch_jobs()?;
@@ -135,6 +139,11 @@ pub fn run(
         max_consecutive_failures: args.max_consecutive_failures,
         accepted_here: 0,
         started: Instant::now(),
+        budget: args
+            .max_cost
+            .zip(batch_price)
+            .map(|(usd, p)| ((usd * crate::cost::prices::NANO_PER_USD).floor() as u64, p)),
+        over_budget: None,
     };
     tracing::info!(
         "batch run: {} items to finish ({} of {total} already accepted), {} batches to re-attach to, model {}, endpoint {}",
@@ -179,6 +188,10 @@ struct Driver {
     max_consecutive_failures: u32,
     accepted_here: u64,
     started: Instant,
+    /// `--max_cost` in nano-dollars, with the batch price it holds the requests to.
+    budget: Option<(u64, crate::cost::Price)>,
+    /// Why the last pass submitted less than it could: the budget would be passed.
+    over_budget: Option<String>,
 }
 
 /// How a pass left the run.
@@ -187,6 +200,8 @@ enum Pass {
     Waiting,
     /// Every item is accepted or out of attempts.
     Finished,
+    /// Nothing in flight, and the next request would pass `--max_cost`.
+    Budget(String),
 }
 
 impl Driver {
@@ -207,8 +222,10 @@ impl Driver {
                     ))
                 }
             };
-            if let Pass::Finished = pass {
-                return Ok(Some(self.summary(Stop::Finished)));
+            match pass {
+                Pass::Finished => return Ok(Some(self.summary(Stop::Finished))),
+                Pass::Budget(message) => return Ok(Some(self.summary(Stop::Budget(message)))),
+                Pass::Waiting => {}
             }
             let line = self.progress_line();
             if line != last_line {
@@ -287,7 +304,14 @@ impl Driver {
             self.hold_until = None;
             self.submit_new().await?;
         }
-        Ok(Pass::Waiting)
+        match self.over_budget.take() {
+            Some(message) if self.jobs.is_empty() => Ok(Pass::Budget(message)),
+            Some(message) => {
+                tracing::debug!("{message}; waiting for the batches in flight");
+                Ok(Pass::Waiting)
+            }
+            None => Ok(Pass::Waiting),
+        }
     }
 
     /// Moves one batch job on: upload, create, poll, collect.
@@ -411,6 +435,21 @@ impl Driver {
         ))
     }
 
+    /// The most an item's attempt may still cost at the batch price, in nano-dollars: both
+    /// calls at their max_tokens (a dialogue request reserves the scenario's share too, which
+    /// errs on the safe side).
+    fn bound(&self, index: u64, attempt: u32) -> Result<u64> {
+        let Some((_, price)) = self.budget else {
+            return Ok(0);
+        };
+        let ctx = &self.ctx;
+        let item = self.store.item(index)?;
+        let spec = attempt_spec(&item, attempt, &ctx.config, &ctx.personas);
+        let base = attempt::base_conversation(ctx, &item);
+        let estimator = Estimator::new(&ctx.settings, &ctx.catalog, Expectation::Guess);
+        Ok(price.cost_nano(&estimator.attempt_bound(&item, &spec, &base)))
+    }
+
     /// Submits a batch for every request not yet in one, within the per-file limits.
     async fn submit_new(&mut self) -> Result<()> {
         let busy: HashSet<u64> = self
@@ -420,9 +459,37 @@ impl Driver {
             .collect();
         let mut scenario = Vec::new();
         let mut dialogue = Vec::new();
+        let mut room = match self.budget {
+            Some((limit, _)) => {
+                let reserved = self
+                    .jobs
+                    .iter()
+                    .flat_map(|j| j.requests.iter())
+                    .try_fold(0u64, |sum, &(i, a)| {
+                        anyhow::Ok(sum.saturating_add(self.bound(i, a)?))
+                    })?;
+                let spent = self.writer.spent.load(std::sync::atomic::Ordering::SeqCst);
+                Some((limit, spent, reserved))
+            }
+            None => None,
+        };
         for (&index, &attempt) in &self.attempts {
             if busy.contains(&index) {
                 continue;
+            }
+            if let Some((limit, spent, reserved)) = &mut room {
+                let cost = self.bound(index, attempt)?;
+                if spent.saturating_add(*reserved).saturating_add(cost) > *limit {
+                    self.over_budget = Some(format!(
+                        "--max_cost ${} reached: ${} spent, ${} reserved by the batches in flight, and the next request could cost up to ${}. Raise --max_cost to go on (the amount spent is kept in the store)",
+                        dollars(from_nano(*limit)),
+                        dollars(from_nano(*spent)),
+                        dollars(from_nano(*reserved)),
+                        dollars(from_nano(cost)),
+                    ));
+                    break;
+                }
+                *reserved += cost;
             }
             match self.scenarios.get(&index) {
                 Some(s) if s.attempt == attempt => dialogue.push((index, attempt)),
@@ -780,9 +847,6 @@ pub fn check_args(args: &RunArgs, local: bool) -> Result<()> {
     }
     if args.judge {
         bail!("--judge scores each dialogue with a call of its own, which --batch does not make; run `dgen judge` after the batch run instead");
-    }
-    if args.max_cost.is_some() {
-        bail!("--max_cost holds online runs; with --batch, `dgen plan` and `dgen run --dry_run` print the batch cost before you submit");
     }
     Ok(())
 }
