@@ -341,7 +341,14 @@ fn max_cost_holds_batches_to_the_budget_across_passes() {
     env.plan_for_run(20);
     let mock = MockServer::start();
     let out = env
-        .run(&mock, &[&FAST[..], &["--model", "gpt-4o-mini", "--max_cost", "0.001"]].concat())
+        .run(
+            &mock,
+            &[
+                &FAST[..],
+                &["--model", "gpt-4o-mini", "--max_cost", "0.001"],
+            ]
+            .concat(),
+        )
         .assert()
         .code(3)
         .stderr(predicate::str::contains("--max_cost $0.0010 reached"))
@@ -349,13 +356,41 @@ fn max_cost_holds_batches_to_the_budget_across_passes() {
         .clone();
     let status = env.status_json();
     let spent = status["run"]["spent"].as_f64().unwrap();
-    assert!(spent > 0.0 && spent <= 0.001, "spent {spent}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        spent > 0.0 && spent <= 0.001,
+        "spent {spent}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let done = count_in(&status, "done");
     assert!(done > 0 && done < 20, "{done} accepted");
     assert_submitted_once(&mock);
     // A higher budget goes on from there.
-    env.run(&mock, &[&FAST[..], &["--model", "gpt-4o-mini", "--max_cost", "1"]].concat())
-        .assert()
-        .success();
+    env.run(
+        &mock,
+        &[&FAST[..], &["--model", "gpt-4o-mini", "--max_cost", "1"]].concat(),
+    )
+    .assert()
+    .success();
     finished(&env, 20);
+}
+
+#[test]
+fn an_online_run_waits_for_the_batches_in_flight() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    env.run(&mock, &["--batch"]).assert().success();
+    env.run(&mock, &[])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("in flight"))
+        .stderr(predicate::str::contains("dgen run --batch --wait"));
+    assert_eq!(mock.requests().len(), 0, "no chat call outside the batch");
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 3);
+    // Once collected, online runs are allowed again (nothing left to do here).
+    env.run(&mock, &[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to do"));
 }

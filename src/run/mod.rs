@@ -105,6 +105,8 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
     }
     if args.batch {
         batch::check_args(&args, local_model.is_some())?;
+    } else {
+        batch::check_online(&store)?;
     }
     let Some(work) = prepare(&store, &meta, &settings, &args)? else {
         return Ok(ExitCode::SUCCESS);

@@ -330,7 +330,8 @@ impl Driver {
             let batch = self
                 .api
                 .get(job.batch_id.as_deref().unwrap_or_default())
-                .await?;
+                .await
+                .map_err(refusal)?;
             if batch.status != job.status
                 || batch.completed != job.completed
                 || batch.failed != job.failed
@@ -838,6 +839,27 @@ fn refusal(e: anyhow::Error) -> anyhow::Error {
         return Halt(r.0.clone()).into();
     }
     e
+}
+
+/// An online run on a store with batches in flight would generate their items a second time:
+/// refused, naming the way out.
+pub fn check_online(store: &Store) -> Result<()> {
+    let open: Vec<BatchJob> = store
+        .batch_jobs()?
+        .into_iter()
+        .filter(|j| !j.collected)
+        .collect();
+    if let Some(first) = open.first() {
+        let requests: usize = open.iter().map(|j| j.requests.len()).sum();
+        bail!(
+            "{} batches ({requests} requests, the first #{} {}) are in flight in {}: an online run would pay for their items twice. Collect them with `dgen run --batch --wait` (the rest of the items can then run online)",
+            open.len(),
+            first.id,
+            first.batch_id.as_deref().unwrap_or(&first.status),
+            store.path().display()
+        );
+    }
+    Ok(())
 }
 
 /// `--batch` with what it cannot do: said before anything starts.
