@@ -8,19 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000}"
 scripts/fetch-assets.sh >/dev/null
-cargo build --release --locked --quiet --bin dgen --bin dgen-mock-llm
-BIN="$PWD/target/release/dgen"
-WORK="$(mktemp -d)"
-MOCK_PID=""
-cleanup() { [[ -n "$MOCK_PID" ]] && kill "$MOCK_PID" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-target/release/dgen-mock-llm > "$WORK/url" &
-MOCK_PID=$!
-for _ in $(seq 50); do [[ -s "$WORK/url" ]] && break; sleep 0.1; done
-URL="$(cat "$WORK/url")"
-cd "$WORK"
-"$BIN" plan --total_generations "$N" --dataset "$OLDPWD/fixtures/multiwoz_hf" \
-  --persona_dataset "$OLDPWD/fixtures/personas_hf" --min_turns 5 5 --max_turns 8 8 >/dev/null 2>&1
+source scripts/bench-lib.sh
+planned_against_mock "$N"
 /usr/bin/time -f "%e %U %S %M" -o time.txt \
   "$BIN" run --batch --wait --poll_interval 0.2 --base_url "$URL" >/dev/null 2>run.log
 read -r WALL USER SYS RSS_KB < time.txt

@@ -1,5 +1,5 @@
-# Shared by the benchmarks over a filled store (bench-export, bench-report, bench-hf); sourced
-# from the repository root.
+# Shared set-up of the benchmarks: a filled store (bench-export, bench-report, bench-hf) or a
+# plan against the mock server (bench-run, bench-batch); sourced from the repository root.
 #
 # filled_store N: builds dgen (release), sets BIN, and leaves the shell in a temporary folder
 # (removed on exit) holding dgen.redb: a 10-item plan on the fixtures and N synthetic dialogues
@@ -14,4 +14,25 @@ filled_store() {
   "$BIN" plan --total_generations 10 --dataset "$root/fixtures/multiwoz_hf" \
     --persona_dataset "$root/fixtures/personas_hf" >/dev/null 2>&1
   "$BIN" bench-fill --dialogues "$1" >/dev/null
+}
+
+# planned_against_mock N [MOCK_ARGS...]: builds dgen and dgen-mock-llm (release), sets BIN,
+# starts the mock with MOCK_ARGS (stopped on exit) and sets URL to it, and leaves the shell in
+# a temporary folder (removed on exit) holding dgen.redb: an N-item plan of 5-turn dialogues on
+# the fixtures. The repository root stays in OLDPWD.
+planned_against_mock() {
+  local root="$PWD" n="$1"
+  shift
+  cargo build --release --locked --quiet --bin dgen --bin dgen-mock-llm
+  BIN="$root/target/release/dgen"
+  WORK="$(mktemp -d)"
+  MOCK_PID=""
+  trap '[[ -n "$MOCK_PID" ]] && kill "$MOCK_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+  "$root/target/release/dgen-mock-llm" "$@" > "$WORK/url" &
+  MOCK_PID=$!
+  for _ in $(seq 50); do [[ -s "$WORK/url" ]] && break; sleep 0.1; done
+  URL="$(cat "$WORK/url")"
+  cd "$WORK"
+  "$BIN" plan --total_generations "$n" --dataset "$root/fixtures/multiwoz_hf" \
+    --persona_dataset "$root/fixtures/personas_hf" --min_turns 5 5 --max_turns 8 8 >/dev/null 2>&1
 }

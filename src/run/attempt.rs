@@ -227,7 +227,14 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
         Some(j) => judge(a, j, &spec, &scenario, &turns).await?,
         None => None,
     };
-    let candidate = candidate(ctx, item, &spec, a.usage, turns, scenario, flagged, judge)
+    let answered = Answered {
+        spec,
+        usage: a.usage,
+        turns,
+        scenario,
+        flagged,
+    };
+    let candidate = candidate(ctx, item, answered, judge)
         .await
         .map_err(TaskResult::Fatal)?;
     Ok(TaskResult::Done(Outcome::Candidate(candidate)))
@@ -302,30 +309,37 @@ pub fn checked_turns(
     Ok((turns, verdict.flagged))
 }
 
+/// What an attempt's calls produced and its checks passed: the parts of its record.
+pub struct Answered {
+    pub spec: AttemptSpec,
+    /// Both calls' tokens.
+    pub usage: Usage,
+    pub turns: Vec<parse::ParsedTurn>,
+    pub scenario: String,
+    /// What the flagging checks found.
+    pub flagged: Vec<quality::Finding>,
+}
+
 /// The checked dialogue hashed, embedded and recorded: a candidate for the writer. An error
 /// (the embedder failed) concerns the whole run.
-// The record's parts come from the attempt's two calls and its checks.
-#[allow(clippy::too_many_arguments)]
 pub async fn candidate(
     ctx: &Ctx,
     item: &WorkItem,
-    spec: &AttemptSpec,
-    usage: Usage,
-    turns: Vec<parse::ParsedTurn>,
-    scenario: String,
-    flagged: Vec<quality::Finding>,
+    answered: Answered,
     judge: Option<JudgeScore>,
 ) -> Result<Candidate, String> {
-    let hash = dedup::sha256(&record::canonical_text(&turns));
+    let hash = dedup::sha256(&record::canonical_text(&answered.turns));
     let embedding = ctx
         .embedder
-        .embed(record::embedding_text(&turns))
+        .embed(record::embedding_text(&answered.turns))
         .await
         .map_err(|e| format!("embedding failed: {e:#}"))?;
-    let record = dialogue_record(ctx, item, spec, usage, turns, scenario, hash);
+    let attempt = answered.spec.attempt;
+    let flagged = answered.flagged.clone();
+    let record = dialogue_record(ctx, item, answered, hash);
     Ok(Candidate {
         item: item.index,
-        attempt: spec.attempt,
+        attempt,
         record: Box::new(record),
         embedding,
         quality: QualityRecord {
@@ -385,12 +399,16 @@ async fn judge(
 fn dialogue_record(
     ctx: &Ctx,
     item: &WorkItem,
-    spec: &AttemptSpec,
-    usage: Usage,
-    turns: Vec<parse::ParsedTurn>,
-    scenario: String,
+    answered: Answered,
     hash: dedup::Hash,
 ) -> GeneratedDialogue {
+    let Answered {
+        spec,
+        usage,
+        turns,
+        scenario,
+        ..
+    } = answered;
     let slot = &ctx.catalog.time_slots[item.time_slot as usize];
     GeneratedDialogue {
         item_index: Some(item.index),

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -306,21 +306,17 @@ fn generate(
         )),
         _ => None,
     };
-    let writer = Writer {
-        store: store.clone(),
-        index: store.load_index(embed::DIM)?,
-        next_seq: store.next_seq()?,
-        threshold: meta.config.similarity_threshold as f32,
-        budget: Budget {
+    let writer = Writer::new(
+        store,
+        meta,
+        Budget {
             max_attempts: args.max_attempts,
             extended: std::mem::take(&mut work.extended),
         },
-        last_commit: Instant::now(),
-        price,
-        judge_price,
+        (price, judge_price),
         spent,
-        limiter: Some(limiter),
-    };
+        Some(limiter),
+    )?;
     tracing::info!(
         "run: {} items to attempt ({} of {} already accepted), concurrency up to {concurrency}{}{}{}, model {}, endpoint {}",
         work.queue.len(),

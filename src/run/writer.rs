@@ -75,6 +75,30 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// The writer of a run on `store`: the duplicate index loaded, the next sequence number,
+    /// the plan's threshold, the attempts allowed, what is spent so far.
+    pub fn new(
+        store: &Arc<Store>,
+        meta: &crate::store::Meta,
+        budget: Budget,
+        prices: (Option<Price>, Option<Price>),
+        spent: Arc<AtomicU64>,
+        limiter: Option<Arc<Limiter>>,
+    ) -> Result<Writer> {
+        Ok(Writer {
+            store: store.clone(),
+            index: store.load_index(crate::embed::DIM)?,
+            next_seq: store.next_seq()?,
+            threshold: meta.config.similarity_threshold as f32,
+            budget,
+            last_commit: Instant::now(),
+            price: prices.0,
+            judge_price: prices.1,
+            spent,
+            limiter,
+        })
+    }
+
     pub fn reject(&self, batch: &mut Batch, r: Rejection) -> Ack {
         let attempts = r.attempt + 1;
         let (state, decision) = if attempts >= self.budget.limit(r.item) {

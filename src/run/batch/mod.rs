@@ -104,21 +104,17 @@ pub fn run(
         quality: super::quality_config(meta, args),
         judge: None,
     };
-    let writer = Writer {
-        store: store.clone(),
-        index: store.load_index(embed::DIM)?,
-        next_seq: store.next_seq()?,
-        threshold: meta.config.similarity_threshold as f32,
-        budget: Budget {
+    let writer = Writer::new(
+        &store,
+        meta,
+        Budget {
             max_attempts: args.max_attempts,
             extended: std::mem::take(&mut work.extended),
         },
-        last_commit: Instant::now(),
-        price: batch_price,
-        judge_price: None,
-        spent: Arc::new(AtomicU64::new(launch_spent)),
-        limiter: None,
-    };
+        (batch_price, None),
+        Arc::new(AtomicU64::new(launch_spent)),
+        None,
+    )?;
     let jobs = store.batch_jobs()?;
     let driver = Driver {
         api: BatchApi::new(&args.base_url, key, args.calls.request_timeout)?,
@@ -805,11 +801,13 @@ impl Driver {
         let candidate = attempt::candidate(
             ctx,
             &item,
-            &spec,
-            total,
-            turns,
-            scenario.text.clone(),
-            flagged,
+            attempt::Answered {
+                spec,
+                usage: total,
+                turns,
+                scenario: scenario.text.clone(),
+                flagged,
+            },
             None,
         )
         .await
