@@ -19,13 +19,14 @@
 mod api;
 mod lines;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use futures::StreamExt;
 use serde_json::json;
 
 use crate::cli::RunArgs;
@@ -563,6 +564,79 @@ impl Driver {
         Ok(())
     }
 
+    /// Sorts a batch's answers: bills, refusals, scenarios to store, and the dialogue answers
+    /// still to check and embed. Requests whose item moved on since are skipped (never applied
+    /// twice); unanswered ones go back to the pool.
+    fn sort_answers(
+        &self,
+        job: &BatchJob,
+        answers: &HashMap<String, Answer>,
+    ) -> (Results, Vec<DialogueAnswer>) {
+        let mut r = Results::default();
+        let mut dialogues = Vec::new();
+        for &(index, attempt) in &job.requests {
+            if self.attempts.get(&index) != Some(&attempt) {
+                continue;
+            }
+            match answers.get(&lines::custom_id(job.stage, index, attempt)) {
+                None => r.unfinished += 1,
+                Some(Answer::Unfinished { message }) => {
+                    r.last_error = Some(message.clone());
+                    r.unfinished += 1;
+                }
+                Some(Answer::Refused { message, usage }) => {
+                    r.answered += 1;
+                    r.outcomes.push(Outcome::Billed(*usage));
+                    let message = format!("{} call: {message}", job.stage.name());
+                    r.outcomes
+                        .push(rejected(index, attempt, "api_error", message, true));
+                    if job.stage == BatchStage::Dialogue {
+                        r.scenarios.push((index, None));
+                    }
+                }
+                Some(Answer::Completed {
+                    content,
+                    truncated,
+                    usage,
+                }) => {
+                    r.answered += 1;
+                    r.outcomes.push(Outcome::Billed(*usage));
+                    match job.stage {
+                        BatchStage::Scenario if content.trim().is_empty() => {
+                            let message = "the scenario call returned no text".to_string();
+                            r.outcomes.push(rejected(
+                                index,
+                                attempt,
+                                "empty_scenario",
+                                message,
+                                true,
+                            ));
+                        }
+                        BatchStage::Scenario => r.scenarios.push((
+                            index,
+                            Some(StoredScenario {
+                                attempt,
+                                text: content.trim().to_string(),
+                                usage: *usage,
+                            }),
+                        )),
+                        BatchStage::Dialogue => {
+                            r.scenarios.push((index, None));
+                            dialogues.push(DialogueAnswer {
+                                index,
+                                attempt,
+                                content: content.clone(),
+                                truncated: *truncated,
+                                usage: *usage,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        (r, dialogues)
+    }
+
     /// Commits a finished batch's results in one transaction with the job's "collected"
     /// mark; requests it left unanswered go back to the pool.
     async fn collect(&mut self, at: usize, mut job: BatchJob, batch: BatchObject) -> Result<()> {
@@ -578,81 +652,23 @@ impl Driver {
         if unreadable > 0 {
             tracing::warn!("batch #{}: {unreadable} result lines could not be read; their requests are sent again", job.id);
         }
-        let mut outcomes = Vec::new();
-        let mut scenarios: Vec<(u64, Option<StoredScenario>)> = Vec::new();
-        let mut answered = 0usize;
-        let mut unfinished = 0usize;
-        let mut last_error = None;
-        for &(index, attempt) in &job.requests {
-            // A stale request (its item moved on since): never applied twice.
-            if self.attempts.get(&index) != Some(&attempt) {
-                continue;
-            }
-            let id = lines::custom_id(job.stage, index, attempt);
-            match answers.get(&id) {
-                None | Some(Answer::Unfinished { .. }) => {
-                    if let Some(Answer::Unfinished { message }) = answers.get(&id) {
-                        last_error = Some(message.clone());
-                    }
-                    unfinished += 1;
-                }
-                Some(Answer::Refused { message, usage }) => {
-                    answered += 1;
-                    outcomes.push(Outcome::Billed(*usage));
-                    let call = job.stage.name();
-                    outcomes.push(Outcome::Rejected(Rejection {
-                        item: index,
-                        attempt,
-                        kind: "api_error".into(),
-                        message: format!("{call} call: {message}"),
-                        failure: true,
-                    }));
-                    if job.stage == BatchStage::Dialogue {
-                        scenarios.push((index, None));
-                    }
-                }
-                Some(Answer::Completed {
-                    content,
-                    truncated,
-                    usage,
-                }) => {
-                    answered += 1;
-                    outcomes.push(Outcome::Billed(*usage));
-                    let outcome = match job.stage {
-                        BatchStage::Scenario => {
-                            let text = content.trim();
-                            if text.is_empty() {
-                                Some(rejected(
-                                    index,
-                                    attempt,
-                                    "empty_scenario",
-                                    "the scenario call returned no text".into(),
-                                    true,
-                                ))
-                            } else {
-                                scenarios.push((
-                                    index,
-                                    Some(StoredScenario {
-                                        attempt,
-                                        text: text.to_string(),
-                                        usage: *usage,
-                                    }),
-                                ));
-                                None
-                            }
-                        }
-                        BatchStage::Dialogue => {
-                            scenarios.push((index, None));
-                            Some(
-                                self.dialogue(index, attempt, content, *truncated, *usage)
-                                    .await?,
-                            )
-                        }
-                    };
-                    outcomes.extend(outcome);
-                }
-            }
+        let (mut results, dialogues) = self.sort_answers(&job, &answers);
+        // Embedded side by side (the embedder batches what waits), committed in request order.
+        let evaluated: Vec<Result<Outcome>> = futures::stream::iter(dialogues.iter())
+            .map(|d| self.dialogue(d))
+            .buffered(64)
+            .collect()
+            .await;
+        for outcome in evaluated {
+            results.outcomes.push(outcome?);
         }
+        let Results {
+            outcomes,
+            scenarios,
+            answered,
+            unfinished,
+            mut last_error,
+        } = results;
         let (mut write, acks, spent) = self.writer.build(outcomes);
         job.collected = true;
         job.status.clone_from(&batch.status);
@@ -773,14 +789,14 @@ impl Driver {
     }
 
     /// A dialogue answer through the online run's checks and the embedder.
-    async fn dialogue(
-        &self,
-        index: u64,
-        attempt: u32,
-        content: &str,
-        truncated: bool,
-        usage: crate::llm::Usage,
-    ) -> Result<Outcome> {
+    async fn dialogue(&self, answer: &DialogueAnswer) -> Result<Outcome> {
+        let &DialogueAnswer {
+            index,
+            attempt,
+            ref content,
+            truncated,
+            usage,
+        } = answer;
         let ctx = &self.ctx;
         let item = self.store.item(index)?;
         let scenario = self
@@ -814,6 +830,26 @@ impl Driver {
         .map_err(|e| anyhow::anyhow!(Halt(e)))?;
         Ok(Outcome::Candidate(candidate))
     }
+}
+
+/// A batch's answers sorted, before the commit.
+#[derive(Default)]
+struct Results {
+    outcomes: Vec<Outcome>,
+    /// Scenarios to store (`Some`) or drop (`None`), by item.
+    scenarios: Vec<(u64, Option<StoredScenario>)>,
+    answered: usize,
+    unfinished: usize,
+    last_error: Option<String>,
+}
+
+/// A dialogue request's answer, to check and embed.
+struct DialogueAnswer {
+    index: u64,
+    attempt: u32,
+    content: String,
+    truncated: bool,
+    usage: crate::llm::Usage,
 }
 
 fn rejected(item: u64, attempt: u32, kind: &str, message: String, failure: bool) -> Outcome {
