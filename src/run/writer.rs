@@ -14,10 +14,14 @@ use tokio::sync::mpsc;
 use crate::cost::{self, Price};
 use crate::dedup::DedupIndex;
 use crate::judge::pass::count_judge;
-use crate::llm::{Limiter, Usage};
+use crate::llm::{Pool, Usage};
 use crate::store::{Accepted, Batch, ItemState, State, Store};
 
 use super::attempt::{Candidate, Outcome, Rejection};
+
+/// Counters of each endpoint: `endpoint/NAME/calls`, `…/errors`, `…/latency_ms`,
+/// `…/prompt_tokens`, `…/completion_tokens`, `…/outs` (see `dgen status`).
+pub const ENDPOINT_PREFIX: &str = "endpoint/";
 
 /// Outcomes committed in one transaction at most.
 const BATCH: usize = 64;
@@ -69,8 +73,9 @@ pub struct Writer {
     pub judge_price: Option<Price>,
     /// Nano-dollars committed as spent, for `--max_cost`; raised after each commit.
     pub spent: Arc<AtomicU64>,
-    /// The endpoint's limiter, whose in-flight samples and 429 count each commit takes along.
-    pub limiter: Arc<Limiter>,
+    /// The endpoints, whose in-flight samples, 429 count and per-endpoint counters each commit
+    /// takes along.
+    pub pool: Arc<Pool>,
 }
 
 impl Writer {
@@ -164,9 +169,18 @@ impl Writer {
             }
         }
         batch.count(cost::SPENT_NANO_USD, spent);
-        let (samples, overloaded) = self.limiter.drain();
+        let (samples, overloaded) = self.pool.drain();
         batch.in_flight = samples;
         batch.count("calls_overloaded", overloaded);
+        // One endpoint's counters would repeat the run's: kept for runs over several.
+        let several = self.pool.len() > 1;
+        for (name, stats) in self.pool.drain_stats().into_iter().filter(|_| several) {
+            for (what, n) in stats.counters() {
+                if n > 0 {
+                    batch.count(format!("{ENDPOINT_PREFIX}{name}/{what}"), n);
+                }
+            }
+        }
         let now = Instant::now();
         batch.count(
             "run/elapsed_ms",
