@@ -25,6 +25,17 @@ fn run(env: &Env, extra: &[&str]) -> assert_cmd::Command {
     cmd
 }
 
+/// Mock servers whose answers differ from each other's: each composes from its own call
+/// counter, so two starting at the same count would answer alike and their dialogues would be
+/// rejected as duplicates.
+fn mocks<const N: usize>() -> [MockServer; N] {
+    std::array::from_fn(|i| {
+        let m = MockServer::start();
+        m.state.lock().unwrap().counter = i as u64 * 1_000_000;
+        m
+    })
+}
+
 /// The name `dgen status` gives an endpoint without a `name`: host, port and path.
 fn name_of(mock: &MockServer) -> String {
     mock.url.trim_start_matches("http://").to_string()
@@ -61,9 +72,7 @@ fn models_of_export(env: &Env, n: usize) -> BTreeMap<String, usize> {
 #[test]
 fn a_run_survives_an_endpoint_killed_and_restarted_and_one_refusing_its_key() {
     let env = Env::new();
-    let a = MockServer::start();
-    let mut b = MockServer::start();
-    let c = MockServer::start();
+    let [a, mut b, c] = mocks();
     for m in [&a, &b, &c] {
         m.set_latency(Duration::from_millis(30));
     }
@@ -97,7 +106,7 @@ fn a_run_survives_an_endpoint_killed_and_restarted_and_one_refusing_its_key() {
             "--retry_base_ms",
             "20",
         ])
-        .args(["--concurrency", "12", "-v"])
+        .args(["--concurrency", "12", "--max_attempts", "10", "-v"])
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
@@ -115,7 +124,18 @@ fn a_run_survives_an_endpoint_killed_and_restarted_and_one_refusing_its_key() {
     let stderr = std::fs::read_to_string(env.path("stderr.txt")).unwrap();
     assert!(status.success(), "{stderr}");
 
-    assert_eq!(env.state_count("done"), n);
+    let run = env.status_json()["run"].clone();
+    let failed_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("api_error"))
+        .take(40)
+        .collect();
+    assert_eq!(
+        env.state_count("done"),
+        n,
+        "{run}\n{}",
+        failed_lines.join("\n")
+    );
     let models = models_of_export(&env, n as usize);
     assert!(!models.contains_key("model-c"), "{models:?}");
     assert!(models["model-a"] > 0 && models["model-b"] > 0, "{models:?}");
@@ -188,11 +208,7 @@ fn a_run_survives_an_endpoint_killed_and_restarted_and_one_refusing_its_key() {
 #[test]
 fn each_endpoint_serves_a_share_in_line_with_its_capacity() {
     let env = Env::new();
-    let mocks = [
-        MockServer::start(),
-        MockServer::start(),
-        MockServer::start(),
-    ];
+    let mocks: [MockServer; 3] = mocks();
     let capacity = [1usize, 2, 5];
     let mut file = String::new();
     for (i, (m, cap)) in mocks.iter().zip(capacity).enumerate() {
@@ -204,7 +220,14 @@ fn each_endpoint_serves_a_share_in_line_with_its_capacity() {
     env.plan_for_run(n);
     run(
         &env,
-        &["--endpoints", "endpoints.toml", "--concurrency", "16"],
+        &[
+            "--endpoints",
+            "endpoints.toml",
+            "--concurrency",
+            "16",
+            "--max_attempts",
+            "10",
+        ],
     )
     .assert()
     .success();
@@ -248,7 +271,7 @@ fn each_endpoint_serves_a_share_in_line_with_its_capacity() {
 #[test]
 fn repeated_endpoint_flags_share_one_run_and_the_judge_goes_to_the_first() {
     let env = Env::new();
-    let (a, b) = (MockServer::start(), MockServer::start());
+    let [a, b] = mocks();
     for m in [&a, &b] {
         m.set_latency(Duration::from_millis(20));
     }
@@ -262,6 +285,8 @@ fn repeated_endpoint_flags_share_one_run_and_the_judge_goes_to_the_first() {
             &b.url,
             "--concurrency",
             "8",
+            "--max_attempts",
+            "10",
             "--judge",
         ],
     )

@@ -122,7 +122,8 @@ struct Out {
 
 /// What the selection found.
 enum Pick {
-    Go(usize, Permit),
+    /// The endpoint, a permit of its limiter, and whether the try probes an endpoint taken out.
+    Go(usize, Permit, bool),
     /// Nothing free now: wait this long, or (`None`) until a request ends.
     Wait(Option<Duration>),
     /// Every endpoint is out; the error says why.
@@ -257,18 +258,19 @@ impl Pool {
             Err(error) => return fail(error, usage),
         };
         loop {
-            let (index, permit) = match self.acquire(pacing.estimate, pacing.max_tokens).await {
-                Ok(got) => got,
-                Err(error @ CallError::Fatal { .. }) => return fail(error, usage),
-                Err(error) if retry < self.retry.max_retries => {
-                    let wait = self.retry.delay(retry, None);
-                    tracing::debug!("{error}; retry {} in {wait:?}", retry + 1);
-                    tokio::time::sleep(wait).await;
-                    retry += 1;
-                    continue;
-                }
-                Err(error) => return fail(error, usage),
-            };
+            let (index, permit, probe) =
+                match self.acquire(pacing.estimate, pacing.max_tokens).await {
+                    Ok(got) => got,
+                    Err(error @ CallError::Fatal { .. }) => return fail(error, usage),
+                    Err(error) if retry < self.retry.max_retries => {
+                        let wait = self.retry.delay(retry, None);
+                        tracing::debug!("{error}; retry {} in {wait:?}", retry + 1);
+                        tokio::time::sleep(wait).await;
+                        retry += 1;
+                        continue;
+                    }
+                    Err(error) => return fail(error, usage),
+                };
             let member = &self.members[index];
             let mut sent = request.clone();
             sent.chat.model.clone_from(&member.model);
@@ -293,14 +295,17 @@ impl Pool {
             usage += billed;
             // Whether this endpoint was taken out: then the next try goes elsewhere at once.
             let taken_out = match &error {
-                CallError::Rejected { .. } => return fail(error, usage),
-                CallError::Fatal { .. } if single => return fail(error, usage),
-                CallError::Fatal { .. } => {
-                    self.take_out(member, error.to_string(), true);
-                    true
+                CallError::Rejected { .. } => {
+                    if probe {
+                        // It answered: the refusal concerns this request, not the endpoint.
+                        self.succeeded(member);
+                    }
+                    return fail(error, usage);
                 }
+                CallError::Fatal { .. } if single => return fail(error, usage),
+                CallError::Fatal { .. } => self.take_out(member, error.to_string(), true, probe),
                 CallError::Retryable { .. } if single => false,
-                CallError::Retryable { status, .. } => self.failed(member, *status, &error),
+                CallError::Retryable { status, .. } => self.failed(member, *status, &error, probe),
             };
             if taken_out && failovers < 2 * self.members.len() {
                 failovers += 1;
@@ -329,13 +334,13 @@ impl Pool {
     }
 
     /// Waits for room on some endpoint; an error when every endpoint is out.
-    async fn acquire(&self, tokens: u64, class: u32) -> Result<(usize, Permit), CallError> {
+    async fn acquire(&self, tokens: u64, class: u32) -> Result<(usize, Permit, bool), CallError> {
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             match self.pick(tokens, class) {
-                Pick::Go(index, permit) => return Ok((index, permit)),
+                Pick::Go(index, permit, probe) => return Ok((index, permit, probe)),
                 Pick::NoneLeft(error) => return Err(error),
                 Pick::Wait(Some(wait)) => {
                     tokio::select! {
@@ -394,7 +399,7 @@ impl Pool {
                         }
                         tracing::debug!("probing endpoint {}", m.name);
                     }
-                    return Pick::Go(i, permit);
+                    return Pick::Go(i, permit, probe);
                 }
                 Err(Some(wait)) => sooner(wait),
                 Err(None) => {}
@@ -453,25 +458,32 @@ impl Pool {
         }
     }
 
-    /// A failed try that may say the endpoint is down; true when it was taken out.
-    fn failed(&self, m: &Member, status: Option<u16>, error: &CallError) -> bool {
+    /// A failed try that may say the endpoint is down; true when it is out now.
+    fn failed(&self, m: &Member, status: Option<u16>, error: &CallError, probe: bool) -> bool {
         // Rate limits and conflicts are the limiter's business, not signs of a broken endpoint.
         if matches!(status, Some(408 | 409 | 425 | 429)) {
+            if probe {
+                // It answers: back in, and its limiter paces it.
+                self.succeeded(m);
+            }
             return false;
         }
         let mut health = lock(&m.health);
-        let probe_failed = health.out.as_ref().is_some_and(|o| o.probing);
         health.failures += 1;
-        if !probe_failed && health.failures < STORM {
+        if !probe && health.out.is_none() && health.failures < STORM {
             return false;
         }
         drop(health);
-        self.take_out(m, error.to_string(), false);
-        true
+        self.take_out(m, error.to_string(), false, probe)
     }
 
-    fn take_out(&self, m: &Member, reason: String, fatal: bool) {
+    /// Takes the endpoint out until its next probe; a failed probe doubles the wait. A try
+    /// sent before it was taken out changes nothing. True: it is out.
+    fn take_out(&self, m: &Member, reason: String, fatal: bool, probe: bool) -> bool {
         let mut health = lock(&m.health);
+        if health.out.is_some() && !probe {
+            return true;
+        }
         let wait = health.backoff;
         health.backoff = (wait * 2).min(self.retry.cap.max(PROBE_MIN));
         health.failures = 0;
@@ -492,6 +504,7 @@ impl Pool {
         stats.1.outs += 1;
         drop(stats);
         self.wake.notify_waiters();
+        true
     }
 }
 
@@ -512,5 +525,105 @@ impl Member {
         let mut stats = lock(&self.stats);
         stats.0.add(&delta);
         stats.1.add(&delta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Limits;
+
+    fn pool(members: &[(usize, f64)]) -> Pool {
+        let endpoints: Vec<PoolEndpoint> = members
+            .iter()
+            .enumerate()
+            .map(|(i, &(ceiling, weight))| PoolEndpoint {
+                name: format!("e{i}"),
+                model: format!("m{i}"),
+                weight,
+                endpoint: Endpoint {
+                    base_url: format!("http://127.0.0.1:9/{i}"),
+                    api_key: None,
+                    timeout: Duration::from_secs(1),
+                    retry: retry(),
+                    limits: Limits::ceiling(ceiling),
+                },
+            })
+            .collect();
+        Pool::new(&endpoints, retry()).unwrap()
+    }
+
+    fn retry() -> RetryPolicy {
+        RetryPolicy {
+            max_retries: 1,
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(60),
+        }
+    }
+
+    /// Picks until nothing is free; the endpoints chosen, permits kept.
+    fn fill(p: &Pool) -> (Vec<usize>, Vec<Permit>) {
+        let (mut order, mut permits) = (Vec::new(), Vec::new());
+        while let Pick::Go(i, permit, _) = p.pick(10, 1) {
+            order.push(i);
+            permits.push(permit);
+        }
+        (order, permits)
+    }
+
+    #[test]
+    fn the_most_free_weighted_room_wins() {
+        // Limits start at 4 (or the ceiling): 2 and 4 free.
+        let p = pool(&[(2, 1.0), (6, 1.0)]);
+        let (order, _permits) = fill(&p);
+        assert_eq!(order, [1, 1, 0, 1, 0, 1]);
+        assert!(matches!(p.pick(10, 1), Pick::Wait(None)));
+        // A weight of 3 makes 2 free places count for 6.
+        let p = pool(&[(2, 3.0), (6, 1.0)]);
+        assert_eq!(fill(&p).0[..2], [0, 1]);
+    }
+
+    #[test]
+    fn endpoints_taken_out_are_skipped_and_all_refused_is_fatal() {
+        let p = pool(&[(4, 1.0), (4, 1.0)]);
+        let refused = CallError::Fatal {
+            status: 401,
+            message: "HTTP 401: bad key".into(),
+        };
+        assert!(p.take_out(&p.members[1], refused.to_string(), true, false));
+        let (order, permits) = fill(&p);
+        assert_eq!(order, [0, 0, 0, 0]);
+        drop(permits);
+        // Connection failures count up to the storm; then it is out too.
+        let down = CallError::Retryable {
+            status: None,
+            message: "connection failed".into(),
+            retry_after: None,
+        };
+        for _ in 1..STORM {
+            assert!(!p.failed(&p.members[0], None, &down, false));
+        }
+        assert!(p.failed(&p.members[0], None, &down, false));
+        match p.pick(10, 1) {
+            Pick::NoneLeft(CallError::Retryable { message, .. }) => {
+                assert!(message.contains("e0: connection failed"), "{message}");
+                assert!(message.contains("e1: HTTP 401: bad key"), "{message}");
+            }
+            _ => panic!("expected no endpoint left"),
+        }
+        // Refusing the key everywhere is fatal; a 429 is never a sign of a broken endpoint.
+        let p = pool(&[(4, 1.0), (4, 1.0)]);
+        for m in &p.members {
+            p.take_out(m, refused.to_string(), true, false);
+        }
+        assert!(matches!(
+            p.pick(10, 1),
+            Pick::NoneLeft(CallError::Fatal { .. })
+        ));
+        let p = pool(&[(4, 1.0)]);
+        for _ in 0..10 {
+            assert!(!p.failed(&p.members[0], Some(429), &down, false));
+        }
+        assert!(matches!(p.pick(10, 1), Pick::Go(0, _, false)));
     }
 }

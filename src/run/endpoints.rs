@@ -22,8 +22,10 @@ use anyhow::{bail, Context, Result};
 
 use super::credentials;
 use crate::cli::RunArgs;
-use crate::llm::Secret;
+use crate::llm::{Endpoint, Limits, PoolEndpoint, Secret};
 
+/// `--base_url`'s default, which `--endpoint`/`--endpoints` replace without a word.
+const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// The most requests in flight one endpoint may be given (as `--concurrency`).
 const MAX_CONCURRENCY: i64 = crate::cli::MAX_PARALLEL as i64;
 /// The highest weight: beyond it a weight only says "always this one", which 1e6 says too.
@@ -73,6 +75,14 @@ pub fn resolve(args: &RunArgs, model: &str) -> Result<Vec<EndpointSpec>> {
             "OPENAI_API_KEY (or OPENAI_KEY), or put OPENAI_KEY=... in ./.env.local".to_string(),
         )
     };
+    let given = args.endpoints.is_some() || !args.endpoint.is_empty();
+    let from_env = std::env::var("OPENAI_BASE_URL").is_ok_and(|v| v == args.base_url);
+    if given && args.base_url != DEFAULT_BASE_URL && !from_env {
+        tracing::warn!(
+            "--base_url {} is not called: --endpoint/--endpoints name this run's endpoints (add it as one of them)",
+            args.base_url
+        );
+    }
     let specs = if let Some(file) = &args.endpoints {
         from_file(file, model)?
     } else {
@@ -98,6 +108,31 @@ pub fn resolve(args: &RunArgs, model: &str) -> Result<Vec<EndpointSpec>> {
             .collect::<Result<Vec<_>>>()?
     };
     Ok(unique_names(specs))
+}
+
+/// What the pool calls: each endpoint with the run's timeout, retries and per-minute limits,
+/// and its own ceiling (its `max_concurrency`, else `ceiling`).
+pub fn pool_endpoints(specs: &[EndpointSpec], args: &RunArgs, ceiling: usize) -> Vec<PoolEndpoint> {
+    specs
+        .iter()
+        .map(|spec| PoolEndpoint {
+            name: spec.name.clone(),
+            model: spec.model.clone(),
+            weight: spec.weight,
+            endpoint: Endpoint {
+                api_key: spec.key.clone(),
+                timeout: args.calls.request_timeout,
+                retry: args.calls.retry_policy(),
+                limits: Limits {
+                    ceiling: spec.max_concurrency.unwrap_or(ceiling),
+                    rpm: args.rpm,
+                    tpm: args.tpm,
+                    latency_backoff: args.latency_backoff.applies_to(&spec.url),
+                },
+                base_url: spec.url.clone(),
+            },
+        })
+        .collect()
 }
 
 /// The label the store records as the run's model: the endpoints' model, or their distinct

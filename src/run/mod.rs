@@ -36,7 +36,7 @@ use crate::cli::RunArgs;
 use crate::cost::{self, Price, PriceTable, Pricing};
 use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
-use crate::llm::{Endpoint, Limits, LlmClient, Pool, PoolEndpoint};
+use crate::llm::{LlmClient, Pool, PoolEndpoint};
 use crate::prompt::{self, RequestSettings, Schema, Structured};
 use crate::quality::{Check, QualityConfig};
 use crate::store::{Batch, Meta, RunEndpoint, RunSettings, State, Store};
@@ -137,26 +137,7 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
     } else {
         16
     });
-    let endpoints: Vec<PoolEndpoint> = specs
-        .iter()
-        .map(|spec| PoolEndpoint {
-            name: spec.name.clone(),
-            model: spec.model.clone(),
-            weight: spec.weight,
-            endpoint: Endpoint {
-                api_key: spec.key.clone(),
-                timeout: args.calls.request_timeout,
-                retry: args.calls.retry_policy(),
-                limits: Limits {
-                    ceiling: spec.max_concurrency.unwrap_or(ceiling),
-                    rpm: args.rpm,
-                    tpm: args.tpm,
-                    latency_backoff: args.latency_backoff.applies_to(&spec.url),
-                },
-                base_url: spec.url.clone(),
-            },
-        })
-        .collect();
+    let endpoints = endpoints::pool_endpoints(&specs, &args, ceiling);
     // Attempts in flight: --concurrency, else room for every endpoint to be full.
     let concurrency = args.concurrency.unwrap_or_else(|| {
         endpoints
