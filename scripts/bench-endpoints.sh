@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Benchmark one run over three endpoints against one: three mock servers that queue like a
-# GPU node (dgen-mock-llm --capacity 4 --service-ms 200: four calls served at once, 200 ms
-# each), N dialogues (default 150) on one of them, then N on all three (--endpoint x3), both
+# GPU node (dgen-mock-llm --capacity $CAPACITY --service-ms $SERVICE_MS, default 2 calls served
+# at once, 1 s each: slow enough that the endpoints, not embedding on this machine's CPUs, set
+# the pace), N dialogues (default 60) on one of them, then N on all three (--endpoint x3), both
 # with --concurrency 32 and real embeddings. Reports dialogues/s of each and the calls each
 # endpoint served.
-# Usage: scripts/bench-endpoints.sh [N]
+# Usage: [CAPACITY=C] [SERVICE_MS=MS] scripts/bench-endpoints.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N="${1:-150}"
+N="${1:-60}"
+CAPACITY="${CAPACITY:-2}"
+SERVICE_MS="${SERVICE_MS:-1000}"
 scripts/fetch-assets.sh >/dev/null
 cargo build --release --locked --quiet --bin dgen --bin dgen-mock-llm
 BIN="$PWD/target/release/dgen"
@@ -17,7 +20,8 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$WORK
 trap cleanup EXIT
 URLS=()
 for i in 1 2 3; do
-  target/release/dgen-mock-llm --capacity 4 --service-ms 200 > "$WORK/url$i" &
+  target/release/dgen-mock-llm --capacity "$CAPACITY" --service-ms "$SERVICE_MS" \
+    --first-call "${i}000000" > "$WORK/url$i" &
   PIDS+=($!)
   for _ in $(seq 50); do [[ -s "$WORK/url$i" ]] && break; sleep 0.1; done
   URLS+=("$(cat "$WORK/url$i")")

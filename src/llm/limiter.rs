@@ -306,14 +306,14 @@ impl Limiter {
         self.lock().in_flight
     }
 
-    /// Room for more requests now: the limit less the requests in flight (0 or less when
-    /// full); while the server asked for a pause, how long it still lasts.
-    pub fn free(&self) -> Result<f64, Duration> {
+    /// The requests in flight and the limit (at least 1); while the server asked for a pause,
+    /// how long it still lasts.
+    pub fn load(&self) -> Result<(usize, f64), Duration> {
         let s = self.lock();
         let now = Instant::now();
         match s.hold_until {
             Some(until) if until > now => Err(until - now),
-            _ => Ok(s.limit.floor().max(1.0) - s.in_flight as f64),
+            _ => Ok((s.in_flight, s.limit.floor().max(1.0))),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Several endpoints behind one call (`dgen run --endpoint URL …` or `--endpoints FILE`).
 //!
-//! Each try goes to the healthy endpoint with the most free room: its adaptive limit less its
-//! requests in flight, times its weight. Every endpoint has its own [`Limiter`] (its ceiling is
+//! Each try goes to the healthy endpoint with the most free room: the share of its adaptive
+//! limit not in flight, times its weight (so the load each carries follows its limit). Every endpoint has its own [`Limiter`] (its ceiling is
 //! the endpoint's max concurrency), key, retry state and breaker: one that stops answering
 //! (connection refused, timeouts or 5xx [`STORM`] tries in a row) or refuses the key or the
 //! model (401–405) is taken out and probed again after a backoff — one request at a time, until
@@ -357,7 +357,8 @@ impl Pool {
     /// a permit of its limiter.
     fn pick(&self, tokens: u64, class: u32) -> Pick {
         let now = Instant::now();
-        let mut candidates: Vec<(f64, usize, bool)> = Vec::new();
+        // (weighted free share, free places, endpoint, probe)
+        let mut candidates: Vec<(f64, f64, usize, bool)> = Vec::new();
         let mut soonest: Option<Duration> = None;
         let mut left = false;
         let mut sooner = |d: Duration| {
@@ -378,15 +379,29 @@ impl Pool {
                 Some(_) => true,
             };
             left = true;
-            match limiter.free() {
-                Ok(free) if free > 0.0 && probe => candidates.push((f64::INFINITY, i, true)),
-                Ok(free) if free > 0.0 => candidates.push((m.weight * free, i, false)),
+            match limiter.load() {
+                Ok((in_flight, limit)) if (in_flight as f64) < limit => {
+                    let free = limit - in_flight as f64;
+                    // The share of its limit still free, weighted: load follows each one's
+                    // limit. An absolute count would favour the endpoint whose limit grew
+                    // first, however slow its queue.
+                    let score = if probe {
+                        f64::INFINITY
+                    } else {
+                        m.weight * free / limit
+                    };
+                    candidates.push((score, free, i, probe));
+                }
                 Ok(_) => {}
                 Err(held) => sooner(held),
             }
         }
-        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (_, i, probe) in candidates {
+        candidates.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then(b.1.total_cmp(&a.1))
+                .then(a.2.cmp(&b.2))
+        });
+        for (_, _, i, probe) in candidates {
             let m = &self.members[i];
             match m.client.limiter().try_acquire(tokens, class) {
                 Ok(permit) => {
@@ -572,15 +587,16 @@ mod tests {
     }
 
     #[test]
-    fn the_most_free_weighted_room_wins() {
-        // Limits start at 4 (or the ceiling): 2 and 4 free.
+    fn the_largest_weighted_free_share_wins() {
+        // Limits start at 4 (or the ceiling): 2 and 4 free. Equal shares go to the endpoint
+        // with more free places.
         let p = pool(&[(2, 1.0), (6, 1.0)]);
         let (order, _permits) = fill(&p);
-        assert_eq!(order, [1, 1, 0, 1, 0, 1]);
+        assert_eq!(order, [1, 0, 1, 1, 0, 1]);
         assert!(matches!(p.pick(10, 1), Pick::Wait(None)));
-        // A weight of 3 makes 2 free places count for 6.
+        // A weight of 3 triples the first one's share.
         let p = pool(&[(2, 3.0), (6, 1.0)]);
-        assert_eq!(fill(&p).0[..2], [0, 1]);
+        assert_eq!(fill(&p).0[..3], [0, 0, 1]);
     }
 
     #[test]
