@@ -266,6 +266,22 @@ fn each_endpoint_serves_a_share_in_line_with_its_capacity() {
         assert!(e["completion_tokens"].as_u64().unwrap() > 0, "{e}");
         assert!(e["mean_latency_ms"].as_u64().is_some(), "{e}");
     }
+    // `dgen judge` afterwards goes to the first endpoint, with its model.
+    env.dgen()
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .arg("judge")
+        .assert()
+        .success();
+    let judged: Vec<_> = mocks[0]
+        .requests()
+        .into_iter()
+        .filter(|r| r.judge)
+        .collect();
+    assert_eq!(judged.len(), n as usize);
+    assert!(judged.iter().all(|r| r.body["model"] == "model-0"));
+    assert_eq!(mocks[1].judge_calls() + mocks[2].judge_calls(), 0);
 }
 
 #[test]

@@ -149,6 +149,7 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
     store.set_run_endpoint(&RunEndpoint {
         base_url: local_model.is_none().then(|| specs[0].url.clone()),
         local_model: local_model.clone(),
+        model: (specs.len() > 1).then(|| specs[0].model.clone()),
     })?;
     let total = work.total;
     let launch = Launch {
