@@ -272,11 +272,15 @@ impl Pool {
                     Err(error) => return fail(error, usage),
                 };
             let member = &self.members[index];
-            let mut sent = request.clone();
-            sent.chat.model.clone_from(&member.model);
-            let body = match Encoded::new(&sent) {
-                Ok(e) => e.body,
-                Err(error) => return fail(error, usage),
+            let body = if request.chat.model == member.model {
+                pacing.body.clone()
+            } else {
+                let mut sent = request.clone();
+                sent.chat.model.clone_from(&member.model);
+                match Encoded::new(&sent) {
+                    Ok(e) => e.body,
+                    Err(error) => return fail(error, usage),
+                }
             };
             let started = Instant::now();
             let result = member.client.send_with(body, permit).await;
