@@ -149,6 +149,54 @@ pub struct RunReport {
     pub elapsed_seconds: f64,
     pub dialogues_per_second: Option<f64>,
     pub eta_seconds: Option<f64>,
+    /// What each endpoint did, by name (runs over several endpoints; empty before any).
+    pub endpoints: BTreeMap<String, EndpointReport>,
+}
+
+/// One endpoint's counters over every run of the store.
+#[derive(Debug, Default, Serialize)]
+pub struct EndpointReport {
+    /// Tries sent to it, answered or not.
+    pub calls: u64,
+    /// Tries that failed (no answer, an error status, an unusable body).
+    pub errors: u64,
+    /// Mean time of the answered tries, in milliseconds.
+    pub mean_latency_ms: Option<u64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Times it was taken out of a run (and probed again later).
+    pub taken_out: u64,
+}
+
+/// The `endpoint/NAME/...` counters, by endpoint.
+fn endpoint_reports(counters: &BTreeMap<String, u64>) -> BTreeMap<String, EndpointReport> {
+    let mut latency: BTreeMap<String, u64> = BTreeMap::new();
+    let mut out: BTreeMap<String, EndpointReport> = BTreeMap::new();
+    for (key, &n) in counters {
+        let Some((name, what)) = key
+            .strip_prefix(crate::run::ENDPOINT_PREFIX)
+            .and_then(|rest| rest.rsplit_once('/'))
+        else {
+            continue;
+        };
+        let e = out.entry(name.to_string()).or_default();
+        match what {
+            "calls" => e.calls = n,
+            "errors" => e.errors = n,
+            "prompt_tokens" => e.prompt_tokens = n,
+            "completion_tokens" => e.completion_tokens = n,
+            "outs" => e.taken_out = n,
+            "latency_ms" => {
+                latency.insert(name.to_string(), n);
+            }
+            _ => {}
+        }
+    }
+    for (name, e) in &mut out {
+        let answered = e.calls.saturating_sub(e.errors);
+        e.mean_latency_ms = latency.get(name).and_then(|ms| ms.checked_div(answered));
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]
@@ -230,6 +278,7 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
         elapsed_seconds: elapsed,
         dialogues_per_second: rate,
         eta_seconds: rate.map(|r| remaining as f64 / r),
+        endpoints: endpoint_reports(&counters),
     })
 }
 
@@ -584,6 +633,22 @@ fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
             Some(eta) if eta > 0.0 => writeln!(out, ", ETA {eta:.0} s")?,
             _ => writeln!(out)?,
         }
+    }
+    for (name, e) in &r.endpoints {
+        writeln!(
+            out,
+            "endpoint:    {name}: {} calls, {} errors, mean latency {}, {} prompt + {} completion tokens{}",
+            e.calls,
+            e.errors,
+            e.mean_latency_ms
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms} ms")),
+            e.prompt_tokens,
+            e.completion_tokens,
+            match e.taken_out {
+                0 => String::new(),
+                n => format!(", taken out {n} times"),
+            }
+        )?;
     }
     for (title, map) in [
         ("rejections", &r.rejections),

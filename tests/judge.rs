@@ -452,6 +452,7 @@ fn the_key_goes_to_a_url_from_the_store_only_when_it_is_loopback() {
         .set_run_endpoint(&dgen::store::RunEndpoint {
             base_url: Some(evil.into()),
             local_model: None,
+            model: None,
         })
         .unwrap();
     judge(&env, &[])

@@ -3,8 +3,9 @@
 //! stand-in `--llama_server` (it accepts llama-server's flags and serves `/health`).
 //!
 //! `dgen-mock-llm [--port N] [--latency-ms MS] [--turns N] [--rpm N] [--tpm N] [--window-s S]
-//! [--no-ratelimit-headers] [--capacity C --service-ms MS]` prints its base URL and serves until
-//! killed. `--rpm` / `--tpm` enforce limits with 429s over a sliding window of `--window-s`
+//! [--no-ratelimit-headers] [--capacity C --service-ms MS] [--first-call N]` prints its base URL
+//! and serves until killed. Answers are composed from a call counter; `--first-call` sets where
+//! it starts, so several mocks serving one run do not answer alike. `--rpm` / `--tpm` enforce limits with 429s over a sliding window of `--window-s`
 //! seconds (default 60; the limits are per minute, scaled to the window); `--capacity` makes it
 //! queue like llama.cpp or vLLM: C calls served at once, each for `--service-ms`, the rest wait.
 //! `GET /stats` says how many calls it answered, refused with 429 and held open at once. It also
@@ -27,6 +28,7 @@ fn main() {
     let server = mock::MockServer::start_on(value("--port").unwrap_or(0) as u16);
     server.set_latency(Duration::from_millis(value("--latency-ms").unwrap_or(0)));
     server.state.lock().unwrap().turns = value("--turns").map(|t| t as usize);
+    server.state.lock().unwrap().counter = value("--first-call").unwrap_or(0);
     let (rpm, tpm) = (value("--rpm"), value("--tpm"));
     if rpm.is_some() || tpm.is_some() {
         let window = value("--window-s").unwrap_or(60).max(1);

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use values::{real, seconds, whole, MAX_PARALLEL, MAX_RPM, MAX_TPM};
+pub use values::MAX_PARALLEL;
+use values::{real, seconds, whole, MAX_RPM, MAX_TPM};
 
 use crate::dataset::{DEFAULT_DATASET_NAME, DEFAULT_PERSONA_PATH};
 
@@ -187,6 +188,18 @@ pub struct RunArgs {
     /// Model name sent with every request [default: from the catalog, gpt-4o-mini].
     #[arg(long)]
     pub model: Option<String>,
+
+    /// An OpenAI-compatible endpoint, instead of --base_url; repeat it to spread the run over
+    /// several (each request goes to the one with the most free room; one that fails is taken
+    /// out and probed again later). All use --model and the run's API key; --endpoints FILE
+    /// sets each one's model, key variable, weight and max concurrency.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["endpoints", "local", "local_model"])]
+    pub endpoint: Vec<String>,
+
+    /// A TOML file of [[endpoint]] tables (url, model, key_env, weight, max_concurrency, name)
+    /// for one run over several endpoints; see the README.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["local", "local_model"])]
+    pub endpoints: Option<PathBuf>,
 
     /// Most requests in flight at once: the ceiling of the adaptive limit, which grows after
     /// successes and shrinks on 429s and on rising latency [default: 16; with a local model,

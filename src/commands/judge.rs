@@ -26,9 +26,14 @@ pub fn run(store_path: &Path, args: JudgeArgs) -> Result<ExitCode> {
         ),
         Err(e) => return Err(e),
     };
+    let endpoint = store.run_endpoint()?;
     let defaults = RunDefaults {
-        model: store.run_settings()?.map(|r| r.model),
-        endpoint: store.run_endpoint()?,
+        // After a run over several endpoints, the model of the first, whose URL is recorded.
+        model: endpoint
+            .as_ref()
+            .and_then(|e| e.model.clone())
+            .or(store.run_settings()?.map(|r| r.model)),
+        endpoint,
     };
     if store.dialogue_count()? == 0 {
         bail!(

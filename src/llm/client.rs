@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use std::sync::Arc;
 
-use super::limiter::{Feedback, Limiter, Limits, RateHeaders};
+use super::limiter::{Feedback, Limiter, Limits, Permit, RateHeaders};
 use super::retry::{retry_hint, RetryPolicy};
 use super::{CallError, CallFailure, ChatRequest, Completion, Secret, Usage};
 
@@ -44,7 +44,10 @@ impl LlmClient {
         &self.limiter
     }
 
-    fn with_limiter(endpoint: &Endpoint, limiter: Arc<Limiter>) -> anyhow::Result<LlmClient> {
+    pub(super) fn with_limiter(
+        endpoint: &Endpoint,
+        limiter: Arc<Limiter>,
+    ) -> anyhow::Result<LlmClient> {
         let http = reqwest::Client::builder()
             .timeout(endpoint.timeout)
             .connect_timeout(endpoint.timeout.min(Duration::from_secs(30)))
@@ -93,29 +96,21 @@ impl LlmClient {
 
     /// One try, within the limiter: it waits for a permit and reports what the server said.
     async fn try_once(&self, request: &ChatRequest) -> Result<Completion, (CallError, Usage)> {
-        let body = match serde_json::to_vec(request) {
-            Ok(b) => b,
-            Err(e) => {
-                let message = format!("the request could not be encoded: {e}");
-                return Err((
-                    CallError::Rejected {
-                        status: 0,
-                        code: None,
-                        message,
-                    },
-                    Usage::default(),
-                ));
-            }
-        };
-        #[allow(deprecated)]
-        let max_tokens = request
-            .chat
-            .max_completion_tokens
-            .or(request.chat.max_tokens)
-            .unwrap_or(0);
-        // About four bytes a token, plus every token the answer may take.
-        let estimate = body.len() as u64 / 4 + u64::from(max_tokens);
-        let permit = self.limiter.acquire(estimate, max_tokens).await;
+        let encoded = Encoded::new(request).map_err(|e| (e, Usage::default()))?;
+        let permit = self
+            .limiter
+            .acquire(encoded.estimate, encoded.max_tokens)
+            .await;
+        self.send_with(encoded.body, permit).await
+    }
+
+    /// One try with a permit of this client's limiter, which it hands back with what the
+    /// server said.
+    pub(super) async fn send_with(
+        &self,
+        body: Vec<u8>,
+        permit: Permit,
+    ) -> Result<Completion, (CallError, Usage)> {
         let (result, headers) = self.send(body).await;
         let feedback = match &result {
             Ok(c) => Feedback::Success {
@@ -173,7 +168,7 @@ impl LlmClient {
                     "request failed"
                 };
                 let message = scrub(format!("{kind}: {}", error_chain(&e)));
-                return Err((retryable(message, None), Usage::default()));
+                return Err((retryable(None, message, None), Usage::default()));
             }
         };
         let status = response.status();
@@ -184,7 +179,7 @@ impl LlmClient {
             Ok(b) => b,
             Err(e) => {
                 let message = scrub(format!("reading the response failed: {}", error_chain(&e)));
-                return Err((retryable(message, hint), Usage::default()));
+                return Err((retryable(None, message, hint), Usage::default()));
             }
         };
         let parsed: Option<Value> = serde_json::from_str(&body).ok();
@@ -205,7 +200,7 @@ impl LlmClient {
                 "the endpoint answered 200 with a body that is not JSON: {}",
                 body.chars().take(200).collect::<String>()
             ));
-            return Err((retryable(message, None), usage));
+            return Err((retryable(Some(200), message, None), usage));
         };
         // Lenient on purpose: OpenAI-compatible servers differ in the optional fields.
         let content = value["choices"][0]["message"]["content"]
@@ -217,6 +212,37 @@ impl LlmClient {
             content,
             usage,
             truncated,
+        })
+    }
+}
+
+/// A request as sent: its body, the tokens it may cost (for the limiter's pacing) and its
+/// `max_tokens` (the limiter's kind of call).
+pub(super) struct Encoded {
+    pub body: Vec<u8>,
+    pub estimate: u64,
+    pub max_tokens: u32,
+}
+
+impl Encoded {
+    pub fn new(request: &ChatRequest) -> Result<Encoded, CallError> {
+        let body = serde_json::to_vec(request).map_err(|e| CallError::Rejected {
+            status: 0,
+            code: None,
+            message: format!("the request could not be encoded: {e}"),
+        })?;
+        #[allow(deprecated)]
+        let max_tokens = request
+            .chat
+            .max_completion_tokens
+            .or(request.chat.max_tokens)
+            .unwrap_or(0);
+        // About four bytes a token, plus every token the answer may take.
+        let estimate = body.len() as u64 / 4 + u64::from(max_tokens);
+        Ok(Encoded {
+            body,
+            estimate,
+            max_tokens,
         })
     }
 }
@@ -262,8 +288,8 @@ fn classify(
     let message = scrub(message);
     let fatal_code = code.as_deref().is_some_and(|c| FATAL_CODES.contains(&c));
     match number {
-        408 | 409 | 425 | 429 => retryable(message, hint),
-        _ if status.is_server_error() => retryable(message, hint),
+        408 | 409 | 425 | 429 => retryable(Some(number), message, hint),
+        _ if status.is_server_error() => retryable(Some(number), message, hint),
         // About the key, the account or the endpoint; a redirect left unfollowed too.
         401..=405 => CallError::Fatal {
             status: number,
@@ -281,8 +307,9 @@ fn classify(
     }
 }
 
-fn retryable(message: String, retry_after: Option<Duration>) -> CallError {
+fn retryable(status: Option<u16>, message: String, retry_after: Option<Duration>) -> CallError {
     CallError::Retryable {
+        status,
         message,
         retry_after,
     }

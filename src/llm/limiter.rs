@@ -249,11 +249,18 @@ pub struct Limiter {
     ceiling: usize,
     latency_backoff: bool,
     state: Mutex<State>,
-    released: Notify,
+    /// Notified whenever a request ends; limiters of one pool of endpoints share it, so a
+    /// request waiting for any of them wakes when one has room.
+    released: Arc<Notify>,
 }
 
 impl Limiter {
     pub fn new(limits: Limits) -> Arc<Limiter> {
+        Limiter::waking(limits, Arc::new(Notify::new()))
+    }
+
+    /// A limiter that notifies `released` whenever one of its requests ends.
+    pub fn waking(limits: Limits, released: Arc<Notify>) -> Arc<Limiter> {
         let now = Instant::now();
         let ceiling = limits.ceiling.max(1);
         Arc::new(Limiter {
@@ -277,7 +284,7 @@ impl Limiter {
                 ticks: 0,
                 overloaded: 0,
             }),
-            released: Notify::new(),
+            released,
         })
     }
 
@@ -299,37 +306,52 @@ impl Limiter {
         self.lock().in_flight
     }
 
+    /// The requests in flight and the limit (at least 1); while the server asked for a pause,
+    /// how long it still lasts.
+    pub fn load(&self) -> Result<(usize, f64), Duration> {
+        let s = self.lock();
+        let now = Instant::now();
+        match s.hold_until {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok((s.in_flight, s.limit.floor().max(1.0))),
+        }
+    }
+
     /// Waits until a request of about `tokens` tokens, of kind `class`, may start.
     pub async fn acquire(self: &Arc<Self>, tokens: u64, class: u32) -> Permit {
         loop {
             let notified = self.released.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let wait = {
-                let mut s = self.lock();
-                let now = Instant::now();
-                s.typical_tokens = tokens;
-                match self.wait(&mut s, now, tokens) {
-                    Ok(()) => {
-                        s.in_flight += 1;
-                        s.peak = s.peak.max(s.in_flight);
-                        return Permit {
-                            limiter: self.clone(),
-                            epoch: s.epoch,
-                            started: now,
-                            tokens,
-                            class,
-                            done: false,
-                        };
-                    }
-                    Err(wait) => wait,
-                }
-            };
-            match wait {
-                Some(d) => tokio::time::sleep(d).await,
-                None => notified.await,
+            match self.try_acquire(tokens, class) {
+                Ok(permit) => return permit,
+                Err(Some(d)) => tokio::time::sleep(d).await,
+                Err(None) => notified.await,
             }
         }
+    }
+
+    /// A permit if a request may start now; else how long to wait (`None`: until a request
+    /// ends).
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        tokens: u64,
+        class: u32,
+    ) -> Result<Permit, Option<Duration>> {
+        let mut s = self.lock();
+        let now = Instant::now();
+        s.typical_tokens = tokens;
+        self.wait(&mut s, now, tokens)?;
+        s.in_flight += 1;
+        s.peak = s.peak.max(s.in_flight);
+        Ok(Permit {
+            limiter: self.clone(),
+            epoch: s.epoch,
+            started: now,
+            tokens,
+            class,
+            done: false,
+        })
     }
 
     /// `Ok` and the buckets debited when a request may start now; else how long to wait

@@ -10,12 +10,14 @@
 mod client;
 pub mod limiter;
 pub mod local_server;
+mod pool;
 mod retry;
 
 use std::time::Duration;
 
 pub use client::{usage_of, Endpoint, LlmClient};
 pub use limiter::{Limiter, Limits};
+pub use pool::{EndpointStats, Pool, PoolEndpoint, Served};
 pub use retry::RetryPolicy;
 
 /// One request: async-openai's chat request, plus llama.cpp's `grammar` extension when the
@@ -68,6 +70,9 @@ pub enum CallError {
     /// 429, 5xx, timeouts, connection errors, unreadable bodies: worth another try.
     #[error("{message}")]
     Retryable {
+        /// The HTTP status; `None` when the server did not answer (connection failed, timed
+        /// out, or the answer broke off).
+        status: Option<u16>,
         message: String,
         retry_after: Option<Duration>,
     },

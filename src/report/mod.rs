@@ -226,6 +226,7 @@ mod tests {
                 elapsed_seconds: 0.0,
                 dialogues_per_second: None,
                 eta_seconds: None,
+                endpoints: BTreeMap::new(),
             },
             distributions: Distributions::default(),
             metrics: Metrics {

@@ -14,7 +14,7 @@ use crate::dataset::Dialogue;
 use crate::dedup;
 use crate::embed::EmbedService;
 use crate::judge::{self, Judge, JudgeError, JudgeScore};
-use crate::llm::{ChatRequest, LlmClient, Usage};
+use crate::llm::{ChatRequest, Pool, Usage};
 use crate::parse;
 use crate::plan::{PlanConfig, WorkItem};
 use crate::prompt::{self, AttemptSpec, RequestSettings, Structured};
@@ -26,7 +26,8 @@ pub struct Ctx {
     pub settings: RequestSettings,
     pub catalog: Catalog,
     pub config: PlanConfig,
-    pub client: LlmClient,
+    /// The endpoints the calls go to (one, or several with `--endpoint`/`--endpoints`).
+    pub pool: Arc<Pool>,
     pub embedder: EmbedService,
     /// Personas the plan stored, sorted by index: looked up on attempt 0, re-drawn later.
     pub personas: Vec<(u32, String)>,
@@ -145,6 +146,8 @@ struct Attempt<'a> {
     attempt: u32,
     billing: &'a mpsc::Sender<Outcome>,
     usage: Usage,
+    /// The endpoint that answered the latest call: the dialogue's provenance names its model.
+    served_by: usize,
 }
 
 impl Attempt<'_> {
@@ -169,9 +172,9 @@ impl Attempt<'_> {
         what: &str,
         request: &ChatRequest,
     ) -> Result<(String, bool), TaskResult> {
-        let result = self.ctx.client.complete(request).await;
+        let result = self.ctx.pool.complete(request).await;
         let billed = match &result {
-            Ok(c) => c.usage,
+            Ok(s) => s.completion.usage,
             Err(f) => f.usage,
         };
         self.usage += billed;
@@ -180,7 +183,16 @@ impl Attempt<'_> {
             let _ = self.billing.send(Outcome::Billed(billed)).await;
         }
         match result {
-            Ok(c) => Ok((c.content, c.truncated)),
+            Ok(s) => {
+                self.served_by = s.endpoint;
+                Ok((s.completion.content, s.completion.truncated))
+            }
+            Err(f) if f.error.is_fatal() && self.ctx.pool.len() > 1 => Err(TaskResult::Fatal(
+                format!(
+                    "every endpoint is out of the run: {}. Check each endpoint's url, model and key (--endpoint, --endpoints)",
+                    f.error
+                ),
+            )),
             Err(f) if f.error.is_fatal() => Err(TaskResult::Fatal(format!(
                 "the endpoint refused the request: {}. Check --base_url, --model and the API key",
                 f.error
@@ -202,6 +214,7 @@ pub async fn attempt_item(
         attempt,
         billing: &billing,
         usage: Usage::default(),
+        served_by: 0,
     };
     match generate(&mut a).await {
         Ok(outcome) | Err(outcome) => outcome,
@@ -229,6 +242,7 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
     };
     let answered = Answered {
         spec,
+        served_by: a.served_by,
         usage: a.usage,
         turns,
         scenario,
@@ -312,6 +326,8 @@ pub fn checked_turns(
 /// What an attempt's calls produced and its checks passed: the parts of its record.
 pub struct Answered {
     pub spec: AttemptSpec,
+    /// The endpoint (of the pool) that wrote the dialogue: its model is the record's.
+    pub served_by: usize,
     /// Both calls' tokens.
     pub usage: Usage,
     pub turns: Vec<parse::ParsedTurn>,
@@ -404,6 +420,7 @@ fn dialogue_record(
 ) -> GeneratedDialogue {
     let Answered {
         spec,
+        served_by,
         usage,
         turns,
         scenario,
@@ -426,7 +443,7 @@ fn dialogue_record(
         persona: spec.persona.clone(),
         specific_time: item.specific_time_hhmm(),
         base_dialogue_id: item.base_dialogue_id.clone(),
-        model: ctx.settings.model.clone(),
+        model: ctx.pool.model(served_by).to_string(),
         temperature: spec.temperature,
         top_p: spec.top_p,
         frequency_penalty: spec.frequency_penalty,

@@ -239,7 +239,7 @@ pub async fn dispatch(
     budget: Option<CostBudget>,
 ) -> Result<Summary> {
     let store = writer.store.clone();
-    let ctx_limiter = ctx.client.limiter().clone();
+    let pool = ctx.pool.clone();
     let (to_writer, from_dispatch) = mpsc::channel::<Outcome>(concurrency * 4 + 8);
     let (ack_tx, mut acks) = mpsc::unbounded_channel();
     let writer_thread = spawn_writer(writer, from_dispatch, ack_tx)?;
@@ -257,7 +257,7 @@ pub async fn dispatch(
         stop: Stop::Finished,
         writer_gone: false,
         consecutive_failures: 0,
-        progress: Progress::new(total, done, ctx_limiter),
+        progress: Progress::new(total, done, pool),
         budget,
     };
     let mut signals = watch_signals();
@@ -280,7 +280,7 @@ pub async fn dispatch(
             _ = async { if let Some(at) = d.deadline { tokio::time::sleep_until(at).await } }, if d.deadline.is_some() => d.timed_out(),
             _ = ticker.tick() => d.progress.log_line(),
             _ = sampler.tick() => {
-                d.progress.limiter.sample();
+                d.progress.pool.sample();
                 d.progress.update();
             }
         }

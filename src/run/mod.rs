@@ -14,6 +14,7 @@ mod budget;
 pub mod credentials;
 mod dispatch;
 mod dry_run;
+pub mod endpoints;
 mod progress;
 mod queue;
 mod shutdown;
@@ -22,6 +23,7 @@ mod writer;
 pub use attempt::attempt_spec;
 pub use budget::EXIT_BUDGET;
 pub use shutdown::{exit_on_signal, watch_signals, EXIT_INTERRUPTED};
+pub use writer::ENDPOINT_PREFIX;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -35,7 +37,7 @@ use crate::cli::RunArgs;
 use crate::cost::{self, Price, PriceTable, Pricing};
 use crate::embed::{self, EmbedService, Embedder};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
-use crate::llm::{Endpoint, Limits, LlmClient};
+use crate::llm::{LlmClient, Pool, PoolEndpoint};
 use crate::prompt::{self, RequestSettings, Schema, Structured};
 use crate::quality::{Check, QualityConfig};
 use crate::store::{Batch, Meta, RunEndpoint, RunSettings, State, Store};
@@ -44,6 +46,7 @@ use crate::judge::{Judge, JudgeSchema, JudgeSettings};
 use attempt::{Ctx, InlineJudge};
 use budget::CostBudget;
 use dispatch::{Stop, Summary};
+use endpoints::EndpointSpec;
 use writer::{Budget, Writer};
 
 /// What the run sends: model, dialogue max_tokens, wire format, and whether the endpoint is the
@@ -84,7 +87,16 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         (None, true) => Some(assets.join(local_server::DEFAULT_MODEL)),
         (None, false) => None,
     };
-    let settings = request_settings(&args, &meta, local_model.as_deref());
+    let mut settings = request_settings(&args, &meta, local_model.as_deref());
+    // The endpoints, settled before any work: a bad --endpoints file is refused at once. A
+    // local model is the llama-server started below.
+    let specs = match local_model {
+        Some(_) => Vec::new(),
+        None => endpoints::resolve(&args, &settings.model)?,
+    };
+    if !specs.is_empty() {
+        settings.model = endpoints::model_label(&specs);
+    }
     let pricing = PriceTable::resolve(&settings.model, &args.prices.overrides())?;
     if args.dry_run {
         return dry_run::print(&store, &meta, &settings, &args, &pricing);
@@ -95,16 +107,12 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
             Pricing::unknown_message(model)
         );
     }
-    let judge_price = judge_pricing(&args, &settings, &pricing)?;
-    let key = credentials::api_key();
-    if key.is_none() && local_model.is_none() && !credentials::is_loopback(&args.base_url) {
-        bail!(
-            "no API key for {}: set OPENAI_API_KEY (or OPENAI_KEY), or put OPENAI_KEY=... in ./.env.local; loopback endpoints need none",
-            args.base_url
-        );
+    let judge_price = judge_pricing(&args, &settings, &specs, &pricing)?;
+    for spec in &specs {
+        spec.check_key()?;
     }
     if args.batch {
-        batch::check_args(&args, local_model.is_some())?;
+        batch::check_args(&args, local_model.is_some(), specs.len())?;
     } else {
         batch::check_online(&store)?;
     }
@@ -114,7 +122,10 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
     if args.batch {
         let launch = batch::BatchLaunch {
             settings,
-            key,
+            endpoint: specs
+                .into_iter()
+                .next()
+                .context("a batch run needs its endpoint")?,
             price: pricing.price(),
             work,
         };
@@ -127,34 +138,41 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         Some(model) => Some(LocalServer::start(&server_settings(&args, &assets, model))?),
         None => None,
     };
-    let concurrency = args.concurrency.unwrap_or(if local_model.is_some() {
+    let specs = match &server {
+        Some(server) => vec![EndpointSpec {
+            name: "local".into(),
+            url: server.base_url.clone(),
+            model: settings.model.clone(),
+            key: credentials::api_key(),
+            key_source: String::new(),
+            weight: 1.0,
+            max_concurrency: None,
+        }],
+        None => specs,
+    };
+    let ceiling = args.concurrency.unwrap_or(if local_model.is_some() {
         args.server.slots
     } else {
         16
     });
-    let base_url = server
-        .as_ref()
-        .map_or_else(|| args.base_url.clone(), |s| s.base_url.clone());
-    let endpoint = Endpoint {
-        api_key: key,
-        timeout: args.calls.request_timeout,
-        retry: args.calls.retry_policy(),
-        limits: Limits {
-            ceiling: concurrency,
-            rpm: args.rpm,
-            tpm: args.tpm,
-            latency_backoff: args.latency_backoff.applies_to(&base_url),
-        },
-        base_url,
-    };
+    let endpoints = endpoints::pool_endpoints(&specs, &args, ceiling);
+    // Attempts in flight: --concurrency, else room for every endpoint to be full.
+    let concurrency = args.concurrency.unwrap_or_else(|| {
+        endpoints
+            .iter()
+            .map(|e| e.endpoint.limits.ceiling)
+            .sum::<usize>()
+            .min(crate::cli::MAX_PARALLEL)
+    });
     store.set_run_endpoint(&RunEndpoint {
-        base_url: local_model.is_none().then(|| args.base_url.clone()),
+        base_url: local_model.is_none().then(|| specs[0].url.clone()),
         local_model: local_model.clone(),
+        model: (specs.len() > 1).then(|| specs[0].model.clone()),
     })?;
     let total = work.total;
     let launch = Launch {
         settings,
-        endpoint,
+        endpoints,
         embedder,
         concurrency,
         price: pricing.price(),
@@ -213,7 +231,8 @@ fn prepare(
 /// What the run calls, and how: settled before the runtime starts.
 struct Launch {
     settings: RequestSettings,
-    endpoint: Endpoint,
+    /// The first is where the judge goes by default.
+    endpoints: Vec<PoolEndpoint>,
     embedder: Embedder,
     concurrency: usize,
     /// The model's price: spent is recorded with it, and `--max_cost` needs it.
@@ -228,18 +247,19 @@ struct Launch {
 fn judge_pricing(
     args: &RunArgs,
     settings: &RequestSettings,
+    specs: &[EndpointSpec],
     pricing: &Pricing,
 ) -> Result<Option<Price>> {
     if !args.judge {
         return Ok(None);
     }
-    let model = args.judge_model.as_deref().unwrap_or(&settings.model);
+    let model = judge_model(args, settings, specs);
     let judge = if model == settings.model {
         pricing.clone()
     } else {
         let overrides = args.prices.overrides();
         PriceTable::load(overrides.prices_file.as_deref())?
-            .pricing(model, &cost::PriceOverrides::default())
+            .pricing(&model, &cost::PriceOverrides::default())
     };
     if let (Some(max), Pricing::Unknown { model }) = (args.max_cost, &judge) {
         bail!(
@@ -254,6 +274,14 @@ fn judge_pricing(
     Ok(judge.price())
 }
 
+/// `--judge_model`, else the model of the first endpoint (the run's model when it has one).
+fn judge_model(args: &RunArgs, settings: &RequestSettings, specs: &[EndpointSpec]) -> String {
+    args.judge_model
+        .clone()
+        .or_else(|| specs.first().map(|s| s.model.clone()))
+        .unwrap_or_else(|| settings.model.clone())
+}
+
 /// The run proper: the runtime, the embedder thread, the writer and the dispatcher.
 fn generate(
     store: &Arc<Store>,
@@ -264,7 +292,7 @@ fn generate(
 ) -> Result<Summary> {
     let Launch {
         settings,
-        endpoint,
+        endpoints,
         embedder,
         concurrency,
         price,
@@ -276,14 +304,13 @@ fn generate(
         .build()?;
     let _guard = runtime.enter();
     let (embedder, embed_worker) = EmbedService::start(embedder)?;
-    let client = LlmClient::new(&endpoint)?;
-    let limiter = client.limiter().clone();
-    let judge = inline_judge(args, &endpoint, &settings, &client)?;
+    let pool = Arc::new(Pool::new(&endpoints, args.calls.retry_policy())?);
+    let judge = inline_judge(args, &endpoints[0], &settings, &pool)?;
     let ctx = Arc::new(Ctx {
         settings,
         catalog: meta.catalog.clone(),
         config: meta.config.clone(),
-        client,
+        pool: pool.clone(),
         embedder,
         personas: store.personas()?.into_iter().collect(),
         bases: store.base_dialogues()?,
@@ -315,22 +342,36 @@ fn generate(
         },
         (price, judge_price),
         spent,
-        Some(limiter),
+        Some(pool.clone()),
     )?;
     tracing::info!(
-        "run: {} items to attempt ({} of {} already accepted), concurrency up to {concurrency}{}{}{}, model {}, endpoint {}",
+        "run: {} items to attempt ({} of {} already accepted), concurrency up to {concurrency}{}{}{}, model {}, {}",
         work.queue.len(),
         work.done,
         work.total,
         args.rpm.map_or(String::new(), |n| format!(", {n} requests/min")),
         args.tpm.map_or(String::new(), |n| format!(", {n} tokens/min")),
-        if endpoint.limits.latency_backoff {
+        if endpoints[0].endpoint.limits.latency_backoff {
             ", backing off on rising latency"
         } else {
             ""
         },
         ctx.settings.model,
-        endpoint.base_url,
+        match endpoints.as_slice() {
+            [one] => format!("endpoint {}", one.endpoint.base_url),
+            several => format!(
+                "{} endpoints: {}",
+                several.len(),
+                several
+                    .iter()
+                    .map(|e| format!(
+                        "{} (model {}, weight {}, max concurrency {})",
+                        e.name, e.model, e.weight, e.endpoint.limits.ceiling
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
     );
     let summary = runtime.block_on(dispatch::dispatch(
         ctx,
@@ -344,7 +385,29 @@ fn generate(
     ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     embed_worker.finish(Duration::from_secs(10));
+    log_endpoints(&pool);
     summary
+}
+
+/// What each endpoint did in this run, for the log (several endpoints only).
+fn log_endpoints(pool: &Pool) {
+    if pool.len() < 2 {
+        return;
+    }
+    for (name, model, s) in pool.totals() {
+        let answered = s.calls - s.errors;
+        tracing::info!(
+            "endpoint {name} (model {model}): {} calls, {} errors, mean latency {}, {} prompt + {} completion tokens, taken out {} times",
+            s.calls,
+            s.errors,
+            s.latency_ms
+                .checked_div(answered)
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms} ms")),
+            s.prompt_tokens,
+            s.completion_tokens,
+            s.outs
+        );
+    }
 }
 
 /// What the store has spent, in nano-dollars. Under `--max_cost`, at least what its token
@@ -377,17 +440,19 @@ pub(super) fn starting_spent(
     Ok(floor)
 }
 
-/// `--judge`: the judge at `--judge_base_url` or the run's endpoint (with the run's key), with
-/// `--judge_model` or the run's model. On the llama-server dgen started, the full schema.
+/// `--judge`: the judge at `--judge_base_url` or the run's (first) endpoint with its key, with
+/// `--judge_model` or that endpoint's model. On the llama-server dgen started, the full schema.
 fn inline_judge(
     args: &RunArgs,
-    endpoint: &Endpoint,
+    first: &PoolEndpoint,
     settings: &RequestSettings,
-    run_client: &LlmClient,
+    pool: &Pool,
 ) -> Result<Option<InlineJudge>> {
     if !args.judge {
         return Ok(None);
     }
+    let endpoint = &first.endpoint;
+    let run_client = pool.first();
     let mut judge_endpoint = endpoint.clone();
     if let Some(url) = &args.judge_base_url {
         judge_endpoint.base_url = url.clone();
@@ -396,14 +461,14 @@ fn inline_judge(
     let model = args
         .judge_model
         .clone()
-        .unwrap_or_else(|| settings.model.clone());
+        .unwrap_or_else(|| first.model.clone());
     // The same model at the run's endpoint shares the run's limiter; another model has its
     // own per-minute limits (x-ratelimit-* are per model), and another endpoint its own load.
     let same_endpoint = args
         .judge_base_url
         .as_ref()
         .is_none_or(|url| url.trim_end_matches('/') == endpoint.base_url.trim_end_matches('/'));
-    let client = if same_endpoint && model == settings.model {
+    let client = if same_endpoint && model == first.model {
         LlmClient::sharing(&judge_endpoint, run_client)?
     } else {
         judge_endpoint.limits.latency_backoff =

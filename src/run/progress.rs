@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::llm::Limiter;
+use crate::llm::Pool;
 
 pub struct Progress {
     pub bar: Option<indicatif::ProgressBar>,
@@ -14,12 +14,12 @@ pub struct Progress {
     pub rejected: u64,
     pub started: Instant,
     pub accepted_here: u64,
-    /// The endpoint's limiter: requests in flight and the adaptive limit.
-    pub limiter: Arc<Limiter>,
+    /// The endpoints: requests in flight and the adaptive limits.
+    pub pool: Arc<Pool>,
 }
 
 impl Progress {
-    pub fn new(total: u64, done: u64, limiter: Arc<Limiter>) -> Progress {
+    pub fn new(total: u64, done: u64, pool: Arc<Pool>) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
@@ -39,7 +39,7 @@ impl Progress {
             rejected: 0,
             started: Instant::now(),
             accepted_here: 0,
-            limiter,
+            pool,
         }
     }
 
@@ -71,23 +71,39 @@ impl Progress {
             "unknown".into()
         };
         tracing::info!(
-            "progress: {}/{} accepted, {} rejected attempts, {} failed, {rate:.2} dialogues/s, ETA {eta}, {}",
+            "progress: {}/{} accepted, {} rejected attempts, {} failed, {rate:.2} dialogues/s, ETA {eta}, {}{}",
             self.done,
             self.total,
             self.rejected,
             self.failed,
-            self.in_flight()
+            self.in_flight(),
+            self.endpoints()
         );
     }
 
-    /// `in flight 5/7 (max 16)`: requests in flight, the adaptive limit, the ceiling.
+    /// `in flight 5/7 (max 16)`: requests in flight, the adaptive limit, the ceiling (summed
+    /// over the endpoints).
     fn in_flight(&self) -> String {
         format!(
             "in flight {}/{:.0} (max {})",
-            self.limiter.in_flight(),
-            self.limiter.limit().floor(),
-            self.limiter.ceiling()
+            self.pool.in_flight(),
+            self.pool.limit(),
+            self.pool.ceiling()
         )
+    }
+
+    /// With several endpoints, each one's calls and errors so far.
+    fn endpoints(&self) -> String {
+        if self.pool.len() < 2 {
+            return String::new();
+        }
+        let parts: Vec<String> = self
+            .pool
+            .totals()
+            .iter()
+            .map(|(name, _, s)| format!("{name} {} calls {} errors", s.calls, s.errors))
+            .collect();
+        format!("; endpoints: {}", parts.join(", "))
     }
 
     pub fn finish(&self) {

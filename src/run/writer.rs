@@ -14,10 +14,14 @@ use tokio::sync::mpsc;
 use crate::cost::{self, Price};
 use crate::dedup::DedupIndex;
 use crate::judge::pass::count_judge;
-use crate::llm::{Limiter, Usage};
+use crate::llm::{Pool, Usage};
 use crate::store::{Accepted, Batch, ItemState, State, Store};
 
 use super::attempt::{Candidate, Outcome, Rejection};
+
+/// Counters of each endpoint: `endpoint/NAME/calls`, `…/errors`, `…/latency_ms`,
+/// `…/prompt_tokens`, `…/completion_tokens`, `…/outs` (see `dgen status`).
+pub const ENDPOINT_PREFIX: &str = "endpoint/";
 
 /// Outcomes committed in one transaction at most.
 const BATCH: usize = 64;
@@ -69,9 +73,9 @@ pub struct Writer {
     pub judge_price: Option<Price>,
     /// Nano-dollars committed as spent, for `--max_cost`; raised after each commit.
     pub spent: Arc<AtomicU64>,
-    /// The endpoint's limiter, whose in-flight samples and 429 count each commit takes along
-    /// (none in batch mode, which sends no requests of its own).
-    pub limiter: Option<Arc<Limiter>>,
+    /// The endpoints, whose in-flight samples, 429 count and per-endpoint counters each commit
+    /// takes along (none in batch mode, which sends no requests of its own).
+    pub pool: Option<Arc<Pool>>,
 }
 
 impl Writer {
@@ -83,7 +87,7 @@ impl Writer {
         budget: Budget,
         prices: (Option<Price>, Option<Price>),
         spent: Arc<AtomicU64>,
-        limiter: Option<Arc<Limiter>>,
+        pool: Option<Arc<Pool>>,
     ) -> Result<Writer> {
         Ok(Writer {
             store: store.clone(),
@@ -95,7 +99,7 @@ impl Writer {
             price: prices.0,
             judge_price: prices.1,
             spent,
-            limiter,
+            pool,
         })
     }
 
@@ -167,10 +171,19 @@ impl Writer {
     /// Commits one batch of outcomes; the acks say what became of each attempt.
     fn process(&mut self, outcomes: Vec<Outcome>) -> Result<Vec<Ack>> {
         let (mut batch, acks, spent) = self.build(outcomes);
-        if let Some(limiter) = &self.limiter {
-            let (samples, overloaded) = limiter.drain();
+        if let Some(pool) = &self.pool {
+            let (samples, overloaded) = pool.drain();
             batch.in_flight = samples;
             batch.count("calls_overloaded", overloaded);
+            // One endpoint's counters would repeat the run's: kept for runs over several.
+            let several = pool.len() > 1;
+            for (name, stats) in pool.drain_stats().into_iter().filter(|_| several) {
+                for (what, n) in stats.counters() {
+                    if n > 0 {
+                        batch.count(format!("{ENDPOINT_PREFIX}{name}/{what}"), n);
+                    }
+                }
+            }
         }
         self.commit(batch, spent)?;
         Ok(acks)

@@ -119,6 +119,10 @@ pub struct RunSettings {
 pub struct RunEndpoint {
     pub base_url: Option<String>,
     pub local_model: Option<std::path::PathBuf>,
+    /// The model called at `base_url`, when a run over several endpoints recorded the first
+    /// one's (the store's run model is then the set of their models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// Receives the stored dialogues from [`Store::for_each_dialogue`].

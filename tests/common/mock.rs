@@ -220,6 +220,10 @@ pub struct MockServer {
     pub url: String,
     pub state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    port: u16,
+    listener: Option<std::thread::JoinHandle<()>>,
+    /// Connections open now, by number: [`MockServer::kill`] cuts them.
+    open: Arc<Mutex<std::collections::HashMap<u64, TcpStream>>>,
 }
 
 impl MockServer {
@@ -231,27 +235,69 @@ impl MockServer {
     pub fn start_on(port: u16) -> MockServer {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
+        let mut server = MockServer {
+            url: format!("http://{addr}/v1"),
+            state: Arc::new(Mutex::new(State::default())),
+            stop: Arc::new(AtomicBool::new(false)),
+            port: addr.port(),
+            listener: None,
+            open: Arc::default(),
+        };
+        server.listen(listener);
+        server
+    }
+
+    fn listen(&mut self, listener: TcpListener) {
+        let (s, st, open) = (self.state.clone(), self.stop.clone(), self.open.clone());
+        self.listener = Some(std::thread::spawn(move || {
+            let mut next = 0u64;
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(conn) = conn {
-                    let s = s.clone();
-                    std::thread::spawn(move || {
-                        let _ = serve(conn, &s);
-                    });
+                let Ok(conn) = conn else { continue };
+                next += 1;
+                let id = next;
+                if let Ok(clone) = conn.try_clone() {
+                    open.lock().unwrap().insert(id, clone);
                 }
+                let (s, open) = (s.clone(), open.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &s);
+                    open.lock().unwrap().remove(&id);
+                });
             }
-        });
-        MockServer {
-            url: format!("http://{addr}/v1"),
-            state,
-            stop,
+        }));
+    }
+
+    /// Stops listening and cuts every open connection, as a server process killed would: the
+    /// port refuses connections until [`MockServer::restart`]. The state (requests, faults)
+    /// stays.
+    pub fn kill(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(listener) = self.listener.take() {
+            listener.join().unwrap();
         }
+        for (_, conn) in self.open.lock().unwrap().drain() {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Listens again on the same port after [`MockServer::kill`], with the same state.
+    pub fn restart(&mut self) {
+        let started = std::time::Instant::now();
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(l) => break l,
+                Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("cannot listen on port {} again: {e}", self.port),
+            }
+        };
+        self.stop = Arc::new(AtomicBool::new(false));
+        self.listen(listener);
     }
 
     pub fn push(&self, faults: impl IntoIterator<Item = Fault>) {
@@ -465,11 +511,7 @@ fn serve_queued(state: &Mutex<State>) {
 impl Drop for MockServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(
-            self.url
-                .trim_start_matches("http://")
-                .trim_end_matches("/v1"),
-        );
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 

@@ -32,7 +32,7 @@ use serde_json::json;
 use crate::cli::RunArgs;
 use crate::cost::{dollars, from_nano, Estimator, Expectation};
 use crate::embed::{self, EmbedService, Embedder};
-use crate::llm::{Endpoint, Limits, LlmClient, Secret};
+use crate::llm::Pool;
 use crate::prompt::{self, RequestSettings};
 use crate::store::{BatchJob, BatchStage, Meta, Store, StoredScenario};
 
@@ -50,7 +50,8 @@ pub const MAX_MB: usize = 200;
 /// What the batch run needs from `dgen run`'s set-up.
 pub struct BatchLaunch {
     pub settings: RequestSettings,
-    pub key: Option<Secret>,
+    /// The provider: its URL, key and model.
+    pub endpoint: super::endpoints::EndpointSpec,
     pub price: Option<crate::cost::Price>,
     pub work: super::queue::Work,
 }
@@ -73,7 +74,7 @@ pub fn run(
     let (embedder, embed_worker) = EmbedService::start(embedder)?;
     let BatchLaunch {
         settings,
-        key,
+        endpoint: spec,
         price,
         mut work,
     } = launch;
@@ -81,24 +82,16 @@ pub fn run(
     let batch_price = price.map(crate::cost::Price::batch);
     store.set_max_cost(args.max_cost)?;
     let launch_spent = super::starting_spent(&store, args.max_cost, batch_price, None)?;
-    let endpoint = Endpoint {
-        base_url: args.base_url.clone(),
-        api_key: key.clone(),
-        timeout: args.calls.request_timeout,
-        retry: args.calls.retry_policy(),
-        limits: Limits {
-            ceiling: 1,
-            rpm: None,
-            tpm: None,
-            latency_backoff: false,
-        },
-    };
+    // The pool the record's provenance names (batch mode sends no chat request of its own).
+    let pool = Pool::new(
+        &super::endpoints::pool_endpoints(std::slice::from_ref(&spec), args, 1),
+        args.calls.retry_policy(),
+    )?;
     let ctx = Ctx {
         settings,
         catalog: meta.catalog.clone(),
         config: meta.config.clone(),
-        // Unused: batch mode sends no chat requests itself; the context wants one.
-        client: LlmClient::new(&endpoint)?,
+        pool: Arc::new(pool),
         embedder,
         personas: store.personas()?.into_iter().collect(),
         bases: store.base_dialogues()?,
@@ -118,7 +111,7 @@ pub fn run(
     )?;
     let jobs = store.batch_jobs()?;
     let driver = Driver {
-        api: BatchApi::new(&args.base_url, key, args.calls.request_timeout)?,
+        api: BatchApi::new(&spec.url, spec.key.clone(), args.calls.request_timeout)?,
         store: store.clone(),
         ctx,
         writer,
@@ -148,7 +141,7 @@ pub fn run(
         work.done,
         driver.jobs.len(),
         driver.ctx.settings.model,
-        args.base_url
+        spec.url
     );
     let summary = runtime.block_on(driver.drive(args.wait, args.poll_interval));
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -819,6 +812,7 @@ impl Driver {
             &item,
             attempt::Answered {
                 spec,
+                served_by: 0,
                 usage: total,
                 turns,
                 scenario: scenario.text.clone(),
@@ -897,7 +891,10 @@ pub fn check_online(store: &Store) -> Result<()> {
 }
 
 /// `--batch` with what it cannot do: said before anything starts.
-pub fn check_args(args: &RunArgs, local: bool) -> Result<()> {
+pub fn check_args(args: &RunArgs, local: bool, endpoints: usize) -> Result<()> {
+    if endpoints > 1 {
+        bail!("--batch submits to one provider's Batch API: give one endpoint (--base_url, or a single --endpoint) instead of {endpoints}");
+    }
     if local {
         bail!("--batch needs a provider with the OpenAI Batch API; llama-server (--local) has none: drop --batch, or pass --base_url of such a provider");
     }
