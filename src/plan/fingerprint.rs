@@ -1,7 +1,7 @@
 //! The plan fingerprint: blake3 over the canonical encoding of everything the plan is a function
 //! of — catalog, configuration, dataset contents — and every item.
 
-use super::{PlanConfig, WorkItem};
+use super::{PlanConfig, Shard, WorkItem};
 use crate::catalog::Catalog;
 
 /// blake3 over the canonical encoding of everything the plan is a function of, and the items.
@@ -29,6 +29,15 @@ impl Fingerprinter {
             hasher,
             buf: Vec::with_capacity(256),
         }
+    }
+
+    /// Makes this a shard's fingerprint: over the shard's items only, bound to the full plan's
+    /// fingerprint and to the shard, so a shard store is checked before a run like any plan.
+    pub fn for_shard(mut self, shard: Shard, full_fingerprint: &str) -> Self {
+        self.hasher.update(b"\0dgen-shard-v1\0");
+        self.hasher
+            .update(format!("{shard} {full_fingerprint}").as_bytes());
+        self
     }
 
     pub fn add(&mut self, item: &WorkItem) {

@@ -194,6 +194,8 @@ mod tests {
             store_bytes: 1,
             dgen_version: "0".into(),
             plan_fingerprint: "f".into(),
+            shard: None,
+            merged_shards: None,
             seed: 9,
             total_items: 0,
             states: Vec::new(),
