@@ -209,6 +209,7 @@ pub fn open_target(into: &Path, shards: &[ShardStore]) -> Result<Store> {
             drop(existing);
             let store = Store::open_existing(into)?;
             check_unchanged(&store, shards)?;
+            copy_run_meta(&store, shards)?;
             return Ok(store);
         }
     }
@@ -253,7 +254,17 @@ pub fn open_target(into: &Path, shards: &[ShardStore]) -> Result<Store> {
             .or_default()
             .insert(combo.to_string(), count);
     }
-    let store = Store::create_or_open(into)?;
+    // Made under another name and renamed into place once it holds the plan: a merge killed
+    // while redb creates the file leaves no half-made store where the next merge looks.
+    let partial = partial_path(into);
+    match std::fs::remove_file(&partial) {
+        Ok(()) => tracing::info!("removed {} left by a merge cut short", partial.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot remove {}", partial.display()));
+        }
+    }
+    let store = Store::create_new(&partial)?;
     store.write_plan(
         &meta,
         union_items(shards),
@@ -261,19 +272,40 @@ pub fn open_target(into: &Path, shards: &[ShardStore]) -> Result<Store> {
         &persona_refs,
         &base_refs,
     )?;
-    if let Some(settings) = shards
-        .iter()
-        .find_map(|s| s.store.run_settings().ok().flatten())
-    {
-        store.set_run_settings(&settings)?;
+    copy_run_meta(&store, shards)?;
+    drop(store);
+    std::fs::rename(&partial, into)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), into.display()))?;
+    Store::open_existing(into)
+}
+
+fn partial_path(into: &Path) -> PathBuf {
+    let mut name = into.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// The shards' run settings (checked to agree) and the first one's endpoint, so a run on the
+/// merged store is checked against what made its dialogues and `dgen judge` finds the
+/// endpoint. Set after the plan when missing, so a merge cut short in between still sets them.
+fn copy_run_meta(store: &Store, shards: &[ShardStore]) -> Result<()> {
+    if store.run_settings()?.is_none() {
+        for s in shards {
+            if let Some(settings) = s.store.run_settings()? {
+                store.set_run_settings(&settings)?;
+                break;
+            }
+        }
     }
-    if let Some(endpoint) = shards
-        .iter()
-        .find_map(|s| s.store.run_endpoint().ok().flatten())
-    {
-        store.set_run_endpoint(&endpoint)?;
+    if store.run_endpoint()?.is_none() {
+        for s in shards {
+            if let Some(endpoint) = s.store.run_endpoint()? {
+                store.set_run_endpoint(&endpoint)?;
+                break;
+            }
+        }
     }
-    Ok(store)
+    Ok(())
 }
 
 /// A merged store continued must hold exactly what the merge put there: a `dgen run` on a

@@ -383,6 +383,9 @@ impl Store {
 
     /// The dialogues under `seqs`, in that order, with everything stored beside them.
     pub fn dialogues_at(&self, seqs: &[u64]) -> Result<Vec<StoredDialogue>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
         let txn = self.read()?;
         let dialogues = txn.open_table(DIALOGUES)?;
         let embeddings = txn.open_table(EMBEDDINGS)?;
