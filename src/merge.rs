@@ -330,6 +330,9 @@ fn check_unchanged(store: &Store, shards: &[ShardStore]) -> Result<()> {
 pub struct Progress {
     /// Position in the shard's dialogue order up to which it is merged.
     pub next: u64,
+    /// Dialogues the shard held when its merge began: a shard that changes before its merge
+    /// is finished cannot go on where it stopped.
+    pub of: u64,
     pub done: bool,
     /// Dialogues read from the shard so far.
     pub dialogues: u64,
@@ -395,6 +398,15 @@ impl<'a> Merger<'a> {
         let index = s.shard.index;
         let mut progress = progress(self.target, index)?;
         if progress.done {
+            let now = s.store.dialogue_count()?;
+            if now != progress.of {
+                tracing::warn!(
+                    "{} holds {now} dialogues now, {} when it was merged; the difference is not in {}: merge the shards into a new --into to take it",
+                    s.path.display(),
+                    progress.of,
+                    self.target.path().display()
+                );
+            }
             return Ok(ShardMerged {
                 progress,
                 already: true,
@@ -402,6 +414,17 @@ impl<'a> Merger<'a> {
             });
         }
         let order = s.store.dialogue_order()?;
+        if progress.next == 0 {
+            progress.of = order.len() as u64;
+        } else if progress.of != order.len() as u64 {
+            bail!(
+                "{} holds {} dialogues now but {} when its merge into {} began: it changed (a run?) since; merge the shards into a new --into",
+                s.path.display(),
+                order.len(),
+                progress.of,
+                self.target.path().display()
+            );
+        }
         let states: BTreeMap<u64, ItemState> = s.store.states()?.into_iter().collect();
         let mut dropped = Vec::new();
         let mut pos = progress.next as usize;
@@ -424,8 +447,11 @@ impl<'a> Merger<'a> {
             progress.next = end as u64;
             if end == order.len() {
                 progress.done = true;
+                // What the shard accepted and imported counts as what the merge kept (below).
                 for (key, value) in s.store.counters()? {
-                    batch.count(key, value);
+                    if key != "accepted" && key != "imported" {
+                        batch.count(key, value);
+                    }
                 }
                 batch.in_flight = s.store.in_flight_series()?;
             }
@@ -519,6 +545,14 @@ impl<'a> Merger<'a> {
         let seq = self.next_seq;
         self.next_seq += 1;
         progress.kept += 1;
+        batch.count(
+            if item.is_some() {
+                "accepted"
+            } else {
+                "imported"
+            },
+            1,
+        );
         if canonical != record.hash {
             batch.extra_hashes.push((canonical, seq));
         }

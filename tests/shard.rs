@@ -508,3 +508,37 @@ fn merges_of_mismatched_shards_are_refused() {
         env.status_json_of("whole.redb")["plan_fingerprint"]
     );
 }
+
+#[test]
+fn a_shard_that_grew_after_its_merge_is_named_and_not_taken_again() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    let names = run_shards(&env, &mock, 6, 2);
+    let shards = refs(&names);
+    env.stdout(&mut merge(&env, &shards, "all.redb"));
+    let before = exported(&env, "all.redb");
+    assert_eq!(
+        before.0.len(),
+        5,
+        "shard 1's first dialogue repeats shard 0's last"
+    );
+    // Shard 1's dialogues imported into shard 0 after the merge: the one it shares with shard
+    // 0 is skipped, two are new.
+    exported(&env, "s1.redb");
+    env.dgen()
+        .args(["--store", "s0.redb", "import", "--output_file"])
+        .arg(env.path("s1.redb.json"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("imported 2 dialogues"));
+    merge(&env, &shards, "all.redb")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "merged before (3 dialogues kept); skipped",
+        ))
+        .stderr(predicate::str::contains(
+            "s0.redb holds 5 dialogues now, 3 when it was merged",
+        ));
+    assert_eq!(exported(&env, "all.redb"), before);
+}

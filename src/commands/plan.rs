@@ -115,8 +115,11 @@ fn draw(
     let mut sampler = Sampler::new(catalog, config, &dialogues.dialogues, &personas.personas);
     let mut used_personas = BTreeSet::new();
     let mut used_bases = BTreeSet::new();
-    // The shard's own items, fingerprinted once the full plan's fingerprint is known.
-    let mut kept = Vec::new();
+    // The shard's own items, fingerprinted in the same pass (bound to the full plan's
+    // fingerprint at the end), so memory does not grow with N.
+    let mut shard_print =
+        shard.map(|s| Fingerprinter::new(catalog, config, &fingerprints).for_shard(s));
+    let mut kept = 0u64;
     let fingerprint = plan::fingerprint(
         catalog,
         config,
@@ -125,8 +128,9 @@ fn draw(
             if shard.is_none_or(|s| s.holds(item.index)) {
                 used_personas.insert(item.persona_index);
                 used_bases.insert(item.base_dialogue_index);
-                if shard.is_some() {
-                    kept.push(item.clone());
+                if let Some(f) = shard_print.as_mut() {
+                    f.add(item);
+                    kept += 1;
                 }
             }
         }),
@@ -137,7 +141,7 @@ fn draw(
         started.elapsed().as_secs_f64()
     );
     let usage = sampler.usage();
-    let Some(shard) = shard else {
+    let (Some(shard), Some(shard_print)) = (shard, shard_print) else {
         return Drawn {
             fingerprint,
             shard: None,
@@ -147,18 +151,14 @@ fn draw(
             bases: used_bases,
         };
     };
-    let mut f = Fingerprinter::new(catalog, config, &fingerprints).for_shard(shard, &fingerprint);
-    for item in &kept {
-        f.add(item);
-    }
     Drawn {
-        fingerprint: f.finish(),
+        fingerprint: shard_print.finish_shard(&fingerprint),
         shard: Some(ShardMeta {
             index: shard.index,
             count: shard.count,
             full_fingerprint: fingerprint,
         }),
-        items: kept.len() as u64,
+        items: kept,
         usage,
         personas: used_personas,
         bases: used_bases,

@@ -17,13 +17,16 @@ pub fn verify_plan(store: &Store, meta: &Meta) -> Result<()> {
     ];
     let mut f = Fingerprinter::new(&meta.catalog, &meta.config, &fps);
     if let Some(shard) = &meta.shard {
-        f = f.for_shard(shard.shard(), &shard.full_fingerprint);
+        f = f.for_shard(shard.shard());
     }
     store.for_each_item(|item| {
         f.add(&item);
         Ok(())
     })?;
-    let actual = f.finish();
+    let actual = match &meta.shard {
+        Some(shard) => f.finish_shard(&shard.full_fingerprint),
+        None => f.finish(),
+    };
     if actual != meta.plan_fingerprint {
         bail!(
             "the plan in {} does not match its fingerprint ({} stored, {actual} computed): it was written by an incompatible dgen or altered; plan into a new --store",
