@@ -35,6 +35,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Extract(args) => commands::extract::run(args),
         Command::Run(args) => commands::run::run(&cli.store, *args),
         Command::Import(args) => commands::import::run(&cli.store, args),
+        Command::Merge(args) => commands::merge::run(args),
         Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
         Command::Judge(args) => commands::judge::run(&cli.store, *args),
         Command::JudgeDiscrimination(args) => commands::judge_discrimination::run(*args),

@@ -67,6 +67,12 @@ pub struct Report {
     pub store_bytes: u64,
     pub dgen_version: String,
     pub plan_fingerprint: String,
+    /// The shard this store holds, for a shard store (`dgen plan --shard`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::store::ShardMeta>,
+    /// How many shards `dgen merge` made this store from, for a merged store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_shards: Option<u32>,
     pub seed: u64,
     pub total_items: u64,
     /// Items per state, in lifecycle order.
@@ -400,6 +406,8 @@ pub fn report_with(
             .unwrap_or(0),
         dgen_version: meta.dgen_version.clone(),
         plan_fingerprint: meta.plan_fingerprint.clone(),
+        shard: meta.shard.clone(),
+        merged_shards: meta.merge.as_ref().map(|m| m.shard_count),
         seed: meta.config.seed,
         total_items: total,
         states,
@@ -494,6 +502,16 @@ fn write_text(out: &mut impl Write, r: &Report) -> Result<()> {
     writeln!(out, "store:       {} ({})", r.store, mib(r.store_bytes))?;
     writeln!(out, "plan:        {} items, seed {}", r.total_items, r.seed)?;
     writeln!(out, "fingerprint: {}", r.plan_fingerprint)?;
+    if let Some(shard) = &r.shard {
+        writeln!(
+            out,
+            "shard:       {}/{} of the full plan {}",
+            shard.index, shard.count, shard.full_fingerprint
+        )?;
+    }
+    if let Some(k) = r.merged_shards {
+        writeln!(out, "merged:      from {k} shards (dgen merge)")?;
+    }
     let states: Vec<String> = r
         .states
         .iter()

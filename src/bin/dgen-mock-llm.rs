@@ -3,11 +3,15 @@
 //! stand-in `--llama_server` (it accepts llama-server's flags and serves `/health`).
 //!
 //! `dgen-mock-llm [--port N] [--latency-ms MS] [--turns N] [--rpm N] [--tpm N] [--window-s S]
-//! [--no-ratelimit-headers] [--capacity C --service-ms MS] [--first-call N]` prints its base URL
-//! and serves until killed. Answers are composed from a call counter; `--first-call` sets where
-//! it starts, so several mocks serving one run do not answer alike. `--rpm` / `--tpm` enforce limits with 429s over a sliding window of `--window-s`
-//! seconds (default 60; the limits are per minute, scaled to the window); `--capacity` makes it
-//! queue like llama.cpp or vLLM: C calls served at once, each for `--service-ms`, the rest wait.
+//! [--no-ratelimit-headers] [--capacity C --service-ms MS] [--first-call N]
+//! [--repeat-after-idle-ms MS]` prints its base URL and serves until killed. Answers are
+//! composed from a call counter; `--first-call` sets where it starts, so several mocks serving
+//! one run do not answer alike. `--rpm` / `--tpm` enforce limits with 429s over a sliding window
+//! of `--window-s` seconds (default 60; the limits are per minute, scaled to the window);
+//! `--capacity` makes it queue like llama.cpp or vLLM: C calls served at once, each for
+//! `--service-ms`, the rest wait. `--repeat-after-idle-ms MS` answers a dialogue call that comes
+//! MS or more after the previous one with the previous answer, byte for byte: shards run one
+//! after another then duplicate each other's dialogues, for `dgen merge` to catch.
 //! `GET /stats` says how many calls it answered, refused with 429 and held open at once. It also
 //! serves the OpenAI Batch API (`/files`, `/batches`) for `dgen run --batch`: each read of a
 //! batch moves it one step (validating, in_progress, completed).
@@ -45,6 +49,9 @@ fn main() {
             capacity: capacity.max(1) as usize,
             service: Duration::from_millis(value("--service-ms").unwrap_or(100)),
         });
+    }
+    if let Some(ms) = value("--repeat-after-idle-ms") {
+        server.state.lock().unwrap().repeat_after_idle = Some(Duration::from_millis(ms));
     }
     println!("{}", server.url);
     loop {

@@ -50,6 +50,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Bring earlier results (dgen's or the original script's files) into the dedup index.
     Import(ImportArgs),
+    /// Merge the shard stores of one plan into one store, dropping cross-shard duplicates.
+    Merge(MergeArgs),
     /// Write synthetic dialogues straight into a store (benchmarks only).
     #[command(hide = true, name = "bench-fill")]
     BenchFill(BenchFillArgs),
@@ -148,6 +150,22 @@ pub struct PlanArgs {
     /// Replace a different plan already in the store (refused once dialogues were generated).
     #[arg(long)]
     pub force: bool,
+
+    /// Keep only shard INDEX of COUNT: the full plan's items whose index % COUNT == INDEX
+    /// (indexes stay the full plan's). Without it, a Slurm job array's SLURM_ARRAY_TASK_ID /
+    /// SLURM_ARRAY_TASK_COUNT or a Kubernetes Indexed Job's JOB_COMPLETION_INDEX (with
+    /// --shard_count) decide; --shard 0/1 plans the whole plan anyway.
+    #[arg(long, value_name = "INDEX/COUNT", value_parser = crate::plan::shard::parse)]
+    pub shard: Option<crate::plan::Shard>,
+
+    /// The shard's index, 0-based (with --shard_count).
+    #[arg(long = "shard_index", visible_alias = "shard-index", value_name = "I", value_parser = whole::<u32>(0, u32::MAX - 1))]
+    pub shard_index: Option<u32>,
+
+    /// How many shards the plan is split into (with --shard_index, or with a Kubernetes
+    /// Indexed Job's JOB_COMPLETION_INDEX: the Job's completions).
+    #[arg(long = "shard_count", visible_alias = "shard-count", value_name = "K", value_parser = whole::<u32>(1, u32::MAX))]
+    pub shard_count: Option<u32>,
 
     /// The model the cost estimate counts tokens and prices for [default: from the catalog,
     /// gpt-4o-mini]; `dgen run --model` chooses the one called.
@@ -751,6 +769,22 @@ pub struct ImportArgs {
     /// Folder with the embedding assets [default: $DGEN_CACHE_DIR or ~/.cache/dgen].
     #[arg(long = "assets_dir", visible_alias = "assets-dir", value_name = "DIR")]
     pub assets_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shard stores (`dgen plan --shard I/K`), every shard of the plan once.
+    #[arg(required = true, value_name = "SHARD.redb")]
+    pub shards: Vec<PathBuf>,
+
+    /// The merged store: created, or continued when an earlier merge of the same shards was
+    /// cut short (merging again adds nothing twice).
+    #[arg(long, value_name = "ALL.redb")]
+    pub into: PathBuf,
+
+    /// Dialogues committed per transaction.
+    #[arg(long, hide = true, default_value_t = 512, value_parser = whole::<usize>(1, 1 << 20))]
+    pub chunk: usize,
 }
 
 /// `--latency_backoff`.

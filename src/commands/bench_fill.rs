@@ -18,6 +18,12 @@ use crate::store::{Accepted, Batch, Store};
 
 pub fn run(store_path: &Path, args: BenchFillArgs) -> Result<ExitCode> {
     let store = Store::open_existing(store_path)?;
+    // In a shard store the n-th dialogue belongs to the shard's n-th item, as `dgen merge`
+    // expects of a shard.
+    let (stride, offset) = match store.meta()?.and_then(|m| m.shard) {
+        Some(s) => (u64::from(s.count), u64::from(s.index)),
+        None => (1, 0),
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     let mut seq = store.next_seq()?;
     let mut left = args.dialogues;
@@ -46,7 +52,7 @@ pub fn run(store_path: &Path, args: BenchFillArgs) -> Result<ExitCode> {
             embedding.iter_mut().for_each(|x| *x /= norm);
             let hash = dedup::sha256(&record::canonical_text(&turns));
             let record = GeneratedDialogue {
-                item_index: Some(seq),
+                item_index: Some(seq * stride + offset),
                 attempt: 0,
                 dialogue_id: format!("BENCH{seq:07}_generated_synthetic"),
                 services: vec!["hotel".into(), "taxi".into()],

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod import;
 pub mod judge;
 pub mod judge_discrimination;
+pub mod merge;
 pub mod plan;
 pub mod report;
 pub mod run;

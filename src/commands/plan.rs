@@ -11,9 +11,10 @@ use crate::catalog::Catalog;
 use crate::cli::PlanArgs;
 use crate::cost::{Estimator, Expectation, PriceTable, Pricing};
 use crate::dataset::{self, DatasetSource, Dialogues, Personas};
-use crate::plan::{self, PlanConfig, Sampler};
+use crate::plan::shard::{self, ShardFlags};
+use crate::plan::{self, Fingerprinter, PlanConfig, Sampler, Shard};
 use crate::prompt::{RequestSettings, Schema, Structured};
-use crate::store::{DatasetsMeta, Meta, State, Store};
+use crate::store::{DatasetsMeta, Meta, ShardMeta, State, Store};
 
 fn pair(flag: Option<Vec<u32>>, default: [u32; 2]) -> [u32; 2] {
     match flag {
@@ -52,7 +53,7 @@ fn check_existing(
     store: &Store,
     fingerprint: &str,
     args: &PlanArgs,
-    config: &PlanConfig,
+    items: u64,
 ) -> Result<Option<ExitCode>> {
     let Some(existing) = store.meta()? else {
         return Ok(None);
@@ -61,7 +62,7 @@ fn check_existing(
         println!(
             "store {} already holds this plan ({} items); nothing to do",
             store.path().display(),
-            config.total_generations
+            items
         );
         println!("plan fingerprint: {fingerprint}");
         return Ok(Some(ExitCode::SUCCESS));
@@ -85,9 +86,15 @@ fn check_existing(
 
 /// The plan's first pass: the fingerprint, the combination usage, and which personas and base
 /// dialogues it uses. Only hashes, so memory does not grow with N; the second pass draws the
-/// same items again and streams them into the store.
+/// same items again and streams them into the store. A shard draws the whole plan too (each
+/// item depends on the draws before it) and keeps its own items.
 struct Drawn {
+    /// The store's fingerprint: the full plan's, or the shard's.
     fingerprint: String,
+    /// The full plan's, when this is a shard.
+    shard: Option<ShardMeta>,
+    /// Items this store holds.
+    items: u64,
     usage: plan::CombinationUsage,
     personas: BTreeSet<u32>,
     bases: BTreeSet<u32>,
@@ -98,6 +105,7 @@ fn draw(
     config: &PlanConfig,
     dialogues: &Dialogues,
     personas: &Personas,
+    shard: Option<Shard>,
 ) -> Drawn {
     let started = Instant::now();
     let fingerprints = [
@@ -107,13 +115,24 @@ fn draw(
     let mut sampler = Sampler::new(catalog, config, &dialogues.dialogues, &personas.personas);
     let mut used_personas = BTreeSet::new();
     let mut used_bases = BTreeSet::new();
+    // The shard's own items, fingerprinted in the same pass (bound to the full plan's
+    // fingerprint at the end), so memory does not grow with N.
+    let mut shard_print =
+        shard.map(|s| Fingerprinter::new(catalog, config, &fingerprints).for_shard(s));
+    let mut kept = 0u64;
     let fingerprint = plan::fingerprint(
         catalog,
         config,
         &fingerprints,
         sampler.by_ref().inspect(|item| {
-            used_personas.insert(item.persona_index);
-            used_bases.insert(item.base_dialogue_index);
+            if shard.is_none_or(|s| s.holds(item.index)) {
+                used_personas.insert(item.persona_index);
+                used_bases.insert(item.base_dialogue_index);
+                if let Some(f) = shard_print.as_mut() {
+                    f.add(item);
+                    kept += 1;
+                }
+            }
         }),
     );
     tracing::info!(
@@ -121,12 +140,49 @@ fn draw(
         config.total_generations,
         started.elapsed().as_secs_f64()
     );
+    let usage = sampler.usage();
+    let (Some(shard), Some(shard_print)) = (shard, shard_print) else {
+        return Drawn {
+            fingerprint,
+            shard: None,
+            items: config.total_generations,
+            usage,
+            personas: used_personas,
+            bases: used_bases,
+        };
+    };
     Drawn {
-        fingerprint,
-        usage: sampler.usage(),
+        fingerprint: shard_print.finish_shard(&fingerprint),
+        shard: Some(ShardMeta {
+            index: shard.index,
+            count: shard.count,
+            full_fingerprint: fingerprint,
+        }),
+        items: kept,
+        usage,
         personas: used_personas,
         bases: used_bases,
     }
+}
+
+/// The shard from the flags or the scheduler's variables, logged with where it came from.
+fn shard_of(args: &PlanArgs, total: u64) -> Result<Option<Shard>> {
+    let flags = ShardFlags {
+        shard: args.shard,
+        index: args.shard_index,
+        count: args.shard_count,
+    };
+    let Some((shard, source)) = shard::resolve(flags, &|name| std::env::var(name).ok())? else {
+        return Ok(None);
+    };
+    if u64::from(shard.count) > total {
+        bail!(
+            "{} shards for {total} items would leave some shards empty; use at most {total} shards",
+            shard.count
+        );
+    }
+    tracing::info!("planning shard {shard} (from {})", source.describe());
+    Ok(Some(shard))
 }
 
 pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
@@ -148,17 +204,18 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         &args.personas.persona_dataset,
         args.personas.persona_split.as_deref(),
     )?;
-    let drawn = draw(&catalog, &config, &dialogues, &personas);
+    let shard = shard_of(&args, config.total_generations)?;
+    let drawn = draw(&catalog, &config, &dialogues, &personas, shard);
 
     // Checked on a read-only handle first, so that a needless or refused plan leaves the store
     // file byte-identical; then again on the writable one, in case it changed in between.
     if let Some(store) = Store::inspect_for_plan(store_path)? {
-        if let Some(code) = check_existing(&store, &drawn.fingerprint, &args, &config)? {
+        if let Some(code) = check_existing(&store, &drawn.fingerprint, &args, drawn.items)? {
             return Ok(code);
         }
     }
     let store = Store::create_or_open(store_path)?;
-    if let Some(code) = check_existing(&store, &drawn.fingerprint, &args, &config)? {
+    if let Some(code) = check_existing(&store, &drawn.fingerprint, &args, drawn.items)? {
         return Ok(code);
     }
     if let Some(existing) = store.meta()? {
@@ -174,20 +231,36 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
             personas: personas.report.clone(),
         },
         plan_fingerprint: drawn.fingerprint.clone(),
+        shard: drawn.shard.clone(),
+        merge: None,
     };
     commit(&store, &meta, &drawn, &dialogues, &personas)?;
     println!(
         "planned {} work items from {} dialogues and {} personas into {}",
-        config.total_generations,
+        drawn.items,
         dialogues.dialogues.len(),
         personas.personas.len(),
         store.path().display()
     );
+    if let Some(shard) = &drawn.shard {
+        println!(
+            "shard {}/{} of a plan of {} items (full plan fingerprint: {}); merge the shards with `dgen merge SHARD.redb... --into ALL.redb`",
+            shard.index, shard.count, config.total_generations, shard.full_fingerprint
+        );
+    }
     println!("plan fingerprint: {}", drawn.fingerprint);
     let counters = store.counters()?;
     let get = |k: &str| counters.get(k).copied().unwrap_or(0);
     let expectation = Expectation::from_counters(get("calls"), get("tokens/completion"));
-    estimate(&meta, &dialogues, &personas, &model, expectation, &pricing)?;
+    estimate(
+        &meta,
+        &dialogues,
+        &personas,
+        &model,
+        expectation,
+        &pricing,
+        drawn.items,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -204,8 +277,10 @@ fn estimate(
     model: &str,
     expectation: Expectation,
     pricing: &Pricing,
+    total: u64,
 ) -> Result<()> {
     let catalog = &meta.catalog;
+    let shard = meta.shard.as_ref().map(ShardMeta::shard);
     let settings = RequestSettings {
         model: model.to_string(),
         dialogue_max_tokens: catalog.generation_defaults.dialogue_call.max_tokens,
@@ -214,14 +289,14 @@ fn estimate(
         grammar: false,
     };
     let mut estimator = Estimator::new(&settings, catalog, expectation);
-    let total = meta.config.total_generations;
     let stride = total.div_ceil(ESTIMATE_SAMPLE).max(1);
     let items = Sampler::new(
         catalog,
         &meta.config,
         &dialogues.dialogues,
         &personas.personas,
-    );
+    )
+    .filter(|item| shard.is_none_or(|s| s.holds(item.index)));
     for item in items.step_by(stride as usize) {
         let persona = [(
             item.persona_index,
@@ -257,12 +332,15 @@ fn commit(
         .iter()
         .map(|&i| (i, &dialogues.dialogues[i as usize]))
         .collect();
+    let shard = meta.shard.as_ref().map(ShardMeta::shard);
     let items = Sampler::new(
         &meta.catalog,
         &meta.config,
         &dialogues.dialogues,
         &personas.personas,
-    );
+    )
+    .filter(|item| shard.is_none_or(|s| s.holds(item.index)))
+    .map(Ok);
     store.write_plan(meta, items, &drawn.usage, &persona_texts, &bases)?;
     tracing::info!(
         "committed the plan to {} in {:.2} s",

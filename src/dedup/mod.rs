@@ -8,8 +8,10 @@ use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
+mod check;
 mod scan;
 
+pub use check::Duplicate;
 use scan::{dot_f32, quantize, Scan};
 
 pub type Hash = [u8; 32];

@@ -1,7 +1,7 @@
 //! The plan fingerprint: blake3 over the canonical encoding of everything the plan is a function
 //! of — catalog, configuration, dataset contents — and every item.
 
-use super::{PlanConfig, WorkItem};
+use super::{PlanConfig, Shard, WorkItem};
 use crate::catalog::Catalog;
 
 /// blake3 over the canonical encoding of everything the plan is a function of, and the items.
@@ -29,6 +29,23 @@ impl Fingerprinter {
             hasher,
             buf: Vec::with_capacity(256),
         }
+    }
+
+    /// Makes this a shard's fingerprint: over the shard's items only, bound to the shard and
+    /// (see [`Fingerprinter::finish_shard`]) to the full plan's fingerprint, so a shard store is
+    /// checked before a run like any plan.
+    pub fn for_shard(mut self, shard: Shard) -> Self {
+        self.hasher.update(b"\0dgen-shard-v1\0");
+        self.hasher.update(shard.to_string().as_bytes());
+        self
+    }
+
+    /// A shard's fingerprint, bound to the full plan's; the full plan is drawn in the same pass
+    /// as the shard's items, so its fingerprint comes last.
+    pub fn finish_shard(mut self, full_fingerprint: &str) -> String {
+        self.hasher.update(b"\0");
+        self.hasher.update(full_fingerprint.as_bytes());
+        self.finish()
     }
 
     pub fn add(&mut self, item: &WorkItem) {

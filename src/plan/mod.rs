@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 mod draw;
 mod fingerprint;
 mod sampler;
+pub mod shard;
 
 pub use fingerprint::{fingerprint, Fingerprinter};
 pub use sampler::{combination_key, Sampler};
+pub use shard::Shard;
 
 /// Everything the user chose that shapes the plan. Paths are left out on purpose: the plan
 /// depends on what the files contain (see the dataset fingerprints), not where they are.

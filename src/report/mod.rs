@@ -195,6 +195,8 @@ mod tests {
             dgen_version: "0".into(),
             batches: Vec::new(),
             plan_fingerprint: "f".into(),
+            shard: None,
+            merged_shards: None,
             seed: 9,
             total_items: 0,
             states: Vec::new(),

@@ -22,6 +22,7 @@ mod writer;
 
 pub use attempt::attempt_spec;
 pub use budget::EXIT_BUDGET;
+pub use queue::verify_plan;
 pub use shutdown::{exit_on_signal, watch_signals, EXIT_INTERRUPTED};
 pub use writer::ENDPOINT_PREFIX;
 

@@ -130,13 +130,11 @@ impl Writer {
 
     /// The duplicate checks against everything committed and everything earlier in this batch.
     fn accept(&mut self, batch: &mut Batch, c: Candidate) -> Ack {
-        if self.index.contains_hash(&c.record.hash) {
-            let message = "exact duplicate of a stored dialogue".to_string();
-            return self.reject(batch, c.rejection("duplicate_exact", message));
-        }
-        if let Some((other, sim)) = self.index.similar(&c.embedding, self.threshold) {
-            let message = format!("near-duplicate: cosine {sim:.3} with stored dialogue #{other}");
-            return self.reject(batch, c.rejection("duplicate_semantic", message));
+        if let Some(dup) = self
+            .index
+            .check(&[c.record.hash], &c.embedding, self.threshold)
+        {
+            return self.reject(batch, c.rejection(dup.kind(), dup.message()));
         }
         self.index.insert(&[c.record.hash], &c.embedding);
         let seq = self.next_seq;

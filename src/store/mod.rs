@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase, TableHandle};
 
 mod batches;
@@ -99,6 +99,26 @@ impl Store {
         };
         store.check_identity(true)?;
         Ok(store)
+    }
+
+    /// Creates a store in a new file: refused when `path` exists (a file, or a link someone
+    /// put there), so the file written is the one created here.
+    pub fn create_new(path: &Path) -> Result<Store> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let db = Database::builder()
+            .create_with_backend(
+                redb::backends::FileBackend::new(file).map_err(|e| open_error(path, e))?,
+            )
+            .map_err(|e| open_error(path, e))?;
+        Ok(Store {
+            db: Db::Writable(db),
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens an existing store to write to it (run, import).

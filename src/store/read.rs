@@ -7,7 +7,9 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::tables::*;
 use super::types::{decode, embedding_from_bytes};
-use super::{DialogueSink, ItemState, Meta, RunEndpoint, RunSettings, State, Store};
+use super::{
+    DialogueSink, ItemState, Meta, RunEndpoint, RunSettings, State, Store, StoredDialogue,
+};
 use crate::dataset::Dialogue;
 use crate::dedup::DedupIndex;
 use crate::judge::JudgeScore;
@@ -46,13 +48,49 @@ impl Store {
                 format!("store meta `{key}` is not valid JSON; the store is damaged")
             })
         };
+        let optional_json = |key: &str| -> Result<Option<serde_json::Value>> {
+            match table.get(key)? {
+                None => Ok(None),
+                Some(v) => serde_json::from_str(v.value()).map(Some).with_context(|| {
+                    format!("store meta `{key}` is not valid JSON; the store is damaged")
+                }),
+            }
+        };
         Ok(Some(Meta {
+            shard: optional_json(META_SHARD)?
+                .map(serde_json::from_value)
+                .transpose()?,
+            merge: optional_json(META_MERGE)?
+                .map(serde_json::from_value)
+                .transpose()?,
             dgen_version: get(META_DGEN_VERSION)?,
             config: serde_json::from_value(json(META_CONFIG)?)?,
             catalog: serde_json::from_value(json(META_CATALOG)?)?,
             datasets: serde_json::from_value(json(META_DATASETS)?)?,
             plan_fingerprint: get(META_FINGERPRINT)?,
         }))
+    }
+
+    /// A meta entry, if set (for entries only one command reads, such as `dgen merge`'s).
+    pub fn meta_entry(&self, key: &str) -> Result<Option<String>> {
+        let txn = self.read()?;
+        let Some(table) = optional(&txn, META)? else {
+            return Ok(None);
+        };
+        let value = table.get(key)?.map(|v| v.value().to_string());
+        Ok(value)
+    }
+
+    /// The work items with indexes in `range`, in index order.
+    pub fn items_in(&self, range: std::ops::Range<u64>) -> Result<Vec<WorkItem>> {
+        let txn = self.read()?;
+        let table = txn.open_table(ITEMS)?;
+        let mut out = Vec::new();
+        for entry in table.range(range)? {
+            let (_, v) = entry?;
+            out.push(decode(v.value(), "work item")?);
+        }
+        Ok(out)
     }
 
     /// How many items are in each state.
@@ -323,6 +361,75 @@ impl Store {
             index.insert(&hashes, &vector);
         }
         Ok(index)
+    }
+
+    /// Every dialogue's (item index, sequence number), ordered by item index, then sequence
+    /// number, with the dialogues of no item (imported) last: the order `dgen merge` takes a
+    /// shard's dialogues in.
+    pub fn dialogue_order(&self) -> Result<Vec<(Option<u64>, u64)>> {
+        let txn = self.read()?;
+        let Some(table) = optional(&txn, DIALOGUES)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let record: GeneratedDialogue = decode(v.value(), "dialogue")?;
+            out.push((record.item_index, k.value()));
+        }
+        out.sort_by_key(|&(item, seq)| (item.unwrap_or(u64::MAX), seq));
+        Ok(out)
+    }
+
+    /// The dialogues under `seqs`, in that order, with everything stored beside them.
+    pub fn dialogues_at(&self, seqs: &[u64]) -> Result<Vec<StoredDialogue>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.read()?;
+        let dialogues = txn.open_table(DIALOGUES)?;
+        let embeddings = txn.open_table(EMBEDDINGS)?;
+        let quality = optional(&txn, QUALITY)?;
+        let judge = optional(&txn, JUDGE)?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let missing =
+                || format!("dialogue {seq} is missing from the store; the store is damaged");
+            let record = decode(
+                dialogues.get(seq)?.with_context(missing)?.value(),
+                "dialogue",
+            )?;
+            let embedding = embedding_from_bytes(
+                embeddings
+                    .get(seq)?
+                    .with_context(|| {
+                        format!("dialogue {seq} has no embedding; the store is damaged")
+                    })?
+                    .value(),
+            );
+            let checks = match &quality {
+                Some(t) => t
+                    .get(seq)?
+                    .map(|v| QualityRecord::decode(v.value()))
+                    .transpose()?,
+                None => None,
+            };
+            let score = match &judge {
+                Some(t) => t
+                    .get(seq)?
+                    .map(|v| JudgeScore::decode(v.value()))
+                    .transpose()?,
+                None => None,
+            };
+            out.push(StoredDialogue {
+                seq,
+                record,
+                embedding,
+                checks,
+                judge: score,
+            });
+        }
+        Ok(out)
     }
 
     /// Feeds `sink` from one consistent snapshot: every dialogue in commit order with its

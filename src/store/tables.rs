@@ -60,6 +60,10 @@ pub(super) const META_DATASETS: &str = "datasets";
 pub(super) const META_FINGERPRINT: &str = "plan_fingerprint";
 pub(super) const META_RUN: &str = "run";
 pub(super) const META_RUN_ENDPOINT: &str = "run_endpoint";
+/// The shard a shard store holds (JSON [`ShardMeta`](super::ShardMeta)).
+pub(super) const META_SHARD: &str = "shard";
+/// Set on a store `dgen merge` made (JSON [`MergeMeta`](super::MergeMeta)).
+pub(super) const META_MERGE: &str = "merge";
 /// The last run's `--max_cost` in USD (JSON number), absent when it had none.
 pub(super) const META_MAX_COST: &str = "max_cost";
 

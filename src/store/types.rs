@@ -102,7 +102,36 @@ pub struct Meta {
     pub config: PlanConfig,
     pub catalog: Catalog,
     pub datasets: DatasetsMeta,
+    /// The fingerprint of what this store holds: the full plan's, or a shard's.
     pub plan_fingerprint: String,
+    /// Set when the store holds one shard of the full plan (`dgen plan --shard`).
+    pub shard: Option<ShardMeta>,
+    /// Set when `dgen merge` made the store from the full plan's shards.
+    pub merge: Option<MergeMeta>,
+}
+
+/// Which shard of which full plan a shard store holds. The full plan's item count is the
+/// configuration's `total_generations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMeta {
+    pub index: u32,
+    pub count: u32,
+    pub full_fingerprint: String,
+}
+
+impl ShardMeta {
+    pub fn shard(&self) -> crate::plan::Shard {
+        crate::plan::Shard {
+            index: self.index,
+            count: self.count,
+        }
+    }
+}
+
+/// A store made by `dgen merge`: how many shards the full plan was split into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeMeta {
+    pub shard_count: u32,
 }
 
 /// What a run was started with; a later run must match where it matters.
@@ -143,6 +172,16 @@ pub trait DialogueSink {
     ) -> Result<()>;
 }
 
+/// One stored dialogue with what is kept beside it (for `dgen merge`).
+pub struct StoredDialogue {
+    pub seq: u64,
+    pub record: GeneratedDialogue,
+    pub embedding: Vec<f32>,
+    /// Its quality-check results, when it has an entry.
+    pub checks: Option<QualityRecord>,
+    pub judge: Option<JudgeScore>,
+}
+
 /// One accepted dialogue ready to commit.
 pub struct Accepted {
     pub seq: u64,
@@ -170,6 +209,8 @@ pub struct Batch {
     pub batch_jobs: Vec<super::BatchJob>,
     /// `dgen run --batch`: scenarios stored (`Some`) or removed (`None`), by item.
     pub scenarios: Vec<(u64, Option<super::StoredScenario>)>,
+    /// Meta entries to set with the rest (`dgen merge` records its progress so).
+    pub meta: Vec<(String, String)>,
 }
 
 impl Batch {

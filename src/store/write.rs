@@ -17,7 +17,7 @@ impl Store {
     pub fn write_plan(
         &self,
         meta: &Meta,
-        items: impl Iterator<Item = WorkItem>,
+        items: impl Iterator<Item = Result<WorkItem>>,
         usage: &CombinationUsage,
         persona_texts: &BTreeMap<u32, &str>,
         base_dialogues: &BTreeMap<u32, &Dialogue>,
@@ -54,6 +54,12 @@ impl Store {
             ] {
                 t.insert(k, v)?;
             }
+            if let Some(shard) = &meta.shard {
+                t.insert(META_SHARD, serde_json::to_string(shard)?.as_str())?;
+            }
+            if let Some(merge) = &meta.merge {
+                t.insert(META_MERGE, serde_json::to_string(merge)?.as_str())?;
+            }
         }
         {
             let mut t = txn.open_table(ITEMS)?;
@@ -61,6 +67,7 @@ impl Store {
             let pending = encode(&ItemState::pending());
             let mut buf = Vec::with_capacity(256);
             for item in items {
+                let item = item?;
                 buf.clear();
                 bincode::serde::encode_into_std_write(&item, &mut buf, bincode::config::standard())
                     .expect("encodes");
@@ -188,6 +195,12 @@ impl Store {
                             scenarios.remove(*item)?;
                         }
                     }
+                }
+            }
+            if !batch.meta.is_empty() {
+                let mut meta = txn.open_table(META)?;
+                for (key, value) in &batch.meta {
+                    meta.insert(key.as_str(), value.as_str())?;
                 }
             }
             let mut counters = txn.open_table(COUNTERS)?;

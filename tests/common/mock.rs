@@ -171,6 +171,11 @@ pub struct State {
     pub last_arrival: Option<std::time::Instant>,
     /// The Batch API's files and batches.
     pub batch: batch::BatchState,
+    /// A dialogue call that comes this long after the previous one repeats the previous answer
+    /// exactly (when nothing else applies): the first dialogue of a process started after
+    /// another finished, as shards run one after another, duplicates the other's last.
+    pub repeat_after_idle: Option<Duration>,
+    pub last_dialogue_at: Option<std::time::Instant>,
 }
 
 /// Limits a server enforces over a sliding window, as hosted APIs do per minute.
@@ -627,8 +632,15 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             (None, None, Some(f)) if dialogue || !f.dialogue_only() => s.faults.pop_front(),
             _ => s.always.clone().filter(|f| dialogue || !f.dialogue_only()),
         };
+        let idle_repeat = dialogue
+            && s.repeat_after_idle
+                .is_some_and(|idle| s.last_dialogue_at.is_some_and(|at| at.elapsed() >= idle));
+        if dialogue {
+            s.last_dialogue_at = Some(std::time::Instant::now());
+        }
         let fault = match fault {
             Some(f) => Some(f),
+            None if idle_repeat => Some(Fault::ExactRepeat),
             None if !s.random.is_empty() => s.random_fault(dialogue),
             None => None,
         };

@@ -33,6 +33,15 @@ pub struct Env {
     pub dir: TempDir,
 }
 
+/// The variables `dgen plan` reads its shard from when no flag gives one.
+pub const SCHEDULER_VARS: [&str; 5] = [
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_STEP",
+    "JOB_COMPLETION_INDEX",
+];
+
 impl Env {
     pub fn new() -> Env {
         Env {
@@ -48,6 +57,10 @@ impl Env {
     pub fn dgen(&self) -> Command {
         let mut cmd = Command::cargo_bin("dgen").unwrap();
         cmd.current_dir(self.dir.path()).env_remove("RUST_LOG");
+        // Inside a Slurm job array or a Kubernetes Indexed Job, `dgen plan` would plan a shard.
+        for var in SCHEDULER_VARS {
+            cmd.env_remove(var);
+        }
         cmd
     }
 

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# dgen on a real Slurm: a one-node cluster (munged, slurmctld and slurmd on 127.0.0.1, the
+# node's real CPUs and memory) runs deploy/slurm/dgen-array.sbatch as an array of 3 shards
+# against the mock server (which repeats some answers, so shards make duplicates of each
+# other's dialogues), then `dgen merge` joins the shards and a top-up `dgen run` brings the
+# merged store to N. Checks every count on the way.
+#
+# Installs Debian's slurm-wlm and munge with apt-get when they are missing (needs root). Skips,
+# loudly, only where the daemons cannot start here (no root, a container that forbids them);
+# any other failure fails. Usage: scripts/test-slurm.sh [N] (default 12).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+N="${1:-12}"
+SHARDS=3
+
+say() { echo "test-slurm: $*" >&2; }
+fail() { say "FAILED: $*"; exit 1; }
+skip() {
+  say "################################################################"
+  say "SKIPPED: the Slurm test did not run: $*"
+  say "################################################################"
+  exit 0
+}
+
+if [[ "$(id -u)" != 0 ]]; then
+  skip "it needs root to install and start munged, slurmctld and slurmd"
+fi
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
+  || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+  say "installing slurm-wlm and munge (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+fi
+
+scripts/fetch-assets.sh >/dev/null
+CACHE="$(scripts/fetch-assets.sh 2>/dev/null)"
+cargo build --locked --quiet --bin dgen --bin dgen-mock-llm
+DGEN="$ROOT/target/debug/dgen"
+
+WORK="$(mktemp -d /tmp/dgen-slurm.XXXXXX)"
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+  local f pid
+  # Only the daemons this script started, by the pids they wrote; each is waited for, so
+  # nothing writes into the folder while it is removed.
+  for f in "$WORK/slurmd.pid" "$WORK/slurmctld.pid" "$WORK/munge/munged.pid"; do
+    [[ -s "$f" ]] && PIDS+=("$(cat "$f")")
+  done
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+  if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; else say "kept $WORK"; fi
+}
+trap cleanup EXIT
+
+# munged on a socket of its own, so a munged the machine already runs is left alone.
+MUNGE="$WORK/munge"
+mkdir -p "$MUNGE"
+KEY=/etc/munge/munge.key
+if [[ ! -s "$KEY" ]]; then
+  mkdir -p /etc/munge
+  dd if=/dev/urandom of="$KEY" bs=1024 count=1 status=none
+  chown munge:munge "$KEY" 2>/dev/null || true
+  chmod 0400 "$KEY"
+fi
+chown munge:munge "$MUNGE" 2>/dev/null || true
+chmod 0755 "$MUNGE"
+start_munged() {
+  if id munge >/dev/null 2>&1; then
+    runuser -u munge -- munged --socket="$MUNGE/munge.sock" --pid-file="$MUNGE/munged.pid" \
+      --log-file="$MUNGE/munged.log" --seed-file="$MUNGE/munged.seed" --key-file="$KEY"
+  else
+    munged --force --socket="$MUNGE/munge.sock" --pid-file="$MUNGE/munged.pid" \
+      --log-file="$MUNGE/munged.log" --seed-file="$MUNGE/munged.seed" --key-file="$KEY"
+  fi
+}
+if ! start_munged 2>"$WORK/munged.err"; then
+  skip "munged does not start here: $(cat "$WORK/munged.err" "$MUNGE/munged.log" 2>/dev/null | tail -3)"
+fi
+if ! munge -S "$MUNGE/munge.sock" -n | unmunge -S "$MUNGE/munge.sock" >/dev/null 2>&1; then
+  skip "munged started but does not answer on $MUNGE/munge.sock"
+fi
+
+# One node: this machine on 127.0.0.1, with the CPUs and memory slurmd finds.
+HOST="$(hostname -s)"
+NODE="$(slurmd -C | head -1 | sed -E "s/^NodeName=[^ ]+/NodeName=$HOST NodeAddr=127.0.0.1/")"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+CONF="$WORK/slurm.conf"
+mkdir -p "$WORK/state" "$WORK/spool" "$WORK/out"
+cat >"$CONF" <<EOF
+ClusterName=dgentest
+SlurmctldHost=$HOST(127.0.0.1)
+SlurmctldPort=$(free_port)
+SlurmdPort=$(free_port)
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$MUNGE/munge.sock
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation=$WORK/state
+SlurmdSpoolDir=$WORK/spool
+SlurmctldPidFile=$WORK/slurmctld.pid
+SlurmdPidFile=$WORK/slurmd.pid
+SlurmctldLogFile=$WORK/slurmctld.log
+SlurmdLogFile=$WORK/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+SlurmdTimeout=30
+$NODE State=UNKNOWN
+PartitionName=test Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+EOF
+export SLURM_CONF="$CONF"
+say "slurm.conf node: $NODE"
+if ! slurmctld -f "$CONF" 2>"$WORK/slurmctld.err"; then
+  skip "slurmctld does not start here: $(tail -3 "$WORK/slurmctld.err" "$WORK/slurmctld.log" 2>/dev/null)"
+fi
+if ! slurmd -f "$CONF" -N "$HOST" 2>"$WORK/slurmd.err"; then
+  skip "slurmd does not start here: $(tail -3 "$WORK/slurmd.err" "$WORK/slurmd.log" 2>/dev/null)"
+fi
+state=""
+for _ in $(seq 120); do
+  state="$(sinfo -h -n "$HOST" -o %t 2>/dev/null || true)"
+  [[ "$state" == idle* ]] && break
+  sleep 0.5
+done
+if [[ "$state" != idle* ]]; then
+  skip "the node did not come up (state '${state:-none}'): $(tail -3 "$WORK/slurmd.log" "$WORK/slurmctld.log" 2>/dev/null)"
+fi
+say "one-node Slurm up on $HOST ($(sinfo -h -o '%c CPUs, %m MB'))"
+
+# The array runs one task at a time (%1), and the mock answers a dialogue call that comes 1.5 s
+# or more after the previous one with the previous answer: each shard's first dialogue repeats
+# the last one of the shard before, a duplicate no shard can see and the merge must drop. (A
+# slow machine may also make a repeat inside a shard: its run rejects it and tries again.)
+"$ROOT/target/debug/dgen-mock-llm" --repeat-after-idle-ms 1500 >"$WORK/url" &
+PIDS+=($!)
+for _ in $(seq 100); do [[ -s "$WORK/url" ]] && break; sleep 0.1; done
+URL="$(cat "$WORK/url")"
+[[ -n "$URL" ]] || fail "the mock server did not start"
+
+started=$SECONDS
+# --wait: sbatch returns when every task has ended, with the highest exit code among them.
+# The node has few CPUs: one per task and little memory, whatever the script's defaults say.
+if ! sbatch --wait --array=0-$((SHARDS - 1))%1 --cpus-per-task=1 --mem=1G \
+  --output="$WORK/out/slurm-%A_%a.out" \
+  --export=ALL,DGEN_TOTAL="$N",DGEN_SEED=7,DGEN_OUT_DIR="$WORK/out",DGEN_BIN="$DGEN",DGEN_CACHE_DIR="$CACHE",DGEN_DATASET="$ROOT/fixtures/multiwoz_hf",DGEN_PERSONAS="$ROOT/fixtures/personas_hf",DGEN_PLAN_ARGS="--min_turns 3 3 --max_turns 6 6",DGEN_RUN_ARGS="--base_url $URL --concurrency 1 --max_attempts 10 --retry_base_ms 20" \
+  deploy/slurm/dgen-array.sbatch >"$WORK/sbatch.out"; then
+  tail -n 20 "$WORK"/out/slurm-*.out >&2 || true
+  fail "the array job failed ($(cat "$WORK/sbatch.out"))"
+fi
+say "array of $SHARDS shards done in $((SECONDS - started)) s ($(cat "$WORK/sbatch.out"))"
+
+shopt -s nullglob
+stores=("$WORK"/out/shard-*.redb)
+[[ ${#stores[@]} == "$SHARDS" ]] || fail "expected $SHARDS shard stores, found ${#stores[@]}: ${stores[*]}"
+json() { python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
+done_total=0
+for s in "${stores[@]}"; do
+  info="$("$DGEN" --store "$s" status --json | json '"%s/%s %d %d" % (s["shard"]["index"], s["shard"]["count"], s["total_items"], [x["count"] for x in s["states"] if x["state"] == "done"][0])')"
+  read -r shard items done_items <<<"$info"
+  say "$(basename "$s"): shard $shard, $done_items of $items items done"
+  [[ "$done_items" == "$items" ]] || fail "$(basename "$s") did not finish its items"
+  done_total=$((done_total + done_items))
+done
+[[ "$done_total" == "$N" ]] || fail "the shards hold $done_total items, not $N"
+
+"$DGEN" merge "${stores[@]}" --into "$WORK/all.redb" | tee "$WORK/merge.out" >&2
+merged="$("$DGEN" --store "$WORK/all.redb" status --json | json '"%d %d %d" % (s["merged_shards"], s["total_items"], [x["count"] for x in s["states"] if x["state"] == "done"][0])')"
+read -r merged_shards total kept <<<"$merged"
+[[ "$merged_shards" == "$SHARDS" && "$total" == "$N" ]] || fail "merged store: $merged"
+dropped=$((N - kept))
+grep -q "$dropped cross-shard duplicates dropped ($dropped exact" "$WORK/merge.out" \
+  || fail "the merge kept $kept of $N but did not report $dropped exact duplicates dropped"
+[[ "$dropped" -ge $((SHARDS - 1)) ]] \
+  || fail "the merge dropped $dropped duplicates; each shard after the first repeats one"
+
+# Merging again changes nothing.
+"$DGEN" merge "${stores[@]}" --into "$WORK/all.redb" >/dev/null
+again="$("$DGEN" --store "$WORK/all.redb" status --json | json '[x["count"] for x in s["states"] if x["state"] == "done"][0]')"
+[[ "$again" == "$kept" ]] || fail "a second merge changed the store ($kept, then $again dialogues)"
+
+"$DGEN" --store "$WORK/all.redb" run --base_url "$URL" --concurrency 2 --max_attempts 10 \
+  --retry_base_ms 20 --log_file "$WORK/topup.log" 2>/dev/null
+final="$("$DGEN" --store "$WORK/all.redb" status --json | json '"%d %d" % ([x["count"] for x in s["states"] if x["state"] == "done"][0], s["run"]["dialogues"])')"
+read -r final_done dialogues <<<"$final"
+[[ "$final_done" == "$N" && "$dialogues" == "$N" ]] || fail "after the top-up: $final_done done, $dialogues dialogues; expected $N"
+"$DGEN" --store "$WORK/all.redb" export --output_file "$WORK/all.json" --hash_file "$WORK/hashes.json" \
+  --embedding_file "$WORK/all.npy" >/dev/null
+unique="$(json 'len(set(s))' <"$WORK/hashes.json")"
+[[ "$unique" == "$N" ]] || fail "the export holds $unique distinct hashes, not $N"
+say "passed: $SHARDS Slurm array tasks, merge dropped $dropped cross-shard duplicates, top-up reached $N/$N; $((SECONDS - started)) s from sbatch to the end"
