@@ -6,9 +6,10 @@
 //! through the same uniqueness rule as `dgen run`'s writer, so duplicates across shards are
 //! dropped the same way every time, and their items are left pending for `dgen run` to top up.
 //!
-//! Every transaction (the plan, then each chunk of a shard) records how far the merge got in the
-//! merged store's meta table, in the same commit: a merge cut short (even by `kill -9`) goes on
-//! where it stopped when run again, and merging a shard a second time adds nothing.
+//! The plan is written under `ALL.redb.partial` and renamed into place; then each chunk of a
+//! shard is one transaction that also records how far the merge got, in the merged store's meta
+//! table: a merge cut short (even by `kill -9`) goes on where it stopped when run again, and
+//! merging a shard a second time adds nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
