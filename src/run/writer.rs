@@ -100,17 +100,25 @@ impl Writer {
     }
 
     /// The duplicate checks against everything committed and everything earlier in this batch.
-    fn accept(&mut self, batch: &mut Batch, c: Candidate) -> Ack {
+    fn accept(&mut self, batch: &mut Batch, c: Candidate) -> Result<Ack> {
         if self.index.contains_hash(&c.record.hash) {
             let message = "exact duplicate of a stored dialogue".to_string();
-            return self.reject(batch, c.rejection("duplicate_exact", message));
+            return Ok(self.reject(batch, c.rejection("duplicate_exact", message)));
         }
-        if let Some((other, sim)) = self.index.similar(&c.embedding, self.threshold) {
+        // Full-precision vectors come from this batch (not committed yet) or the store.
+        let store = &self.store;
+        let similar = self.index.similar(&c.embedding, self.threshold, |seq| {
+            match batch.accepted.iter().find(|a| a.seq == seq) {
+                Some(a) => Ok(a.embedding.clone()),
+                None => store.embedding(seq),
+            }
+        })?;
+        if let Some((other, sim)) = similar {
             let message = format!("near-duplicate: cosine {sim:.3} with stored dialogue #{other}");
-            return self.reject(batch, c.rejection("duplicate_semantic", message));
+            return Ok(self.reject(batch, c.rejection("duplicate_semantic", message)));
         }
-        self.index.insert(&[c.record.hash], &c.embedding);
         let seq = self.next_seq;
+        self.index.insert(seq, &[c.record.hash], &c.embedding);
         self.next_seq += 1;
         batch.states.push((
             c.item,
@@ -131,12 +139,12 @@ impl Writer {
             embedding: c.embedding,
             quality: Some(c.quality),
         });
-        Ack {
+        Ok(Ack {
             item: c.item,
             decision: Decision::Accepted,
             failure: false,
             message: None,
-        }
+        })
     }
 
     /// Commits one batch of outcomes; the acks say what became of each attempt.
@@ -160,7 +168,7 @@ impl Writer {
                     count_judge(&mut batch, usage, error);
                 }
                 Outcome::Rejected(r) => acks.push(self.reject(&mut batch, r)),
-                Outcome::Candidate(c) => acks.push(self.accept(&mut batch, c)),
+                Outcome::Candidate(c) => acks.push(self.accept(&mut batch, c)?),
             }
         }
         batch.count(cost::SPENT_NANO_USD, spent);

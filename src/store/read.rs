@@ -290,7 +290,17 @@ impl Store {
         }
     }
 
-    /// The dedup index of every stored dialogue.
+    /// One stored dialogue's embedding, for the dedup check's full-precision comparison.
+    pub fn embedding(&self, seq: u64) -> Result<Vec<f32>> {
+        let txn = self.read()?;
+        let table = txn.open_table(EMBEDDINGS)?;
+        let bytes = table
+            .get(seq)?
+            .with_context(|| format!("dialogue {seq} has no stored embedding"))?;
+        Ok(embedding_from_bytes(bytes.value()))
+    }
+
+    /// The dedup index of every stored dialogue, keyed by sequence number and clustered.
     pub fn load_index(&self, dim: usize) -> Result<DedupIndex> {
         let txn = self.read()?;
         let mut index = DedupIndex::new(dim);
@@ -298,6 +308,7 @@ impl Store {
             (Ok(h), Ok(e)) => (h, e),
             _ => return Ok(index),
         };
+        index.reserve(usize::try_from(embeddings.len()?).unwrap_or(0));
         let mut by_seq: BTreeMap<u64, Vec<[u8; 32]>> = BTreeMap::new();
         for entry in hashes.iter()? {
             let (k, v) = entry?;
@@ -320,8 +331,9 @@ impl Store {
                     vector.len()
                 );
             }
-            index.insert(&hashes, &vector);
+            index.push(k.value(), &hashes, &vector);
         }
+        index.build();
         Ok(index)
     }
 
