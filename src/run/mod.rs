@@ -32,7 +32,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::RunArgs;
 use crate::cost::{self, Price, PriceTable, Pricing};
-use crate::embed::{self, EmbedService, Embedder};
+use crate::embed::{self, EmbedService, EmbedWorker};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
 use crate::llm::{Endpoint, Limits, LlmClient};
 use crate::prompt::{self, RequestSettings, Schema, Structured};
@@ -106,7 +106,8 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     store.set_max_cost(args.max_cost)?;
-    let embedder = Embedder::load(&assets)?;
+    // Loaded before anything starts, so a missing asset stops the run at once.
+    let embedder = EmbedService::start(&assets, args.embed.parallelism())?;
     // Started from the main thread: the parent-death signal follows the thread that forked.
     let server = match &local_model {
         Some(model) => Some(LocalServer::start(&server_settings(&args, &assets, model))?),
@@ -199,7 +200,7 @@ fn prepare(
 struct Launch {
     settings: RequestSettings,
     endpoint: Endpoint,
-    embedder: Embedder,
+    embedder: (EmbedService, EmbedWorker),
     concurrency: usize,
     /// The model's price: spent is recorded with it, and `--max_cost` needs it.
     price: Option<Price>,
@@ -239,7 +240,7 @@ fn judge_pricing(
     Ok(judge.price())
 }
 
-/// The run proper: the runtime, the embedder thread, the writer and the dispatcher.
+/// The run proper: the runtime, the embedder threads, the writer and the dispatcher.
 fn generate(
     store: &Arc<Store>,
     meta: &Meta,
@@ -260,7 +261,7 @@ fn generate(
         .worker_threads(2)
         .build()?;
     let _guard = runtime.enter();
-    let (embedder, embed_worker) = EmbedService::start(embedder)?;
+    let (embedder, embed_worker) = embedder;
     let client = LlmClient::new(&endpoint)?;
     let limiter = client.limiter().clone();
     let judge = inline_judge(args, &endpoint, &settings, &client)?;
