@@ -3,8 +3,9 @@
 //! bounds only decide which stored vectors need a closer look:
 //!
 //! 1. A first pass over each vector's projection on the few dozen directions stored vectors vary
-//!    most along (`project`): 32 bytes a vector plus the norm of the rest. It rules out nearly
-//!    everything, reading a twelfth of what a full scan reads, split over the CPUs.
+//!    most along (`project`): 32 bytes a vector plus three bound terms. It rules out nearly
+//!    everything, reading a ninth of what a full scan reads, split over the CPUs. Vectors
+//!    inserted since the last projection (up to `FLUSH`) are scanned in int8 instead.
 //! 2. The int8 bound (`scan`) on the full vectors the first pass left.
 //!
 //! The few candidates left are compared in full precision against the vectors where they are
@@ -34,8 +35,11 @@ pub fn hex(hash: &Hash) -> String {
 }
 
 /// Below this many vectors a full int8 scan is as quick as the first pass; the projection is
-/// fitted once there are this many, and again each time the index has doubled since.
+/// fitted to the first this many (stored dialogues of one plan all look alike).
 const MIN_BUILD: usize = 4096;
+/// Vectors inserted since the last projection wait in full precision and are scanned in int8
+/// until there are this many, then projected together.
+const FLUSH: usize = 1024;
 /// Vectors per thread below which a first pass stays on one thread.
 const PER_THREAD: usize = 65_536;
 
@@ -49,7 +53,8 @@ pub struct DedupIndex {
     norms: Vec<f32>,
     ids: Vec<u64>,
     projection: Option<Projection>,
-    built_len: usize,
+    /// The full-precision vectors not projected yet: rows `len - pending.len() / dim..`.
+    pending: Vec<f32>,
     min_build: usize,
     threads: usize,
 }
@@ -65,14 +70,14 @@ impl DedupIndex {
             norms: Vec::new(),
             ids: Vec::new(),
             projection: None,
-            built_len: 0,
+            pending: Vec::new(),
             min_build: MIN_BUILD,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 
-    /// An index whose projection is fitted at `min_build` vectors (`usize::MAX`: never), so
-    /// tests exercise it on small sets and benchmarks can time the full scan.
+    /// An index whose projection is fitted at `min_build` vectors (`usize::MAX`: never, a full
+    /// int8 scan), so tests exercise it on small sets and benchmarks can time the full scan.
     pub fn with_min_build(dim: usize, min_build: usize) -> DedupIndex {
         DedupIndex {
             min_build: min_build.max(1),
@@ -115,6 +120,7 @@ impl DedupIndex {
             + self.values.capacity()
             + 4 * (self.scales.capacity() + self.errors.capacity() + self.norms.capacity())
             + 8 * self.ids.capacity()
+            + 4 * self.pending.capacity()
             + self.projection.as_ref().map_or(0, Projection::bytes)
     }
 
@@ -123,41 +129,51 @@ impl DedupIndex {
     }
 
     /// Adds one dialogue: its hash keys (usually one) and its embedding, under `id` (the
-    /// store's sequence number), the key [`DedupIndex::similar`] fetches it back by. Once the
-    /// index has doubled since the projection was fitted, it is fitted again.
+    /// store's sequence number), the key [`DedupIndex::similar`] fetches it back by.
     pub fn insert(&mut self, id: u64, hashes: &[Hash], vector: &[f32]) {
         self.push(id, hashes, vector);
-        if self.len() >= self.min_build && self.len() >= 2 * self.built_len {
-            self.build();
-        }
+        self.build();
     }
 
-    /// [`DedupIndex::insert`] without the refit: for loading many, then [`DedupIndex::build`].
+    /// [`DedupIndex::insert`] with the projection put off: for loading many, then
+    /// [`DedupIndex::build`].
     pub fn push(&mut self, id: u64, hashes: &[Hash], vector: &[f32]) {
         assert_eq!(vector.len(), self.dim);
         self.hashes.extend(hashes.iter().copied());
         let q = quantize(vector);
-        if let Some(p) = &mut self.projection {
-            p.push(&q.values, q.scale, q.error);
-        }
         self.values.extend_from_slice(&q.values);
         self.scales.push(q.scale);
         self.errors.push(q.error);
         self.norms.push(q.norm);
         self.ids.push(id);
+        if self.min_build != usize::MAX {
+            self.pending.extend_from_slice(vector);
+        }
     }
 
-    /// Fits the projection to what is stored and projects every vector (once there are at
-    /// least the first build's worth).
-    pub fn build(&mut self) {
-        if self.len() < self.min_build {
-            return;
+    /// Projects what waits: fits the projection first once there are enough vectors, projects
+    /// the waiting ones once there are enough of them (or `force`).
+    fn project(&mut self, force: bool) {
+        let waiting = self.pending.len() / self.dim;
+        if self.projection.is_none() && self.len() >= self.min_build {
+            self.projection = Some(Projection::fit(self.dim, &self.pending));
         }
-        let sample = project::sample(self.dim, &self.values, &self.scales);
-        let mut p = Projection::fit(self.dim, &sample);
-        p.extend(&self.values, &self.scales, &self.errors, self.threads);
-        self.projection = Some(p);
-        self.built_len = self.len();
+        if let Some(p) = &mut self.projection {
+            if waiting >= FLUSH || (force && waiting > 0) {
+                p.extend(&self.pending, self.threads);
+                self.pending = Vec::new();
+            }
+        }
+    }
+
+    /// Projects every vector waiting (fitting the projection first once there are enough).
+    pub fn build(&mut self) {
+        self.project(false);
+    }
+
+    /// [`DedupIndex::build`], projecting whatever waits however few.
+    pub fn finish(&mut self) {
+        self.project(true);
     }
 
     /// The stored vector with the smallest id whose cosine similarity with `v` is at least
@@ -170,9 +186,7 @@ impl DedupIndex {
         threshold: f32,
         mut vector: impl FnMut(u64) -> Result<Vec<f32>>,
     ) -> Result<Option<(u64, f32)>> {
-        let q = quantize(v);
-        let mut left = self.first_pass(v, threshold);
-        scan::retain_reaching(&self.rows(), &q, threshold, &mut left);
+        let left = self.survivors(v, threshold, true);
         let mut candidates: Vec<u64> = left.iter().map(|i| self.ids[*i as usize]).collect();
         candidates.sort_unstable();
         for id in candidates {
@@ -188,63 +202,78 @@ impl DedupIndex {
 
     /// How many stored vectors the first pass leaves for the int8 check: what it prunes.
     pub fn scanned(&self, v: &[f32], threshold: f32) -> usize {
-        self.first_pass(v, threshold).len()
+        self.survivors(v, threshold, false).len()
     }
 
     fn rows(&self) -> Rows<'_> {
+        self.rows_from(0)
+    }
+
+    fn rows_from(&self, from: usize) -> Rows<'_> {
         Rows {
             dim: self.dim,
-            values: &self.values,
-            scales: &self.scales,
-            errors: &self.errors,
-            norms: &self.norms,
+            values: &self.values[from * self.dim..],
+            scales: &self.scales[from..],
+            errors: &self.errors[from..],
+            norms: &self.norms[from..],
         }
     }
 
-    /// Positions the first pass cannot rule out, ascending. Without a projection: every one
-    /// the int8 bound cannot rule out.
-    fn first_pass(&self, v: &[f32], threshold: f32) -> Vec<u32> {
+    /// Positions the first pass cannot rule out, ascending: projected rows by the projection
+    /// bound, the rest (all of them before the projection is fitted) by the int8 bound. With
+    /// `int8`, the int8 bound then sifts the projected rows' survivors too, on the same thread.
+    fn survivors(&self, v: &[f32], threshold: f32, int8: bool) -> Vec<u32> {
         let mut out = Vec::new();
-        let Some(p) = &self.projection else {
-            let q: Quantized = quantize(v);
-            let scan = Scan {
-                rows: self.rows(),
-                query: &q,
-                threshold,
+        let q: Quantized = quantize(v);
+        let projected = self.projection.as_ref().map_or(0, Projection::len);
+        if let Some(p) = &self.projection {
+            let query = p.query(v);
+            let prepared = p.prepared(&query);
+            let all = self.rows();
+            let pass = |from: usize, to: usize| -> Vec<u32> {
+                let mut part = Vec::new();
+                scan::prescan(
+                    &p.rows(from, to),
+                    &prepared,
+                    threshold,
+                    from as u32,
+                    &mut part,
+                );
+                if int8 {
+                    scan::retain_reaching(&all, &q, threshold, &mut part);
+                }
+                part
             };
-            let mut at = 0;
-            while let Some(i) = scan.next_candidate(at) {
-                out.push(i as u32);
-                at = i + 1;
+            let threads = self.threads.min(projected / PER_THREAD).max(1);
+            if threads == 1 {
+                out = pass(0, projected);
+            } else {
+                let chunk = projected.div_ceil(threads);
+                std::thread::scope(|s| {
+                    let parts: Vec<_> = (0..projected)
+                        .step_by(chunk)
+                        .map(|from| {
+                            let pass = &pass;
+                            s.spawn(move || pass(from, (from + chunk).min(projected)))
+                        })
+                        .collect();
+                    for part in parts {
+                        out.extend(part.join().expect("the first pass"));
+                    }
+                });
             }
-            return out;
-        };
-        let query = p.query(v);
-        let prepared = p.prepared(&query);
-        let n = p.len();
-        let threads = self.threads.min(n / PER_THREAD).max(1);
-        if threads == 1 {
-            scan::prescan(&p.rows(0, n), &prepared, threshold, 0, &mut out);
-            return out;
         }
-        let chunk = n.div_ceil(threads);
-        std::thread::scope(|s| {
-            let parts: Vec<_> = (0..n)
-                .step_by(chunk)
-                .map(|from| {
-                    let rows = p.rows(from, (from + chunk).min(n));
-                    let prepared = &prepared;
-                    s.spawn(move || {
-                        let mut part = Vec::new();
-                        scan::prescan(&rows, prepared, threshold, from as u32, &mut part);
-                        part
-                    })
-                })
-                .collect();
-            for part in parts {
-                out.extend(part.join().expect("the first pass"));
-            }
-        });
+        let rest = self.rows_from(projected);
+        let scan = Scan {
+            rows: rest,
+            query: &q,
+            threshold,
+        };
+        let mut at = 0;
+        while let Some(i) = scan.next_candidate(at) {
+            out.push((projected + i) as u32);
+            at = i + 1;
+        }
         out
     }
 }

@@ -1,17 +1,19 @@
 //! The projection the first pass scans: each stored vector's coordinates along the `DIMS`
 //! directions where stored vectors vary most (the top eigenvectors of their second-moment
-//! matrix, found by subspace iteration over a sample), in int8, with the norm of what the
-//! projection leaves out. Real dialogue embeddings crowd into a cone and vary mostly along a
-//! few dozen directions, so these few bytes a vector bound its similarity tightly.
+//! matrix, found by subspace iteration over the first vectors stored), in int8 with a scale
+//! per coordinate, and the norm of what the projection leaves out. Real dialogue embeddings
+//! crowd into a cone and vary mostly along a few dozen directions, so these few bytes a vector
+//! bound its similarity tightly.
 //!
-//! The bound, for a query q and a stored vector x whose int8 form is x̂ (|x − x̂| ≤ e):
-//! with B the orthonormal basis, y = Bx̂ (int8 ŷ, |y − ŷ| ≤ e_y) and p = Bq (int8 p̂, |p − p̂| ≤ e_p),
+//! The bound, for a query q and a stored vector x, with B the orthonormal basis, y = Bx
+//! (stored as codes c, y ≈ s∘c with s the per-coordinate scales, |y − s∘c| ≤ e) and
+//! p = Bq, p' = s∘p (int8 p̂' with scale t, |p' − t p̂'| ≤ e'):
 //!
-//!   q·x ≤ q·x̂ + |q| e                          (Cauchy-Schwarz)
-//!   q·x̂ = p·y + q⊥·x̂⊥ ≤ p·y + |q⊥| |x̂⊥|       (B orthonormal; ⊥: what B leaves out)
-//!   p·y ≤ p̂·ŷ + |q| e_y + e_p |ŷ|               (|p| ≤ |q|)
+//!   q·x = p·y + q⊥·x⊥ ≤ p·y + |q⊥| |x⊥|       (B orthonormal; ⊥: what B leaves out)
+//!   p·y ≤ p·(s∘c) + |q| e = p'·c + |q| e        (|p| ≤ |q|)
+//!   p'·c ≤ t (p̂'·c) + e' |c|
 //!
-//! with |x̂⊥|² = |x̂|² − |y|² and |q⊥|² = |q|² − |p|². Float rounding (the basis is orthonormal
+//! with |x⊥|² = |x|² − |y|² and |q⊥|² = |q|² − |p|². Float rounding (the basis is orthonormal
 //! to about 1e-7, the dot products good to about 1e-5) is covered by `ROUNDING`. The basis only
 //! decides how tight the bound is, never whether it holds.
 
@@ -23,8 +25,6 @@ use super::scan::{dots, quantize, Projected, ProjectedQuery, Quantized};
 pub const DIMS: usize = 32;
 /// Added to squared norms and to the bound, far above the float rounding in either.
 const ROUNDING: f32 = 1e-4;
-/// Rows the second-moment matrix is estimated from.
-const SAMPLE: usize = 4096;
 const ITERATIONS: usize = 12;
 
 pub struct Projection {
@@ -32,32 +32,32 @@ pub struct Projection {
     dim: usize,
     /// `d` orthonormal rows of `dim`.
     basis: Vec<f32>,
+    /// The scale of each coordinate's codes.
+    scales: Vec<f32>,
     rows: Part,
 }
 
 /// Projected rows, struct-of-arrays; built in parts on several threads, then joined.
 #[derive(Default)]
 pub struct Part {
-    values: Vec<i8>,
-    scales: Vec<f32>,
-    slack: Vec<f32>,
+    codes: Vec<i8>,
+    /// |y − s∘c|, the norm of the codes, and |x⊥|, each rounded up.
+    error: Vec<f32>,
+    code_norm: Vec<f32>,
     rest: Vec<f32>,
-    /// The largest |ŷ| of a row, for the query's quantization error term.
-    max_norm: f32,
 }
 
 impl Part {
     fn append(&mut self, other: Part) {
-        self.values.extend(other.values);
-        self.scales.extend(other.scales);
-        self.slack.extend(other.slack);
+        self.codes.extend(other.codes);
+        self.error.extend(other.error);
+        self.code_norm.extend(other.code_norm);
         self.rest.extend(other.rest);
-        self.max_norm = self.max_norm.max(other.max_norm);
     }
 }
 
 impl Projection {
-    /// A basis fitted to `sample` (dequantized vectors, `dim` a row), with no rows yet.
+    /// A basis and scales fitted to `sample` (vectors, `dim` a row), with no rows yet.
     pub fn fit(dim: usize, sample: &[f32]) -> Projection {
         let d = DIMS.min(dim);
         let n = sample.len() / dim;
@@ -76,57 +76,64 @@ impl Projection {
             .collect();
         orthonormalize(dim, &mut basis);
         if n > 0 {
-            let mut next = vec![0.0f32; dim];
             let mut col = Vec::with_capacity(dim);
             for _ in 0..ITERATIONS {
                 for v in basis.chunks_exact_mut(dim) {
                     let vf: Vec<f32> = v.iter().map(|x| *x as f32).collect();
                     dots(&vf, &moment, &mut col);
-                    next.copy_from_slice(&col);
-                    v.iter_mut()
-                        .zip(&next)
-                        .for_each(|(a, b)| *a = f64::from(*b));
+                    v.iter_mut().zip(&col).for_each(|(a, b)| *a = f64::from(*b));
                 }
                 orthonormalize(dim, &mut basis);
             }
         }
+        let basis: Vec<f32> = basis.into_iter().map(|x| x as f32).collect();
+        // Each coordinate's codes span a little more than what the sample reaches.
+        let mut reach = vec![0.0f32; d];
+        let mut y = Vec::with_capacity(d);
+        for x in sample.chunks_exact(dim) {
+            dots(x, &basis, &mut y);
+            reach
+                .iter_mut()
+                .zip(&y)
+                .for_each(|(r, v)| *r = r.max(v.abs()));
+        }
+        let scales = reach
+            .iter()
+            .map(|r| {
+                if *r > 0.0 {
+                    r * 1.25 / 127.0
+                } else {
+                    1.0 / 127.0
+                }
+            })
+            .collect();
         Projection {
             d,
             dim,
-            basis: basis.into_iter().map(|x| x as f32).collect(),
+            basis,
+            scales,
             rows: Part::default(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.rows.scales.len()
+        self.rows.rest.len()
     }
 
-    /// Adds a stored vector by its int8 form (`values`, `scale`) and that form's `error`.
-    pub fn push(&mut self, values: &[i8], scale: f32, error: f32) {
-        let mut part = std::mem::take(&mut self.rows);
-        self.project_into(&mut part, values, scale, error);
-        self.rows = part;
-    }
-
-    /// Projects int8 rows (`dim` values each, with their scales and errors) on `threads`
-    /// threads and adds them.
-    pub fn extend(&mut self, values: &[i8], scales: &[f32], errors: &[f32], threads: usize) {
-        let n = scales.len();
-        let chunk = n.div_ceil(threads.max(1)).max(1);
-        let dim = self.dim;
+    /// Projects vectors (`dim` values each) on `threads` threads and adds them.
+    pub fn extend(&mut self, vectors: &[f32], threads: usize) {
+        let n = vectors.len() / self.dim;
+        let threads = if n < 4096 { 1 } else { threads.max(1) };
+        let chunk = n.div_ceil(threads).max(1);
+        let this = &*self;
         let parts: Vec<Part> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..n)
-                .step_by(chunk)
-                .map(|from| {
-                    let to = (from + chunk).min(n);
-                    let this = &*self;
+            let handles: Vec<_> = vectors
+                .chunks(chunk * this.dim)
+                .map(|chunk| {
                     s.spawn(move || {
                         let mut part = Part::default();
-                        part.values.reserve((to - from) * this.d);
-                        for i in from..to {
-                            let row = &values[i * dim..(i + 1) * dim];
-                            this.project_into(&mut part, row, scales[i], errors[i]);
+                        for x in chunk.chunks_exact(this.dim) {
+                            this.project_into(&mut part, x);
                         }
                         part
                     })
@@ -142,27 +149,36 @@ impl Projection {
         }
     }
 
-    fn project_into(&self, part: &mut Part, values: &[i8], scale: f32, error: f32) {
-        let x: Vec<f32> = values.iter().map(|v| f32::from(*v) * scale).collect();
+    fn project_into(&self, part: &mut Part, x: &[f32]) {
         let mut y = Vec::with_capacity(self.d);
-        dots(&x, &self.basis, &mut y);
+        dots(x, &self.basis, &mut y);
         let x2: f64 = x.iter().map(|v| f64::from(*v).powi(2)).sum();
         let y2: f64 = y.iter().map(|v| f64::from(*v).powi(2)).sum();
-        let yq = quantize(&y);
-        part.max_norm = part.max_norm.max(yq.norm);
-        part.values.extend_from_slice(&yq.values);
-        part.scales.push(yq.scale);
-        part.slack.push(error + yq.error);
+        let mut err2 = 0.0f64;
+        let mut code2 = 0.0f64;
+        for (v, s) in y.iter().zip(&self.scales) {
+            let c = (v / s).round().clamp(-127.0, 127.0);
+            part.codes.push(c as i8);
+            err2 += (f64::from(*v) - f64::from(c) * f64::from(*s)).powi(2);
+            code2 += f64::from(c).powi(2);
+        }
+        part.error.push((err2.sqrt() * 1.0001 + 1e-6) as f32);
+        part.code_norm.push((code2.sqrt() * 1.000_001) as f32);
         part.rest.push(rest(x2, y2));
     }
 
-    /// The query's side of the bound.
+    /// The query's side of the bound: p' quantized, |q|, |q⊥|.
     pub fn query(&self, v: &[f32]) -> (Quantized, f32, f32) {
         let mut p = Vec::with_capacity(self.d);
         dots(v, &self.basis, &mut p);
         let q2: f64 = v.iter().map(|x| f64::from(*x).powi(2)).sum();
         let p2: f64 = p.iter().map(|x| f64::from(*x).powi(2)).sum();
-        (quantize(&p), (q2.sqrt() * 1.000_001) as f32, rest(q2, p2))
+        let scaled: Vec<f32> = p.iter().zip(&self.scales).map(|(a, s)| a * s).collect();
+        (
+            quantize(&scaled),
+            (q2.sqrt() * 1.000_001) as f32,
+            rest(q2, p2),
+        )
     }
 
     pub fn prepared<'a>(&self, q: &'a (Quantized, f32, f32)) -> ProjectedQuery<'a> {
@@ -170,7 +186,7 @@ impl Projection {
             q: &q.0,
             norm: q.1,
             rest: q.2,
-            fixed: self.rows.max_norm * q.0.error + ROUNDING,
+            rounding: ROUNDING,
         }
     }
 
@@ -179,19 +195,19 @@ impl Projection {
         let r = &self.rows;
         Projected {
             d: self.d,
-            values: &r.values[from * self.d..to * self.d],
-            scales: &r.scales[from..to],
-            slack: &r.slack[from..to],
+            codes: &r.codes[from * self.d..to * self.d],
+            error: &r.error[from..to],
+            code_norm: &r.code_norm[from..to],
             rest: &r.rest[from..to],
         }
     }
 
     pub fn bytes(&self) -> usize {
         let r = &self.rows;
-        r.values.capacity()
+        r.codes.capacity()
             + 4 * (self.basis.capacity()
-                + r.scales.capacity()
-                + r.slack.capacity()
+                + r.error.capacity()
+                + r.code_norm.capacity()
                 + r.rest.capacity())
     }
 }
@@ -224,18 +240,4 @@ fn orthonormalize(dim: usize, rows: &mut [f64]) {
             v[attempt % dim] = 1.0;
         }
     }
-}
-
-/// A sample of the stored int8 rows, dequantized, for fitting the basis.
-pub fn sample(dim: usize, values: &[i8], scales: &[f32]) -> Vec<f32> {
-    let n = scales.len();
-    let step = n.div_ceil(SAMPLE).max(1);
-    (0..n)
-        .step_by(step)
-        .flat_map(|i| {
-            values[i * dim..(i + 1) * dim]
-                .iter()
-                .map(move |v| f32::from(*v) * scales[i])
-        })
-        .collect()
 }

@@ -192,10 +192,34 @@ fn retain_generic(rows: &Rows, q: &Quantized, threshold: f32, which: &mut Vec<u3
     which.truncate(kept);
 }
 
+/// With the rows of the candidates a few places ahead fetched early: they lie anywhere in
+/// memory, and waiting for each in turn would cost more than the arithmetic.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn retain_avx2(rows: &Rows, q: &Quantized, threshold: f32, which: &mut Vec<u32>) {
-    retain_generic(rows, q, threshold, which);
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    const AHEAD: usize = 8;
+    let fetch = |i: u32| {
+        let row = &rows.values[i as usize * rows.dim..(i as usize + 1) * rows.dim];
+        for line in row.chunks(64) {
+            _mm_prefetch::<_MM_HINT_T0>(line.as_ptr());
+        }
+    };
+    for i in which.iter().take(AHEAD) {
+        fetch(*i);
+    }
+    let mut kept = 0;
+    for k in 0..which.len() {
+        if let Some(ahead) = which.get(k + AHEAD) {
+            fetch(*ahead);
+        }
+        let i = which[k];
+        if rows.may_reach(i as usize, q, threshold) {
+            which[kept] = i;
+            kept += 1;
+        }
+    }
+    which.truncate(kept);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -204,26 +228,24 @@ fn retain_avx512(rows: &Rows, q: &Quantized, threshold: f32, which: &mut Vec<u32
     retain_generic(rows, q, threshold, which);
 }
 
-/// The projected rows the first pass reads: `d` int8 values a row, with each row's scale, the
-/// part of its bound that scales with |q| (`slack`) and the norm of what the projection leaves
-/// out (`rest`).
+/// The projected rows the first pass reads: `d` int8 codes a row, with each row's bound terms
+/// (see `dedup::project`).
 pub struct Projected<'a> {
     pub d: usize,
-    pub values: &'a [i8],
-    pub scales: &'a [f32],
-    pub slack: &'a [f32],
+    pub codes: &'a [i8],
+    pub error: &'a [f32],
+    pub code_norm: &'a [f32],
     pub rest: &'a [f32],
 }
 
 /// The query's side of the first pass's bound.
 pub struct ProjectedQuery<'a> {
+    /// The query's projection, scaled per coordinate, in int8.
     pub q: &'a Quantized,
     /// |q|, and the norm of what the projection leaves out of q.
     pub norm: f32,
     pub rest: f32,
-    /// Added to every row's bound: the query's quantization error times the largest row norm,
-    /// and float rounding.
-    pub fixed: f32,
+    pub rounding: f32,
 }
 
 /// Appends to `out` (offset by `base`) the rows of `p` that may reach `threshold` with the
@@ -251,11 +273,12 @@ fn prescan_generic(
     base: u32,
     out: &mut Vec<u32>,
 ) {
-    let need = threshold - q.fixed;
-    let scale = q.q.scale;
-    for (i, row) in p.values.chunks_exact(p.d).enumerate() {
-        let approx = p.scales[i] * scale * dot_i8(row, &q.q.values) as f32;
-        if approx + q.norm * p.slack[i] + q.rest * p.rest[i] >= need {
+    let need = threshold - q.rounding;
+    let (scale, qerr) = (q.q.scale, q.q.error);
+    for (i, row) in p.codes.chunks_exact(p.d).enumerate() {
+        let approx = scale * dot_i8(row, &q.q.values) as f32;
+        let bound = approx + q.norm * p.error[i] + qerr * p.code_norm[i] + q.rest * p.rest[i];
+        if bound >= need {
             out.push(base + i as u32);
         }
     }
@@ -269,10 +292,10 @@ fn prescan_avx2(p: &Projected, q: &ProjectedQuery, threshold: f32, base: u32, ou
     use std::arch::x86_64::*;
     assert_eq!(p.d, 32);
     assert_eq!(q.q.values.len(), 32);
-    let n = p.scales.len();
+    let n = p.rest.len();
     let blocks = n / 8;
-    assert!(p.values.len() >= n * 32 && p.slack.len() >= n && p.rest.len() >= n);
-    let need = threshold - q.fixed;
+    assert!(p.codes.len() >= n * 32 && p.error.len() >= n && p.code_norm.len() >= n);
+    let need = threshold - q.rounding;
     // SAFETY: every load below reads within the slices (lengths checked above: rows of 32
     // bytes, 8 rows a block, `blocks * 8 <= n`); unaligned loads are used throughout.
     unsafe {
@@ -280,10 +303,11 @@ fn prescan_avx2(p: &Projected, q: &ProjectedQuery, threshold: f32, base: u32, ou
         let q_lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(qv));
         let q_hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(qv.add(1)));
         let qscale = _mm256_set1_ps(q.q.scale);
+        let qerr = _mm256_set1_ps(q.q.error);
         let qnorm = _mm256_set1_ps(q.norm);
         let qrest = _mm256_set1_ps(q.rest);
         let needv = _mm256_set1_ps(need);
-        let values = p.values.as_ptr();
+        let values = p.codes.as_ptr();
         for b in 0..blocks {
             // A macro, not a closure: a closure would not be compiled with AVX2.
             macro_rules! row {
@@ -305,13 +329,13 @@ fn prescan_avx2(p: &Projected, q: &ProjectedQuery, threshold: f32, base: u32, ou
                 _mm256_permute2x128_si256::<0x31>(u0, u1),
             );
             let at = b * 8;
-            let scales = _mm256_loadu_ps(p.scales.as_ptr().add(at));
-            let slack = _mm256_loadu_ps(p.slack.as_ptr().add(at));
+            let error = _mm256_loadu_ps(p.error.as_ptr().add(at));
+            let code_norm = _mm256_loadu_ps(p.code_norm.as_ptr().add(at));
             let rest = _mm256_loadu_ps(p.rest.as_ptr().add(at));
-            let approx = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dots), scales), qscale);
+            let approx = _mm256_mul_ps(_mm256_cvtepi32_ps(dots), qscale);
             let bound = _mm256_add_ps(
-                _mm256_add_ps(approx, _mm256_mul_ps(qnorm, slack)),
-                _mm256_mul_ps(qrest, rest),
+                _mm256_add_ps(approx, _mm256_mul_ps(qnorm, error)),
+                _mm256_add_ps(_mm256_mul_ps(qerr, code_norm), _mm256_mul_ps(qrest, rest)),
             );
             let mut mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(bound, needv)) as u32;
             while mask != 0 {
@@ -323,9 +347,9 @@ fn prescan_avx2(p: &Projected, q: &ProjectedQuery, threshold: f32, base: u32, ou
     let done = blocks * 8;
     let tail = Projected {
         d: p.d,
-        values: &p.values[done * 32..],
-        scales: &p.scales[done..],
-        slack: &p.slack[done..],
+        codes: &p.codes[done * 32..],
+        error: &p.error[done..],
+        code_norm: &p.code_norm[done..],
         rest: &p.rest[done..],
     };
     prescan_generic(&tail, q, threshold, base + done as u32, out);

@@ -27,6 +27,9 @@ fn sample(at_ms: u64, value: &[u8]) -> Option<Sample> {
     })
 }
 
+/// Vectors loaded between projections of the dedup index (100 MB of them in full precision).
+const LOAD_BATCH: usize = 65_536;
+
 impl Store {
     /// The meta of the stored plan, or `None` for a new store.
     pub fn meta(&self) -> Result<Option<Meta>> {
@@ -332,8 +335,12 @@ impl Store {
                 );
             }
             index.push(k.value(), &hashes, &vector);
+            // Projected a batch at a time on every CPU, so full-precision copies never pile up.
+            if index.len().is_multiple_of(LOAD_BATCH) {
+                index.finish();
+            }
         }
-        index.build();
+        index.finish();
         Ok(index)
     }
 
