@@ -124,6 +124,11 @@ impl DedupIndex {
             + self.projection.as_ref().map_or(0, Projection::bytes)
     }
 
+    /// Adds a hash key alone (its dialogue's embedding is pushed on its own).
+    pub fn add_hash(&mut self, hash: Hash) {
+        self.hashes.insert(hash);
+    }
+
     pub fn contains_hash(&self, hash: &Hash) -> bool {
         self.hashes.contains(hash)
     }

@@ -292,9 +292,17 @@ fn generate(
         )),
         _ => None,
     };
+    let loading = std::time::Instant::now();
+    let index = store.load_index(embed::DIM)?;
+    tracing::info!(
+        "dedup index of {} stored dialogues loaded in {:.2} s ({} MB)",
+        index.len(),
+        loading.elapsed().as_secs_f64(),
+        index.memory_bytes() / 1_000_000
+    );
     let writer = Writer {
         store: store.clone(),
-        index: store.load_index(embed::DIM)?,
+        index,
         next_seq: store.next_seq()?,
         threshold: meta.config.similarity_threshold as f32,
         budget: Budget {

@@ -312,20 +312,25 @@ impl Store {
             _ => return Ok(index),
         };
         index.reserve(usize::try_from(embeddings.len()?).unwrap_or(0));
-        let mut by_seq: BTreeMap<u64, Vec<[u8; 32]>> = BTreeMap::new();
+        // The index needs the set of hashes, and for each embedding only that it has one.
+        let mut hashed: Vec<u64> = Vec::with_capacity(usize::try_from(hashes.len()?).unwrap_or(0));
         for entry in hashes.iter()? {
             let (k, v) = entry?;
             let hash: [u8; 32] = k
                 .value()
                 .try_into()
                 .context("the store holds a hash that is not 32 bytes")?;
-            by_seq.entry(v.value()).or_default().push(hash);
+            index.add_hash(hash);
+            hashed.push(v.value());
         }
+        hashed.sort_unstable();
+        let mut hashed = hashed.into_iter().peekable();
         for entry in embeddings.iter()? {
             let (k, v) = entry?;
-            let hashes = by_seq
-                .remove(&k.value())
-                .with_context(|| format!("dialogue {} has an embedding but no hash", k.value()))?;
+            while hashed.next_if(|s| *s < k.value()).is_some() {}
+            if hashed.peek() != Some(&k.value()) {
+                bail!("dialogue {} has an embedding but no hash", k.value());
+            }
             let vector = embedding_from_bytes(v.value());
             if vector.len() != dim {
                 bail!(
@@ -334,7 +339,7 @@ impl Store {
                     vector.len()
                 );
             }
-            index.push(k.value(), &hashes, &vector);
+            index.push(k.value(), &[], &vector);
             // Projected a batch at a time on every CPU, so full-precision copies never pile up.
             if index.len().is_multiple_of(LOAD_BATCH) {
                 index.finish();
