@@ -33,4 +33,4 @@ awk -v n="$ACCEPTED" -v wall="$WALL" -v user="$USER" -v sys="$SYS" -v rss="$RSS_
   printf "  CPU %.1f ms per dialogue with embedding, %.1f ms without (embedding %.1f ms/text), peak RSS %.0f MB\n", cpu, cpu - emb, emb, rss / 1024;
 }'
 echo "  $EMBED_LINE"
-cargo bench --quiet --bench dedup 2>/dev/null | grep '^near-duplicate' | sed 's/^/  /'
+cargo bench --quiet --bench dedup -- 100000 2>/dev/null | grep '^near-duplicate' | sed 's/^/  /'

@@ -34,9 +34,11 @@ pub fn hex(hash: &Hash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Below this many vectors a full int8 scan is as quick as the first pass; the projection is
-/// fitted to the first this many (stored dialogues of one plan all look alike).
-const MIN_BUILD: usize = 4096;
+/// Below this many vectors the full int8 scan takes about a millisecond, and fitting and
+/// projecting would only delay the start (seconds in a debug build); the projection is fitted
+/// to the first this many (stored dialogues of one plan all look alike). Until then they wait
+/// in full precision too (100 MB at most).
+const MIN_BUILD: usize = 65_536;
 /// Vectors inserted since the last projection wait in full precision and are scanned in int8
 /// until there are this many, then projected together.
 const FLUSH: usize = 1024;
@@ -108,7 +110,7 @@ impl DedupIndex {
         self.ids.is_empty()
     }
 
-    /// Whether the first pass is in use (the index has been built).
+    /// Whether the projection has been fitted (the first pass is in use).
     pub fn is_built(&self) -> bool {
         self.projection.is_some()
     }
@@ -171,7 +173,8 @@ impl DedupIndex {
         }
     }
 
-    /// Projects every vector waiting (fitting the projection first once there are enough).
+    /// Fits the projection once there are enough vectors, and projects the waiting ones once a
+    /// batch of them has gathered.
     pub fn build(&mut self) {
         self.project(false);
     }

@@ -26,6 +26,8 @@ pub const DIMS: usize = 32;
 /// Added to squared norms and to the bound, far above the float rounding in either.
 const ROUNDING: f32 = 1e-4;
 const ITERATIONS: usize = 12;
+/// Vectors (evenly spaced) the second-moment matrix and the scales are estimated from.
+const SAMPLE: usize = 4096;
 
 pub struct Projection {
     pub d: usize,
@@ -57,12 +59,14 @@ impl Part {
 }
 
 impl Projection {
-    /// A basis and scales fitted to `sample` (vectors, `dim` a row), with no rows yet.
+    /// A basis and scales fitted to `sample` (vectors, `dim` a row; at most `SAMPLE` of them
+    /// used), with no rows yet.
     pub fn fit(dim: usize, sample: &[f32]) -> Projection {
         let d = DIMS.min(dim);
         let n = sample.len() / dim;
+        let step = n.div_ceil(SAMPLE).max(1);
         let mut moment = vec![0.0f32; dim * dim];
-        for x in sample.chunks_exact(dim) {
+        for x in sample.chunks_exact(dim).step_by(step) {
             for (i, xi) in x.iter().enumerate() {
                 moment[i * dim..(i + 1) * dim]
                     .iter_mut()
@@ -87,10 +91,11 @@ impl Projection {
             }
         }
         let basis: Vec<f32> = basis.into_iter().map(|x| x as f32).collect();
-        // Each coordinate's codes span a little more than what the sample reaches.
+        // Each coordinate's codes span a little more than what the sample reaches (a vector
+        // beyond is clamped; its larger error is in its bound).
         let mut reach = vec![0.0f32; d];
         let mut y = Vec::with_capacity(d);
-        for x in sample.chunks_exact(dim) {
+        for x in sample.chunks_exact(dim).step_by(step) {
             dots(x, &basis, &mut y);
             reach
                 .iter_mut()

@@ -1,6 +1,7 @@
-//! The int8 scan behind the near-duplicate check, with the error bound that makes it exact, the
-//! nearest-centroid search the index is built with, and their AVX2 / AVX-512 builds picked at
-//! run time: the `unsafe` here is that call, made after the CPU was checked for the features.
+//! The scans behind the near-duplicate check: the first pass over projected rows, the int8 scan
+//! with the error bound that makes it exact, and their AVX2 / AVX-512 builds picked at run
+//! time. The `unsafe` here is that call, made after the CPU was checked for the features, and
+//! the hand-written AVX2 first pass.
 #![allow(unsafe_code)]
 
 /// A vector quantized to int8 with its scale and the norm of its quantization error.
@@ -65,28 +66,28 @@ pub fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `dot_lanes` of `q` with each centroid (rows of `q.len()`), in `out`.
-pub fn dots(q: &[f32], centroids: &[f32], out: &mut Vec<f32>) {
+/// `dot_lanes` of `q` with each of `rows` (`q.len()` values each), in `out`.
+pub fn dots(q: &[f32], rows: &[f32], out: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { dots_avx2(q, centroids, out) };
+            return unsafe { dots_avx2(q, rows, out) };
         }
     }
-    dots_generic(q, centroids, out);
+    dots_generic(q, rows, out);
 }
 
 #[inline(always)]
-fn dots_generic(q: &[f32], centroids: &[f32], out: &mut Vec<f32>) {
+fn dots_generic(q: &[f32], rows: &[f32], out: &mut Vec<f32>) {
     out.clear();
-    out.extend(centroids.chunks_exact(q.len()).map(|c| dot_lanes(q, c)));
+    out.extend(rows.chunks_exact(q.len()).map(|c| dot_lanes(q, c)));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn dots_avx2(q: &[f32], centroids: &[f32], out: &mut Vec<f32>) {
-    dots_generic(q, centroids, out);
+fn dots_avx2(q: &[f32], rows: &[f32], out: &mut Vec<f32>) {
+    dots_generic(q, rows, out);
 }
 
 /// The int8 rows, struct-of-arrays, `dim` values a row.
