@@ -1,9 +1,11 @@
 //! Embedding throughput and CPU per text on this machine (`cargo bench --bench embed`; needs
-//! scripts/fetch-assets.sh). Texts look like generated dialogues (about 150-250 tokens).
+//! scripts/fetch-assets.sh). Texts look like generated dialogues (about 150-250 tokens). The
+//! default layout (`--embed_workers`/`--embed_threads` unset: one single-threaded session per
+//! CPU this process may use), then the one it replaced (one session, a thread per CPU).
 
 use std::time::Instant;
 
-use dgen::embed::{assets_dir, Embedder};
+use dgen::embed::{assets_dir, cpus, Embedder, Parallelism};
 
 /// utime + stime of this process, in seconds, from /proc (Linux).
 fn cpu_seconds() -> f64 {
@@ -21,13 +23,6 @@ fn cpu_seconds() -> f64 {
 
 fn main() {
     let dir = assets_dir(None);
-    let mut embedder = match Embedder::load(&dir) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("SKIPPED: {e:#}");
-            return;
-        }
-    };
     let texts: Vec<String> = (0..256)
         .map(|i| {
             (0..5)
@@ -41,17 +36,46 @@ fn main() {
                 .collect()
         })
         .collect();
-    embedder.embed(&texts[..16]).unwrap();
-    let (cpu0, started) = (cpu_seconds(), Instant::now());
-    for chunk in texts.chunks(16) {
-        std::hint::black_box(embedder.embed(chunk).unwrap());
+    let cpus = cpus::available();
+    let default = Parallelism::resolve(None, None, cpus);
+    let single = Parallelism::resolve(Some(1), None, cpus);
+    for (label, p) in [("embedding:", default), ("  one session:", single)] {
+        let mut embedders: Vec<Embedder> = Vec::new();
+        for _ in 0..p.workers {
+            match Embedder::load(&dir, p.threads) {
+                Ok(e) => embedders.push(e),
+                Err(e) => {
+                    eprintln!("SKIPPED: {e:#}");
+                    return;
+                }
+            }
+        }
+        for e in &mut embedders {
+            e.embed(&texts[..4]).unwrap();
+        }
+        // Batches of 4, as `dgen run` forms them, each session taking the next one free.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let batches: Vec<&[String]> = texts.chunks(4).collect();
+        let (cpu0, started) = (cpu_seconds(), Instant::now());
+        std::thread::scope(|s| {
+            for e in &mut embedders {
+                let (next, batches) = (&next, &batches);
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(batch) = batches.get(i) else { break };
+                    std::hint::black_box(e.embed(batch).unwrap());
+                });
+            }
+        });
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu0;
+        println!(
+            "{label} {} texts in {wall:.2} s = {:.1} texts/s, {:.1} ms CPU per text ({} sessions x {} threads, {cpus} CPUs available)",
+            texts.len(),
+            texts.len() as f64 / wall,
+            1000.0 * cpu / texts.len() as f64,
+            p.workers,
+            p.threads,
+        );
     }
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu0;
-    println!(
-        "embedding: {} texts in {wall:.2} s = {:.1} texts/s, {:.1} ms CPU per text",
-        texts.len(),
-        texts.len() as f64 / wall,
-        1000.0 * cpu / texts.len() as f64
-    );
 }

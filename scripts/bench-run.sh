@@ -15,11 +15,11 @@ read -r WALL USER SYS RSS_KB < time.txt
 ACCEPTED=$("$BIN" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print([x["count"] for x in s["states"] if x["state"]=="done"][0]); print("  rejected attempts:", json.dumps(s["run"]["rejections"]), file=sys.stderr)')
 cd "$OLDPWD"
 EMBED_LINE=$(cargo bench --quiet --bench embed 2>/dev/null | grep '^embedding:')
-EMBED_MS=$(echo "$EMBED_LINE" | sed -E 's/.*, ([0-9.]+) ms CPU per text/\1/')
+EMBED_MS=$(echo "$EMBED_LINE" | sed -E 's/.*, ([0-9.]+) ms CPU per text.*/\1/')
 awk -v n="$ACCEPTED" -v wall="$WALL" -v user="$USER" -v sys="$SYS" -v rss="$RSS_KB" -v emb="$EMBED_MS" 'BEGIN {
   cpu = (user + sys) / n * 1000;
   printf "run N=%d (mock 200 ms/call, concurrency 32): %.1f s wall, %.2f accepted dialogues/s\n", n, wall, n / wall;
   printf "  CPU %.1f ms per dialogue with embedding, %.1f ms without (embedding %.1f ms/text), peak RSS %.0f MB\n", cpu, cpu - emb, emb, rss / 1024;
 }'
 echo "  $EMBED_LINE"
-cargo bench --quiet --bench dedup 2>/dev/null | grep '^near-duplicate' | sed 's/^/  /'
+cargo bench --quiet --bench dedup -- 100000 2>/dev/null | grep '^near-duplicate' | sed 's/^/  /'

@@ -1,7 +1,10 @@
 //! Sentence embeddings with all-MiniLM-L6-v2 (int8 ONNX) through fastembed, fully offline: the
 //! model, tokenizer and ONNX Runtime library come from `scripts/fetch-assets.sh`. Mean pooling,
 //! L2-normalised, 384 dimensions, inputs truncated at 256 tokens like sentence-transformers.
-//! One thread owns the model and serves requests in batches, so async tasks never block on it.
+//! K worker threads, each with its own ONNX session of a fixed intra-op thread count, serve
+//! requests in batches from one queue, so async tasks never block on them. One session running
+//! its thread pool over every core scales badly (batches of 4 leave most threads waiting);
+//! one single-threaded session per core does not.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +21,37 @@ pub const EMBEDDING_ID: &str = "all-MiniLM-L6-v2/int8-onnx/mean/l2/256";
 /// Texts per ONNX call: larger batches are no faster on 2 cores and cost memory (16: 790 MB
 /// RSS, 4: 330 MB, same texts/s).
 const BATCH: usize = 4;
+
+pub mod cpus;
+
+/// `--embed_workers` and `--embed_threads` resolved: sessions, and intra-op threads each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    pub workers: usize,
+    pub threads: usize,
+}
+
+impl Parallelism {
+    /// What was asked, the rest filled in from the `cpus` this process may use: by default
+    /// one single-threaded session per CPU.
+    pub fn resolve(workers: Option<usize>, threads: Option<usize>, cpus: usize) -> Parallelism {
+        let cpus = cpus.max(1);
+        let (workers, threads) = match (workers, threads) {
+            (Some(w), Some(t)) => (w, t),
+            (Some(w), None) => (w, (cpus / w.max(1)).max(1)),
+            (None, Some(t)) => ((cpus / t.max(1)).max(1), t),
+            (None, None) => (cpus, 1),
+        };
+        Parallelism {
+            workers: workers.max(1),
+            threads: threads.max(1),
+        }
+    }
+
+    pub fn from_flags(workers: Option<usize>, threads: Option<usize>) -> Parallelism {
+        Parallelism::resolve(workers, threads, cpus::available())
+    }
+}
 
 /// `--assets_dir`, else `$DGEN_CACHE_DIR`, else `~/.cache/dgen`.
 pub fn assets_dir(flag: Option<&Path>) -> PathBuf {
@@ -58,7 +92,9 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    pub fn load(dir: &Path) -> Result<Embedder> {
+    /// One session with `threads` intra-op threads, which sleep rather than spin when idle
+    /// (spinning only burns the CPU the other sessions need).
+    pub fn load(dir: &Path, threads: usize) -> Result<Embedder> {
         let model_dir = dir.join("all-MiniLM-L6-v2");
         let read = |name: &str| -> Result<Vec<u8>> {
             let path = model_dir.join(name);
@@ -78,7 +114,11 @@ impl Embedder {
         };
         load_onnx_runtime(dir)?;
         let model = UserDefinedEmbeddingModel::new(onnx, tokenizer).with_pooling(Pooling::Mean);
-        let options = InitOptionsUserDefined::new().with_max_length(MAX_TOKENS);
+        let options = InitOptionsUserDefined::new()
+            .with_max_length(MAX_TOKENS)
+            .with_intra_threads(threads.max(1))
+            .with_session_config("session.intra_op.allow_spinning", "0")
+            .with_session_config("session.inter_op.allow_spinning", "0");
         let model = TextEmbedding::try_new_from_user_defined(model, options)
             .map_err(|e| anyhow::anyhow!("cannot load the embedding model: {e}"))?;
         Ok(Embedder { model })
@@ -103,65 +143,68 @@ impl Embedder {
 
 type Job = (String, oneshot::Sender<Result<Vec<f32>, String>>);
 
-/// The embedder on its own thread; cheap to clone.
+/// The embedders on their own threads; cheap to clone.
 #[derive(Clone)]
 pub struct EmbedService {
     tx: mpsc::UnboundedSender<Job>,
 }
 
-/// The embedder thread, to wait for once every [`EmbedService`] is gone: ONNX Runtime torn down
-/// by the process exit in the middle of a batch prints errors.
-pub struct EmbedWorker(std::thread::JoinHandle<()>);
+/// The embedder threads, to wait for once every [`EmbedService`] is gone: ONNX Runtime torn
+/// down by the process exit in the middle of a batch prints errors.
+pub struct EmbedWorker(Vec<std::thread::JoinHandle<()>>);
 
 impl EmbedWorker {
-    /// Waits up to `limit` for the thread to finish its batch and end.
+    /// Waits up to `limit` for the threads to finish their batches and end.
     pub fn finish(self, limit: std::time::Duration) {
         let started = std::time::Instant::now();
-        while !self.0.is_finished() && started.elapsed() < limit {
+        while !self.0.iter().all(|t| t.is_finished()) && started.elapsed() < limit {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        if self.0.is_finished() {
-            let _ = self.0.join();
+        for thread in self.0 {
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }
 
 impl EmbedService {
-    pub fn start(mut embedder: Embedder) -> Result<(EmbedService, EmbedWorker)> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("embedder".into())
-            .spawn(move || {
-                while let Some(first) = rx.blocking_recv() {
-                    let mut jobs = vec![first];
-                    while jobs.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(job) => jobs.push(job),
-                            Err(_) => break,
-                        }
+    /// `parallelism.workers` threads, each loading its own session from `dir` and taking
+    /// batches from the one queue; returns once every session is loaded, or the first error.
+    pub fn start(dir: &Path, parallelism: Parallelism) -> Result<(EmbedService, EmbedWorker)> {
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        let mut threads = Vec::with_capacity(parallelism.workers);
+        for k in 0..parallelism.workers {
+            let (rx, ready, dir) = (rx.clone(), ready_tx.clone(), dir.to_path_buf());
+            let thread = std::thread::Builder::new()
+                .name(format!("embedder-{k}"))
+                .spawn(move || match Embedder::load(&dir, parallelism.threads) {
+                    Ok(embedder) => {
+                        let _ = ready.send(Ok(()));
+                        drop(ready);
+                        serve(embedder, &rx);
                     }
-                    // Attempts cancelled while they waited need no embedding.
-                    jobs.retain(|(_, reply)| !reply.is_closed());
-                    if jobs.is_empty() {
-                        continue;
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
                     }
-                    let texts: Vec<String> = jobs.iter().map(|(t, _)| t.clone()).collect();
-                    match embedder.embed(&texts) {
-                        Ok(vectors) => {
-                            for ((_, reply), v) in jobs.into_iter().zip(vectors) {
-                                let _ = reply.send(Ok(v));
-                            }
-                        }
-                        Err(e) => {
-                            for (_, reply) in jobs {
-                                let _ = reply.send(Err(e.to_string()));
-                            }
-                        }
-                    }
-                }
-            })
-            .context("cannot start the embedder thread")?;
-        Ok((EmbedService { tx }, EmbedWorker(thread)))
+                })
+                .context("cannot start an embedder thread")?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        for _ in 0..parallelism.workers {
+            ready_rx
+                .recv()
+                .map_err(|_| anyhow::anyhow!("an embedder thread ended while loading"))??;
+        }
+        tracing::debug!(
+            "embedding sessions: {}, intra-op threads each: {}",
+            parallelism.workers,
+            parallelism.threads
+        );
+        Ok((EmbedService { tx }, EmbedWorker(threads)))
     }
 
     pub async fn embed(&self, text: String) -> Result<Vec<f32>> {
@@ -172,5 +215,100 @@ impl EmbedService {
         rx.await
             .map_err(|_| anyhow::anyhow!("the embedder stopped"))?
             .map_err(anyhow::Error::msg)
+    }
+}
+
+/// One worker's loop: takes up to a batch from the queue (holding the queue only while it
+/// takes), embeds it, answers; ends when every sender is gone.
+fn serve(mut embedder: Embedder, rx: &std::sync::Mutex<mpsc::UnboundedReceiver<Job>>) {
+    loop {
+        let mut jobs = Vec::with_capacity(BATCH);
+        {
+            let Ok(mut rx) = rx.lock() else { return };
+            let Some(first) = rx.blocking_recv() else {
+                return;
+            };
+            jobs.push(first);
+            while jobs.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        // Attempts cancelled while they waited need no embedding.
+        jobs.retain(|(_, reply)| !reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let texts: Vec<String> = jobs.iter().map(|(t, _)| t.clone()).collect();
+        match embedder.embed(&texts) {
+            Ok(vectors) => {
+                for ((_, reply), v) in jobs.into_iter().zip(vectors) {
+                    let _ = reply.send(Ok(v));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in jobs {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Embeds `texts` in order on `parallelism.workers` sessions at once (for import), each
+/// taking every K-th batch.
+pub fn embed_all(dir: &Path, parallelism: Parallelism, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+    const CHUNK: usize = 16;
+    let chunks: Vec<&[String]> = texts.chunks(CHUNK).collect();
+    let workers = parallelism.workers.min(chunks.len()).max(1);
+    type Done = Vec<(usize, Vec<Vec<f32>>)>;
+    let results: Vec<Result<Done>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|k| {
+                let chunks = &chunks;
+                s.spawn(move || -> Result<Done> {
+                    let mut embedder = Embedder::load(dir, parallelism.threads)?;
+                    (k..chunks.len())
+                        .step_by(workers)
+                        .map(|i| Ok((i, embedder.embed(chunks[i])?)))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an embedder thread panicked")))
+            })
+            .collect()
+    });
+    let mut done: Done = Vec::with_capacity(chunks.len());
+    for r in results {
+        done.extend(r?);
+    }
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().flat_map(|(_, v)| v).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Parallelism;
+
+    #[test]
+    fn defaults_are_one_single_threaded_session_per_cpu() {
+        let p = |w, t, cpus| {
+            let r = Parallelism::resolve(w, t, cpus);
+            (r.workers, r.threads)
+        };
+        assert_eq!(p(None, None, 2), (2, 1));
+        assert_eq!(p(None, None, 15), (15, 1));
+        assert_eq!(p(None, Some(2), 15), (7, 2));
+        assert_eq!(p(Some(4), None, 16), (4, 4));
+        assert_eq!(p(Some(3), Some(3), 2), (3, 3));
+        assert_eq!(p(None, Some(8), 2), (1, 8));
+        assert_eq!(p(None, None, 0), (1, 1));
     }
 }

@@ -514,7 +514,17 @@ impl<'a> Merger<'a> {
         if canonical != record.hash {
             hashes.push(canonical);
         }
-        if let Some(duplicate) = self.index.check(&hashes, &embedding, self.threshold) {
+        // Full-precision vectors come from this chunk (not committed yet) or the target.
+        let target = self.target;
+        let duplicate = self
+            .index
+            .check(&hashes, &embedding, self.threshold, |seq| {
+                match batch.accepted.iter().find(|a| a.seq == seq) {
+                    Some(a) => Ok(a.embedding.clone()),
+                    None => target.embedding(seq),
+                }
+            })?;
+        if let Some(duplicate) = duplicate {
             match duplicate {
                 Duplicate::Exact => progress.exact += 1,
                 Duplicate::Semantic { .. } => progress.semantic += 1,
@@ -542,8 +552,8 @@ impl<'a> Merger<'a> {
             });
             return Ok(());
         }
-        self.index.insert(&hashes, &embedding);
         let seq = self.next_seq;
+        self.index.insert(seq, &hashes, &embedding);
         self.next_seq += 1;
         progress.kept += 1;
         batch.count(

@@ -1,6 +1,7 @@
 //! Command-line flags. Flag names keep the original script's snake_case spellings
 //! (`--total_generations`); kebab-case aliases are accepted too.
 
+mod embed;
 mod values;
 
 use std::ffi::OsString;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use embed::EmbedArgs;
 pub use values::MAX_PARALLEL;
 use values::{real, seconds, whole, MAX_RPM, MAX_TPM};
 
@@ -366,6 +368,9 @@ pub struct RunArgs {
     /// Folder with the embedding assets from scripts/fetch-assets.sh [default: $DGEN_CACHE_DIR or ~/.cache/dgen].
     #[arg(long = "assets_dir", visible_alias = "assets-dir", value_name = "DIR")]
     pub assets_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub embed: EmbedArgs,
 
     /// Log file (INFO, or DEBUG with -v), besides stderr.
     #[arg(
@@ -769,6 +774,9 @@ pub struct ImportArgs {
     /// Folder with the embedding assets [default: $DGEN_CACHE_DIR or ~/.cache/dgen].
     #[arg(long = "assets_dir", visible_alias = "assets-dir", value_name = "DIR")]
     pub assets_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub embed: EmbedArgs,
 }
 
 #[derive(Debug, Args)]

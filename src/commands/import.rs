@@ -18,6 +18,7 @@ pub fn run(store_path: &Path, args: ImportArgs) -> Result<ExitCode> {
         hashes: args.hash_file.as_deref(),
         embeddings: args.embedding_file.as_deref(),
         assets: &assets,
+        parallelism: args.embed.parallelism(),
     };
     let done = import::import(&store, &files)?;
     if done.imported == 0 && done.skipped == 0 {

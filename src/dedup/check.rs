@@ -1,6 +1,8 @@
 //! The uniqueness rule as one function, so `dgen run`'s writer and `dgen merge` reject the
 //! same dialogues for the same reasons.
 
+use anyhow::Result;
+
 use super::{DedupIndex, Hash};
 
 /// Why a dialogue may not be stored beside those in the index.
@@ -8,8 +10,9 @@ use super::{DedupIndex, Hash};
 pub enum Duplicate {
     /// Its SHA-256 is already there.
     Exact,
-    /// A stored dialogue (`other`, in insertion order) is at least the threshold similar.
-    Semantic { other: usize, similarity: f32 },
+    /// A stored dialogue (`other`, its id in the index: the store's sequence number) is at
+    /// least the threshold similar.
+    Semantic { other: u64, similarity: f32 },
 }
 
 impl Duplicate {
@@ -32,12 +35,20 @@ impl Duplicate {
 }
 
 impl DedupIndex {
-    /// The exact check first, then the near-duplicate scan at `threshold`.
-    pub fn check(&self, hashes: &[Hash], embedding: &[f32], threshold: f32) -> Option<Duplicate> {
+    /// The exact check first, then the near-duplicate scan at `threshold`; `vector(id)` reads
+    /// a stored vector back in full precision (see [`DedupIndex::similar`]).
+    pub fn check(
+        &self,
+        hashes: &[Hash],
+        embedding: &[f32],
+        threshold: f32,
+        vector: impl FnMut(u64) -> Result<Vec<f32>>,
+    ) -> Result<Option<Duplicate>> {
         if hashes.iter().any(|h| self.contains_hash(h)) {
-            return Some(Duplicate::Exact);
+            return Ok(Some(Duplicate::Exact));
         }
-        self.similar(embedding, threshold)
-            .map(|(other, similarity)| Duplicate::Semantic { other, similarity })
+        Ok(self
+            .similar(embedding, threshold, vector)?
+            .map(|(other, similarity)| Duplicate::Semantic { other, similarity }))
     }
 }

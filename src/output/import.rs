@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::dedup::{self, Hash};
-use crate::embed::{self, Embedder};
+use crate::embed;
 use crate::llm::Usage;
 use crate::output::npy;
 use crate::parse::ParsedTurn;
@@ -164,8 +164,10 @@ pub struct ImportFiles<'a> {
     pub records: &'a Path,
     pub hashes: Option<&'a Path>,
     pub embeddings: Option<&'a Path>,
-    /// Where the embedding model is, for embeddings that must be computed.
+    /// Where the embedding model is, for embeddings that must be computed, and how many
+    /// sessions compute them.
     pub assets: &'a Path,
+    pub parallelism: embed::Parallelism,
 }
 
 /// What an import did.
@@ -220,13 +222,12 @@ fn quality_from_json(v: &Value, row: usize, file: &Path) -> Result<Option<Qualit
 /// The given embeddings, checked to be unit vectors, or computed from the turns.
 fn embeddings(files: &ImportFiles, records: &[GeneratedDialogue]) -> Result<Vec<Vec<f32>>> {
     let Some(path) = files.embeddings else {
-        let mut embedder = Embedder::load(files.assets)?;
         let texts: Vec<String> = records
             .iter()
             .map(|r| record::embedding_text(&r.turns))
             .collect();
         tracing::info!("computing {} embeddings", texts.len());
-        return embedder.embed(&texts);
+        return embed::embed_all(files.assets, files.parallelism, &texts);
     };
     let embeddings = npy::read(path, records.len(), files.records)?;
     for (row, v) in embeddings.iter().enumerate() {

@@ -36,7 +36,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::RunArgs;
 use crate::cost::{self, Price, PriceTable, Pricing};
-use crate::embed::{self, EmbedService, Embedder};
+use crate::embed::{self, EmbedService, EmbedWorker};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
 use crate::llm::{LlmClient, Pool, PoolEndpoint};
 use crate::prompt::{self, RequestSettings, Schema, Structured};
@@ -133,7 +133,8 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         return batch::run(store, &meta, &args, launch);
     }
     store.set_max_cost(args.max_cost)?;
-    let embedder = Embedder::load(&assets)?;
+    // Loaded before anything starts, so a missing asset stops the run at once.
+    let embedder = EmbedService::start(&assets, args.embed.parallelism())?;
     // Started from the main thread: the parent-death signal follows the thread that forked.
     let server = match &local_model {
         Some(model) => Some(LocalServer::start(&server_settings(&args, &assets, model))?),
@@ -234,7 +235,7 @@ struct Launch {
     settings: RequestSettings,
     /// The first is where the judge goes by default.
     endpoints: Vec<PoolEndpoint>,
-    embedder: Embedder,
+    embedder: (EmbedService, EmbedWorker),
     concurrency: usize,
     /// The model's price: spent is recorded with it, and `--max_cost` needs it.
     price: Option<Price>,
@@ -283,7 +284,7 @@ fn judge_model(args: &RunArgs, settings: &RequestSettings, specs: &[EndpointSpec
         .unwrap_or_else(|| settings.model.clone())
 }
 
-/// The run proper: the runtime, the embedder thread, the writer and the dispatcher.
+/// The run proper: the runtime, the embedder threads, the writer and the dispatcher.
 fn generate(
     store: &Arc<Store>,
     meta: &Meta,
@@ -304,7 +305,7 @@ fn generate(
         .worker_threads(2)
         .build()?;
     let _guard = runtime.enter();
-    let (embedder, embed_worker) = EmbedService::start(embedder)?;
+    let (embedder, embed_worker) = embedder;
     let pool = Arc::new(Pool::new(&endpoints, args.calls.retry_policy())?);
     let judge = inline_judge(args, &endpoints[0], &settings, &pool)?;
     let ctx = Arc::new(Ctx {

@@ -89,9 +89,17 @@ impl Writer {
         spent: Arc<AtomicU64>,
         pool: Option<Arc<Pool>>,
     ) -> Result<Writer> {
+        let loading = Instant::now();
+        let index = store.load_index(crate::embed::DIM)?;
+        tracing::info!(
+            "dedup index of {} stored dialogues loaded in {:.2} s ({} MB)",
+            index.len(),
+            loading.elapsed().as_secs_f64(),
+            index.memory_bytes() / 1_000_000
+        );
         Ok(Writer {
             store: store.clone(),
-            index: store.load_index(crate::embed::DIM)?,
+            index,
             next_seq: store.next_seq()?,
             threshold: meta.config.similarity_threshold as f32,
             budget,
@@ -129,15 +137,23 @@ impl Writer {
     }
 
     /// The duplicate checks against everything committed and everything earlier in this batch.
-    fn accept(&mut self, batch: &mut Batch, c: Candidate) -> Ack {
-        if let Some(dup) = self
-            .index
-            .check(&[c.record.hash], &c.embedding, self.threshold)
-        {
-            return self.reject(batch, c.rejection(dup.kind(), dup.message()));
+    fn accept(&mut self, batch: &mut Batch, c: Candidate) -> Result<Ack> {
+        // Full-precision vectors come from this batch (not committed yet) or the store.
+        let store = &self.store;
+        let duplicate = self.index.check(
+            &[c.record.hash],
+            &c.embedding,
+            self.threshold,
+            |seq| match batch.accepted.iter().find(|a| a.seq == seq) {
+                Some(a) => Ok(a.embedding.clone()),
+                None => store.embedding(seq),
+            },
+        )?;
+        if let Some(dup) = duplicate {
+            return Ok(self.reject(batch, c.rejection(dup.kind(), dup.message())));
         }
-        self.index.insert(&[c.record.hash], &c.embedding);
         let seq = self.next_seq;
+        self.index.insert(seq, &[c.record.hash], &c.embedding);
         self.next_seq += 1;
         batch.states.push((
             c.item,
@@ -158,17 +174,17 @@ impl Writer {
             embedding: c.embedding,
             quality: Some(c.quality),
         });
-        Ack {
+        Ok(Ack {
             item: c.item,
             decision: Decision::Accepted,
             failure: false,
             message: None,
-        }
+        })
     }
 
     /// Commits one batch of outcomes; the acks say what became of each attempt.
     fn process(&mut self, outcomes: Vec<Outcome>) -> Result<Vec<Ack>> {
-        let (mut batch, acks, spent) = self.build(outcomes);
+        let (mut batch, acks, spent) = self.build(outcomes)?;
         if let Some(pool) = &self.pool {
             let (samples, overloaded) = pool.drain();
             batch.in_flight = samples;
@@ -190,7 +206,7 @@ impl Writer {
     /// The write set of a batch of outcomes, the acks, and what its bills cost (nano-dollars);
     /// nothing is committed yet (the duplicate index already holds the accepted dialogues, so
     /// the write set must be committed or the run ended).
-    pub fn build(&mut self, outcomes: Vec<Outcome>) -> (Batch, Vec<Ack>, u64) {
+    pub fn build(&mut self, outcomes: Vec<Outcome>) -> Result<(Batch, Vec<Ack>, u64)> {
         let mut batch = Batch::default();
         let mut acks = Vec::with_capacity(outcomes.len());
         let mut spent = 0u64;
@@ -210,10 +226,10 @@ impl Writer {
                     count_judge(&mut batch, usage, error);
                 }
                 Outcome::Rejected(r) => acks.push(self.reject(&mut batch, r)),
-                Outcome::Candidate(c) => acks.push(self.accept(&mut batch, c)),
+                Outcome::Candidate(c) => acks.push(self.accept(&mut batch, c)?),
             }
         }
-        (batch, acks, spent)
+        Ok((batch, acks, spent))
     }
 
     /// Commits a write set with its cost and the run time since the last commit.

@@ -29,6 +29,9 @@ fn sample(at_ms: u64, value: &[u8]) -> Option<Sample> {
     })
 }
 
+/// Vectors loaded between projections of the dedup index (100 MB of them in full precision).
+const LOAD_BATCH: usize = 65_536;
+
 impl Store {
     /// The meta of the stored plan, or `None` for a new store.
     pub fn meta(&self) -> Result<Option<Meta>> {
@@ -328,7 +331,17 @@ impl Store {
         }
     }
 
-    /// The dedup index of every stored dialogue.
+    /// One stored dialogue's embedding, for the dedup check's full-precision comparison.
+    pub fn embedding(&self, seq: u64) -> Result<Vec<f32>> {
+        let txn = self.read()?;
+        let table = txn.open_table(EMBEDDINGS)?;
+        let bytes = table
+            .get(seq)?
+            .with_context(|| format!("dialogue {seq} has no stored embedding"))?;
+        Ok(embedding_from_bytes(bytes.value()))
+    }
+
+    /// The dedup index of every stored dialogue, keyed by sequence number and clustered.
     pub fn load_index(&self, dim: usize) -> Result<DedupIndex> {
         let txn = self.read()?;
         let mut index = DedupIndex::new(dim);
@@ -336,20 +349,26 @@ impl Store {
             (Ok(h), Ok(e)) => (h, e),
             _ => return Ok(index),
         };
-        let mut by_seq: BTreeMap<u64, Vec<[u8; 32]>> = BTreeMap::new();
+        index.reserve(usize::try_from(embeddings.len()?).unwrap_or(0));
+        // The index needs the set of hashes, and for each embedding only that it has one.
+        let mut hashed: Vec<u64> = Vec::with_capacity(usize::try_from(hashes.len()?).unwrap_or(0));
         for entry in hashes.iter()? {
             let (k, v) = entry?;
             let hash: [u8; 32] = k
                 .value()
                 .try_into()
                 .context("the store holds a hash that is not 32 bytes")?;
-            by_seq.entry(v.value()).or_default().push(hash);
+            index.add_hash(hash);
+            hashed.push(v.value());
         }
+        hashed.sort_unstable();
+        let mut hashed = hashed.into_iter().peekable();
         for entry in embeddings.iter()? {
             let (k, v) = entry?;
-            let hashes = by_seq
-                .remove(&k.value())
-                .with_context(|| format!("dialogue {} has an embedding but no hash", k.value()))?;
+            while hashed.next_if(|s| *s < k.value()).is_some() {}
+            if hashed.peek() != Some(&k.value()) {
+                bail!("dialogue {} has an embedding but no hash", k.value());
+            }
             let vector = embedding_from_bytes(v.value());
             if vector.len() != dim {
                 bail!(
@@ -358,8 +377,13 @@ impl Store {
                     vector.len()
                 );
             }
-            index.insert(&hashes, &vector);
+            index.push(k.value(), &[], &vector);
+            // Projected a batch at a time on every CPU, so full-precision copies never pile up.
+            if index.len().is_multiple_of(LOAD_BATCH) {
+                index.finish();
+            }
         }
+        index.finish();
         Ok(index)
     }
 

@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::cli::RunArgs;
 use crate::cost::{dollars, from_nano, Estimator, Expectation};
-use crate::embed::{self, EmbedService, Embedder};
+use crate::embed::{self, EmbedService};
 use crate::llm::Pool;
 use crate::prompt::{self, RequestSettings};
 use crate::store::{BatchJob, BatchStage, Meta, Store, StoredScenario};
@@ -65,13 +65,13 @@ pub fn run(
     launch: BatchLaunch,
 ) -> Result<ExitCode> {
     let assets = embed::assets_dir(args.assets_dir.as_deref());
-    let embedder = Embedder::load(&assets)?;
+    // Loaded before anything starts, so a missing asset stops the run at once.
+    let (embedder, embed_worker) = EmbedService::start(&assets, args.embed.parallelism())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
         .build()?;
     let _guard = runtime.enter();
-    let (embedder, embed_worker) = EmbedService::start(embedder)?;
     let BatchLaunch {
         settings,
         endpoint: spec,
@@ -662,7 +662,7 @@ impl Driver {
             unfinished,
             mut last_error,
         } = results;
-        let (mut write, acks, spent) = self.writer.build(outcomes);
+        let (mut write, acks, spent) = self.writer.build(outcomes)?;
         job.collected = true;
         job.status.clone_from(&batch.status);
         job.completed = batch.completed;

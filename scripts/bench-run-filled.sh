@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `dgen run` on a store already holding N dialogues (default 1,000,000, from `dgen bench-fill`,
+# dialogue-like embeddings): 300 items against the tests' mock answering after 200 ms,
+# --concurrency 32, real embeddings. Reports the dedup index's load time (from the log),
+# dialogues/s with and without it, and peak RSS; compare N=100000 with N=1000000.
+# A million dialogues take about 3.5 GB of disk in a temporary folder, removed on exit.
+# Usage: scripts/bench-run-filled.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-1000000}"
+scripts/fetch-assets.sh >/dev/null
+cargo build --release --locked --quiet --bin dgen --bin dgen-mock-llm
+BIN="$PWD/target/release/dgen"
+MOCK_BIN="$PWD/target/release/dgen-mock-llm"
+ROOT="$PWD"
+WORK="$(mktemp -d)"
+MOCK_PID=""
+cleanup() { [[ -n "$MOCK_PID" ]] && kill "$MOCK_PID" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+cd "$WORK"
+"$BIN" plan --total_generations 300 --dataset "$ROOT/fixtures/multiwoz_hf" \
+  --persona_dataset "$ROOT/fixtures/personas_hf" --min_turns 5 5 --max_turns 8 8 >/dev/null 2>&1
+"$BIN" bench-fill --dialogues "$N" >/dev/null
+"$MOCK_BIN" --latency-ms 200 > url &
+MOCK_PID=$!
+for _ in $(seq 50); do [[ -s url ]] && break; sleep 0.1; done
+/usr/bin/time -f "%e %U %S %M" -o time.txt \
+  "$BIN" run --base_url "$(cat url)" --concurrency 32 >/dev/null 2>run.log
+read -r WALL USER SYS RSS_KB < time.txt
+LOAD=$(grep -o 'loaded in [0-9.]* s' run.log | head -1 | awk '{print $3}')
+DONE=$("$BIN" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print([x["count"] for x in s["states"] if x["state"]=="done"][0])')
+awk -v n="$DONE" -v wall="$WALL" -v load="$LOAD" -v rss="$RSS_KB" -v stored="$N" 'BEGIN {
+  printf "run on %d stored: %d accepted in %.1f s (index loaded in %.2f s): %.2f dialogues/s, %.2f without the load; peak RSS %.0f MB\n",
+    stored, n, wall, load, n / wall, n / (wall - load), rss / 1024;
+}'
