@@ -19,21 +19,6 @@ fn plan_into(env: &Env, store: &str, n: u64, extra: &[&str]) -> assert_cmd::Comm
     env.plan(n, &[&["--store", store][..], &TURNS[..], extra].concat())
 }
 
-/// The store's plan as `dgen export --plan_file` writes it, line by line, unparsed.
-fn plan_lines(env: &Env, store: &str) -> Vec<String> {
-    let file = env.path(&format!("{store}.plan.jsonl"));
-    env.dgen()
-        .args(["--store", store, "export", "--plan_file"])
-        .arg(&file)
-        .assert()
-        .success();
-    std::fs::read_to_string(file)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 fn index_of(line: &str) -> u64 {
     serde_json::from_str::<Value>(line).unwrap()["index"]
         .as_u64()
@@ -82,7 +67,7 @@ fn shard_plans_together_are_the_full_plan_item_for_item() {
     let env = Env::new();
     let n = 11;
     let full = env.fingerprint(&mut plan_into(&env, "full.redb", n, &[]));
-    let full_lines = plan_lines(&env, "full.redb");
+    let full_lines = env.plan_lines("full.redb");
     assert_eq!(full_lines.len() as u64, n);
     let k = 3u32;
     let mut union: Vec<String> = Vec::new();
@@ -115,7 +100,7 @@ fn shard_plans_together_are_the_full_plan_item_for_item() {
             .to_string();
         assert_ne!(print, full, "a shard store has a fingerprint of its own");
         shard_prints.insert(print);
-        let lines = plan_lines(&env, &store);
+        let lines = env.plan_lines(&store);
         let expected = (0..n).filter(|x| x % u64::from(k) == u64::from(i)).count();
         assert_eq!(lines.len(), expected, "shard {i}");
         for line in &lines {
@@ -172,7 +157,8 @@ fn scheduler_variables_choose_the_shard() {
             "planning shard 1/3 (from SLURM_ARRAY_TASK_ID",
         ));
     assert_eq!(shard_of("slurm.redb"), (1, 3));
-    assert!(plan_lines(&env, "slurm.redb")
+    assert!(env
+        .plan_lines("slurm.redb")
         .iter()
         .all(|l| index_of(l) % 3 == 1));
     // --array=1-3: task 3 is the third shard.
@@ -190,7 +176,8 @@ fn scheduler_variables_choose_the_shard() {
         .success()
         .stderr(predicate::str::contains("from JOB_COMPLETION_INDEX"));
     assert_eq!(shard_of("k8s.redb"), (3, 4));
-    assert!(plan_lines(&env, "k8s.redb")
+    assert!(env
+        .plan_lines("k8s.redb")
         .iter()
         .all(|l| index_of(l) % 4 == 3));
     // --shard 0/1 plans the whole plan inside an array.
@@ -502,7 +489,7 @@ fn merges_of_mismatched_shards_are_refused() {
         .stderr(predicate::str::contains("is one of the shards"));
     // The right pair merges, and the merged plan is the whole plan.
     env.stdout(&mut merge(&env, &["a1.redb", "a0.redb"], "all.redb"));
-    assert_eq!(plan_lines(&env, "all.redb"), plan_lines(&env, "whole.redb"));
+    assert_eq!(env.plan_lines("all.redb"), env.plan_lines("whole.redb"));
     assert_eq!(
         env.status_json_of("all.redb")["plan_fingerprint"],
         env.status_json_of("whole.redb")["plan_fingerprint"]

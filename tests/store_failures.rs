@@ -30,21 +30,14 @@ fn a_full_disk_names_the_cause_keeps_committed_work_and_a_later_run_continues() 
     // A file-size limit (in KiB blocks) a little above the planned store: some batches fit,
     // then a commit fails with EFBIG, as it would with ENOSPC on a full disk.
     let limit = size / 1024 + 640;
-    let dgen = assert_cmd::cargo::cargo_bin("dgen");
-    let out = std::process::Command::new("sh")
-        .current_dir(env.dir.path())
-        .arg("-c")
-        .arg(format!(
-            "ulimit -f {limit}; exec '{}' run --base_url {} --retry_base_ms 20 --concurrency 8",
-            dgen.display(),
+    let out = under_file_limit(
+        &env,
+        limit,
+        &format!(
+            "run --base_url {} --retry_base_ms 20 --concurrency 8",
             mock.url
-        ))
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+        ),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -81,21 +74,14 @@ fn a_full_disk_under_dgen_judge_stops_the_pass_instead_of_judging_everything_uns
     // No room to grow: the pass's first commits fail with EFBIG, as with ENOSPC.
     let limit = size / 1024;
     mock.set_latency(std::time::Duration::from_millis(20));
-    let dgen = assert_cmd::cargo::cargo_bin("dgen");
-    let out = std::process::Command::new("sh")
-        .current_dir(env.dir.path())
-        .arg("-c")
-        .arg(format!(
-            "ulimit -f {limit}; exec '{}' judge --judge_base_url {} --retry_base_ms 20 --concurrency 2",
-            dgen.display(),
+    let out = under_file_limit(
+        &env,
+        limit,
+        &format!(
+            "judge --judge_base_url {} --retry_base_ms 20 --concurrency 2",
             mock.url
-        ))
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+        ),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -111,4 +97,23 @@ fn a_full_disk_under_dgen_judge_stops_the_pass_instead_of_judging_everything_uns
         calls < n / 2,
         "{calls} judge calls for {n} dialogues, {scored} scores committed: the pass went on after its writer failed"
     );
+}
+
+/// `dgen ARGS` in the test's folder with files limited to `limit_kib` KiB (`ulimit -f`), no
+/// key in the environment.
+fn under_file_limit(env: &Env, limit_kib: u64, args: &str) -> std::process::Output {
+    let dgen = assert_cmd::cargo::cargo_bin("dgen");
+    std::process::Command::new("sh")
+        .current_dir(env.dir.path())
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f {limit_kib}; exec '{}' {args}",
+            dgen.display()
+        ))
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
 }

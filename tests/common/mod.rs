@@ -93,6 +93,14 @@ impl Env {
     }
 
     pub fn plan_jsonl(&self, store: &str) -> Vec<serde_json::Value> {
+        self.plan_lines(store)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The store's plan as `dgen export --plan_file` writes it, line by line, unparsed.
+    pub fn plan_lines(&self, store: &str) -> Vec<String> {
         let file = self.path(&format!("{store}.plan.jsonl"));
         self.dgen()
             .args(["--store", store, "export", "--plan_file"])
@@ -102,7 +110,7 @@ impl Env {
         std::fs::read_to_string(file)
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .map(str::to_string)
             .collect()
     }
 }

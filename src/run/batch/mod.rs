@@ -134,6 +134,7 @@ pub fn run(
             .zip(batch_price)
             .map(|(usd, p)| ((usd * crate::cost::prices::NANO_PER_USD).floor() as u64, p)),
         over_budget: None,
+        reservations: HashMap::new(),
     };
     tracing::info!(
         "batch run: {} items to finish ({} of {total} already accepted), {} batches to re-attach to, model {}, endpoint {}",
@@ -182,6 +183,8 @@ struct Driver {
     budget: Option<(u64, crate::cost::Price)>,
     /// Why the last pass submitted less than it could: the budget would be passed.
     over_budget: Option<String>,
+    /// The upper bound each batch in flight reserves, by job id (see [`Driver::reserved`]).
+    reservations: HashMap<u64, u64>,
 }
 
 /// How a pass left the run.
@@ -441,6 +444,30 @@ impl Driver {
         Ok(price.cost_nano(&estimator.attempt_bound(&item, &spec, &base)))
     }
 
+    /// What the batches in flight reserve under `--max_cost`: each job's upper bound, counted
+    /// once (rendering its requests' prompts to count them is not free), dropped once collected.
+    fn reserved(&mut self) -> Result<u64> {
+        let open: HashSet<u64> = self.jobs.iter().map(|j| j.id).collect();
+        self.reservations.retain(|id, _| open.contains(id));
+        let mut counted = Vec::new();
+        for job in self
+            .jobs
+            .iter()
+            .filter(|j| !self.reservations.contains_key(&j.id))
+        {
+            let mut sum = 0u64;
+            for &(index, attempt) in &job.requests {
+                sum = sum.saturating_add(self.bound(index, attempt)?);
+            }
+            counted.push((job.id, sum));
+        }
+        self.reservations.extend(counted);
+        Ok(self
+            .reservations
+            .values()
+            .fold(0u64, |total, n| total.saturating_add(*n)))
+    }
+
     /// Submits a batch for every request not yet in one, within the per-file limits.
     async fn submit_new(&mut self) -> Result<()> {
         let busy: HashSet<u64> = self
@@ -452,13 +479,7 @@ impl Driver {
         let mut dialogue = Vec::new();
         let mut room = match self.budget {
             Some((limit, _)) => {
-                let reserved = self
-                    .jobs
-                    .iter()
-                    .flat_map(|j| j.requests.iter())
-                    .try_fold(0u64, |sum, &(i, a)| {
-                        anyhow::Ok(sum.saturating_add(self.bound(i, a)?))
-                    })?;
+                let reserved = self.reserved()?;
                 let spent = self.writer.spent.load(std::sync::atomic::Ordering::SeqCst);
                 Some((limit, spent, reserved))
             }
