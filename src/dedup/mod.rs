@@ -6,7 +6,9 @@
 //!    most along (`project`): 32 bytes a vector plus three bound terms. It rules out nearly
 //!    everything, reading a ninth of what a full scan reads, split over the CPUs. Vectors
 //!    inserted since the last projection (up to `FLUSH`) are scanned in int8 instead.
-//! 2. The int8 bound (`scan`) on the full vectors the first pass left.
+//! 2. The same bound on the next few dozen directions, one cache line a vector, for the ones
+//!    the first pass left.
+//! 3. The int8 bound (`scan`) on the full vectors the second tier left.
 //!
 //! The few candidates left are compared in full precision against the vectors where they are
 //! kept (the store): the index itself holds only the int8 forms, a quarter of the memory.
@@ -149,11 +151,12 @@ impl DedupIndex {
     pub fn push(&mut self, id: u64, hashes: &[Hash], vector: &[f32]) {
         assert_eq!(vector.len(), self.dim);
         self.hashes.extend(hashes.iter().copied());
-        let q = quantize(vector);
-        self.values.extend_from_slice(&q.values);
-        self.scales.push(q.scale);
-        self.errors.push(q.error);
-        self.norms.push(q.norm);
+        let at = self.values.len();
+        self.values.resize(at + self.dim, 0);
+        let (scale, error, norm) = scan::quantize_into(vector, &mut self.values[at..]);
+        self.scales.push(scale);
+        self.errors.push(error);
+        self.norms.push(norm);
         self.ids.push(id);
         if self.min_build != usize::MAX {
             self.pending.extend_from_slice(vector);
@@ -196,7 +199,7 @@ impl DedupIndex {
         threshold: f32,
         mut vector: impl FnMut(u64) -> Result<Vec<f32>>,
     ) -> Result<Option<(u64, f32)>> {
-        let left = self.survivors(v, threshold, true);
+        let left = self.survivors(v, threshold, Stage::Int8);
         let mut candidates: Vec<u64> = left.iter().map(|i| self.ids[*i as usize]).collect();
         candidates.sort_unstable();
         for id in candidates {
@@ -210,9 +213,13 @@ impl DedupIndex {
         Ok(None)
     }
 
-    /// How many stored vectors the first pass leaves for the int8 check: what it prunes.
-    pub fn scanned(&self, v: &[f32], threshold: f32) -> usize {
-        self.survivors(v, threshold, false).len()
+    /// How many stored vectors the first pass leaves, and how many of those the second tier
+    /// leaves for the int8 check: what each prunes.
+    pub fn scanned(&self, v: &[f32], threshold: f32) -> (usize, usize) {
+        (
+            self.survivors(v, threshold, Stage::First).len(),
+            self.survivors(v, threshold, Stage::Second).len(),
+        )
     }
 
     fn rows(&self) -> Rows<'_> {
@@ -229,10 +236,10 @@ impl DedupIndex {
         }
     }
 
-    /// Positions the first pass cannot rule out, ascending: projected rows by the projection
-    /// bound, the rest (all of them before the projection is fitted) by the int8 bound. With
-    /// `int8`, the int8 bound then sifts the projected rows' survivors too, on the same thread.
-    fn survivors(&self, v: &[f32], threshold: f32, int8: bool) -> Vec<u32> {
+    /// Positions the bounds up to `stage` cannot rule out, ascending: projected rows by the
+    /// projection's tiers, then (at `Stage::Int8`) the int8 bound on the same thread; the rest
+    /// (all of them before the projection is fitted) by the int8 bound.
+    fn survivors(&self, v: &[f32], threshold: f32, stage: Stage) -> Vec<u32> {
         let mut out = Vec::new();
         let q: Quantized = quantize(v);
         let projected = self.projection.as_ref().map_or(0, Projection::len);
@@ -241,15 +248,19 @@ impl DedupIndex {
             let prepared = p.prepared(&query);
             let all = self.rows();
             let pass = |from: usize, to: usize| -> Vec<u32> {
-                let mut part = Vec::new();
+                let mut left = Vec::new();
                 scan::prescan(
                     &p.rows(from, to),
                     &prepared,
                     threshold,
                     from as u32,
-                    &mut part,
+                    &mut left,
                 );
-                if int8 {
+                if stage > Stage::First && p.has_second() {
+                    scan::retain_second(p.lines(), &prepared, threshold, &mut left);
+                }
+                let mut part: Vec<u32> = left.iter().map(|l| l.at).collect();
+                if stage == Stage::Int8 {
                     scan::retain_reaching(&all, &q, threshold, &mut part);
                 }
                 part
@@ -286,6 +297,14 @@ impl DedupIndex {
         }
         out
     }
+}
+
+/// How far [`DedupIndex::survivors`] sifts the projected rows.
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+enum Stage {
+    First,
+    Second,
+    Int8,
 }
 
 #[cfg(test)]

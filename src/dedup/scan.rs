@@ -9,30 +9,79 @@ pub struct Quantized {
     pub values: Vec<i8>,
     pub scale: f32,
     pub error: f32,
-    pub norm: f32,
 }
 
 pub fn quantize(v: &[f32]) -> Quantized {
-    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    let values: Vec<i8> = v
-        .iter()
-        .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
-        .collect();
-    let mut err2 = 0.0f64;
-    let mut norm2 = 0.0f64;
-    for (x, q) in v.iter().zip(&values) {
-        let d = f64::from(*q) * f64::from(scale);
-        err2 += (f64::from(*x) - d).powi(2);
-        norm2 += d * d;
-    }
-    // Rounded up a little so float error in these sums cannot make the bound too tight.
+    let mut values = vec![0i8; v.len()];
+    let (scale, error, _) = quantize_into(v, &mut values);
     Quantized {
         values,
         scale,
-        error: (err2.sqrt() * 1.0001 + 1e-6) as f32,
-        norm: (norm2.sqrt() * 1.000_001) as f32,
+        error,
     }
+}
+
+/// [`quantize`] into `values` (as long as `v`), returning the scale, error and norm.
+pub fn quantize_into(v: &[f32], values: &mut [i8]) -> (f32, f32, f32) {
+    assert_eq!(v.len(), values.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { quantize_avx2(v, values) };
+        }
+    }
+    quantize_generic(v, values)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn quantize_avx2(v: &[f32], values: &mut [i8]) -> (f32, f32, f32) {
+    quantize_generic(v, values)
+}
+
+/// Written in lanes so that it vectorises: the largest magnitude in 8 lanes, codes rounded
+/// half to even, the error and norm summed in f64 lanes.
+#[inline(always)]
+fn quantize_generic(v: &[f32], values: &mut [i8]) -> (f32, f32, f32) {
+    let mut lanes = [0.0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let mut max = chunks
+        .remainder()
+        .iter()
+        .fold(0.0f32, |m, x| m.max(x.abs()));
+    for c in chunks {
+        for k in 0..8 {
+            lanes[k] = lanes[k].max(c[k].abs());
+        }
+    }
+    max = lanes.iter().fold(max, |m, x| m.max(*x));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    for (q, x) in values.iter_mut().zip(v) {
+        *q = (x / scale).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    let (mut err2, mut norm2) = ([0.0f64; 4], [0.0f64; 4]);
+    let (vc, qc) = (v.chunks_exact(4), values.chunks_exact(4));
+    let (vt, qt) = (vc.remainder(), qc.remainder());
+    for (x, q) in vc.zip(qc) {
+        for k in 0..4 {
+            let d = f64::from(q[k]) * f64::from(scale);
+            err2[k] += (f64::from(x[k]) - d).powi(2);
+            norm2[k] += d * d;
+        }
+    }
+    for (x, q) in vt.iter().zip(qt) {
+        let d = f64::from(*q) * f64::from(scale);
+        err2[0] += (f64::from(*x) - d).powi(2);
+        norm2[0] += d * d;
+    }
+    let (err2, norm2): (f64, f64) = (err2.iter().sum(), norm2.iter().sum());
+    // Rounded up a little so float error in these sums cannot make the bound too tight.
+    (
+        scale,
+        (err2.sqrt() * 1.0001 + 1e-6) as f32,
+        (norm2.sqrt() * 1.000_001) as f32,
+    )
 }
 
 #[inline(always)]
@@ -66,28 +115,65 @@ pub fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `dot_lanes` of `q` with each of `rows` (`q.len()` values each), in `out`.
+/// `dot_lanes` of `q` with each of `rows` (`q.len()` values each), in `out` (with fused
+/// multiply-adds where the CPU has them, which only rounds less).
 pub fn dots(q: &[f32], rows: &[f32], out: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { dots_avx2(q, rows, out) };
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && q.len().is_multiple_of(16)
+        {
+            // SAFETY: the CPU supports the features the function is compiled for, and the
+            // rows are whole multiples of 16 values, as it needs.
+            return unsafe { dots_fma(q, rows, out) };
         }
     }
-    dots_generic(q, rows, out);
-}
-
-#[inline(always)]
-fn dots_generic(q: &[f32], rows: &[f32], out: &mut Vec<f32>) {
     out.clear();
     out.extend(rows.chunks_exact(q.len()).map(|c| dot_lanes(q, c)));
 }
 
+/// Two accumulators of 8 lanes per row, the query's values loaded once for four rows.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dots_avx2(q: &[f32], rows: &[f32], out: &mut Vec<f32>) {
-    dots_generic(q, rows, out);
+#[target_feature(enable = "avx2,fma")]
+fn dots_fma(q: &[f32], rows: &[f32], out: &mut Vec<f32>) {
+    use std::arch::x86_64::*;
+    let dim = q.len();
+    assert!(dim.is_multiple_of(16));
+    out.clear();
+    let sum = |v: __m256| -> f32 {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: an 8-float store into an 8-float array.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        lanes.iter().sum()
+    };
+    let mut groups = rows.chunks_exact(4 * dim);
+    for group in &mut groups {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        // SAFETY: `group` holds 4 rows of `dim` values and `q` holds `dim`; every load reads
+        // 8 values at an offset below `dim` - 8 + 1 within them.
+        unsafe {
+            let (qp, rp) = (q.as_ptr(), group.as_ptr());
+            for at in (0..dim).step_by(16) {
+                let (q0, q1) = (_mm256_loadu_ps(qp.add(at)), _mm256_loadu_ps(qp.add(at + 8)));
+                for r in 0..4 {
+                    let row = rp.add(r * dim + at);
+                    acc[2 * r] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(row), acc[2 * r]);
+                    acc[2 * r + 1] =
+                        _mm256_fmadd_ps(q1, _mm256_loadu_ps(row.add(8)), acc[2 * r + 1]);
+                }
+            }
+        }
+        for r in 0..4 {
+            out.push(sum(_mm256_add_ps(acc[2 * r], acc[2 * r + 1])));
+        }
+    }
+    out.extend(
+        groups
+            .remainder()
+            .chunks_exact(dim)
+            .map(|c| dot_lanes(q, c)),
+    );
 }
 
 /// The int8 rows, struct-of-arrays, `dim` values a row.
@@ -239,19 +325,58 @@ pub struct Projected<'a> {
     pub rest: &'a [f32],
 }
 
-/// The query's side of the first pass's bound.
+/// Codes in a row's second tier.
+pub const LINE_CODES: usize = 48;
+
+/// A row's second tier (see `dedup::project`): its codes on the next directions and their
+/// bound terms, in one cache line.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct Line {
+    pub codes: [i8; LINE_CODES],
+    pub error: f32,
+    pub code_norm: f32,
+    /// |x⊥| beyond both tiers, rounded up.
+    pub rest: f32,
+    _pad: f32,
+}
+
+impl Default for Line {
+    fn default() -> Line {
+        Line {
+            codes: [0; LINE_CODES],
+            error: 0.0,
+            code_norm: 0.0,
+            rest: 0.0,
+            _pad: 0.0,
+        }
+    }
+}
+
+/// The query's side of both tiers' bounds.
 pub struct ProjectedQuery<'a> {
-    /// The query's projection, scaled per coordinate, in int8.
+    /// The query's projection, scaled per coordinate, in int8: the first tier's, the second's.
     pub q: &'a Quantized,
-    /// |q|, and the norm of what the projection leaves out of q.
+    pub q2: &'a Quantized,
+    /// |q|, and the norm of what the projection leaves out of q: beyond the first tier, beyond
+    /// both.
     pub norm: f32,
     pub rest: f32,
+    pub rest2: f32,
     pub rounding: f32,
+}
+
+/// A row the first pass left: its position and the first tier's bound on its share of the
+/// similarity (everything but the part beyond the tier), which the second tier adds to.
+#[derive(Clone, Copy)]
+pub struct Left {
+    pub at: u32,
+    pub first: f32,
 }
 
 /// Appends to `out` (offset by `base`) the rows of `p` that may reach `threshold` with the
 /// query by the projection bound (see `dedup::project`).
-pub fn prescan(p: &Projected, q: &ProjectedQuery, threshold: f32, base: u32, out: &mut Vec<u32>) {
+pub fn prescan(p: &Projected, q: &ProjectedQuery, threshold: f32, base: u32, out: &mut Vec<Left>) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && p.d == 32 {
@@ -272,15 +397,18 @@ fn prescan_generic(
     q: &ProjectedQuery,
     threshold: f32,
     base: u32,
-    out: &mut Vec<u32>,
+    out: &mut Vec<Left>,
 ) {
     let need = threshold - q.rounding;
     let (scale, qerr) = (q.q.scale, q.q.error);
     for (i, row) in p.codes.chunks_exact(p.d).enumerate() {
         let approx = scale * dot_i8(row, &q.q.values) as f32;
-        let bound = approx + q.norm * p.error[i] + qerr * p.code_norm[i] + q.rest * p.rest[i];
-        if bound >= need {
-            out.push(base + i as u32);
+        let first = approx + q.norm * p.error[i] + qerr * p.code_norm[i];
+        if first + q.rest * p.rest[i] >= need {
+            out.push(Left {
+                at: base + i as u32,
+                first,
+            });
         }
     }
 }
@@ -289,7 +417,7 @@ fn prescan_generic(
 /// does not find this shape (one horizontal sum for eight rows, the bound in one vector).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn prescan_avx2(p: &Projected, q: &ProjectedQuery, threshold: f32, base: u32, out: &mut Vec<u32>) {
+fn prescan_avx2(p: &Projected, q: &ProjectedQuery, threshold: f32, base: u32, out: &mut Vec<Left>) {
     use std::arch::x86_64::*;
     assert_eq!(p.d, 32);
     assert_eq!(q.q.values.len(), 32);
@@ -334,14 +462,23 @@ fn prescan_avx2(p: &Projected, q: &ProjectedQuery, threshold: f32, base: u32, ou
             let code_norm = _mm256_loadu_ps(p.code_norm.as_ptr().add(at));
             let rest = _mm256_loadu_ps(p.rest.as_ptr().add(at));
             let approx = _mm256_mul_ps(_mm256_cvtepi32_ps(dots), qscale);
-            let bound = _mm256_add_ps(
+            let first = _mm256_add_ps(
                 _mm256_add_ps(approx, _mm256_mul_ps(qnorm, error)),
-                _mm256_add_ps(_mm256_mul_ps(qerr, code_norm), _mm256_mul_ps(qrest, rest)),
+                _mm256_mul_ps(qerr, code_norm),
             );
+            let bound = _mm256_add_ps(first, _mm256_mul_ps(qrest, rest));
             let mut mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(bound, needv)) as u32;
-            while mask != 0 {
-                out.push(base + (at + mask.trailing_zeros() as usize) as u32);
-                mask &= mask - 1;
+            if mask != 0 {
+                let mut lanes = [0.0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), first);
+                while mask != 0 {
+                    let lane = mask.trailing_zeros() as usize;
+                    out.push(Left {
+                        at: base + (at + lane) as u32,
+                        first: lanes[lane],
+                    });
+                    mask &= mask - 1;
+                }
             }
         }
     }
@@ -363,7 +500,65 @@ fn prescan_avx2_any(
     q: &ProjectedQuery,
     threshold: f32,
     base: u32,
-    out: &mut Vec<u32>,
+    out: &mut Vec<Left>,
 ) {
     prescan_generic(p, q, threshold, base, out);
+}
+
+/// Keeps the rows in `left` that may still reach `threshold` by the second tier's bound, the
+/// first tier's share carried over (see `dedup::project`). `lines` holds every projected row.
+pub fn retain_second(lines: &[Line], q: &ProjectedQuery, threshold: f32, left: &mut Vec<Left>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { retain_second_avx2(lines, q, threshold, left) };
+        }
+    }
+    retain_second_generic(lines, q, threshold, left, |_| {});
+}
+
+#[inline(always)]
+fn retain_second_generic(
+    lines: &[Line],
+    q: &ProjectedQuery,
+    threshold: f32,
+    left: &mut Vec<Left>,
+    fetch: impl Fn(&Line),
+) {
+    // The rows lie anywhere in memory: the line a few places ahead is fetched early.
+    const AHEAD: usize = 8;
+    let need = threshold - q.rounding;
+    let q2: &[i8; LINE_CODES] = q.q2.values.as_slice().try_into().expect("48 codes");
+    for l in left.iter().take(AHEAD) {
+        fetch(&lines[l.at as usize]);
+    }
+    let mut kept = 0;
+    for k in 0..left.len() {
+        if let Some(ahead) = left.get(k + AHEAD) {
+            fetch(&lines[ahead.at as usize]);
+        }
+        let l = left[k];
+        let line = &lines[l.at as usize];
+        let approx = q.q2.scale * dot_i8(&line.codes, q2) as f32;
+        let bound = l.first
+            + approx
+            + q.norm * line.error
+            + q.q2.error * line.code_norm
+            + q.rest2 * line.rest;
+        if bound >= need {
+            left[kept] = l;
+            kept += 1;
+        }
+    }
+    left.truncate(kept);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn retain_second_avx2(lines: &[Line], q: &ProjectedQuery, threshold: f32, left: &mut Vec<Left>) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    retain_second_generic(lines, q, threshold, left, |line| {
+        _mm_prefetch::<_MM_HINT_T0>((line as *const Line).cast::<i8>());
+    });
 }

@@ -57,6 +57,11 @@ fn open_error(path: &Path, err: redb::DatabaseError) -> anyhow::Error {
 const READERS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens for writing, retrying while the store is held, up to [`READERS_GRACE`].
+/// redb's page cache for commands that write to a store (run, import, merge). Its default
+/// (1 GiB) fills while the dedup index is loaded from a big store, for no gain: that read is
+/// one pass, and a run then reads back only the few embeddings the dedup check asks for.
+const WRITE_CACHE: usize = 128 << 20;
+
 fn open_writable(
     path: &Path,
     open: impl Fn() -> Result<Database, redb::DatabaseError>,
@@ -124,7 +129,11 @@ impl Store {
     /// Opens an existing store to write to it (run, import).
     pub fn open_existing(path: &Path) -> Result<Store> {
         require_file(path)?;
-        let db = open_writable(path, || Database::open(path))?;
+        let db = open_writable(path, || {
+            Database::builder()
+                .set_cache_size(WRITE_CACHE)
+                .open(path)
+        })?;
         let store = Store {
             db: Db::Writable(db),
             path: path.to_path_buf(),

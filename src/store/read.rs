@@ -31,6 +31,75 @@ fn sample(at_ms: u64, value: &[u8]) -> Option<Sample> {
 
 /// Vectors loaded between projections of the dedup index (100 MB of them in full precision).
 const LOAD_BATCH: usize = 65_536;
+/// Embeddings handed to the index builder at a time (6 MB).
+const LOAD_CHUNK: usize = 4096;
+
+/// What the store's reader hands the index builder.
+enum Chunk {
+    Hashes(Vec<[u8; 32]>),
+    /// Sequence numbers, and their embeddings one after the other.
+    Rows(Vec<u64>, Vec<f32>),
+}
+
+/// Reads every hash, then every embedding, checking that each embedding has a hash and the
+/// dimension `dim`, and sends them on in chunks. A send fails only if the builder is gone.
+fn read_for_index(
+    hashes: &redb::ReadOnlyTable<&'static [u8], u64>,
+    embeddings: &redb::ReadOnlyTable<u64, &'static [u8]>,
+    dim: usize,
+    tx: &std::sync::mpsc::SyncSender<Chunk>,
+) -> Result<()> {
+    let gone = || anyhow::anyhow!("the dedup index builder stopped");
+    // The index needs the set of hashes, and for each embedding only that it has one.
+    let mut hashed: Vec<u64> = Vec::with_capacity(usize::try_from(hashes.len()?).unwrap_or(0));
+    let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+    for entry in hashes.iter()? {
+        let (k, v) = entry?;
+        let hash: [u8; 32] = k
+            .value()
+            .try_into()
+            .context("the store holds a hash that is not 32 bytes")?;
+        chunk.push(hash);
+        if chunk.len() == LOAD_CHUNK {
+            tx.send(Chunk::Hashes(std::mem::take(&mut chunk)))
+                .map_err(|_| gone())?;
+        }
+        hashed.push(v.value());
+    }
+    tx.send(Chunk::Hashes(chunk)).map_err(|_| gone())?;
+    hashed.sort_unstable();
+    let mut hashed = hashed.into_iter().peekable();
+    let (mut ids, mut rows) = (Vec::new(), Vec::new());
+    for entry in embeddings.iter()? {
+        let (k, v) = entry?;
+        let seq = k.value();
+        while hashed.next_if(|s| *s < seq).is_some() {}
+        if hashed.peek() != Some(&seq) {
+            bail!("dialogue {seq} has an embedding but no hash");
+        }
+        let bytes = v.value();
+        if bytes.len() != 4 * dim {
+            bail!(
+                "dialogue {seq} has a {}-dimensional embedding, expected {dim}",
+                bytes.len() / 4
+            );
+        }
+        ids.push(seq);
+        rows.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        if ids.len() == LOAD_CHUNK {
+            tx.send(Chunk::Rows(
+                std::mem::take(&mut ids),
+                std::mem::take(&mut rows),
+            ))
+            .map_err(|_| gone())?;
+        }
+    }
+    tx.send(Chunk::Rows(ids, rows)).map_err(|_| gone())
+}
 
 impl Store {
     /// The meta of the stored plan, or `None` for a new store.
@@ -341,7 +410,8 @@ impl Store {
         Ok(embedding_from_bytes(bytes.value()))
     }
 
-    /// The dedup index of every stored dialogue, keyed by sequence number and clustered.
+    /// The dedup index of every stored dialogue, keyed by sequence number. The tables are read
+    /// here while another thread builds the index from what was read, a chunk at a time.
     pub fn load_index(&self, dim: usize) -> Result<DedupIndex> {
         let txn = self.read()?;
         let mut index = DedupIndex::new(dim);
@@ -350,41 +420,32 @@ impl Store {
             _ => return Ok(index),
         };
         index.reserve(usize::try_from(embeddings.len()?).unwrap_or(0));
-        // The index needs the set of hashes, and for each embedding only that it has one.
-        let mut hashed: Vec<u64> = Vec::with_capacity(usize::try_from(hashes.len()?).unwrap_or(0));
-        for entry in hashes.iter()? {
-            let (k, v) = entry?;
-            let hash: [u8; 32] = k
-                .value()
-                .try_into()
-                .context("the store holds a hash that is not 32 bytes")?;
-            index.add_hash(hash);
-            hashed.push(v.value());
-        }
-        hashed.sort_unstable();
-        let mut hashed = hashed.into_iter().peekable();
-        for entry in embeddings.iter()? {
-            let (k, v) = entry?;
-            while hashed.next_if(|s| *s < k.value()).is_some() {}
-            if hashed.peek() != Some(&k.value()) {
-                bail!("dialogue {} has an embedding but no hash", k.value());
-            }
-            let vector = embedding_from_bytes(v.value());
-            if vector.len() != dim {
-                bail!(
-                    "dialogue {} has a {}-dimensional embedding, expected {dim}",
-                    k.value(),
-                    vector.len()
-                );
-            }
-            index.push(k.value(), &[], &vector);
-            // Projected a batch at a time on every CPU, so full-precision copies never pile up.
-            if index.len().is_multiple_of(LOAD_BATCH) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+        std::thread::scope(|s| {
+            let builder = s.spawn(move || {
+                for chunk in rx {
+                    match chunk {
+                        Chunk::Hashes(hashes) => hashes.into_iter().for_each(|h| index.add_hash(h)),
+                        Chunk::Rows(ids, rows) => {
+                            for (id, v) in ids.iter().zip(rows.chunks_exact(dim)) {
+                                index.push(*id, &[], v);
+                                // Projected a batch at a time, so full-precision copies never
+                                // pile up.
+                                if index.len().is_multiple_of(LOAD_BATCH) {
+                                    index.finish();
+                                }
+                            }
+                        }
+                    }
+                }
                 index.finish();
-            }
-        }
-        index.finish();
-        Ok(index)
+                index
+            });
+            let read = read_for_index(&hashes, &embeddings, dim, &tx);
+            drop(tx);
+            let index = builder.join().expect("building the dedup index");
+            read.map(|()| index)
+        })
     }
 
     /// Every dialogue's (item index, sequence number), ordered by item index, then sequence
