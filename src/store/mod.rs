@@ -130,9 +130,7 @@ impl Store {
     pub fn open_existing(path: &Path) -> Result<Store> {
         require_file(path)?;
         let db = open_writable(path, || {
-            Database::builder()
-                .set_cache_size(WRITE_CACHE)
-                .open(path)
+            Database::builder().set_cache_size(WRITE_CACHE).open(path)
         })?;
         let store = Store {
             db: Db::Writable(db),
