@@ -652,4 +652,71 @@ mod tests {
         txn.commit().unwrap();
         assert_eq!(read_back(&store), vec![(0, none.clone()), (1, none)]);
     }
+
+    /// The index is read on one thread and built on another, in chunks: every dialogue arrives,
+    /// in order, and a store that does not fit is refused with what is wrong, not a hang.
+    #[test]
+    fn the_index_loads_across_chunks_and_a_bad_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create_or_open(&dir.path().join("s.redb")).unwrap();
+        let n = LOAD_CHUNK as u64 * 2 + 5;
+        // Random unit vectors in 16 dimensions: no two of them are nearly alike.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        let vectors: Vec<Vec<f32>> = (0..n)
+            .map(|_| {
+                let v: Vec<f32> = (0..16)
+                    .map(|_| rand::Rng::random_range(&mut rng, -1.0f32..1.0))
+                    .collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect();
+        let mut batch = Batch::default();
+        for (seq, v) in (0..n).zip(&vectors) {
+            let mut record = record(0);
+            record.hash = crate::dedup::sha256(&seq.to_string());
+            batch.accepted.push(Accepted {
+                seq,
+                record,
+                embedding: v.clone(),
+                quality: None,
+            });
+        }
+        store.apply(&batch).unwrap();
+        let index = store.load_index(16).unwrap();
+        assert_eq!(index.len() as u64, n);
+        for seq in [0, LOAD_CHUNK as u64, n - 1] {
+            assert!(index.contains_hash(&crate::dedup::sha256(&seq.to_string())));
+            let found = index
+                .similar(&vectors[seq as usize], 0.99, |id| store.embedding(id))
+                .unwrap();
+            assert_eq!(found.map(|f| f.0), Some(seq));
+        }
+
+        let Err(err) = store.load_index(8) else {
+            panic!("a store of 16-dimensional embeddings loaded as 8")
+        };
+        assert!(
+            format!("{err:#}").contains("dialogue 0 has a 16-dimensional embedding, expected 8"),
+            "{err:#}"
+        );
+        let txn = store.write().unwrap();
+        {
+            let mut hashes = txn.open_table(HASHES).unwrap();
+            hashes
+                .remove(crate::dedup::sha256(&(LOAD_CHUNK + 1).to_string()).as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        let Err(err) = store.load_index(16) else {
+            panic!("an embedding without its hash was loaded")
+        };
+        assert!(
+            format!("{err:#}").contains(&format!(
+                "dialogue {} has an embedding but no hash",
+                LOAD_CHUNK + 1
+            )),
+            "{err:#}"
+        );
+    }
 }
