@@ -21,6 +21,9 @@ cd "$WORK"
 "$BIN" plan --total_generations 300 --dataset "$ROOT/fixtures/multiwoz_hf" \
   --persona_dataset "$ROOT/fixtures/personas_hf" --min_turns 5 5 --max_turns 8 8 >/dev/null 2>&1
 "$BIN" bench-fill --dialogues "$N" >/dev/null
+# The fill leaves gigabytes of dirty pages; written back during the run, they would slow the
+# index load with I/O that is the fill's, not the run's.
+sync
 "$MOCK_BIN" --latency-ms 200 > url &
 MOCK_PID=$!
 for _ in $(seq 50); do [[ -s url ]] && break; sleep 0.1; done
