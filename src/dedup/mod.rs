@@ -270,16 +270,14 @@ impl DedupIndex {
                 out = pass(0, projected);
             } else {
                 let chunk = projected.div_ceil(threads);
-                // The first chunk on this thread, the others each on a thread of its own.
                 std::thread::scope(|s| {
-                    let parts: Vec<_> = (chunk..projected)
+                    let parts: Vec<_> = (0..projected)
                         .step_by(chunk)
                         .map(|from| {
                             let pass = &pass;
                             s.spawn(move || pass(from, (from + chunk).min(projected)))
                         })
                         .collect();
-                    out = pass(0, chunk);
                     for part in parts {
                         out.extend(part.join().expect("the first pass"));
                     }
