@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # `dgen run` on a store already holding N dialogues (default 1,000,000, from `dgen bench-fill`,
-# dialogue-like embeddings): 300 items against the tests' mock answering after 200 ms,
+# dialogue-like embeddings): ITEMS items (default 300) against the tests' mock answering after 200 ms,
 # --concurrency 32, real embeddings. Reports the dedup index's load time (from the log),
 # dialogues/s with and without it, and peak RSS; compare N=100000 with N=1000000.
 # A million dialogues take about 3.5 GB of disk in a temporary folder, removed on exit.
-# Usage: scripts/bench-run-filled.sh [N]
+# Usage: scripts/bench-run-filled.sh [N [ITEMS]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000000}"
+ITEMS="${2:-300}"
 scripts/fetch-assets.sh >/dev/null
 cargo build --release --locked --quiet --bin dgen --bin dgen-mock-llm
 BIN="$PWD/target/release/dgen"
@@ -18,7 +19,7 @@ MOCK_PID=""
 cleanup() { [[ -n "$MOCK_PID" ]] && kill "$MOCK_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 cd "$WORK"
-"$BIN" plan --total_generations 300 --dataset "$ROOT/fixtures/multiwoz_hf" \
+"$BIN" plan --total_generations "$ITEMS" --dataset "$ROOT/fixtures/multiwoz_hf" \
   --persona_dataset "$ROOT/fixtures/personas_hf" --min_turns 5 5 --max_turns 8 8 >/dev/null 2>&1
 "$BIN" bench-fill --dialogues "$N" >/dev/null
 # The fill leaves gigabytes of dirty pages; written back during the run, they would slow the
