@@ -745,6 +745,8 @@ pub struct BenchFillArgs {
     /// How many dialogues to write.
     #[arg(long)]
     pub dialogues: u64,
+    /// Seeds the texts and the draws of the embeddings (all from one fixed, dialogue-like
+    /// distribution, whatever the seed).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }

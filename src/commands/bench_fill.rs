@@ -25,7 +25,9 @@ pub fn run(store_path: &Path, args: BenchFillArgs) -> Result<ExitCode> {
         None => (1, 0),
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-    let embeddings = DialogueLike::new(args.seed);
+    // One distribution for every fill, as one embedding model gives, whatever the seed: shards
+    // filled with different seeds then look like one plan's dialogues, as in real use.
+    let embeddings = DialogueLike::new(1);
     let mut seq = store.next_seq()?;
     let mut left = args.dialogues;
     while left > 0 {

@@ -91,6 +91,16 @@ impl DedupIndex {
         }
     }
 
+    /// Fits the projection once there are `min_build` vectors (at the next insert or build if
+    /// there are already), instead of at `MIN_BUILD`: for a merge, which checks tens of
+    /// thousands of dialogues in one go, where a run's first 65,536 checks are spread over
+    /// hours. No effect once fitted, or on an index built `with_min_build(_, usize::MAX)`.
+    pub fn set_min_build(&mut self, min_build: usize) {
+        if self.min_build != usize::MAX {
+            self.min_build = min_build.max(1);
+        }
+    }
+
     /// Threads a first pass over a large index is split over (default: the CPUs available).
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
