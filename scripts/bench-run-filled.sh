@@ -10,26 +10,14 @@ cd "$(dirname "$0")/.."
 N="${1:-1000000}"
 ITEMS="${2:-300}"
 scripts/fetch-assets.sh >/dev/null
-cargo build --release --locked --quiet --bin dgen --bin dgen-mock-llm
-BIN="$PWD/target/release/dgen"
-MOCK_BIN="$PWD/target/release/dgen-mock-llm"
-ROOT="$PWD"
-WORK="$(mktemp -d)"
-MOCK_PID=""
-cleanup() { [[ -n "$MOCK_PID" ]] && kill "$MOCK_PID" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-cd "$WORK"
-"$BIN" plan --total_generations "$ITEMS" --dataset "$ROOT/fixtures/multiwoz_hf" \
-  --persona_dataset "$ROOT/fixtures/personas_hf" --min_turns 5 5 --max_turns 8 8 >/dev/null 2>&1
+source scripts/bench-lib.sh
+planned_against_mock "$ITEMS" --latency-ms 200
 "$BIN" bench-fill --dialogues "$N" >/dev/null
 # The fill leaves gigabytes of dirty pages; written back during the run, they would slow the
 # index load with I/O that is the fill's, not the run's.
 sync
-"$MOCK_BIN" --latency-ms 200 > url &
-MOCK_PID=$!
-for _ in $(seq 50); do [[ -s url ]] && break; sleep 0.1; done
 /usr/bin/time -f "%e %U %S %M" -o time.txt \
-  "$BIN" run --base_url "$(cat url)" --concurrency 32 >/dev/null 2>run.log
+  "$BIN" run --base_url "$URL" --concurrency 32 >/dev/null 2>run.log
 read -r WALL USER SYS RSS_KB < time.txt
 LOAD=$(grep -o 'loaded in [0-9.]* s' run.log | head -1 | awk '{print $3}')
 DONE=$("$BIN" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print([x["count"] for x in s["states"] if x["state"]=="done"][0])')

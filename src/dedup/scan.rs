@@ -327,56 +327,63 @@ pub fn retain_reaching(rows: &Rows, q: &Quantized, threshold: f32, which: &mut V
             return unsafe { retain_avx2(rows, q, threshold, which) };
         }
     }
-    retain_generic(rows, q, threshold, which);
+    retain_generic(rows, q, threshold, which, |_| {});
 }
 
+/// Keeps the items `keep` accepts, in order, handing each to `fetch` a few places ahead of
+/// its check: the rows behind them lie anywhere in memory, and where the CPU can fetch them
+/// early, waiting for each in turn would cost more than the arithmetic.
 #[inline(always)]
-fn retain_generic(rows: &Rows, q: &Quantized, threshold: f32, which: &mut Vec<u32>) {
+fn retain_ahead<T: Copy>(items: &mut Vec<T>, fetch: impl Fn(T), keep: impl Fn(T) -> bool) {
+    const AHEAD: usize = 8;
+    for item in items.iter().take(AHEAD) {
+        fetch(*item);
+    }
     let mut kept = 0;
-    for k in 0..which.len() {
-        let i = which[k];
-        if rows.may_reach(i as usize, q, threshold) {
-            which[kept] = i;
+    for k in 0..items.len() {
+        if let Some(ahead) = items.get(k + AHEAD) {
+            fetch(*ahead);
+        }
+        let item = items[k];
+        if keep(item) {
+            items[kept] = item;
             kept += 1;
         }
     }
-    which.truncate(kept);
+    items.truncate(kept);
 }
 
-/// With the rows of the candidates a few places ahead fetched early: they lie anywhere in
-/// memory, and waiting for each in turn would cost more than the arithmetic.
+#[inline(always)]
+fn retain_generic(
+    rows: &Rows,
+    q: &Quantized,
+    threshold: f32,
+    which: &mut Vec<u32>,
+    fetch: impl Fn(&[i8]),
+) {
+    let row = |i: u32| &rows.values[i as usize * rows.dim..(i as usize + 1) * rows.dim];
+    retain_ahead(
+        which,
+        |i| fetch(row(i)),
+        |i| rows.may_reach(i as usize, q, threshold),
+    );
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn retain_avx2(rows: &Rows, q: &Quantized, threshold: f32, which: &mut Vec<u32>) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-    const AHEAD: usize = 8;
-    let fetch = |i: u32| {
-        let row = &rows.values[i as usize * rows.dim..(i as usize + 1) * rows.dim];
+    retain_generic(rows, q, threshold, which, |row| {
         for line in row.chunks(64) {
             _mm_prefetch::<_MM_HINT_T0>(line.as_ptr());
         }
-    };
-    for i in which.iter().take(AHEAD) {
-        fetch(*i);
-    }
-    let mut kept = 0;
-    for k in 0..which.len() {
-        if let Some(ahead) = which.get(k + AHEAD) {
-            fetch(*ahead);
-        }
-        let i = which[k];
-        if rows.may_reach(i as usize, q, threshold) {
-            which[kept] = i;
-            kept += 1;
-        }
-    }
-    which.truncate(kept);
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 fn retain_avx512(rows: &Rows, q: &Quantized, threshold: f32, which: &mut Vec<u32>) {
-    retain_generic(rows, q, threshold, which);
+    retain_generic(rows, q, threshold, which, |_| {});
 }
 
 /// The projected rows the first pass reads: `d` int8 codes a row, with each row's bound terms
@@ -590,32 +597,22 @@ fn retain_second_generic(
     left: &mut Vec<Left>,
     fetch: impl Fn(&Line),
 ) {
-    // The rows lie anywhere in memory: the line a few places ahead is fetched early.
-    const AHEAD: usize = 8;
     let need = threshold - q.rounding;
     let q2: &[i8; LINE_CODES] = q.q2.values.as_slice().try_into().expect("48 codes");
-    for l in left.iter().take(AHEAD) {
-        fetch(&lines[l.at as usize]);
-    }
-    let mut kept = 0;
-    for k in 0..left.len() {
-        if let Some(ahead) = left.get(k + AHEAD) {
-            fetch(&lines[ahead.at as usize]);
-        }
-        let l = left[k];
-        let line = &lines[l.at as usize];
-        let approx = q.q2.scale * dot_i8(&line.codes, q2) as f32;
-        let bound = l.first
-            + approx
-            + q.norm * line.error
-            + q.q2.error * line.code_norm
-            + q.rest2 * line.rest;
-        if bound >= need {
-            left[kept] = l;
-            kept += 1;
-        }
-    }
-    left.truncate(kept);
+    retain_ahead(
+        left,
+        |l| fetch(&lines[l.at as usize]),
+        |l| {
+            let line = &lines[l.at as usize];
+            let approx = q.q2.scale * dot_i8(&line.codes, q2) as f32;
+            let bound = l.first
+                + approx
+                + q.norm * line.error
+                + q.q2.error * line.code_norm
+                + q.rest2 * line.rest;
+            bound >= need
+        },
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
