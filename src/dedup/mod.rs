@@ -255,19 +255,12 @@ impl DedupIndex {
         let projected = self.projection.as_ref().map_or(0, Projection::len);
         if let Some(p) = &self.projection {
             let query = p.query(v);
-            let prepared = p.prepared(&query);
             let all = self.rows();
             let pass = |from: usize, to: usize| -> Vec<u32> {
                 let mut left = Vec::new();
-                scan::prescan(
-                    &p.rows(from, to),
-                    &prepared,
-                    threshold,
-                    from as u32,
-                    &mut left,
-                );
+                scan::prescan(&p.rows(from, to), &query, threshold, from as u32, &mut left);
                 if stage > Stage::First && p.has_second() {
-                    scan::retain_second(p.lines(), &prepared, threshold, &mut left);
+                    scan::retain_second(p.lines(), &query, threshold, &mut left);
                 }
                 let mut part: Vec<u32> = left.iter().map(|l| l.at).collect();
                 if stage == Stage::Int8 {

@@ -29,7 +29,7 @@
 
 use rand::SeedableRng;
 
-use super::scan::{dots, quantize, Line, Projected, ProjectedQuery, Quantized};
+use super::scan::{dots, quantize, Line, Projected, ProjectedQuery};
 
 /// Coordinates kept per vector in the first pass: 32 bytes, a twelfth of the int8 vector.
 pub const DIMS: usize = 32;
@@ -51,16 +51,6 @@ pub struct Projection {
     /// The scale of each coordinate's codes, both tiers.
     scales: Vec<f32>,
     rows: Part,
-}
-
-/// The query's side of both tiers' bounds.
-pub struct Query {
-    first: Quantized,
-    second: Quantized,
-    norm: f32,
-    /// |q⊥| beyond the first tier, and beyond both.
-    rest: f32,
-    rest2: f32,
 }
 
 /// Projected rows, struct-of-arrays; built in parts on several threads, then joined.
@@ -207,7 +197,7 @@ impl Projection {
     }
 
     /// The query's side of the bounds: each tier's p' quantized, |q|, |q⊥| beyond each.
-    pub fn query(&self, v: &[f32]) -> Query {
+    pub fn query(&self, v: &[f32]) -> ProjectedQuery {
         let mut p = Vec::with_capacity(self.d + self.d2);
         dots(v, &self.basis, &mut p);
         let q2: f64 = v.iter().map(|x| f64::from(*x).powi(2)).sum();
@@ -217,22 +207,12 @@ impl Projection {
         let kept2: f64 = p2.iter().map(|x| f64::from(*x).powi(2)).sum();
         let mut second = vec![0.0f32; DIMS2];
         second[..self.d2].copy_from_slice(&scaled[self.d..]);
-        Query {
-            first: quantize(&scaled[..self.d]),
-            second: quantize(&second),
+        ProjectedQuery {
+            q: quantize(&scaled[..self.d]),
+            q2: quantize(&second),
             norm: (q2.sqrt() * 1.000_001) as f32,
             rest: rest(q2, kept1),
             rest2: rest(q2, kept1 + kept2),
-        }
-    }
-
-    pub fn prepared<'a>(&self, q: &'a Query) -> ProjectedQuery<'a> {
-        ProjectedQuery {
-            q: &q.first,
-            q2: &q.second,
-            norm: q.norm,
-            rest: q.rest,
-            rest2: q.rest2,
             rounding: ROUNDING,
         }
     }

@@ -425,10 +425,10 @@ impl Default for Line {
 }
 
 /// The query's side of both tiers' bounds.
-pub struct ProjectedQuery<'a> {
+pub struct ProjectedQuery {
     /// The query's projection, scaled per coordinate, in int8: the first tier's, the second's.
-    pub q: &'a Quantized,
-    pub q2: &'a Quantized,
+    pub q: Quantized,
+    pub q2: Quantized,
     /// |q|, and the norm of what the projection leaves out of q: beyond the first tier, beyond
     /// both.
     pub norm: f32,
