@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod output;
 pub mod parse;
 pub mod plan;
+pub mod process;
 pub mod prompt;
 pub mod quality;
 pub mod record;

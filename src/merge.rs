@@ -55,7 +55,7 @@ pub fn open_shards(paths: &[PathBuf]) -> Result<Vec<ShardStore>> {
                 path.display()
             );
         };
-        crate::run::verify_plan(&store, &meta)?;
+        store.verify_plan(&meta)?;
         shards.push(ShardStore {
             path: path.clone(),
             store,

@@ -14,6 +14,20 @@ pub const MAX_FIELD_CHARS: usize = 400;
 /// Longest intent label, in characters.
 pub const MAX_INTENT_CHARS: usize = 60;
 
+/// The slot descriptions the tag format instruction shows (`prompt`).
+pub const TAG_USER: &str = "what the user says";
+pub const TAG_INTENT: &str = "the user's intent as a short snake_case label";
+pub const TAG_ASSISTANT: &str = "what the assistant replies";
+
+/// Fixed prompt texts a dialogue must not contain (the `copied_example` check): the tag
+/// format's slot descriptions and the reference conversation's label.
+pub const FIXED_TEXTS: [&str; 4] = [
+    TAG_USER,
+    TAG_INTENT,
+    TAG_ASSISTANT,
+    "an existing conversation, for reference only",
+];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParsedTurn {
     pub utterance: String,

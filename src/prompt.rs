@@ -11,6 +11,9 @@ use async_openai::types::chat::{
 
 use crate::catalog::Catalog;
 use crate::llm::ChatRequest;
+/// The tag format's texts live with the format, in `parse`, below the quality checks that
+/// look for them in answers.
+pub use crate::parse::{FIXED_TEXTS, TAG_ASSISTANT, TAG_INTENT, TAG_USER};
 use crate::parse::{MAX_FIELD_CHARS, MAX_INTENT_CHARS};
 use crate::plan::WorkItem;
 
@@ -260,20 +263,6 @@ pub fn resolution_instruction(status: &str) -> String {
         other => format!("The conversation ends with the outcome \"{other}\"."),
     }
 }
-
-/// The slot descriptions the tag format instruction shows.
-pub const TAG_USER: &str = "what the user says";
-pub const TAG_INTENT: &str = "the user's intent as a short snake_case label";
-pub const TAG_ASSISTANT: &str = "what the assistant replies";
-
-/// Fixed prompt texts a dialogue must not contain (the `copied_example` check): the tag
-/// format's slot descriptions and the reference conversation's label.
-pub const FIXED_TEXTS: [&str; 4] = [
-    TAG_USER,
-    TAG_INTENT,
-    TAG_ASSISTANT,
-    "an existing conversation, for reference only",
-];
 
 /// How to write the turns. The JSON format shows no example turn: the schema (enforced by the
 /// server) already gives the shape, and small models copied a fixed example into a third of

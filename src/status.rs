@@ -180,7 +180,7 @@ fn endpoint_reports(counters: &BTreeMap<String, u64>) -> BTreeMap<String, Endpoi
     let mut out: BTreeMap<String, EndpointReport> = BTreeMap::new();
     for (key, &n) in counters {
         let Some((name, what)) = key
-            .strip_prefix(crate::run::ENDPOINT_PREFIX)
+            .strip_prefix(crate::store::ENDPOINT_PREFIX)
             .and_then(|rest| rest.rsplit_once('/'))
         else {
             continue;

@@ -813,7 +813,7 @@ impl LatencyBackoff {
         match self {
             LatencyBackoff::On => true,
             LatencyBackoff::Off => false,
-            LatencyBackoff::Auto => crate::run::credentials::is_loopback(base_url),
+            LatencyBackoff::Auto => crate::llm::credentials::is_loopback(base_url),
         }
     }
 }

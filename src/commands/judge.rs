@@ -14,7 +14,7 @@ use crate::cost::{PriceTable, Pricing};
 use crate::judge::endpoint::{self, RunDefaults};
 use crate::judge::pass::{self, PassOptions};
 use crate::judge::JUDGE_PROMPT_VERSION;
-use crate::run::EXIT_INTERRUPTED;
+use crate::process::EXIT_INTERRUPTED;
 use crate::store::{Store, StoreInUse};
 
 pub fn run(store_path: &Path, args: JudgeArgs) -> Result<ExitCode> {
@@ -60,7 +60,7 @@ pub fn run(store_path: &Path, args: JudgeArgs) -> Result<ExitCode> {
     };
     let requests = during_run::serve(&store);
     let result = pass::judge_store(store.clone(), launched.judge, &opts);
-    crate::run::exit_on_signal();
+    crate::process::exit_on_signal();
     drop(requests);
     drop(launched.server);
     let summary = result?;

@@ -61,10 +61,7 @@ pub fn run(args: DiscriminationArgs) -> Result<ExitCode> {
         launched.judge.settings.model,
         launched.base_url
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()?;
+    let runtime = crate::process::worker_runtime()?;
     let report = runtime.block_on(discrimination::measure(
         Arc::new(launched.judge),
         Arc::new(usable),

@@ -16,7 +16,7 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
     // Answered until the run returns; the server is stopped when this guard is dropped.
     let requests = during_run::serve(&store);
     let result = crate::run::run(store, args);
-    crate::run::exit_on_signal();
+    crate::process::exit_on_signal();
     // Answers the requests it has taken, then stops.
     drop(requests);
     result

@@ -18,9 +18,7 @@ pub struct NoRun(pub PathBuf);
 
 /// Asks the run holding `store`; [`NoRun`] when none listens.
 pub fn ask(store: &Path, request: &Request) -> Result<Response> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
+    let runtime = crate::process::local_runtime()?;
     runtime.block_on(exchange(store, request))
 }
 

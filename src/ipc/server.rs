@@ -38,10 +38,7 @@ impl Server {
     pub fn start(store: &Path, handler: impl Handler) -> Result<Server> {
         let path = super::socket_path(store);
         let listener = bind(&path)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the request server")?;
+        let runtime = crate::process::local_runtime().context("cannot start the request server")?;
         let (shutdown, stop) = oneshot::channel();
         let handler = Arc::new(handler);
         let thread = std::thread::Builder::new()

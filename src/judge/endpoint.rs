@@ -12,9 +12,9 @@ use super::rubric::{JudgeSchema, JudgeSettings};
 use super::Judge;
 use crate::cli::JudgeEndpointArgs;
 use crate::embed;
+use crate::llm::credentials;
 use crate::llm::local_server::{self, LocalServer};
 use crate::llm::{Endpoint, Limits, LlmClient};
-use crate::run::credentials;
 use crate::store::RunEndpoint;
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";

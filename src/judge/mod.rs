@@ -9,11 +9,6 @@
 //! judge is reached; `pass` the resumable `dgen judge` over a store; `corrupt` and
 //! `discrimination` the check that the judge tells good dialogues from broken ones.
 
-use std::collections::BTreeMap;
-
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-
 pub mod corrupt;
 pub mod discrimination;
 pub mod endpoint;
@@ -23,6 +18,9 @@ pub mod scorer;
 
 pub use rubric::{JudgeSchema, JudgeSettings, Subject, JUDGE_PROMPT_VERSION};
 pub use scorer::{Judge, Judged};
+
+/// The stored score lives with the records, below the store.
+pub use crate::record::judge::{JudgeScore, CRITERIA};
 
 /// Why one dialogue got no score. None of these stops a pass: the dialogue stays unjudged and
 /// a later `dgen judge` tries it again. (Errors about the key, model or endpoint are
@@ -51,52 +49,5 @@ impl JudgeError {
     /// About the key, the model or the endpoint: every further call would fail the same way.
     pub fn is_fatal(&self) -> bool {
         matches!(self, JudgeError::Call(e) if e.is_fatal())
-    }
-}
-
-/// The rubric's criteria, in the order the prompt lists them and reports show them.
-pub const CRITERIA: [&str; 7] = [
-    "naturalness",
-    "coherence",
-    "task_handling",
-    "outcome_as_planned",
-    "scenario_followed",
-    "emotions_shown",
-    "persona_consistent",
-];
-
-/// One dialogue's judgement as stored and exported (`quality.judge`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JudgeScore {
-    /// The overall score, 1–5.
-    pub overall: u8,
-    /// Each criterion of [`CRITERIA`] with its score, 1–5.
-    pub scores: BTreeMap<String, u8>,
-    /// One sentence of reasoning.
-    pub reasoning: String,
-    /// The model that judged.
-    pub model: String,
-    /// The rubric prompt's version.
-    pub prompt_version: String,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
-
-impl JudgeScore {
-    /// Judged by this model with this rubric version (else `--rescore` scores it again).
-    pub fn is_by(&self, model: &str, prompt_version: &str) -> bool {
-        self.model == model && self.prompt_version == prompt_version
-    }
-}
-
-impl JudgeScore {
-    /// The stored encoding: JSON, so later versions can add fields and still read old entries.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a judge score serializes")
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<JudgeScore> {
-        serde_json::from_slice(bytes)
-            .context("the store holds a judge score this dgen cannot decode")
     }
 }

@@ -128,10 +128,7 @@ pub fn judge_store(store: Arc<Store>, judge: Judge, opts: &PassOptions) -> Resul
         todo.len(),
         opts.concurrency
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()?;
+    let runtime = crate::process::worker_runtime()?;
     let (tx, rx) = mpsc::channel::<Scoring>(opts.concurrency * 2 + 8);
     let writer = spawn_writer(store.clone(), opts.price, rx)?;
     let end = runtime.block_on(dispatch(
@@ -226,7 +223,7 @@ async fn dispatch(
         );
         bar
     });
-    let mut signals = crate::run::watch_signals();
+    let mut signals = crate::process::watch_signals();
     let mut queue = todo.into_iter();
     let mut tasks = JoinSet::new();
     let mut consecutive = 0u32;

@@ -8,6 +8,7 @@
 //! Every try goes through the endpoint's [`Limiter`], which adapts the requests in flight.
 
 mod client;
+pub mod credentials;
 pub mod limiter;
 pub mod local_server;
 mod pool;

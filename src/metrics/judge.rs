@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::judge::{JudgeScore, CRITERIA};
+use crate::record::judge::{JudgeScore, CRITERIA};
 
 #[derive(Debug, Default)]
 pub struct JudgeStats {

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::{Check, QualityConfig, Subject};
-use crate::prompt::FIXED_TEXTS;
+use crate::parse::FIXED_TEXTS;
 
 /// Share of the reference's word 4-grams that makes a dialogue a copy of it.
 const REFERENCE_SHARE: f64 = 0.5;

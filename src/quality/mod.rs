@@ -227,7 +227,7 @@ impl CheckOverrides {
 pub struct QualityRecord {
     pub checks: Vec<Finding>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub judge: Option<crate::judge::JudgeScore>,
+    pub judge: Option<crate::record::judge::JudgeScore>,
 }
 
 impl QualityRecord {

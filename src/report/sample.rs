@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::judge::JudgeScore;
 use crate::llm::Usage;
 use crate::parse::ParsedTurn;
 use crate::quality::{Finding, QualityRecord};
+use crate::record::judge::JudgeScore;
 use crate::record::GeneratedDialogue;
 use crate::store::DialogueSink;
 

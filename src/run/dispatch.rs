@@ -16,8 +16,8 @@ use super::attempt::{attempt_item, Ctx, Outcome, TaskResult};
 use super::budget::CostBudget;
 use super::progress::Progress;
 use super::queue::Queue;
-use super::shutdown::watch_signals;
 use super::writer::{spawn_writer, Ack, Decision, Writer};
+use crate::process::watch_signals;
 use crate::store::Store;
 
 pub enum Stop {

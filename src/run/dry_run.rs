@@ -21,7 +21,7 @@ pub fn print(
     pricing: &Pricing,
 ) -> Result<ExitCode> {
     // An altered plan is refused here too: requests are built from the stored items.
-    queue::verify_plan(store, meta)?;
+    store.verify_plan(meta)?;
     let queue = queue::pending_work(store, args.max_attempts, args.retry_failed)?.queue;
     let personas: Vec<(u32, String)> = store.personas()?.into_iter().collect();
     let bases = store.base_dialogues()?;

@@ -20,8 +20,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::credentials;
 use crate::cli::RunArgs;
+use crate::llm::credentials;
 use crate::llm::{Endpoint, Limits, PoolEndpoint, Secret};
 
 /// `--base_url`'s default, which `--endpoint`/`--endpoints` replace without a word.

@@ -11,20 +11,17 @@
 mod attempt;
 pub mod batch;
 mod budget;
-pub mod credentials;
 mod dispatch;
 mod dry_run;
 pub mod endpoints;
 mod progress;
 mod queue;
-mod shutdown;
 mod writer;
 
+use crate::llm::credentials;
+use crate::process::EXIT_INTERRUPTED;
 pub use attempt::attempt_spec;
 pub use budget::EXIT_BUDGET;
-pub use queue::verify_plan;
-pub use shutdown::{exit_on_signal, watch_signals, EXIT_INTERRUPTED};
-pub use writer::ENDPOINT_PREFIX;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -225,7 +222,7 @@ fn prepare(
         );
         return Ok(None);
     }
-    queue::verify_plan(store, meta)?;
+    store.verify_plan(meta)?;
     check_run_settings(store, settings)?;
     Ok(Some(work))
 }
@@ -300,10 +297,7 @@ fn generate(
         price,
         judge_price,
     } = launch;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()?;
+    let runtime = crate::process::worker_runtime()?;
     let _guard = runtime.enter();
     let (embedder, embed_worker) = embedder;
     let pool = Arc::new(Pool::new(&endpoints, args.calls.retry_policy())?);

@@ -3,39 +3,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use crate::plan::Fingerprinter;
-use crate::store::{ItemState, Meta, State, Store};
-
-/// Refuses a store whose stored plan no longer hashes to its fingerprint (a shard store's,
-/// over its shard's items).
-pub fn verify_plan(store: &Store, meta: &Meta) -> Result<()> {
-    let fps = [
-        meta.datasets.dialogues.fingerprint.as_str(),
-        meta.datasets.personas.fingerprint.as_str(),
-    ];
-    let mut f = Fingerprinter::new(&meta.catalog, &meta.config, &fps);
-    if let Some(shard) = &meta.shard {
-        f = f.for_shard(shard.shard());
-    }
-    store.for_each_item(|item| {
-        f.add(&item);
-        Ok(())
-    })?;
-    let actual = match &meta.shard {
-        Some(shard) => f.finish_shard(&shard.full_fingerprint),
-        None => f.finish(),
-    };
-    if actual != meta.plan_fingerprint {
-        bail!(
-            "the plan in {} does not match its fingerprint ({} stored, {actual} computed): it was written by an incompatible dgen or altered; plan into a new --store",
-            store.path().display(),
-            meta.plan_fingerprint
-        );
-    }
-    Ok(())
-}
+use crate::store::{ItemState, State, Store};
 
 /// (item index, next attempt number) pairs, in dispatch order.
 pub type Queue = VecDeque<(u64, u32)>;

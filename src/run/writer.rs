@@ -15,13 +15,9 @@ use crate::cost::{self, Price};
 use crate::dedup::DedupIndex;
 use crate::judge::pass::count_judge;
 use crate::llm::{Pool, Usage};
-use crate::store::{Accepted, Batch, ItemState, State, Store};
+use crate::store::{Accepted, Batch, ItemState, State, Store, ENDPOINT_PREFIX};
 
 use super::attempt::{Candidate, Outcome, Rejection};
-
-/// Counters of each endpoint: `endpoint/NAME/calls`, `…/errors`, `…/latency_ms`,
-/// `…/prompt_tokens`, `…/completion_tokens`, `…/outs` (see `dgen status`).
-pub const ENDPOINT_PREFIX: &str = "endpoint/";
 
 /// Outcomes committed in one transaction at most.
 const BATCH: usize = 64;

@@ -13,6 +13,7 @@ mod batches;
 mod read;
 mod tables;
 mod types;
+mod verify;
 mod write;
 
 pub use batches::{BatchJob, BatchStage, StoredScenario};

@@ -12,10 +12,10 @@ use super::{
 };
 use crate::dataset::Dialogue;
 use crate::dedup::DedupIndex;
-use crate::judge::JudgeScore;
 use crate::llm::limiter::Sample;
 use crate::plan::WorkItem;
 use crate::quality::QualityRecord;
+use crate::record::judge::JudgeScore;
 use crate::record::GeneratedDialogue;
 
 /// An in-flight sample as stored: in flight then limit, little-endian u32 each. A value of

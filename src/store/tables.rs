@@ -31,10 +31,13 @@ pub const QUALITY: TableDefinition<u64, &[u8]> = TableDefinition::new("quality")
 /// LLM-judge scores of each dialogue by sequence number (a JSON [`JudgeScore`]); a dialogue
 /// without an entry has not been judged.
 ///
-/// [`JudgeScore`]: crate::judge::JudgeScore
+/// [`JudgeScore`]: crate::record::judge::JudgeScore
 pub const JUDGE: TableDefinition<u64, &[u8]> = TableDefinition::new("judge");
 /// Run counters: tokens, calls, acceptances, rejections and failures by reason, run time.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// Counters of each endpoint: `endpoint/NAME/calls`, `…/errors`, `…/latency_ms`,
+/// `…/prompt_tokens`, `…/completion_tokens`, `…/outs` (see `dgen status`).
+pub const ENDPOINT_PREFIX: &str = "endpoint/";
 /// The requests in flight over time, by Unix milliseconds: the most in flight since the
 /// previous sample and the adaptive limit then, two little-endian u32 (`dgen run` records one a
 /// second, sparser on long runs).

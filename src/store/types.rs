@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::dataset::LoadReport;
-use crate::judge::JudgeScore;
 use crate::plan::PlanConfig;
 use crate::quality::QualityRecord;
+use crate::record::judge::JudgeScore;
 use crate::record::GeneratedDialogue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

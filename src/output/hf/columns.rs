@@ -12,8 +12,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 
 use crate::embed::DIM;
-use crate::judge::{JudgeScore, CRITERIA};
 use crate::quality::QualityRecord;
+use crate::record::judge::{JudgeScore, CRITERIA};
 use crate::record::GeneratedDialogue;
 
 /// Which optional columns the dataset has.

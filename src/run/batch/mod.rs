@@ -38,8 +38,8 @@ use crate::store::{BatchJob, BatchStage, Meta, Store, StoredScenario};
 
 use super::attempt::{self, attempt_spec, Ctx, Outcome, Rejection};
 use super::dispatch::{Stop, Summary};
-use super::shutdown::watch_signals;
 use super::writer::{Budget, Decision, Writer};
+use crate::process::watch_signals;
 use api::{BatchApi, BatchObject};
 use lines::Answer;
 
@@ -67,10 +67,7 @@ pub fn run(
     let assets = embed::assets_dir(args.assets_dir.as_deref());
     // Loaded before anything starts, so a missing asset stops the run at once.
     let (embedder, embed_worker) = EmbedService::start(&assets, args.embed.parallelism())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()?;
+    let runtime = crate::process::worker_runtime()?;
     let _guard = runtime.enter();
     let BatchLaunch {
         settings,

@@ -1,5 +1,7 @@
 //! One accepted dialogue as the store keeps it, and the canonical texts it is hashed and
-//! embedded by.
+//! embedded by; `judge` holds the stored LLM-judge score.
+
+pub mod judge;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! Stopping a run: the first SIGINT/SIGTERM lets in-flight items finish, the second exits.
+//! Stopping a run (or a judge pass): the first SIGINT/SIGTERM lets in-flight items finish, the second exits.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
@@ -51,10 +51,7 @@ pub fn watch_signals() -> mpsc::UnboundedReceiver<()> {
 /// while the request server finishes an export it had taken.
 pub fn exit_on_signal() {
     let watcher = || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
+        let Ok(runtime) = super::local_runtime() else {
             return;
         };
         runtime.block_on(async {
