@@ -15,6 +15,9 @@ pub use values::MAX_PARALLEL;
 use values::{real, seconds, whole, MAX_RPM, MAX_TPM};
 
 use crate::dataset::{DEFAULT_DATASET_NAME, DEFAULT_PERSONA_PATH};
+use crate::llm::local_server::ServerOptions;
+use crate::llm::CallSettings;
+pub use crate::llm::LatencyBackoff;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -539,11 +542,14 @@ pub struct CallArgs {
 }
 
 impl CallArgs {
-    pub fn retry_policy(&self) -> crate::llm::RetryPolicy {
-        crate::llm::RetryPolicy {
-            max_retries: self.max_retries,
-            base: Duration::from_millis(self.retry_base_ms),
-            cap: Duration::from_secs(60),
+    pub fn settings(&self) -> CallSettings {
+        CallSettings {
+            retry: crate::llm::RetryPolicy {
+                max_retries: self.max_retries,
+                base: Duration::from_millis(self.retry_base_ms),
+                cap: Duration::from_secs(60),
+            },
+            timeout: self.request_timeout,
         }
     }
 }
@@ -574,25 +580,12 @@ pub struct LocalServerArgs {
 }
 
 impl LocalServerArgs {
-    /// The server's settings for `model`, the binary defaulting to the one in `assets`.
-    pub fn settings(
-        &self,
-        assets: &std::path::Path,
-        model: &std::path::Path,
-        log: PathBuf,
-    ) -> crate::llm::local_server::ServerSettings {
-        crate::llm::local_server::ServerSettings {
-            binary: self
-                .llama_server
-                .clone()
-                .unwrap_or_else(|| assets.join(crate::llm::local_server::DEFAULT_SERVER)),
-            model: model.to_path_buf(),
+    pub fn options(&self) -> ServerOptions {
+        ServerOptions {
+            binary: self.llama_server.clone(),
             ctx: self.ctx,
-            threads: self
-                .threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            threads: self.threads,
             slots: self.slots,
-            log,
         }
     }
 }
@@ -795,27 +788,6 @@ pub struct MergeArgs {
     /// Dialogues committed per transaction.
     #[arg(long, hide = true, default_value_t = 512, value_parser = whole::<usize>(1, 1 << 20))]
     pub chunk: usize,
-}
-
-/// `--latency_backoff`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LatencyBackoff {
-    On,
-    Off,
-    Auto,
-}
-
-impl LatencyBackoff {
-    /// Whether the rule applies to the endpoint at `base_url` (the llama-server dgen starts is
-    /// on 127.0.0.1): a loopback server queues its requests, a hosted API's latency moves with
-    /// load dgen does not cause.
-    pub fn applies_to(self, base_url: &str) -> bool {
-        match self {
-            LatencyBackoff::On => true,
-            LatencyBackoff::Off => false,
-            LatencyBackoff::Auto => crate::llm::credentials::is_loopback(base_url),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -5,9 +5,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Most tasks, request slots or threads one run may use: far beyond any endpoint's limits,
-/// and low enough that buffers sized from it cannot overflow.
-pub const MAX_PARALLEL: usize = 4096;
+pub use crate::llm::MAX_PARALLEL;
 
 /// Highest `--rpm`: a million requests a minute, beyond any endpoint's limit; above it the
 /// pacing would be finer than the clock.

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use crate::cli::JudgeArgs;
+use crate::cli::JudgeEndpointArgs;
 use crate::commands::during_run;
 use crate::cost::{PriceTable, Pricing};
-use crate::judge::endpoint::{self, RunDefaults};
+use crate::judge::endpoint::{self, EndpointConfig, RunDefaults};
 use crate::judge::pass::{self, PassOptions};
 use crate::judge::JUDGE_PROMPT_VERSION;
 use crate::process::EXIT_INTERRUPTED;
@@ -41,7 +42,7 @@ pub fn run(store_path: &Path, args: JudgeArgs) -> Result<ExitCode> {
             store_path.display()
         );
     }
-    let launched = endpoint::launch(&args.endpoint, &defaults)?;
+    let launched = endpoint::launch(&endpoint_config(&args.endpoint), &defaults)?;
     let model = launched.judge.settings.model.clone();
     tracing::info!("judge endpoint {}, model {model}", launched.base_url);
     let pricing = PriceTable::resolve(&model, &args.prices.overrides())?;
@@ -105,4 +106,20 @@ pub fn run(store_path: &Path, args: JudgeArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--judge_base_url`, `--local`, … turned into the judge stage's own configuration.
+pub fn endpoint_config(args: &JudgeEndpointArgs) -> EndpointConfig {
+    EndpointConfig {
+        base_url: args.judge_base_url.clone(),
+        model: args.judge_model.clone(),
+        local: args.local,
+        local_model: args.local_model.clone(),
+        server: args.server.options(),
+        concurrency: args.concurrency,
+        latency_backoff: args.latency_backoff,
+        calls: args.calls.settings(),
+        max_tokens: args.max_tokens,
+        assets_dir: args.assets_dir.clone(),
+    }
 }

@@ -54,7 +54,10 @@ pub fn run(args: DiscriminationArgs) -> Result<ExitCode> {
     }
     usable.shuffle(&mut ChaCha20Rng::seed_from_u64(args.seed));
     usable.truncate(args.sample);
-    let launched = endpoint::launch(&args.endpoint, &RunDefaults::default())?;
+    let launched = endpoint::launch(
+        &super::judge::endpoint_config(&args.endpoint),
+        &RunDefaults::default(),
+    )?;
     tracing::info!(
         "judging {} dialogues and 4 corruptions each with {} at {}",
         usable.len(),

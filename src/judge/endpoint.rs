@@ -10,14 +10,34 @@ use anyhow::{bail, Result};
 
 use super::rubric::{JudgeSchema, JudgeSettings};
 use super::Judge;
-use crate::cli::JudgeEndpointArgs;
 use crate::embed;
 use crate::llm::credentials;
-use crate::llm::local_server::{self, LocalServer};
-use crate::llm::{Endpoint, Limits, LlmClient};
+use crate::llm::local_server::{self, LocalServer, ServerOptions};
+use crate::llm::{CallSettings, Endpoint, LatencyBackoff, Limits, LlmClient};
 use crate::store::RunEndpoint;
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Where the judge is reached and how it is called, as the user asked (`dgen judge`,
+/// `judge-discrimination`); `launch` settles what is left open.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The judge's base URL [default: the store's run's, else $OPENAI_BASE_URL, else OpenAI's].
+    pub base_url: Option<String>,
+    /// The judge's model [default: the store's run's].
+    pub model: Option<String>,
+    /// The cached default local model.
+    pub local: bool,
+    /// A local GGUF model.
+    pub local_model: Option<PathBuf>,
+    pub server: ServerOptions,
+    /// Calls in flight [default: 8, or the local server's slots].
+    pub concurrency: Option<usize>,
+    pub latency_backoff: LatencyBackoff,
+    pub calls: CallSettings,
+    pub max_tokens: u32,
+    pub assets_dir: Option<PathBuf>,
+}
 
 /// A judge ready to call, and the llama-server it runs on, if dgen started one (stopped when
 /// this is dropped).
@@ -43,16 +63,16 @@ pub fn local_model_name(path: &Path) -> String {
 
 /// Settles the judge's endpoint and model, starts llama-server when the judge is local, and
 /// checks that a remote endpoint has a key. Call from the main thread (see `LocalServer`).
-pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launched> {
+pub fn launch(args: &EndpointConfig, defaults: &RunDefaults) -> Result<Launched> {
     let assets = embed::assets_dir(args.assets_dir.as_deref());
     let recorded = defaults.endpoint.as_ref();
-    let local: Option<PathBuf> = match (&args.local_model, args.local, &args.judge_base_url) {
+    let local: Option<PathBuf> = match (&args.local_model, args.local, &args.base_url) {
         (Some(path), _, _) => Some(path.clone()),
         (None, true, _) => Some(assets.join(local_server::DEFAULT_MODEL)),
         (None, false, Some(_)) => None,
         (None, false, None) => recorded.and_then(|r| r.local_model.clone()),
     };
-    let model = match (&args.judge_model, &local) {
+    let model = match (&args.model, &local) {
         (Some(m), _) => m.clone(),
         (None, Some(path)) => local_model_name(path),
         (None, None) => defaults
@@ -69,7 +89,7 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
         ))?),
         None => None,
     };
-    let base_url = match (&server, &args.judge_base_url) {
+    let base_url = match (&server, &args.base_url) {
         (Some(s), _) => s.base_url.clone(),
         (None, Some(url)) => url.clone(),
         (None, None) => {
@@ -94,8 +114,8 @@ pub fn launch(args: &JudgeEndpointArgs, defaults: &RunDefaults) -> Result<Launch
     let endpoint = Endpoint {
         base_url: base_url.clone(),
         api_key: key,
-        timeout: args.calls.request_timeout,
-        retry: args.calls.retry_policy(),
+        timeout: args.calls.timeout,
+        retry: args.calls.retry,
         limits: Limits {
             latency_backoff,
             ..Limits::ceiling(concurrency)

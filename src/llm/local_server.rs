@@ -26,6 +26,42 @@ pub struct ServerSettings {
     pub log: PathBuf,
 }
 
+/// How the user set up the server (`--llama_server`, `--ctx`, `--threads`, `--slots`), before
+/// the model and the binary's default are known.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The llama-server binary [default: the one `scripts/setup-local-model.sh` built].
+    pub binary: Option<PathBuf>,
+    pub ctx: u32,
+    /// CPU threads [default: all cores].
+    pub threads: Option<usize>,
+    pub slots: usize,
+}
+
+impl ServerOptions {
+    /// The server's settings for `model`, the binary defaulting to the one in `assets`.
+    pub fn settings(
+        &self,
+        assets: &std::path::Path,
+        model: &std::path::Path,
+        log: PathBuf,
+    ) -> ServerSettings {
+        ServerSettings {
+            binary: self
+                .binary
+                .clone()
+                .unwrap_or_else(|| assets.join(DEFAULT_SERVER)),
+            model: model.to_path_buf(),
+            ctx: self.ctx,
+            threads: self
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            slots: self.slots,
+            log,
+        }
+    }
+}
+
 /// A running llama-server; stopped when dropped.
 pub struct LocalServer {
     child: Child,

@@ -21,6 +21,39 @@ pub use limiter::{Limiter, Limits};
 pub use pool::{EndpointStats, Pool, PoolEndpoint, Served};
 pub use retry::RetryPolicy;
 
+/// Most tasks, request slots or threads one run may use: far beyond any endpoint's limits,
+/// and low enough that buffers sized from it cannot overflow.
+pub const MAX_PARALLEL: usize = 4096;
+
+/// How each call is retried and timed out (`run`, `judge`).
+#[derive(Debug, Clone, Copy)]
+pub struct CallSettings {
+    pub retry: RetryPolicy,
+    /// One try's deadline.
+    pub timeout: Duration,
+}
+
+/// Whether rising latency shrinks an endpoint's concurrency limit (`--latency_backoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatencyBackoff {
+    On,
+    Off,
+    Auto,
+}
+
+impl LatencyBackoff {
+    /// Whether the rule applies to the endpoint at `base_url` (the llama-server dgen starts is
+    /// on 127.0.0.1): a loopback server queues its requests, a hosted API's latency moves with
+    /// load dgen does not cause.
+    pub fn applies_to(self, base_url: &str) -> bool {
+        match self {
+            LatencyBackoff::On => true,
+            LatencyBackoff::Off => false,
+            LatencyBackoff::Auto => credentials::is_loopback(base_url),
+        }
+    }
+}
+
 /// One request: async-openai's chat request, plus llama.cpp's `grammar` extension when the
 /// tag format is constrained on a local llama-server.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::cli::RunArgs;
+use crate::run::RunConfig;
 
 use super::attempt::{attempt_item, Ctx, Outcome, TaskResult};
 use super::budget::CostBudget;
@@ -37,7 +37,7 @@ pub struct Summary {
 /// The dispatcher's state between events.
 struct Dispatcher<'a> {
     ctx: Arc<Ctx>,
-    args: &'a RunArgs,
+    config: &'a RunConfig,
     store: Arc<Store>,
     queue: Queue,
     concurrency: usize,
@@ -110,7 +110,7 @@ impl Dispatcher<'_> {
     }
 
     fn shutdown_timeout(&self) -> Duration {
-        self.args.shutdown_timeout
+        self.config.shutdown_timeout
     }
 
     /// The writer ended early (a failed commit; its handle holds the error): what it did not
@@ -203,7 +203,7 @@ impl Dispatcher<'_> {
             self.consecutive_failures = 0;
         } else {
             self.consecutive_failures += 1;
-            if self.consecutive_failures >= self.args.max_consecutive_failures {
+            if self.consecutive_failures >= self.config.max_consecutive_failures {
                 let last = ack.message.unwrap_or_default();
                 let n = self.consecutive_failures;
                 self.wind_down(Stop::Fatal(format!(
@@ -235,7 +235,7 @@ pub async fn dispatch(
     total: u64,
     done: u64,
     concurrency: usize,
-    args: &RunArgs,
+    config: &RunConfig,
     budget: Option<CostBudget>,
 ) -> Result<Summary> {
     let store = writer.store.clone();
@@ -245,7 +245,7 @@ pub async fn dispatch(
     let writer_thread = spawn_writer(writer, from_dispatch, ack_tx)?;
     let mut d = Dispatcher {
         ctx,
-        args,
+        config,
         store,
         queue,
         concurrency,

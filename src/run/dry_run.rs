@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::RunArgs;
 use crate::cost::{Estimator, Expectation, Pricing};
 use crate::dataset::Dialogue;
 use crate::prompt::{self, RequestSettings};
+use crate::run::RunConfig;
 use crate::store::{Meta, Store};
 
 use super::attempt::attempt_spec;
@@ -17,24 +17,24 @@ pub fn print(
     store: &Store,
     meta: &Meta,
     settings: &RequestSettings,
-    args: &RunArgs,
+    config: &RunConfig,
     pricing: &Pricing,
 ) -> Result<ExitCode> {
     // An altered plan is refused here too: requests are built from the stored items.
     store.verify_plan(meta)?;
-    let queue = queue::pending_work(store, args.max_attempts, args.retry_failed)?.queue;
+    let queue = queue::pending_work(store, config.max_attempts, config.retry_failed)?.queue;
     let personas: Vec<(u32, String)> = store.personas()?.into_iter().collect();
     let bases = store.base_dialogues()?;
     let url = if settings.grammar {
         "http://127.0.0.1:<port>/v1/chat/completions (the llama-server dgen starts for the run)"
             .to_string()
     } else {
-        format!("{}/chat/completions", args.base_url.trim_end_matches('/'))
+        format!("{}/chat/completions", config.base_url.trim_end_matches('/'))
     };
     if queue.is_empty() {
         println!("no pending items: nothing would be sent");
     }
-    for (index, attempt) in queue.iter().take(args.limit) {
+    for (index, attempt) in queue.iter().take(config.limit) {
         let item = store.item(*index)?;
         let spec = attempt_spec(&item, *attempt, &meta.config, &personas);
         let scenario = prompt::scenario_request(settings, &meta.catalog, &item, &spec);

@@ -20,14 +20,14 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::RunArgs;
 use crate::llm::credentials;
 use crate::llm::{Endpoint, Limits, PoolEndpoint, Secret};
+use crate::run::RunConfig;
 
 /// `--base_url`'s default, which `--endpoint`/`--endpoints` replace without a word.
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 /// The most requests in flight one endpoint may be given (as `--concurrency`).
-const MAX_CONCURRENCY: i64 = crate::cli::MAX_PARALLEL as i64;
+const MAX_CONCURRENCY: i64 = crate::llm::MAX_PARALLEL as i64;
 /// The highest weight: beyond it a weight only says "always this one", which 1e6 says too.
 const MAX_WEIGHT: f64 = 1e6;
 
@@ -68,28 +68,28 @@ impl EndpointSpec {
 }
 
 /// The run's endpoints from its flags; `model` is the run's model (`--model` or the catalog's).
-pub fn resolve(args: &RunArgs, model: &str) -> Result<Vec<EndpointSpec>> {
+pub fn resolve(config: &RunConfig, model: &str) -> Result<Vec<EndpointSpec>> {
     let default_key = || {
         (
             credentials::api_key(),
             "OPENAI_API_KEY (or OPENAI_KEY), or put OPENAI_KEY=... in ./.env.local".to_string(),
         )
     };
-    let given = args.endpoints.is_some() || !args.endpoint.is_empty();
-    let from_env = std::env::var("OPENAI_BASE_URL").is_ok_and(|v| v == args.base_url);
-    if given && args.base_url != DEFAULT_BASE_URL && !from_env {
+    let given = config.endpoints.is_some() || !config.endpoint.is_empty();
+    let from_env = std::env::var("OPENAI_BASE_URL").is_ok_and(|v| v == config.base_url);
+    if given && config.base_url != DEFAULT_BASE_URL && !from_env {
         tracing::warn!(
             "--base_url {} is not called: --endpoint/--endpoints name this run's endpoints (add it as one of them)",
-            args.base_url
+            config.base_url
         );
     }
-    let specs = if let Some(file) = &args.endpoints {
+    let specs = if let Some(file) = &config.endpoints {
         from_file(file, model)?
     } else {
-        let urls = if args.endpoint.is_empty() {
-            vec![args.base_url.clone()]
+        let urls = if config.endpoint.is_empty() {
+            vec![config.base_url.clone()]
         } else {
-            args.endpoint.clone()
+            config.endpoint.clone()
         };
         urls.into_iter()
             .map(|url| {
@@ -112,7 +112,11 @@ pub fn resolve(args: &RunArgs, model: &str) -> Result<Vec<EndpointSpec>> {
 
 /// What the pool calls: each endpoint with the run's timeout, retries and per-minute limits,
 /// and its own ceiling (its `max_concurrency`, else `ceiling`).
-pub fn pool_endpoints(specs: &[EndpointSpec], args: &RunArgs, ceiling: usize) -> Vec<PoolEndpoint> {
+pub fn pool_endpoints(
+    specs: &[EndpointSpec],
+    config: &RunConfig,
+    ceiling: usize,
+) -> Vec<PoolEndpoint> {
     specs
         .iter()
         .map(|spec| PoolEndpoint {
@@ -121,13 +125,13 @@ pub fn pool_endpoints(specs: &[EndpointSpec], args: &RunArgs, ceiling: usize) ->
             weight: spec.weight,
             endpoint: Endpoint {
                 api_key: spec.key.clone(),
-                timeout: args.calls.request_timeout,
-                retry: args.calls.retry_policy(),
+                timeout: config.calls.timeout,
+                retry: config.calls.retry,
                 limits: Limits {
                     ceiling: spec.max_concurrency.unwrap_or(ceiling),
-                    rpm: args.rpm,
-                    tpm: args.tpm,
-                    latency_backoff: args.latency_backoff.applies_to(&spec.url),
+                    rpm: config.rpm,
+                    tpm: config.tpm,
+                    latency_backoff: config.latency_backoff.applies_to(&spec.url),
                 },
                 base_url: spec.url.clone(),
             },

@@ -11,6 +11,7 @@
 mod attempt;
 pub mod batch;
 mod budget;
+mod config;
 mod dispatch;
 mod dry_run;
 pub mod endpoints;
@@ -22,6 +23,7 @@ use crate::llm::credentials;
 use crate::process::EXIT_INTERRUPTED;
 pub use attempt::attempt_spec;
 pub use budget::EXIT_BUDGET;
+pub use config::{BatchConfig, JudgeConfig, RunConfig};
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -31,7 +33,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::RunArgs;
 use crate::cost::{self, Price, PriceTable, Pricing};
 use crate::embed::{self, EmbedService, EmbedWorker};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
@@ -49,8 +50,12 @@ use writer::{Budget, Writer};
 
 /// What the run sends: model, dialogue max_tokens, wire format, and whether the endpoint is the
 /// llama-server this run starts.
-fn request_settings(args: &RunArgs, meta: &Meta, local_model: Option<&Path>) -> RequestSettings {
-    let model = match (&args.model, local_model) {
+fn request_settings(
+    config: &RunConfig,
+    meta: &Meta,
+    local_model: Option<&Path>,
+) -> RequestSettings {
+    let model = match (&config.model, local_model) {
         (Some(m), _) => m.clone(),
         (None, Some(path)) => path
             .file_stem()
@@ -59,15 +64,15 @@ fn request_settings(args: &RunArgs, meta: &Meta, local_model: Option<&Path>) -> 
     };
     RequestSettings {
         model,
-        dialogue_max_tokens: args
+        dialogue_max_tokens: config
             .max_tokens
             .unwrap_or(meta.catalog.generation_defaults.dialogue_call.max_tokens),
-        structured: args.structured.unwrap_or(if local_model.is_some() {
+        structured: config.structured.unwrap_or(if local_model.is_some() {
             Structured::Json
         } else {
             Structured::Tags
         }),
-        schema: args.schema.unwrap_or(if local_model.is_some() {
+        schema: config.schema.unwrap_or(if local_model.is_some() {
             Schema::Full
         } else {
             Schema::Strict
@@ -77,47 +82,47 @@ fn request_settings(args: &RunArgs, meta: &Meta, local_model: Option<&Path>) -> 
 }
 
 /// Generates the pending items of an open store; the exit code says how the run ended.
-pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
+pub fn run(store: Arc<Store>, config: RunConfig) -> Result<ExitCode> {
     let meta = store.meta()?.context("the store holds no plan")?;
-    let assets = embed::assets_dir(args.assets_dir.as_deref());
-    let local_model = match (&args.local_model, args.local) {
+    let assets = embed::assets_dir(config.assets_dir.as_deref());
+    let local_model = match (&config.local_model, config.local) {
         (Some(path), _) => Some(path.clone()),
         (None, true) => Some(assets.join(local_server::DEFAULT_MODEL)),
         (None, false) => None,
     };
-    let mut settings = request_settings(&args, &meta, local_model.as_deref());
+    let mut settings = request_settings(&config, &meta, local_model.as_deref());
     // The endpoints, settled before any work: a bad --endpoints file is refused at once. A
     // local model is the llama-server started below.
     let specs = match local_model {
         Some(_) => Vec::new(),
-        None => endpoints::resolve(&args, &settings.model)?,
+        None => endpoints::resolve(&config, &settings.model)?,
     };
     if !specs.is_empty() {
         settings.model = endpoints::model_label(&specs);
     }
-    let pricing = PriceTable::resolve(&settings.model, &args.prices.overrides())?;
-    if args.dry_run {
-        return dry_run::print(&store, &meta, &settings, &args, &pricing);
+    let pricing = PriceTable::resolve(&settings.model, &config.prices.clone())?;
+    if config.dry_run {
+        return dry_run::print(&store, &meta, &settings, &config, &pricing);
     }
-    if let (Some(max), Pricing::Unknown { model }) = (args.max_cost, &pricing) {
+    if let (Some(max), Pricing::Unknown { model }) = (config.max_cost, &pricing) {
         bail!(
             "--max_cost {max} needs a price to hold the run to: {}",
             Pricing::unknown_message(model)
         );
     }
-    let judge_price = judge_pricing(&args, &settings, &specs, &pricing)?;
+    let judge_price = judge_pricing(&config, &settings, &specs, &pricing)?;
     for spec in &specs {
         spec.check_key()?;
     }
-    if args.batch {
-        batch::check_args(&args, local_model.is_some(), specs.len())?;
+    if config.batch.enabled {
+        batch::check_args(&config, local_model.is_some(), specs.len())?;
     } else {
         batch::check_online(&store)?;
     }
-    let Some(work) = prepare(&store, &meta, &settings, &args)? else {
+    let Some(work) = prepare(&store, &meta, &settings, &config)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    if args.batch {
+    if config.batch.enabled {
         let launch = batch::BatchLaunch {
             settings,
             endpoint: specs
@@ -127,14 +132,16 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
             price: pricing.price(),
             work,
         };
-        return batch::run(store, &meta, &args, launch);
+        return batch::run(store, &meta, &config, launch);
     }
-    store.set_max_cost(args.max_cost)?;
+    store.set_max_cost(config.max_cost)?;
     // Loaded before anything starts, so a missing asset stops the run at once.
-    let embedder = EmbedService::start(&assets, args.embed.parallelism())?;
+    let embedder = EmbedService::start(&assets, config.embed)?;
     // Started from the main thread: the parent-death signal follows the thread that forked.
     let server = match &local_model {
-        Some(model) => Some(LocalServer::start(&server_settings(&args, &assets, model))?),
+        Some(model) => Some(LocalServer::start(&server_settings(
+            &config, &assets, model,
+        ))?),
         None => None,
     };
     let specs = match &server {
@@ -149,19 +156,19 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         }],
         None => specs,
     };
-    let ceiling = args.concurrency.unwrap_or(if local_model.is_some() {
-        args.server.slots
+    let ceiling = config.concurrency.unwrap_or(if local_model.is_some() {
+        config.server.slots
     } else {
         16
     });
-    let endpoints = endpoints::pool_endpoints(&specs, &args, ceiling);
+    let endpoints = endpoints::pool_endpoints(&specs, &config, ceiling);
     // Attempts in flight: --concurrency, else room for every endpoint to be full.
-    let concurrency = args.concurrency.unwrap_or_else(|| {
+    let concurrency = config.concurrency.unwrap_or_else(|| {
         endpoints
             .iter()
             .map(|e| e.endpoint.limits.ceiling)
             .sum::<usize>()
-            .min(crate::cli::MAX_PARALLEL)
+            .min(crate::llm::MAX_PARALLEL)
     });
     store.set_run_endpoint(&RunEndpoint {
         base_url: local_model.is_none().then(|| specs[0].url.clone()),
@@ -177,16 +184,16 @@ pub fn run(store: Arc<Store>, args: RunArgs) -> Result<ExitCode> {
         price: pricing.price(),
         judge_price,
     };
-    let summary = generate(&store, &meta, launch, work, &args)?;
+    let summary = generate(&store, &meta, launch, work, &config)?;
     drop(server);
     finish(&store, total, summary)
 }
 
 /// The catalog's quality data with `--checks` over it; the actions in force are logged, since
 /// a resumed run applies its own flags, not those of the run before.
-pub(super) fn quality_config(meta: &Meta, args: &RunArgs) -> QualityConfig {
+pub(super) fn quality_config(meta: &Meta, config: &RunConfig) -> QualityConfig {
     let mut quality = meta.catalog.quality();
-    if let Some(overrides) = &args.checks {
+    if let Some(overrides) = &config.checks {
         overrides.apply(&mut quality);
     }
     let actions: Vec<String> = Check::ALL
@@ -203,10 +210,10 @@ fn prepare(
     store: &Store,
     meta: &Meta,
     settings: &RequestSettings,
-    args: &RunArgs,
+    config: &RunConfig,
 ) -> Result<Option<queue::Work>> {
-    let mut work = queue::pending_work(store, args.max_attempts, args.retry_failed)?;
-    settle(store, &mut work, args.max_attempts)?;
+    let mut work = queue::pending_work(store, config.max_attempts, config.retry_failed)?;
+    settle(store, &mut work, config.max_attempts)?;
     if work.queue.is_empty() {
         println!(
             "all {} items of {} are finished ({} accepted, {} failed); nothing to do{}",
@@ -244,23 +251,23 @@ struct Launch {
 /// else the price table's (`--prices FILE` over the built-in one), since the `--price_*` flags
 /// price `--model`. `--max_cost` needs it, like the run's.
 fn judge_pricing(
-    args: &RunArgs,
+    config: &RunConfig,
     settings: &RequestSettings,
     specs: &[EndpointSpec],
     pricing: &Pricing,
 ) -> Result<Option<Price>> {
-    if !args.judge {
+    if !config.judge.enabled {
         return Ok(None);
     }
-    let model = judge_model(args, settings, specs);
+    let model = judge_model(config, settings, specs);
     let judge = if model == settings.model {
         pricing.clone()
     } else {
-        let overrides = args.prices.overrides();
+        let overrides = config.prices.clone();
         PriceTable::load(overrides.prices_file.as_deref())?
             .pricing(&model, &cost::PriceOverrides::default())
     };
-    if let (Some(max), Pricing::Unknown { model }) = (args.max_cost, &judge) {
+    if let (Some(max), Pricing::Unknown { model }) = (config.max_cost, &judge) {
         bail!(
             "--max_cost {max} needs a price for the judge's calls too: no price for model {model} (--judge_model); add it to a --prices FILE (the --price_input/--price_output flags price --model only)"
         );
@@ -274,8 +281,10 @@ fn judge_pricing(
 }
 
 /// `--judge_model`, else the model of the first endpoint (the run's model when it has one).
-fn judge_model(args: &RunArgs, settings: &RequestSettings, specs: &[EndpointSpec]) -> String {
-    args.judge_model
+fn judge_model(config: &RunConfig, settings: &RequestSettings, specs: &[EndpointSpec]) -> String {
+    config
+        .judge
+        .model
         .clone()
         .or_else(|| specs.first().map(|s| s.model.clone()))
         .unwrap_or_else(|| settings.model.clone())
@@ -287,7 +296,7 @@ fn generate(
     meta: &Meta,
     launch: Launch,
     mut work: queue::Work,
-    args: &RunArgs,
+    config: &RunConfig,
 ) -> Result<Summary> {
     let Launch {
         settings,
@@ -300,8 +309,8 @@ fn generate(
     let runtime = crate::process::worker_runtime()?;
     let _guard = runtime.enter();
     let (embedder, embed_worker) = embedder;
-    let pool = Arc::new(Pool::new(&endpoints, args.calls.retry_policy())?);
-    let judge = inline_judge(args, &endpoints[0], &settings, &pool)?;
+    let pool = Arc::new(Pool::new(&endpoints, config.calls.retry)?);
+    let judge = inline_judge(config, &endpoints[0], &settings, &pool)?;
     let ctx = Arc::new(Ctx {
         settings,
         catalog: meta.catalog.clone(),
@@ -310,16 +319,16 @@ fn generate(
         embedder,
         personas: store.personas()?.into_iter().collect(),
         bases: store.base_dialogues()?,
-        quality: quality_config(meta, args),
+        quality: quality_config(meta, config),
         judge,
     });
     let spent = Arc::new(AtomicU64::new(starting_spent(
         store,
-        args.max_cost,
+        config.max_cost,
         price,
         judge_price,
     )?));
-    let budget = match (args.max_cost, price) {
+    let budget = match (config.max_cost, price) {
         (Some(max), Some(price)) => Some(CostBudget::new(
             ctx.clone(),
             price,
@@ -333,7 +342,7 @@ fn generate(
         store,
         meta,
         Budget {
-            max_attempts: args.max_attempts,
+            max_attempts: config.max_attempts,
             extended: std::mem::take(&mut work.extended),
         },
         (price, judge_price),
@@ -345,8 +354,8 @@ fn generate(
         work.queue.len(),
         work.done,
         work.total,
-        args.rpm.map_or(String::new(), |n| format!(", {n} requests/min")),
-        args.tpm.map_or(String::new(), |n| format!(", {n} tokens/min")),
+        config.rpm.map_or(String::new(), |n| format!(", {n} requests/min")),
+        config.tpm.map_or(String::new(), |n| format!(", {n} tokens/min")),
         if endpoints[0].endpoint.limits.latency_backoff {
             ", backing off on rising latency"
         } else {
@@ -376,7 +385,7 @@ fn generate(
         work.total,
         work.done,
         concurrency,
-        args,
+        config,
         budget,
     ));
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -439,36 +448,38 @@ pub(super) fn starting_spent(
 /// `--judge`: the judge at `--judge_base_url` or the run's (first) endpoint with its key, with
 /// `--judge_model` or that endpoint's model. On the llama-server dgen started, the full schema.
 fn inline_judge(
-    args: &RunArgs,
+    config: &RunConfig,
     first: &PoolEndpoint,
     settings: &RequestSettings,
     pool: &Pool,
 ) -> Result<Option<InlineJudge>> {
-    if !args.judge {
+    if !config.judge.enabled {
         return Ok(None);
     }
     let endpoint = &first.endpoint;
     let run_client = pool.first();
     let mut judge_endpoint = endpoint.clone();
-    if let Some(url) = &args.judge_base_url {
+    if let Some(url) = &config.judge.base_url {
         judge_endpoint.base_url = url.clone();
     }
-    let on_local_server = settings.grammar && args.judge_base_url.is_none();
-    let model = args
-        .judge_model
+    let on_local_server = settings.grammar && config.judge.base_url.is_none();
+    let model = config
+        .judge
+        .model
         .clone()
         .unwrap_or_else(|| first.model.clone());
     // The same model at the run's endpoint shares the run's limiter; another model has its
     // own per-minute limits (x-ratelimit-* are per model), and another endpoint its own load.
-    let same_endpoint = args
-        .judge_base_url
+    let same_endpoint = config
+        .judge
+        .base_url
         .as_ref()
         .is_none_or(|url| url.trim_end_matches('/') == endpoint.base_url.trim_end_matches('/'));
     let client = if same_endpoint && model == first.model {
         LlmClient::sharing(&judge_endpoint, run_client)?
     } else {
         judge_endpoint.limits.latency_backoff =
-            args.latency_backoff.applies_to(&judge_endpoint.base_url);
+            config.latency_backoff.applies_to(&judge_endpoint.base_url);
         LlmClient::new(&judge_endpoint)?
     };
     let judge = Judge {
@@ -487,13 +498,13 @@ fn inline_judge(
         "judging every dialogue with {} at {}{}",
         judge.settings.model,
         judge_endpoint.base_url,
-        args.min_judge_score.map_or(String::new(), |s| format!(
+        config.judge.min_score.map_or(String::new(), |s| format!(
             ", rejecting overall scores below {s}"
         ))
     );
     Ok(Some(InlineJudge {
         judge,
-        min_score: args.min_judge_score,
+        min_score: config.judge.min_score,
     }))
 }
 
@@ -539,11 +550,11 @@ fn check_run_settings(store: &Store, settings: &RequestSettings) -> Result<()> {
     }
 }
 
-fn server_settings(args: &RunArgs, assets: &Path, model: &Path) -> ServerSettings {
-    args.server.settings(
+fn server_settings(config: &RunConfig, assets: &Path, model: &Path) -> ServerSettings {
+    config.server.settings(
         assets,
         model,
-        args.log_file.with_file_name("llama-server.log"),
+        config.log_file.with_file_name("llama-server.log"),
     )
 }
 

@@ -29,11 +29,11 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::cli::RunArgs;
 use crate::cost::{dollars, from_nano, Estimator, Expectation};
 use crate::embed::{self, EmbedService};
 use crate::llm::Pool;
 use crate::prompt::{self, RequestSettings};
+use crate::run::RunConfig;
 use crate::store::{BatchJob, BatchStage, Meta, Store, StoredScenario};
 
 use super::attempt::{self, attempt_spec, Ctx, Outcome, Rejection};
@@ -61,12 +61,12 @@ pub struct BatchLaunch {
 pub fn run(
     store: Arc<Store>,
     meta: &Meta,
-    args: &RunArgs,
+    config: &RunConfig,
     launch: BatchLaunch,
 ) -> Result<ExitCode> {
-    let assets = embed::assets_dir(args.assets_dir.as_deref());
+    let assets = embed::assets_dir(config.assets_dir.as_deref());
     // Loaded before anything starts, so a missing asset stops the run at once.
-    let (embedder, embed_worker) = EmbedService::start(&assets, args.embed.parallelism())?;
+    let (embedder, embed_worker) = EmbedService::start(&assets, config.embed)?;
     let runtime = crate::process::worker_runtime()?;
     let _guard = runtime.enter();
     let BatchLaunch {
@@ -77,12 +77,12 @@ pub fn run(
     } = launch;
     let total = work.total;
     let batch_price = price.map(crate::cost::Price::batch);
-    store.set_max_cost(args.max_cost)?;
-    let launch_spent = super::starting_spent(&store, args.max_cost, batch_price, None)?;
+    store.set_max_cost(config.max_cost)?;
+    let launch_spent = super::starting_spent(&store, config.max_cost, batch_price, None)?;
     // The pool the record's provenance names (batch mode sends no chat request of its own).
     let pool = Pool::new(
-        &super::endpoints::pool_endpoints(std::slice::from_ref(&spec), args, 1),
-        args.calls.retry_policy(),
+        &super::endpoints::pool_endpoints(std::slice::from_ref(&spec), config, 1),
+        config.calls.retry,
     )?;
     let ctx = Ctx {
         settings,
@@ -92,14 +92,14 @@ pub fn run(
         embedder,
         personas: store.personas()?.into_iter().collect(),
         bases: store.base_dialogues()?,
-        quality: super::quality_config(meta, args),
+        quality: super::quality_config(meta, config),
         judge: None,
     };
     let writer = Writer::new(
         &store,
         meta,
         Budget {
-            max_attempts: args.max_attempts,
+            max_attempts: config.max_attempts,
             extended: std::mem::take(&mut work.extended),
         },
         (batch_price, None),
@@ -108,7 +108,7 @@ pub fn run(
     )?;
     let jobs = store.batch_jobs()?;
     let driver = Driver {
-        api: BatchApi::new(&spec.url, spec.key.clone(), args.calls.request_timeout)?,
+        api: BatchApi::new(&spec.url, spec.key.clone(), config.calls.timeout)?,
         store: store.clone(),
         ctx,
         writer,
@@ -117,16 +117,16 @@ pub fn run(
         next_id: jobs.iter().map(|j| j.id + 1).max().unwrap_or(0),
         jobs: jobs.into_iter().filter(|j| !j.collected).collect(),
         fingerprint: meta.plan_fingerprint.clone(),
-        max_requests: args.batch_max_requests,
-        max_bytes: args.batch_max_mb * 1_000_000,
+        max_requests: config.batch.max_requests,
+        max_bytes: config.batch.max_mb * 1_000_000,
         hold_until: None,
-        hold: args.poll_interval,
+        hold: config.batch.poll_interval,
         refusals: 0,
         consecutive_failures: 0,
-        max_consecutive_failures: args.max_consecutive_failures,
+        max_consecutive_failures: config.max_consecutive_failures,
         accepted_here: 0,
         started: Instant::now(),
-        budget: args
+        budget: config
             .max_cost
             .zip(batch_price)
             .map(|(usd, p)| ((usd * crate::cost::prices::NANO_PER_USD).floor() as u64, p)),
@@ -141,7 +141,7 @@ pub fn run(
         driver.ctx.settings.model,
         spec.url
     );
-    let summary = runtime.block_on(driver.drive(args.wait, args.poll_interval));
+    let summary = runtime.block_on(driver.drive(config.batch.wait, config.batch.poll_interval));
     runtime.shutdown_timeout(Duration::from_secs(1));
     embed_worker.finish(Duration::from_secs(10));
     let summary = summary?;
@@ -909,14 +909,14 @@ pub fn check_online(store: &Store) -> Result<()> {
 }
 
 /// `--batch` with what it cannot do: said before anything starts.
-pub fn check_args(args: &RunArgs, local: bool, endpoints: usize) -> Result<()> {
+pub fn check_args(config: &RunConfig, local: bool, endpoints: usize) -> Result<()> {
     if endpoints > 1 {
         bail!("--batch submits to one provider's Batch API: give one endpoint (--base_url, or a single --endpoint) instead of {endpoints}");
     }
     if local {
         bail!("--batch needs a provider with the OpenAI Batch API; llama-server (--local) has none: drop --batch, or pass --base_url of such a provider");
     }
-    if args.judge {
+    if config.judge.enabled {
         bail!("--judge scores each dialogue with a call of its own, which --batch does not make; run `dgen judge` after the batch run instead");
     }
     Ok(())
