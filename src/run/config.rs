@@ -1,5 +1,5 @@
 //! What `dgen run` was asked to do, checked and owned by the run: `commands::run` builds it
-//! from the command line once, and everything in `run/` borrows it. Nothing here knows clap.
+//! from the command line once, and everything in `run/` borrows it; no flag type reaches here.
 
 use std::path::PathBuf;
 use std::time::Duration;
