@@ -1,8 +1,18 @@
-//! dgen as a library: the pipeline stages the `dgen` binary is made of, in pipeline order.
-//! `cli` -> `catalog` / `dataset` -> `plan` -> `store` -> `llm` -> `prompt` -> `parse` ->
-//! `embed` / `dedup` -> `run` -> `merge` (shard stores into one) -> `output` (export, import) /
-//! `status` / `report`. `ipc` carries export, status and report requests to a running
-//! `dgen run`; `commands` glue the stages into subcommands.
+//! dgen as a library: the pipeline stages the `dgen` binary is made of. Each module imports
+//! only from the layers below it (`tests/layers.rs` checks that no import circle comes back):
+//!
+//! 1. Data and leaves: `catalog` (services, weights, the quality data), `dataset` (base
+//!    dialogues, personas), `parse` (the dialogue wire format), `quality` (the checks, pure
+//!    functions), `record` (what the store keeps of a dialogue and its judge score), `llm`
+//!    (endpoints, retries, pacing, credentials), `embed`, `dedup`, `process` (runtimes,
+//!    signals), `ipc`.
+//! 2. `plan` (seeded sampling), `prompt` (the requests), `cost` (prices, estimates).
+//! 3. `store`: the redb tables, the single writer's transactions, plan verification.
+//! 4. The stages: `run` (generation, online or through the Batch API), `judge`, `merge`,
+//!    `metrics`, `status`, `output` (export, import, Hugging Face), `report`.
+//! 5. `commands`: one per subcommand, gluing the stages; each turns its flags into the
+//!    configuration its stage owns.
+//! 6. `cli`: the flags (clap), which nothing below `commands` names.
 
 pub mod catalog;
 pub mod cli;
