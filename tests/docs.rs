@@ -265,3 +265,101 @@ fn every_relative_link_in_the_docs_leads_somewhere() {
         broken.join("\n  ")
     );
 }
+
+/// Every file under `dir`, recursively, as paths relative to the repository root.
+fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+        let path = dir.join(entry.unwrap().file_name());
+        if root().join(&path).is_dir() {
+            files_under(&path, found);
+        } else {
+            found.push(path);
+        }
+    }
+}
+
+/// The words of a Markdown file's code blocks and inline code spans.
+fn code_words(markdown: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut in_code = false;
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if in_code {
+            words.extend(line.split_whitespace().map(str::to_string));
+        } else {
+            words.extend(line.split('`').skip(1).step_by(2).flat_map(|span| {
+                span.split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            }));
+        }
+    }
+    words
+}
+
+#[test]
+fn the_module_map_names_files_and_tables_that_exist() {
+    let map = read(Path::new("docs/architecture.md"));
+    let mut sources = Vec::new();
+    for dir in ["src", "tests", "benches", "examples"] {
+        files_under(Path::new(dir), &mut sources);
+    }
+    // A name alone (`sampler.rs`, `batch/`) may be anywhere under these folders; a path
+    // (`run/queue.rs`) is under src/ or the repository root.
+    let exists = |name: &str| {
+        if root().join("src").join(name).exists() || root().join(name).exists() {
+            return true;
+        }
+        let bare = name.trim_end_matches('/');
+        !bare.contains('/')
+            && sources.iter().any(|file| {
+                let mut parts = file.iter().map(|p| p.to_string_lossy());
+                if name.ends_with('/') {
+                    parts.any(|part| part == bare)
+                } else {
+                    file.file_name()
+                        .is_some_and(|f| f.to_string_lossy() == bare)
+                }
+            })
+    };
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for word in code_words(&map) {
+        let name = word.trim_matches(|c: char| ",;:()".contains(c));
+        let is_path = name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_./-".contains(c))
+            && (name.ends_with(".rs") || name.ends_with('/'));
+        if is_path {
+            named += 1;
+            if !exists(name) {
+                missing.push(name.to_string());
+            }
+        }
+    }
+    assert!(
+        named > 30,
+        "found only {named} file names in docs/architecture.md; the test no longer reads them"
+    );
+    assert!(
+        missing.is_empty(),
+        "docs/architecture.md names files that do not exist (moved or renamed? update the module \
+         map): {}",
+        missing.join(", ")
+    );
+
+    let tables = read(Path::new("src/store/tables.rs"));
+    let undocumented: Vec<&str> = tables
+        .split("TableDefinition::new(\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .filter(|table| !map.contains(&format!("| `{table}` |")))
+        .collect();
+    assert!(
+        tables.contains("TableDefinition::new(\"meta\")") && undocumented.is_empty(),
+        "tables of src/store/tables.rs missing from the store's table in docs/architecture.md: \
+         {undocumented:?}"
+    );
+}
