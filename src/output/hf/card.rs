@@ -178,7 +178,16 @@ fn header(out: &mut String, job: &HfJob, schema: &Schema, tally: &Tally) {
          tags:\n- conversational\n- dialogue\n- task-oriented-dialogue\n- synthetic\n- multiwoz\n- dgen\n",
     );
     let _ = writeln!(out, "size_categories:\n- {}", size_category(tally.rows()));
-    out.push_str("configs:\n- config_name: default\n  data_files:\n");
+    // `datasets` keys its cache of a local folder on the folder's name and this header, not on
+    // the files: the data's fingerprint makes a re-export (or another store exported to a
+    // folder of the same name) a new cache entry instead of an earlier export's rows.
+    let _ = writeln!(
+        out,
+        "configs:\n- config_name: default\n  \
+         # The data's fingerprint: a re-export loads afresh, not from the datasets cache.\n  \
+         description: \"dgen export, data fingerprint {}\"\n  data_files:",
+        tally.data_fingerprint
+    );
     for name in job.splits.names() {
         let _ = writeln!(out, "  - split: {name}\n    path: data/{name}-*");
     }

@@ -73,6 +73,10 @@ pub struct Tally {
     pub flagged: BTreeMap<String, u64>,
     pub judged: u64,
     pub judge_overall: [u64; 5],
+    /// A hash of every shard's name and bytes: the card carries it so that `datasets`, which
+    /// keys its cache of a local folder on the folder's name and the card (not on the files),
+    /// loads a re-export, or another export to a folder of the same name, afresh.
+    pub data_fingerprint: String,
 }
 
 impl Tally {
@@ -235,12 +239,19 @@ pub fn export(store: &Store, job: &HfJob, cancel: &AtomicBool) -> Result<String>
     } = sink;
     let schema = schema.context("the store gave no snapshot to export")?;
     let mut finished = Vec::new();
+    let mut fingerprint = blake3::Hasher::new();
     for split in shards {
         tally.rows_per_split.push(split.rows);
         let files = split.finish()?;
         tally.shards_per_split.push(files.len());
-        finished.extend(files);
+        for (file, name, hash) in files {
+            fingerprint.update(name.as_bytes());
+            fingerprint.update(&[0]);
+            fingerprint.update(hash.as_bytes());
+            finished.push((file, name));
+        }
     }
+    tally.data_fingerprint = fingerprint.finalize().to_hex()[..32].to_string();
     if cancel.load(Ordering::Relaxed) {
         bail!("export cancelled: the process that asked for it went away; no files were replaced");
     }

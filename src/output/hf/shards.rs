@@ -1,7 +1,9 @@
 //! One split's Parquet shards: row groups written as they fill, a new shard when the current
 //! one reaches the row or byte limit, and every shard kept under a temporary name until the
 //! split is complete, since its final name (`train-00000-of-00003.parquet`) holds the count.
+//! Each shard's bytes are hashed as they are written, for the card's data fingerprint.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -25,9 +27,9 @@ pub struct SplitShards {
     schema: SchemaRef,
     props: WriterProperties,
     limits: ShardLimits,
-    current: Option<ArrowWriter<AtomicFile>>,
+    current: Option<ArrowWriter<Hashing<AtomicFile>>>,
     rows_in_current: u64,
-    done: Vec<Finished>,
+    done: Vec<(Finished, blake3::Hash)>,
     pub rows: u64,
 }
 
@@ -59,12 +61,12 @@ impl SplitShards {
 
     /// Writes `batch` as one row group (it never holds more rows than [`Self::room`]), then
     /// closes the shard if it is full.
-    fn open(&mut self) -> Result<&mut ArrowWriter<AtomicFile>> {
+    fn open(&mut self) -> Result<&mut ArrowWriter<Hashing<AtomicFile>>> {
         if self.current.is_none() {
             let provisional =
                 self.dir
                     .join(format!("{}-{:05}.parquet", self.name, self.done.len()));
-            let file = AtomicFile::create(&provisional)?;
+            let file = Hashing::new(AtomicFile::create(&provisional)?);
             let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
                 .context("cannot start a Parquet shard")?;
             self.current = Some(writer);
@@ -91,20 +93,20 @@ impl SplitShards {
 
     fn close_current(&mut self) -> Result<()> {
         if let Some(writer) = self.current.take() {
-            let file = writer
+            let Hashing { inner, hasher } = writer
                 .into_inner()
                 .with_context(|| format!("cannot finish a Parquet shard of split {}", self.name))?;
-            self.done.push(file.finish()?);
+            self.done.push((inner.finish()?, hasher.finalize()));
             self.rows_in_current = 0;
         }
         Ok(())
     }
 
     /// Closes the last shard and returns the finished shards with their final names (relative
-    /// to the dataset folder).
+    /// to the dataset folder) and the hashes of their bytes.
     /// A split without rows still gets one (empty) shard, so that it loads as a split of 0 rows
     /// instead of failing for want of files.
-    pub fn finish(mut self) -> Result<Vec<(Finished, String)>> {
+    pub fn finish(mut self) -> Result<Vec<(Finished, String, blake3::Hash)>> {
         if self.done.is_empty() {
             self.open()?;
         }
@@ -114,8 +116,39 @@ impl SplitShards {
             .done
             .into_iter()
             .enumerate()
-            .map(|(i, f)| (f, format!("{}-{i:05}-of-{count:05}.parquet", self.name)))
+            .map(|(i, (f, hash))| {
+                let name = format!("{}-{i:05}-of-{count:05}.parquet", self.name);
+                (f, name, hash)
+            })
             .collect())
+    }
+}
+
+/// A writer that hashes what goes through it: the Parquet writer only appends, so the hash is
+/// that of the file.
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        Hashing {
+            inner,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
