@@ -6,7 +6,7 @@
 //! through the same uniqueness rule as `dgen run`'s writer, so duplicates across shards are
 //! dropped the same way every time, and their items are left pending for `dgen run` to top up.
 //!
-//! The plan is written under `ALL.redb.partial` and renamed into place; then each chunk of a
+//! The plan is written under `ALL.redb.partial-<pid>` and renamed into place; then each chunk of a
 //! shard is one transaction that also records how far the merge got, in the merged store's meta
 //! table: a merge cut short (even by `kill -9`) goes on where it stopped when run again, and
 //! merging a shard a second time adds nothing.
@@ -257,33 +257,16 @@ pub fn open_target(into: &Path, shards: &[ShardStore]) -> Result<Store> {
     }
     // Made under another name and renamed into place once it holds the plan: a merge killed
     // while redb creates the file leaves no half-made store where the next merge looks.
-    let partial = partial_path(into);
-    match std::fs::remove_file(&partial) {
-        Ok(()) => tracing::info!("removed {} left by a merge cut short", partial.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot remove {}", partial.display()));
-        }
-    }
-    let store = Store::create_new(&partial)?;
-    store.write_plan(
-        &meta,
-        union_items(shards),
-        &usage,
-        &persona_refs,
-        &base_refs,
-    )?;
-    copy_run_meta(&store, shards)?;
-    drop(store);
-    std::fs::rename(&partial, into)
-        .with_context(|| format!("cannot rename {} to {}", partial.display(), into.display()))?;
-    Store::open_existing(into)
-}
-
-fn partial_path(into: &Path) -> PathBuf {
-    let mut name = into.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
+    Store::create_in_place(into, |store| {
+        store.write_plan(
+            &meta,
+            union_items(shards),
+            &usage,
+            &persona_refs,
+            &base_refs,
+        )?;
+        copy_run_meta(store, shards)
+    })
 }
 
 /// The shards' run settings (checked to agree) and the first one's endpoint, so a run on the

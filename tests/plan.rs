@@ -363,3 +363,50 @@ fn real_multiwoz_data() {
         "{out}"
     );
 }
+
+/// `dgen plan` killed (SIGKILL) the moment anything appears under the new store's name or its
+/// temporary name: the next `dgen plan` never meets a half-made file it refuses (redb sizes the
+/// file before it marks it as a database), plans, and leaves no temporary file behind.
+#[test]
+fn a_plan_killed_while_creating_its_store_leaves_nothing_the_next_plan_refuses() {
+    let env = Env::new();
+    let bin = assert_cmd::cargo::cargo_bin("dgen");
+    for i in 0..8 {
+        let store = format!("s{i}.redb");
+        let mut cmd = std::process::Command::new(&bin);
+        for var in common::SCHEDULER_VARS {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .current_dir(env.dir.path())
+            .env_remove("RUST_LOG")
+            .args(["--store", &store, "plan", "--total_generations", "30"])
+            .arg("--dataset")
+            .arg(fixture("multiwoz_hf"))
+            .arg("--persona_dataset")
+            .arg(fixture("personas_hf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let appeared = || {
+            std::fs::read_dir(env.dir.path())
+                .unwrap()
+                .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(&store))
+        };
+        while !appeared() && child.try_wait().unwrap().is_none() {}
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let out = env.stdout(&mut env.plan(30, &["--store", &store]));
+        assert!(out.contains("planned 30 work items"), "{out}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(env.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        (0..8).map(|i| format!("s{i}.redb")).collect::<Vec<_>>()
+    );
+}

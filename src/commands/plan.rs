@@ -207,20 +207,6 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     let shard = shard_of(&args, config.total_generations)?;
     let drawn = draw(&catalog, &config, &dialogues, &personas, shard);
 
-    // Checked on a read-only handle first, so that a needless or refused plan leaves the store
-    // file byte-identical; then again on the writable one, in case it changed in between.
-    if let Some(store) = Store::inspect_for_plan(store_path)? {
-        if let Some(code) = check_existing(&store, &drawn.fingerprint, &args, drawn.items)? {
-            return Ok(code);
-        }
-    }
-    let store = Store::create_or_open(store_path)?;
-    if let Some(code) = check_existing(&store, &drawn.fingerprint, &args, drawn.items)? {
-        return Ok(code);
-    }
-    if let Some(existing) = store.meta()? {
-        tracing::warn!("--force: replacing plan {}", existing.plan_fingerprint);
-    }
     let meta = Meta {
         dgen_version: env!("CARGO_PKG_VERSION").to_string(),
         config: config.clone(),
@@ -234,7 +220,29 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         shard: drawn.shard.clone(),
         merge: None,
     };
-    commit(&store, &meta, &drawn, &dialogues, &personas)?;
+    // Checked on a read-only handle first, so that a needless or refused plan leaves the store
+    // file byte-identical; then again on the writable one, in case it changed in between.
+    let store = match Store::inspect_for_plan(store_path)? {
+        Some(existing) => {
+            if let Some(code) = check_existing(&existing, &drawn.fingerprint, &args, drawn.items)? {
+                return Ok(code);
+            }
+            drop(existing);
+            let store = Store::create_or_open(store_path)?;
+            if let Some(code) = check_existing(&store, &drawn.fingerprint, &args, drawn.items)? {
+                return Ok(code);
+            }
+            if let Some(existing) = store.meta()? {
+                tracing::warn!("--force: replacing plan {}", existing.plan_fingerprint);
+            }
+            commit(&store, &meta, &drawn, &dialogues, &personas)?;
+            store
+        }
+        // A new store appears under its name only once it holds the plan.
+        None => Store::create_in_place(store_path, |store| {
+            commit(store, &meta, &drawn, &dialogues, &personas)
+        })?,
+    };
     println!(
         "planned {} work items from {} dialogues and {} personas into {}",
         drawn.items,

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use redb::{Database, ReadOnlyDatabase, ReadableDatabase, TableHandle};
 
 mod batches;
+mod create;
 mod read;
 mod tables;
 mod types;
@@ -89,8 +90,9 @@ fn require_file(path: &Path) -> Result<()> {
 }
 
 impl Store {
-    /// Opens the store for planning, creating the file when it does not exist. A file that is
-    /// not a dgen store is refused, never overwritten.
+    /// Opens an existing store for planning (a new one is made with
+    /// [`Store::create_in_place`]). A file that is not a dgen store is refused, never
+    /// overwritten.
     pub fn create_or_open(path: &Path) -> Result<Store> {
         if path.is_dir() {
             bail!(
