@@ -30,18 +30,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let store = cli.store();
     match cli.command {
-        Command::Plan(args) => commands::plan::run(&cli.store, *args),
+        Command::Plan(args) => commands::plan::run(&store, *args),
         Command::Extract(args) => commands::extract::run(args),
-        Command::Run(args) => commands::run::run(&cli.store, *args),
-        Command::Import(args) => commands::import::run(&cli.store, args),
-        Command::Merge(args) => commands::merge::run(args),
-        Command::BenchFill(args) => commands::bench_fill::run(&cli.store, args),
-        Command::Judge(args) => commands::judge::run(&cli.store, *args),
+        Command::Run(args) => commands::run::run(&store, *args),
+        Command::Import(args) => commands::import::run(&store, args),
+        Command::Merge(args) => commands::merge::run(cli.store.as_deref(), args),
+        Command::BenchFill(args) => commands::bench_fill::run(&store, args),
+        Command::Judge(args) => commands::judge::run(&store, *args),
         Command::JudgeDiscrimination(args) => commands::judge_discrimination::run(*args),
-        Command::Status(args) => commands::status::run(&cli.store, args),
-        Command::Export(args) => commands::export::run(&cli.store, args),
-        Command::Report(args) => commands::report::run(&cli.store, args),
+        Command::Status(args) => commands::status::run(&store, args),
+        Command::Export(args) => commands::export::run(&store, args),
+        Command::Report(args) => commands::report::run(&store, args),
     }
 }
 

@@ -496,6 +496,43 @@ fn merges_of_mismatched_shards_are_refused() {
     );
 }
 
+/// The global `--store` names the merged store when `--into` is absent (`dgen merge` used to
+/// ignore it); the two naming different files are refused, and nothing is written.
+#[test]
+fn merge_takes_the_global_store_as_the_merged_store_and_refuses_another_into() {
+    let env = Env::new();
+    for (store, extra) in [
+        ("a0.redb", vec!["--shard", "0/2"]),
+        ("a1.redb", vec!["--shard", "1/2"]),
+        ("whole.redb", vec![]),
+    ] {
+        plan_into(&env, store, 6, &extra).assert().success();
+    }
+    let shards = ["merge", "a0.redb", "a1.redb"];
+    env.dgen()
+        .args(["--store", "both.redb"])
+        .args(shards)
+        .args(["--into", "other.redb"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--store both.redb and --into other.redb name two different merged stores; pass one of them",
+        ));
+    assert!(!env.path("both.redb").exists() && !env.path("other.redb").exists());
+
+    let out = env.stdout(env.dgen().args(["--store", "all.redb"]).args(shards));
+    assert!(out.contains("merged 2 shards into all.redb"), "{out}");
+    assert_eq!(env.plan_lines("all.redb"), env.plan_lines("whole.redb"));
+    // One file under both names is one merged store.
+    env.dgen()
+        .args(["--store", "./same.redb"])
+        .args(shards)
+        .args(["--into", "same.redb"])
+        .assert()
+        .success();
+    assert_eq!(env.plan_lines("same.redb"), env.plan_lines("whole.redb"));
+}
+
 #[test]
 fn a_shard_that_grew_after_its_merge_is_named_and_not_taken_again() {
     let env = Env::new();

@@ -40,9 +40,10 @@ pub use crate::llm::LatencyBackoff;
                   dgen status\n  dgen export\n  dgen report"
 )]
 pub struct Cli {
-    /// The dgen store (a redb file) every command works on.
-    #[arg(long, global = true, default_value = "dgen.redb", value_name = "FILE")]
-    pub store: PathBuf,
+    /// The dgen store (a redb file) every command works on [default: dgen.redb]; for `dgen
+    /// merge`, the merged store (as --into).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub store: Option<PathBuf>,
 
     /// Log more (DEBUG). RUST_LOG, when set, wins.
     #[arg(short, long, global = true)]
@@ -50,6 +51,18 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The store of a command run without `--store`.
+pub const DEFAULT_STORE: &str = "dgen.redb";
+
+impl Cli {
+    /// `--store`, or [`DEFAULT_STORE`].
+    pub fn store(&self) -> PathBuf {
+        self.store
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE))
+    }
 }
 
 #[derive(Debug, Subcommand)]

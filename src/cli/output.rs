@@ -165,9 +165,9 @@ pub struct MergeArgs {
     pub shards: Vec<PathBuf>,
 
     /// The merged store: created, or continued when an earlier merge of the same shards was
-    /// cut short (merging again adds nothing twice).
+    /// cut short (merging again adds nothing twice) [default: --store, else dgen.redb].
     #[arg(long, value_name = "ALL.redb")]
-    pub into: PathBuf,
+    pub into: Option<PathBuf>,
 
     /// Dialogues committed per transaction.
     #[arg(long, hide = true, default_value_t = 512, value_parser = whole::<usize>(1, 1 << 20))]

@@ -1,28 +1,50 @@
 //! `dgen merge`: shard stores into one store (see [`crate::merge`]), with a report of the
 //! cross-shard duplicates dropped.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
-use crate::cli::MergeArgs;
+use crate::cli::{MergeArgs, DEFAULT_STORE};
 use crate::merge::{self, Merger};
 use crate::store::State;
 
 /// Dropped duplicates listed one by one at most; the rest are counted.
 const LISTED: usize = 20;
 
-pub fn run(args: MergeArgs) -> Result<ExitCode> {
+/// The merged store: `--into`, else the global `--store` (the store every command works on, so
+/// `dgen --store ALL.redb merge ...` then `dgen --store ALL.redb run` name one file), else
+/// dgen.redb. Both, naming two files, is refused rather than one of them ignored.
+fn target_path(store: Option<&Path>, into: Option<&Path>) -> Result<PathBuf> {
+    match (store, into) {
+        (Some(store), Some(into)) if absolute(store)? != absolute(into)? => bail!(
+            "--store {} and --into {} name two different merged stores; pass one of them",
+            store.display(),
+            into.display()
+        ),
+        (_, Some(path)) | (Some(path), None) => Ok(path.to_path_buf()),
+        (None, None) => Ok(PathBuf::from(DEFAULT_STORE)),
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+/// `store` is the global `--store`, when given.
+pub fn run(store: Option<&Path>, args: MergeArgs) -> Result<ExitCode> {
+    let into = target_path(store, args.into.as_deref())?;
     let shards = merge::open_shards(&args.shards)?;
     for s in &shards {
-        if args.into.exists() && same_file(&s.path, &args.into) {
-            anyhow::bail!(
-                "--into {} is one of the shards; name a new file for the merged store",
-                args.into.display()
+        if into.exists() && same_file(&s.path, &into) {
+            bail!(
+                "the merged store {} is one of the shards; name a new file for it with --into",
+                into.display()
             );
         }
     }
-    let target = merge::open_target(&args.into, &shards)?;
+    let target = merge::open_target(&into, &shards)?;
     let mut merger = Merger::new(&target, args.chunk)?;
     let (mut kept, mut exact, mut semantic) = (0u64, 0u64, 0u64);
     let mut listed = 0usize;
