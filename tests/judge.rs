@@ -468,3 +468,49 @@ fn the_key_goes_to_a_url_from_the_store_only_when_it_is_loopback() {
         .success();
     assert_eq!(mock.judge_calls(), 2);
 }
+
+/// `dgen judge` takes the endpoint and model as `dgen run` spells them (`--base_url`,
+/// `--model`), not only as `--judge_base_url` and `--judge_model`.
+#[test]
+fn judge_takes_base_url_and_model_as_dgen_run_spells_them() {
+    let env = Env::new();
+    let run_mock = MockServer::start();
+    finished_store(&env, &run_mock, 3);
+    let judge_mock = MockServer::start();
+    judge(&env, &["--base_url", &judge_mock.url, "--model", "judge-m"])
+        .assert()
+        .success();
+    assert_eq!(judge_mock.judge_calls(), 3);
+    assert_eq!(run_mock.judge_calls(), 0, "not the store's endpoint");
+    assert_eq!(
+        judge_section(&env)["by_judge"],
+        json!([{"model": "judge-m", "prompt_version": dgen::judge::JUDGE_PROMPT_VERSION, "judged": 3}])
+    );
+    // The kebab-case spellings too.
+    judge(
+        &env,
+        &[
+            "--base-url",
+            &judge_mock.url,
+            "--model",
+            "other",
+            "--rescore",
+        ],
+    )
+    .assert()
+    .success();
+    assert_eq!(judge_mock.judge_calls(), 6);
+    // A flag and its other spelling together are one flag given twice.
+    judge(
+        &env,
+        &[
+            "--base_url",
+            &judge_mock.url,
+            "--judge_base_url",
+            &judge_mock.url,
+        ],
+    )
+    .assert()
+    .failure()
+    .stderr(predicate::str::contains("cannot be used multiple times"));
+}

@@ -11,16 +11,18 @@ use super::{CallArgs, DatasetArgs, LatencyBackoff, LocalServerArgs, PriceArgs};
 #[derive(Debug, Args, Clone)]
 pub struct JudgeEndpointArgs {
     /// The judge's OpenAI-compatible base URL [default: the endpoint of the store's last run,
-    /// else $OPENAI_BASE_URL, else https://api.openai.com/v1].
+    /// else $OPENAI_BASE_URL, else https://api.openai.com/v1]. Also spelled --base_url, as
+    /// `dgen run` spells its endpoint.
     #[arg(
         long = "judge_base_url",
-        visible_alias = "judge-base-url",
+        visible_aliases = ["judge-base-url", "base_url", "base-url"],
         value_name = "URL"
     )]
     pub judge_base_url: Option<String>,
 
-    /// The judge's model [default: the model of the store's run].
-    #[arg(long = "judge_model", visible_alias = "judge-model")]
+    /// The judge's model [default: the model of the store's run]. Also spelled --model, as
+    /// `dgen run` spells its model.
+    #[arg(long = "judge_model", visible_aliases = ["judge-model", "model"])]
     pub judge_model: Option<String>,
 
     /// Judge with the cached default local model: dgen starts llama-server like `run --local`.
