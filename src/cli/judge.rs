@@ -15,7 +15,8 @@ pub struct JudgeEndpointArgs {
     /// `dgen run` spells its endpoint.
     #[arg(
         long = "judge_base_url",
-        visible_aliases = ["judge-base-url", "base_url", "base-url"],
+        visible_aliases = ["judge-base-url", "base_url"],
+        alias = "base-url",
         value_name = "URL"
     )]
     pub judge_base_url: Option<String>,
