@@ -133,16 +133,25 @@ pub struct RunReport {
     pub cached_tokens: u64,
     /// `cached_tokens / prompt_tokens`, when there were prompt tokens.
     pub cache_hit_share: Option<f64>,
-    /// USD per million tokens (input, output) used for the estimate.
+    /// USD per million tokens (input, output) used for the estimate; calls through the Batch
+    /// API are priced at these times the price table's batch factor.
     pub prices: Option<(f64, f64)>,
     /// USD per million cached prompt tokens used for the estimate.
     pub price_cached_input: Option<f64>,
     /// Why there is no estimate: the model has no price.
     pub price_note: Option<String>,
     pub estimated_cost: Option<f64>,
+    /// Of the tokens above, those billed through the Batch API (at the batch price).
+    pub batch_prompt_tokens: u64,
+    pub batch_completion_tokens: u64,
     /// USD the runs recorded as spent, at the prices in force when each call was billed
     /// (what `--max_cost` holds against).
     pub spent: f64,
+    /// Of `spent`, the upper bounds charged for tries that were sent and timed out (each its
+    /// prompt and max_tokens): the provider may have billed them, nobody can tell.
+    pub spent_upper_bound: f64,
+    /// Those tries.
+    pub timed_out_calls: u64,
     /// The last run's `--max_cost`.
     pub max_cost: Option<f64>,
     /// Rejected attempts by reason (each may have been retried).
@@ -243,14 +252,17 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
     let (judge_prompt, judge_completion) =
         (get("judge/tokens/prompt"), get("judge/tokens/completion"));
     let cached_tokens = get(cost::CACHED_TOKENS);
+    let (online, batch) = cost::generation_usage(&counters);
     // The judge's tokens at the same prices: a judge on another model is priced like the
     // run's unless the --price_* flags say otherwise.
-    let all = Usage {
+    let judged = Usage {
         calls: 0,
-        prompt_tokens: prompt_tokens.saturating_add(judge_prompt),
-        completion_tokens: completion_tokens.saturating_add(judge_completion),
-        cached_tokens: cached_tokens.saturating_add(get(cost::JUDGE_CACHED_TOKENS)),
+        prompt_tokens: judge_prompt,
+        completion_tokens: judge_completion,
+        cached_tokens: get(cost::JUDGE_CACHED_TOKENS),
     };
+    let mut at_online_price = online;
+    at_online_price += judged;
     let elapsed = get("run/elapsed_ms") as f64 / 1000.0;
     let accepted = get("accepted");
     let rate = (elapsed > 0.0 && accepted > 0).then(|| accepted as f64 / elapsed);
@@ -272,8 +284,12 @@ fn run_report(store: &Store, args: &StatusOptions, remaining: u64) -> Result<Run
         prices: price.map(|p| (p.input, p.output)),
         price_cached_input: price.map(|p| p.cached_input),
         price_note,
-        estimated_cost: price.map(|p| p.cost(&all)),
+        estimated_cost: price.map(|p| p.cost(&at_online_price) + p.batch().cost(&batch)),
+        batch_prompt_tokens: batch.prompt_tokens,
+        batch_completion_tokens: batch.completion_tokens,
         spent: cost::from_nano(get(cost::SPENT_NANO_USD)),
+        spent_upper_bound: cost::from_nano(get(cost::UPPER_BOUND_NANO_USD)),
+        timed_out_calls: get(cost::TIMED_OUT_CALLS),
         max_cost: store.max_cost()?,
         judge_calls: get("judge/calls"),
         judge_prompt_tokens: judge_prompt,
@@ -589,14 +605,19 @@ fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
     match (r.estimated_cost, r.prices) {
         (Some(cost), Some((i, o))) => writeln!(
             out,
-            ", about ${cost:.4}{} (at ${i}/${o} per 1M tokens{})",
+            ", about ${cost:.4}{} (at ${i}/${o} per 1M tokens{}{})",
             if r.judge_calls > 0 {
                 " with the judge's"
             } else {
                 ""
             },
             r.price_cached_input
-                .map_or(String::new(), |c| format!(", ${c} cached"))
+                .map_or(String::new(), |c| format!(", ${c} cached")),
+            if r.batch_prompt_tokens > 0 || r.batch_completion_tokens > 0 {
+                "; Batch API calls at the batch price"
+            } else {
+                ""
+            }
         )?,
         _ => writeln!(
             out,
@@ -633,9 +654,18 @@ fn write_run(out: &mut impl Write, r: &RunReport) -> Result<()> {
     if r.spent > 0.0 || r.max_cost.is_some() {
         write!(
             out,
-            "spent:       ${} (recorded as calls were billed)",
+            "spent:       ${} (recorded as calls were billed",
             cost::dollars(r.spent)
         )?;
+        if r.timed_out_calls > 0 {
+            write!(
+                out,
+                "; ${} of it the upper bound of {} tries that timed out and may have been billed",
+                cost::dollars(r.spent_upper_bound),
+                r.timed_out_calls
+            )?;
+        }
+        write!(out, ")")?;
         match r.max_cost {
             Some(max) => writeln!(out, "; budget --max_cost ${}", cost::dollars(max))?,
             None => writeln!(out)?,

@@ -1,7 +1,8 @@
 //! `dgen run --batch` against the mock's Batch API: rounds of scenario and dialogue batches,
 //! one pass at a time or `--wait`, expired / cancelled / failed batches, the per-file limits,
 //! and kill -9 between upload and create, during a create, and during a download — after
-//! which the next run re-attaches, never submits a request twice and loses nothing.
+//! which the next run re-attaches, never submits a request twice and loses nothing; a batch
+//! the provider no longer knows, uploads a kill left unused, and the batch price in `status`.
 
 mod common;
 
@@ -393,4 +394,106 @@ fn an_online_run_waits_for_the_batches_in_flight() {
         .assert()
         .success()
         .stdout(predicate::str::contains("nothing to do"));
+}
+
+#[test]
+fn a_batch_the_provider_answers_404_for_goes_into_the_next_batch() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    env.run(&mock, &["--batch"]).assert().success();
+    // The provider forgets the scenario batch in flight: reading it answers 404.
+    mock.with_batches(|b| b.batches.clear());
+    env.run(&mock, &FAST)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("answers 404"))
+        .stderr(predicate::str::contains("go into the next batch"));
+    finished(&env, 3);
+    let json = env.status_json();
+    assert_eq!(json["batches"][0]["status"], "not_found", "{json}");
+    assert_eq!(json["batches"][0]["collected"], true, "{json}");
+    // Its three scenario requests were asked again, once each; nothing else twice.
+    let submitted = mock.batches(|b| b.submitted.clone());
+    let scenarios = submitted.iter().filter(|i| i.starts_with("scenario-"));
+    assert_eq!(scenarios.count(), 6, "{submitted:?}");
+    let dialogues = submitted.iter().filter(|i| i.starts_with("dialogue-"));
+    assert_eq!(dialogues.count(), 3, "{submitted:?}");
+}
+
+#[test]
+fn an_upload_cut_off_by_a_kill_is_deleted_when_the_run_re_attaches() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    let fingerprint = env.status_json()["plan_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fp = &fingerprint[..12];
+    // Files that are not this store's unused uploads: a user's, another store's of the same
+    // plan, one named as dgen named them before the store's tag, and a result file.
+    let kept: Vec<String> = {
+        let mut s = mock.state.lock().unwrap();
+        vec![
+            s.batch.add_file("my-data.jsonl", "batch"),
+            s.batch
+                .add_file(&format!("dgen-{fp}-ffffffffffff-0-scenario.jsonl"), "batch"),
+            s.batch
+                .add_file(&format!("dgen-{fp}-0-scenario.jsonl"), "batch"),
+            s.batch.add_file("results.jsonl", "batch_output"),
+        ]
+    };
+    // The upload takes effect, but its answer never reaches dgen before the kill.
+    mock.with_batches(|b| b.hang_upload = Some(Duration::from_secs(30)));
+    kill_when(&env, &mock, |m| m.batches(|b| b.uploads == 1));
+    assert_eq!(env.status_json()["batches"][0]["status"], "prepared");
+    let orphan = mock.batches(|b| {
+        b.files
+            .iter()
+            .filter(|(id, _)| !kept.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(orphan.len(), 1, "{orphan:?}");
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 3);
+    assert_eq!(mock.batches(|b| b.deleted.clone()), orphan);
+    mock.batches(|b| {
+        for id in &kept {
+            assert!(b.files.contains_key(id), "{id} was deleted");
+        }
+        for batch in &b.batches {
+            assert!(b.files.contains_key(&batch.input_file_id));
+        }
+    });
+    assert_submitted_once(&mock);
+}
+
+#[test]
+fn status_prices_batch_calls_at_the_batch_price() {
+    let env = Env::new();
+    env.plan_for_run(4);
+    let mock = MockServer::start();
+    env.run(&mock, &FAST).assert().success();
+    let run = &env.status_json()["run"];
+    assert_eq!(run["batch_prompt_tokens"], run["prompt_tokens"], "{run}");
+    assert_eq!(
+        run["batch_completion_tokens"], run["completion_tokens"],
+        "{run}"
+    );
+    // Spent was recorded at the batch price as each batch was collected; the estimate from
+    // the counters agrees with it (not the online price, twice as much).
+    let estimated = run["estimated_cost"].as_f64().unwrap();
+    let spent = run["spent"].as_f64().unwrap();
+    assert!(spent > 0.0, "{run}");
+    assert!(
+        (estimated - spent).abs() < 1e-6,
+        "estimated {estimated}, spent {spent}"
+    );
+    let text = env.stdout(env.dgen().arg("status"));
+    assert!(
+        text.contains("Batch API calls at the batch price"),
+        "{text}"
+    );
 }

@@ -408,3 +408,39 @@ fn dgen_judge_adds_its_calls_to_spent_at_the_judge_models_price() {
         "spent {before} then {spent}; the judge's calls cost {judge}"
     );
 }
+
+#[test]
+fn a_timed_out_try_is_charged_its_upper_bound_and_status_says_so() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    // The first call hangs past the timeout: the provider may have billed it, so spent
+    // carries its prompt and max_tokens at the price; the retry answers.
+    mock.push([common::mock::Fault::Hang(std::time::Duration::from_secs(3))]);
+    env.run(&mock, &["--concurrency", "1", "--request_timeout", "1"])
+        .assert()
+        .success();
+    assert_eq!(env.state_count("done"), 2);
+    let run = &env.status_json()["run"];
+    let tokens = |k: &str| run[k].as_u64().unwrap();
+    let billed = usd(
+        tokens("prompt_tokens"),
+        tokens("completion_tokens"),
+        0.15,
+        0.6,
+    );
+    assert_eq!(run["timed_out_calls"], 1, "{run}");
+    let bound = run["spent_upper_bound"].as_f64().unwrap();
+    // At least the scenario call's max_tokens at the output price.
+    assert!(bound > 0.0, "{run}");
+    let spent = run["spent"].as_f64().unwrap();
+    assert!(
+        (spent - (billed + bound)).abs() < 1e-6,
+        "spent {spent}: billed tokens {billed} + upper bound {bound}"
+    );
+    let text = env.stdout(env.dgen().arg("status"));
+    assert!(
+        text.contains("of it the upper bound of 1 tries that timed out"),
+        "{text}"
+    );
+}

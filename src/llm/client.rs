@@ -69,6 +69,7 @@ impl LlmClient {
     pub async fn complete(&self, request: &ChatRequest) -> Result<Completion, CallFailure> {
         let mut usage = Usage::default();
         let mut retry = 0;
+        let mut timed_out = 0;
         loop {
             match self.try_once(request).await {
                 Ok(mut completion) => {
@@ -77,13 +78,20 @@ impl LlmClient {
                 }
                 Err((error, billed)) => {
                     usage += billed;
+                    timed_out += u32::from(error.timed_out());
                     let hint = match &error {
                         CallError::Retryable { retry_after, .. }
                             if retry < self.retry.max_retries =>
                         {
                             *retry_after
                         }
-                        _ => return Err(CallFailure { error, usage }),
+                        _ => {
+                            return Err(CallFailure {
+                                error,
+                                usage,
+                                timed_out,
+                            })
+                        }
                     };
                     let wait = self.retry.delay(retry, hint);
                     tracing::debug!("call failed ({error}); retry {} in {wait:?}", retry + 1);
@@ -168,7 +176,9 @@ impl LlmClient {
                     "request failed"
                 };
                 let message = scrub(format!("{kind}: {}", error_chain(&e)));
-                return Err((retryable(None, message, None), Usage::default()));
+                let mut error = retryable(None, message, None);
+                mark_timed_out(&mut error, e.is_timeout() && !e.is_connect());
+                return Err((error, Usage::default()));
             }
         };
         let status = response.status();
@@ -179,7 +189,9 @@ impl LlmClient {
             Ok(b) => b,
             Err(e) => {
                 let message = scrub(format!("reading the response failed: {}", error_chain(&e)));
-                return Err((retryable(None, message, hint), Usage::default()));
+                let mut error = retryable(None, message, hint);
+                mark_timed_out(&mut error, e.is_timeout());
+                return Err((error, Usage::default()));
             }
         };
         let parsed: Option<Value> = serde_json::from_str(&body).ok();
@@ -312,6 +324,13 @@ fn retryable(status: Option<u16>, message: String, retry_after: Option<Duration>
         status,
         message,
         retry_after,
+        timed_out: false,
+    }
+}
+
+fn mark_timed_out(error: &mut CallError, sent: bool) {
+    if let CallError::Retryable { timed_out, .. } = error {
+        *timed_out = sent;
     }
 }
 

@@ -109,6 +109,9 @@ pub enum CallError {
         status: Option<u16>,
         message: String,
         retry_after: Option<Duration>,
+        /// The request was sent and no answer came in time: the provider may still have
+        /// processed (and billed) it.
+        timed_out: bool,
     },
     /// 401-405, or a 400 whose code names the key or the model: every further call would
     /// fail the same way.
@@ -129,6 +132,17 @@ impl CallError {
     pub fn is_fatal(&self) -> bool {
         matches!(self, CallError::Fatal { .. })
     }
+
+    /// A try that was sent and timed out: billed or not, nobody can tell.
+    pub fn timed_out(&self) -> bool {
+        matches!(
+            self,
+            CallError::Retryable {
+                timed_out: true,
+                ..
+            }
+        )
+    }
 }
 
 /// A failed call (after its retries), with what the failed tries were billed.
@@ -136,6 +150,8 @@ impl CallError {
 pub struct CallFailure {
     pub error: CallError,
     pub usage: Usage,
+    /// Tries that were sent and timed out (their tokens, if billed, are unknown).
+    pub timed_out: u32,
 }
 
 /// An API key that never prints itself.

@@ -82,6 +82,8 @@ impl EndpointStats {
 pub struct Served {
     pub completion: Completion,
     pub endpoint: usize,
+    /// Earlier tries that were sent and timed out (the provider may have billed them).
+    pub timed_out: u32,
 }
 
 pub struct Pool {
@@ -252,16 +254,23 @@ impl Pool {
         let mut usage = Usage::default();
         let mut retry = 0;
         let mut failovers = 0;
-        let fail = |error, usage| Err(CallFailure { error, usage });
+        let mut timed_out = 0;
+        let fail = |error, usage, timed_out| {
+            Err(CallFailure {
+                error,
+                usage,
+                timed_out,
+            })
+        };
         let pacing = match Encoded::new(request) {
             Ok(e) => e,
-            Err(error) => return fail(error, usage),
+            Err(error) => return fail(error, usage, timed_out),
         };
         loop {
             let (index, permit, probe) =
                 match self.acquire(pacing.estimate, pacing.max_tokens).await {
                     Ok(got) => got,
-                    Err(error @ CallError::Fatal { .. }) => return fail(error, usage),
+                    Err(error @ CallError::Fatal { .. }) => return fail(error, usage, timed_out),
                     Err(error) if retry < self.retry.max_retries => {
                         let wait = self.retry.delay(retry, None);
                         tracing::debug!("{error}; retry {} in {wait:?}", retry + 1);
@@ -269,7 +278,7 @@ impl Pool {
                         retry += 1;
                         continue;
                     }
-                    Err(error) => return fail(error, usage),
+                    Err(error) => return fail(error, usage, timed_out),
                 };
             let member = &self.members[index];
             let body = if request.chat.model == member.model {
@@ -279,7 +288,7 @@ impl Pool {
                 sent.chat.model.clone_from(&member.model);
                 match Encoded::new(&sent) {
                     Ok(e) => e.body,
-                    Err(error) => return fail(error, usage),
+                    Err(error) => return fail(error, usage, timed_out),
                 }
             };
             let started = Instant::now();
@@ -292,11 +301,13 @@ impl Pool {
                     return Ok(Served {
                         completion,
                         endpoint: index,
+                        timed_out,
                     });
                 }
                 Err(failed) => failed,
             };
             usage += billed;
+            timed_out += u32::from(error.timed_out());
             // Whether this endpoint was taken out: then the next try goes elsewhere at once.
             let taken_out = match &error {
                 CallError::Rejected { .. } => {
@@ -304,9 +315,9 @@ impl Pool {
                         // It answered: the refusal concerns this request, not the endpoint.
                         self.succeeded(member);
                     }
-                    return fail(error, usage);
+                    return fail(error, usage, timed_out);
                 }
-                CallError::Fatal { .. } if single => return fail(error, usage),
+                CallError::Fatal { .. } if single => return fail(error, usage, timed_out),
                 CallError::Fatal { .. } => self.take_out(member, error.to_string(), true, probe),
                 CallError::Retryable { .. } if single => false,
                 CallError::Retryable { status, .. } => self.failed(member, *status, &error, probe),
@@ -320,7 +331,7 @@ impl Pool {
                 CallError::Retryable { retry_after, .. } if retry < self.retry.max_retries => {
                     *retry_after
                 }
-                _ => return fail(error, usage),
+                _ => return fail(error, usage, timed_out),
             };
             // With several endpoints the server's wait holds its own limiter (429, 503), and
             // the next try may go to another endpoint sooner.
@@ -462,6 +473,7 @@ impl Pool {
                 status: None,
                 message,
                 retry_after: None,
+                timed_out: false,
             }
         }
     }
@@ -619,6 +631,7 @@ mod tests {
             status: None,
             message: "connection failed".into(),
             retry_after: None,
+            timed_out: false,
         };
         for _ in 1..STORM {
             assert!(!p.failed(&p.members[0], None, &down, false));

@@ -94,6 +94,9 @@ pub fn attempt_spec(
 /// candidate or rejection.
 pub enum Outcome {
     Billed(Usage),
+    /// The upper bound of tries that were sent and timed out (their prompt plus max_tokens
+    /// each): the provider may have billed them, so `--max_cost` counts them.
+    TimedOut(Usage),
     /// A judge call's tokens, and the kind of error when it gave no score.
     Judged(Usage, Option<&'static str>),
     Candidate(Candidate),
@@ -173,14 +176,18 @@ impl Attempt<'_> {
         request: &ChatRequest,
     ) -> Result<(String, bool), TaskResult> {
         let result = self.ctx.pool.complete(request).await;
-        let billed = match &result {
-            Ok(s) => s.completion.usage,
-            Err(f) => f.usage,
+        let (billed, timed_out) = match &result {
+            Ok(s) => (s.completion.usage, s.timed_out),
+            Err(f) => (f.usage, f.timed_out),
         };
         self.usage += billed;
         if billed != Usage::default() {
             // The writer is gone only when the run is ending; the attempt's result is moot then.
             let _ = self.billing.send(Outcome::Billed(billed)).await;
+        }
+        if timed_out > 0 {
+            let bound = timed_out_bound(&self.ctx.settings.model, request, timed_out);
+            let _ = self.billing.send(Outcome::TimedOut(bound)).await;
         }
         match result {
             Ok(s) => {
@@ -199,6 +206,25 @@ impl Attempt<'_> {
             ))),
             Err(f) => Err(self.reject("api_error", format!("{what} call: {}", f.error))),
         }
+    }
+}
+
+/// The most `tries` timed-out tries of `request` can have been billed: its prompt tokens and
+/// its max_tokens each.
+pub fn timed_out_bound(model: &str, request: &ChatRequest, tries: u32) -> Usage {
+    let counter = crate::cost::TokenCounter::for_model(model);
+    #[allow(deprecated)]
+    let max_tokens = request
+        .chat
+        .max_completion_tokens
+        .or(request.chat.max_tokens)
+        .unwrap_or(0);
+    let tries = u64::from(tries);
+    Usage {
+        calls: tries,
+        prompt_tokens: counter.request(request).saturating_mul(tries),
+        completion_tokens: u64::from(max_tokens).saturating_mul(tries),
+        cached_tokens: 0,
     }
 }
 

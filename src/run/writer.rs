@@ -69,6 +69,9 @@ pub struct Writer {
     pub judge_price: Option<Price>,
     /// Nano-dollars committed as spent, for `--max_cost`; raised after each commit.
     pub spent: Arc<AtomicU64>,
+    /// Bills go through the Batch API: their tokens are counted as batch tokens too, so
+    /// `dgen status` prices them at the batch price.
+    pub batch: bool,
     /// The endpoints, whose in-flight samples, 429 count and per-endpoint counters each commit
     /// takes along (none in batch mode, which sends no requests of its own).
     pub pool: Option<Arc<Pool>>,
@@ -103,6 +106,7 @@ impl Writer {
             price: prices.0,
             judge_price: prices.1,
             spent,
+            batch: false,
             pool,
         })
     }
@@ -206,19 +210,22 @@ impl Writer {
         let mut batch = Batch::default();
         let mut acks = Vec::with_capacity(outcomes.len());
         let mut spent = 0u64;
-        let mut bill = |price: Option<Price>, usage: &Usage| {
-            if let Some(price) = price {
-                spent = spent.saturating_add(price.cost_nano(usage));
-            }
-        };
+        let bill = |price: Option<Price>, usage: &Usage| price.map_or(0, |p| p.cost_nano(usage));
         for outcome in outcomes {
             match outcome {
                 Outcome::Billed(usage) => {
-                    bill(self.price, &usage);
-                    count_usage(&mut batch, usage);
+                    spent = spent.saturating_add(bill(self.price, &usage));
+                    count_usage(&mut batch, usage, self.batch);
+                }
+                Outcome::TimedOut(bound) => {
+                    // Charged to spent and counted apart, never as tokens billed.
+                    let charged = bill(self.price, &bound);
+                    spent = spent.saturating_add(charged);
+                    batch.count(cost::UPPER_BOUND_NANO_USD, charged);
+                    batch.count(cost::TIMED_OUT_CALLS, bound.calls);
                 }
                 Outcome::Judged(usage, error) => {
-                    bill(self.judge_price, &usage);
+                    spent = spent.saturating_add(bill(self.judge_price, &usage));
                     count_judge(&mut batch, usage, error);
                 }
                 Outcome::Rejected(r) => acks.push(self.reject(&mut batch, r)),
@@ -248,11 +255,16 @@ impl Writer {
     }
 }
 
-fn count_usage(batch: &mut Batch, usage: Usage) {
+fn count_usage(batch: &mut Batch, usage: Usage, batch_api: bool) {
     batch.count("calls", usage.calls);
     batch.count("tokens/prompt", usage.prompt_tokens);
     batch.count("tokens/completion", usage.completion_tokens);
     batch.count(cost::CACHED_TOKENS, usage.cached_tokens);
+    if batch_api {
+        batch.count(cost::BATCH_PROMPT_TOKENS, usage.prompt_tokens);
+        batch.count(cost::BATCH_COMPLETION_TOKENS, usage.completion_tokens);
+        batch.count(cost::BATCH_CACHED_TOKENS, usage.cached_tokens);
+    }
 }
 
 /// Takes what is waiting, up to a batch.
@@ -278,10 +290,12 @@ pub fn spawn_writer(
             while let Some(first) = rx.blocking_recv() {
                 let mut outcomes = vec![first];
                 drain(&mut rx, &mut outcomes);
-                if outcomes
-                    .iter()
-                    .all(|o| matches!(o, Outcome::Billed(_) | Outcome::Judged(..)))
-                {
+                if outcomes.iter().all(|o| {
+                    matches!(
+                        o,
+                        Outcome::Billed(_) | Outcome::TimedOut(_) | Outcome::Judged(..)
+                    )
+                }) {
                     std::thread::sleep(BILLS_WAIT);
                     drain(&mut rx, &mut outcomes);
                 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::tables::{optional, BATCH_JOBS, BATCH_SCENARIOS};
+use super::tables::{optional, BATCH_JOBS, BATCH_SCENARIOS, META, META_BATCH_TAG};
 use super::Store;
 
 /// Which of an item's two calls a batch carries.
@@ -106,6 +106,24 @@ impl Store {
             out.insert(k.value(), serde_json::from_slice(v.value())?);
         }
         Ok(out)
+    }
+
+    /// The tag in the names of the batch input files this store uploads: drawn at random the
+    /// first time (stores from before it get one then), kept from then on.
+    pub fn batch_tag(&self) -> Result<String> {
+        {
+            let txn = self.read()?;
+            let meta = txn.open_table(META)?;
+            if let Some(v) = meta.get(META_BATCH_TAG)? {
+                return Ok(serde_json::from_str(v.value())?);
+            }
+        }
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let txn = self.write()?;
+        txn.open_table(META)?
+            .insert(META_BATCH_TAG, serde_json::to_string(&tag)?.as_str())?;
+        txn.commit()?;
+        Ok(tag)
     }
 
     /// Records one batch job's new phase in a transaction of its own.

@@ -69,6 +69,9 @@ pub(super) const META_SHARD: &str = "shard";
 pub(super) const META_MERGE: &str = "merge";
 /// The last run's `--max_cost` in USD (JSON number), absent when it had none.
 pub(super) const META_MAX_COST: &str = "max_cost";
+/// A random tag (JSON string) in the names of the batch input files this store uploads, so
+/// that its own unused uploads can be told from every other file at the provider.
+pub(super) const META_BATCH_TAG: &str = "batch_tag";
 
 /// A table that may not exist yet (a store planned before any run has no dialogues table).
 pub(super) fn optional<K: redb::Key + 'static, V: redb::Value + 'static>(

@@ -1,13 +1,16 @@
 //! The mock's OpenAI Batch API: `POST /files` (multipart, `purpose=batch`; every line checked
 //! as OpenAI checks it), `POST /batches`, `GET /batches/{id}` (each read moves the batch on:
 //! validating → in_progress → its end), `GET /batches` (newest first), and
-//! `GET /files/{id}/content`. A batch's requests are answered by sending each line's body to
+//! `GET /files/{id}/content`, `GET /files` (`?purpose=` filters, as OpenAI's does) and
+//! `DELETE /files/{id}`. A batch's requests are answered by sending each line's body to
 //! the mock's own chat endpoint, so faults and word banks apply as online.
 //!
 //! Its end is set per batch, in creation order (`BatchEnd`): completed, expired or cancelled
 //! after a number of answered requests (the rest go to the error file as `batch_expired` /
 //! `batch_cancelled`), or failed at validation with an error code. One-shot hangs let a test
-//! kill dgen at a chosen moment: before or after a create takes effect, during a download.
+//! kill dgen at a chosen moment: before or after a create takes effect, during a download,
+//! after an upload took effect but before it was answered. A batch removed from `batches`
+//! answers 404, as one the provider no longer knows.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
@@ -39,6 +42,8 @@ pub enum BatchEnd {
 #[derive(Debug, Clone)]
 pub struct File {
     pub filename: String,
+    /// `batch` for input files, `batch_output` for results, or whatever a test puts there.
+    pub purpose: String,
     pub content: Vec<u8>,
 }
 
@@ -86,12 +91,16 @@ pub struct BatchState {
     /// Hang the next create this long, then answer 503 without creating the batch (false), or
     /// create it and then hang before answering (true).
     pub hang_create: Option<(Duration, bool)>,
+    /// Hang the next upload this long after storing the file, before answering.
+    pub hang_upload: Option<Duration>,
     /// Hang the n-th file download (1-based) this long before answering.
     pub hang_download: Option<(usize, Duration)>,
     /// Requests received: uploads, creates (also those cut off), downloads.
     pub uploads: usize,
     pub create_requests: usize,
     pub downloads: usize,
+    /// Files deleted (`DELETE /files/{id}`), in order.
+    pub deleted: Vec<String>,
     /// Answer every Batch API request 401, repeating the bearer token (servers do).
     pub echo_key_401: bool,
     /// Every custom_id of every batch created, in order.
@@ -100,6 +109,20 @@ pub struct BatchState {
 }
 
 impl BatchState {
+    /// Puts a file there, as if uploaded by someone; its id.
+    pub fn add_file(&mut self, filename: &str, purpose: &str) -> String {
+        let id = self.id("file");
+        self.files.insert(
+            id.clone(),
+            File {
+                filename: filename.into(),
+                purpose: purpose.into(),
+                content: b"{}\n".to_vec(),
+            },
+        );
+        id
+    }
+
     fn id(&mut self, prefix: &str) -> String {
         self.next += 1;
         format!("{prefix}-{:04}", self.next)
@@ -130,6 +153,8 @@ pub fn handle(
     }
     Some(match (method, segments.as_slice()) {
         ("POST", ["files"]) => upload(state, content_type, body),
+        ("GET", ["files"]) => list_files(state, target),
+        ("DELETE", ["files", id]) => delete_file(state, id),
         ("GET", ["files", id, "content"]) => content(state, id),
         ("POST", ["batches"]) => create(state, body),
         ("GET", ["batches"]) => list(state),
@@ -181,6 +206,7 @@ fn upload(state: &Mutex<State>, content_type: Option<&str>, body: &[u8]) -> (u16
                 .to_string();
             file = Some(File {
                 filename,
+                purpose: "batch".into(),
                 content: data.to_vec(),
             });
         }
@@ -194,12 +220,19 @@ fn upload(state: &Mutex<State>, content_type: Option<&str>, body: &[u8]) -> (u16
     if let Err(message) = validate(&file.content) {
         return error(400, &message);
     }
-    let mut s = state.lock().unwrap();
-    s.batch.uploads += 1;
-    let id = s.batch.id("file");
-    let bytes = file.content.len();
-    let filename = file.filename.clone();
-    s.batch.files.insert(id.clone(), file);
+    let (id, bytes, filename, hang) = {
+        let mut s = state.lock().unwrap();
+        s.batch.uploads += 1;
+        let id = s.batch.id("file");
+        let bytes = file.content.len();
+        let filename = file.filename.clone();
+        s.batch.files.insert(id.clone(), file);
+        (id, bytes, filename, s.batch.hang_upload.take())
+    };
+    if let Some(d) = hang {
+        // The file exists; its id never reaches a client killed meanwhile.
+        std::thread::sleep(d);
+    }
     (
         200,
         json!({"id": id, "object": "file", "bytes": bytes, "filename": filename, "purpose": "batch"})
@@ -299,6 +332,47 @@ fn create(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
         std::thread::sleep(d);
     }
     (200, answer)
+}
+
+/// `GET /files`, newest first, `?purpose=` filtering.
+fn list_files(state: &Mutex<State>, target: &str) -> (u16, String) {
+    let purpose = target
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("purpose="));
+    let s = state.lock().unwrap();
+    let mut files: Vec<(&String, &File)> = s
+        .batch
+        .files
+        .iter()
+        .filter(|(_, f)| purpose.is_none_or(|p| p == f.purpose))
+        .collect();
+    files.sort_by(|a, b| b.0.cmp(a.0));
+    let data: Vec<Value> = files
+        .iter()
+        .map(|(id, f)| {
+            json!({"id": id, "object": "file", "bytes": f.content.len(), "created_at": 1_700_000_000,
+                "filename": f.filename, "purpose": f.purpose})
+        })
+        .collect();
+    (
+        200,
+        json!({"object": "list", "data": data, "has_more": false}).to_string(),
+    )
+}
+
+fn delete_file(state: &Mutex<State>, id: &str) -> (u16, String) {
+    let mut s = state.lock().unwrap();
+    if s.batch.files.remove(id).is_none() {
+        return error(404, &format!("no file {id}"));
+    }
+    s.batch.deleted.push(id.to_string());
+    (
+        200,
+        json!({"id": id, "object": "file", "deleted": true}).to_string(),
+    )
 }
 
 fn list(state: &Mutex<State>) -> (u16, String) {
@@ -406,6 +480,7 @@ fn advance(
                         fid.clone(),
                         File {
                             filename: format!("{fid}.jsonl"),
+                            purpose: "batch_output".into(),
                             content: text.into_bytes(),
                         },
                     );

@@ -1,7 +1,8 @@
 //! The OpenAI Batch API over HTTP: upload an input file (`POST /files`, `purpose=batch`),
 //! create a batch (`POST /batches`), read it (`GET /batches/{id}`), list recent batches (to
-//! find one whose creation was cut off before its id was recorded), and download a file's
-//! content (`GET /files/{id}/content`). Transient failures (connection errors, 429, 5xx) are
+//! find one whose creation was cut off before its id was recorded), download a file's
+//! content (`GET /files/{id}/content`), list the input files (`GET /files?purpose=batch`) and
+//! delete one (`DELETE /files/{id}`). Transient failures (connection errors, 429, 5xx) are
 //! retried with backoff; the API key never appears in an error.
 
 use std::time::Duration;
@@ -74,8 +75,18 @@ pub struct BatchApi {
 
 /// A refusal that another try would not change (a bad key, a malformed file).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
+#[error("{message}")]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+}
+
+/// An uploaded file as `GET /files` lists it.
+#[derive(Debug, Clone)]
+pub struct FileObject {
+    pub id: String,
+    pub filename: String,
+}
 
 impl BatchApi {
     pub fn new(base_url: &str, key: Option<Secret>, timeout: Duration) -> Result<BatchApi> {
@@ -154,7 +165,11 @@ impl BatchApi {
                         } else {
                             ""
                         };
-                        return Err(Refused(format!("{message}{hint}")).into());
+                        return Err(Refused {
+                            status: status.as_u16(),
+                            message: format!("{message}{hint}"),
+                        }
+                        .into());
                     }
                 }
             }
@@ -203,33 +218,86 @@ impl BatchApi {
         BatchObject::parse(&answer)
     }
 
-    pub async fn get(&self, batch_id: &str) -> Result<BatchObject> {
+    /// The batch, or `None` when the provider answers 404: it no longer knows the batch.
+    pub async fn get(&self, batch_id: &str) -> Result<Option<BatchObject>> {
         let url = format!("{}/batches/{batch_id}", self.base);
-        let answer = self
-            .send("reading the batch", || self.http.get(&url))
-            .await?
-            .json()?;
-        BatchObject::parse(&answer)
+        match self.send("reading the batch", || self.http.get(&url)).await {
+            Ok(body) => Ok(Some(BatchObject::parse(&body.json()?)?)),
+            Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 404) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The batch created over `input_file_id`, if there is one among the most recent batches
     /// (a creation cut off before its id was recorded).
     pub async fn find_by_input(&self, input_file_id: &str) -> Result<Option<BatchObject>> {
+        let mut found = None;
+        self.list("batches?limit=100", "listing batches", |b| {
+            if b["input_file_id"] == input_file_id {
+                found = Some(BatchObject::parse(b));
+            }
+            found.is_none()
+        })
+        .await?;
+        found.transpose()
+    }
+
+    /// The input files of the most recent batches.
+    pub async fn batch_inputs(&self) -> Result<std::collections::HashSet<String>> {
+        let mut inputs = std::collections::HashSet::new();
+        self.list("batches?limit=100", "listing batches", |b| {
+            if let Some(id) = b["input_file_id"].as_str() {
+                inputs.insert(id.to_string());
+            }
+            true
+        })
+        .await?;
+        Ok(inputs)
+    }
+
+    /// The uploaded files of purpose `batch` (batch input files).
+    pub async fn input_files(&self) -> Result<Vec<FileObject>> {
+        let mut files = Vec::new();
+        self.list("files?purpose=batch", "listing files", |f| {
+            if let (Some(id), Some(filename)) = (f["id"].as_str(), f["filename"].as_str()) {
+                files.push(FileObject {
+                    id: id.to_string(),
+                    filename: filename.to_string(),
+                });
+            }
+            true
+        })
+        .await?;
+        Ok(files)
+    }
+
+    pub async fn delete_file(&self, file_id: &str) -> Result<()> {
+        let url = format!("{}/files/{file_id}", self.base);
+        self.send("deleting a file", || self.http.delete(&url))
+            .await?;
+        Ok(())
+    }
+
+    /// Hands each object of a listing to `visit` (newest first), page by page, until `visit`
+    /// answers false or 10 pages were read: far more than a run makes between a kill and its
+    /// resume.
+    async fn list(
+        &self,
+        query: &str,
+        what: &str,
+        mut visit: impl FnMut(&Value) -> bool,
+    ) -> Result<()> {
         let mut after: Option<String> = None;
-        // 10 pages of 100: far more batches than a run creates between a kill and its resume.
         for _ in 0..10 {
-            let mut url = format!("{}/batches?limit=100", self.base);
+            let mut url = format!("{}/{query}", self.base);
             if let Some(a) = &after {
                 url.push_str(&format!("&after={a}"));
             }
-            let page = self
-                .send("listing batches", || self.http.get(&url))
-                .await?
-                .json()?;
+            let page = self.send(what, || self.http.get(&url)).await?.json()?;
             let data = page["data"].as_array().cloned().unwrap_or_default();
-            for b in &data {
-                if b["input_file_id"] == input_file_id {
-                    return Ok(Some(BatchObject::parse(b)?));
+            for object in &data {
+                if !visit(object) {
+                    return Ok(());
                 }
             }
             if page["has_more"] != true || data.is_empty() {
@@ -237,7 +305,7 @@ impl BatchApi {
             }
             after = data.last().and_then(|b| b["id"].as_str().map(String::from));
         }
-        Ok(None)
+        Ok(())
     }
 
     /// A file's content (a batch's output or error file).

@@ -18,6 +18,7 @@
 
 mod api;
 mod lines;
+mod uploads;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitCode;
@@ -95,7 +96,7 @@ pub fn run(
         quality: super::quality_config(meta, config),
         judge: None,
     };
-    let writer = Writer::new(
+    let mut writer = Writer::new(
         &store,
         meta,
         Budget {
@@ -106,6 +107,7 @@ pub fn run(
         Arc::new(AtomicU64::new(launch_spent)),
         None,
     )?;
+    writer.batch = true;
     let jobs = store.batch_jobs()?;
     let driver = Driver {
         api: BatchApi::new(&spec.url, spec.key.clone(), config.calls.timeout)?,
@@ -117,6 +119,7 @@ pub fn run(
         next_id: jobs.iter().map(|j| j.id + 1).max().unwrap_or(0),
         jobs: jobs.into_iter().filter(|j| !j.collected).collect(),
         fingerprint: meta.plan_fingerprint.clone(),
+        file_prefix: uploads::file_prefix(&meta.plan_fingerprint, &store.batch_tag()?),
         max_requests: config.batch.max_requests,
         max_bytes: config.batch.max_mb * 1_000_000,
         hold_until: None,
@@ -164,6 +167,8 @@ struct Driver {
     jobs: Vec<BatchJob>,
     next_id: u64,
     fingerprint: String,
+    /// How the names of this store's input files begin (see [`uploads::file_prefix`]).
+    file_prefix: String,
     max_requests: usize,
     max_bytes: usize,
     /// The provider's enqueued-token limit was reached: no new batch before then.
@@ -201,6 +206,10 @@ impl Driver {
         let mut signals = watch_signals();
         let mut interval = poll;
         let mut last_line = String::new();
+        if !self.jobs.is_empty() {
+            // Re-attaching: an upload whose answer a kill cut off left a file nothing uses.
+            self.delete_unused_uploads().await;
+        }
         loop {
             let before = (self.attempts.len(), self.jobs.len());
             let pass = match self.pass().await {
@@ -317,11 +326,14 @@ impl Driver {
             self.create(&mut job, true).await?;
         }
         if !job.collected {
-            let batch = self
+            let Some(batch) = self
                 .api
                 .get(job.batch_id.as_deref().unwrap_or_default())
                 .await
-                .map_err(refusal)?;
+                .map_err(refusal)?
+            else {
+                return self.lost(at, job);
+            };
             if batch.status != job.status
                 || batch.completed != job.completed
                 || batch.failed != job.failed
@@ -342,12 +354,7 @@ impl Driver {
     }
 
     async fn upload(&mut self, job: &mut BatchJob, content: Vec<u8>) -> Result<()> {
-        let name = format!(
-            "dgen-{}-{}-{}.jsonl",
-            &self.fingerprint[..self.fingerprint.len().min(12)],
-            job.id,
-            job.stage.name()
-        );
+        let name = uploads::file_name(&self.file_prefix, job.id, job.stage);
         let file_id = self.api.upload(&name, content).await.map_err(refusal)?;
         job.file_id = Some(file_id);
         job.status = "uploaded".into();
@@ -783,6 +790,28 @@ impl Driver {
         Ok(())
     }
 
+    /// The provider answers 404 for a batch in flight (deleted, or expired from its records):
+    /// the job is closed and its requests, still unanswered, go into the next batch.
+    fn lost(&mut self, at: usize, mut job: BatchJob) -> Result<()> {
+        let id = job.batch_id.clone().unwrap_or_default();
+        tracing::warn!(
+            "batch #{} ({id}): the provider answers 404, it no longer knows the batch; its {} requests go into the next batch",
+            job.id,
+            job.requests.len()
+        );
+        job.collected = true;
+        job.status = "not_found".into();
+        job.note = Some(format!(
+            "not found: the provider answered 404 for {id}; its requests were sent again"
+        ));
+        let mut write = crate::store::Batch::default();
+        write.batch_jobs.push(job.clone());
+        write.count("batch/not_found", 1);
+        self.writer.commit(write, 0)?;
+        self.jobs[at] = job;
+        Ok(())
+    }
+
     fn note(&self, batch: &BatchObject, answered: usize, unfinished: usize) -> String {
         let mut note = format!("{}: {answered} answered", batch.status);
         if unfinished > 0 {
@@ -882,7 +911,7 @@ struct Halt(String);
 /// A refusal by the provider stops the run (with what is committed kept); other errors too.
 fn refusal(e: anyhow::Error) -> anyhow::Error {
     if let Some(r) = e.downcast_ref::<api::Refused>() {
-        return Halt(r.0.clone()).into();
+        return Halt(r.message.clone()).into();
     }
     e
 }
