@@ -1,0 +1,345 @@
+//! The collecting side of the batch run: a finished batch's output and error files read,
+//! each answer sorted (bills, refusals, scenarios to keep, dialogues to check and embed) and
+//! committed in one transaction with the job's "collected" mark; a batch that failed as a
+//! whole, or that the provider no longer knows, sends its requests into the next batch.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+
+use crate::store::{BatchJob, BatchStage, StoredScenario};
+
+use super::super::attempt::{self, attempt_spec, Outcome, Rejection};
+use super::super::writer::Decision;
+use super::api::BatchObject;
+use super::lines::{self, Answer};
+use super::{Driver, Halt};
+
+impl Driver {
+    /// Sorts a batch's answers: bills, refusals, scenarios to store, and the dialogue answers
+    /// still to check and embed. Requests whose item moved on since are skipped (never applied
+    /// twice); unanswered ones go back to the pool.
+    fn sort_answers(
+        &self,
+        job: &BatchJob,
+        answers: &HashMap<String, Answer>,
+    ) -> (Results, Vec<DialogueAnswer>) {
+        let mut r = Results::default();
+        let mut dialogues = Vec::new();
+        for &(index, attempt) in &job.requests {
+            if self.attempts.get(&index) != Some(&attempt) {
+                continue;
+            }
+            match answers.get(&lines::custom_id(job.stage, index, attempt)) {
+                None => r.unfinished += 1,
+                Some(Answer::Unfinished { message }) => {
+                    r.last_error = Some(message.clone());
+                    r.unfinished += 1;
+                }
+                Some(Answer::Refused { message, usage }) => {
+                    r.answered += 1;
+                    r.outcomes.push(Outcome::Billed(*usage));
+                    let message = format!("{} call: {message}", job.stage.name());
+                    r.outcomes
+                        .push(rejected(index, attempt, "api_error", message, true));
+                    if job.stage == BatchStage::Dialogue {
+                        r.scenarios.push((index, None));
+                    }
+                }
+                Some(Answer::Completed {
+                    content,
+                    truncated,
+                    usage,
+                }) => {
+                    r.answered += 1;
+                    r.outcomes.push(Outcome::Billed(*usage));
+                    match job.stage {
+                        BatchStage::Scenario if content.trim().is_empty() => {
+                            let message = "the scenario call returned no text".to_string();
+                            r.outcomes.push(rejected(
+                                index,
+                                attempt,
+                                "empty_scenario",
+                                message,
+                                true,
+                            ));
+                        }
+                        BatchStage::Scenario => r.scenarios.push((
+                            index,
+                            Some(StoredScenario {
+                                attempt,
+                                text: content.trim().to_string(),
+                                usage: *usage,
+                            }),
+                        )),
+                        BatchStage::Dialogue => {
+                            r.scenarios.push((index, None));
+                            dialogues.push(DialogueAnswer {
+                                index,
+                                attempt,
+                                content: content.clone(),
+                                truncated: *truncated,
+                                usage: *usage,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        (r, dialogues)
+    }
+
+    /// Commits a finished batch's results in one transaction with the job's "collected"
+    /// mark; requests it left unanswered go back to the pool.
+    pub(super) async fn collect(
+        &mut self,
+        at: usize,
+        mut job: BatchJob,
+        batch: BatchObject,
+    ) -> Result<()> {
+        let mut files = Vec::new();
+        for id in [&batch.output_file_id, &batch.error_file_id]
+            .into_iter()
+            .flatten()
+        {
+            files.push(self.api.content(id).await?);
+        }
+        let slices: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+        let (answers, unreadable) = lines::read_answers(&slices);
+        if unreadable > 0 {
+            tracing::warn!("batch #{}: {unreadable} result lines could not be read; their requests are sent again", job.id);
+        }
+        let (mut results, dialogues) = self.sort_answers(&job, &answers);
+        // Embedded side by side (the embedder batches what waits), committed in request order.
+        let evaluated: Vec<Result<Outcome>> = futures::stream::iter(dialogues.iter())
+            .map(|d| self.dialogue(d))
+            .buffered(64)
+            .collect()
+            .await;
+        for outcome in evaluated {
+            results.outcomes.push(outcome?);
+        }
+        let Results {
+            outcomes,
+            scenarios,
+            answered,
+            unfinished,
+            mut last_error,
+        } = results;
+        let (mut write, acks, spent) = self.writer.build(outcomes)?;
+        job.collected = true;
+        job.status.clone_from(&batch.status);
+        job.completed = batch.completed;
+        job.failed = batch.failed;
+        job.note = Some(self.note(&batch, answered, unfinished));
+        write.scenarios.clone_from(&scenarios);
+        write.batch_jobs.push(job.clone());
+        write.count(format!("batch/{}", batch.status), 1);
+        self.writer.commit(write, spent)?;
+        tracing::info!(
+            "batch #{} {}: {}",
+            job.id,
+            job.stage.name(),
+            job.note.as_deref().unwrap_or("")
+        );
+        self.jobs[at] = job.clone();
+        for (index, scenario) in scenarios {
+            match scenario {
+                Some(s) => self.scenarios.insert(index, s),
+                None => self.scenarios.remove(&index),
+            };
+        }
+        let mut failures_here = 0;
+        for ack in acks {
+            match ack.decision {
+                Decision::Accepted => {
+                    self.accepted_here += 1;
+                    self.attempts.remove(&ack.item);
+                }
+                Decision::Failed => {
+                    self.attempts.remove(&ack.item);
+                }
+                Decision::Retry(next) => {
+                    self.attempts.insert(ack.item, next);
+                }
+            }
+            if ack.failure {
+                failures_here += 1;
+                self.consecutive_failures += 1;
+                last_error = ack.message.clone();
+            } else {
+                self.consecutive_failures = 0;
+            }
+        }
+        if failures_here > 0 {
+            tracing::debug!("batch #{}: {failures_here} answers unusable", job.id);
+        }
+        if self.consecutive_failures >= self.max_consecutive_failures {
+            return Err(Halt(format!(
+                "{} consecutive failures (--max_consecutive_failures); the last: {}",
+                self.consecutive_failures,
+                last_error.unwrap_or_default()
+            ))
+            .into());
+        }
+        self.failed_batch(&batch, &job)
+    }
+
+    /// A batch that failed as a whole: waits for an enqueued-token limit, stops on a second
+    /// refusal of another kind in a row.
+    fn failed_batch(&mut self, batch: &BatchObject, job: &BatchJob) -> Result<()> {
+        if batch.status != "failed" {
+            self.refusals = 0;
+            self.hold = Duration::from_secs(1).max(self.hold / 2);
+            return Ok(());
+        }
+        let described: Vec<String> = batch
+            .errors
+            .iter()
+            .map(|(code, message)| format!("{code}: {message}"))
+            .collect();
+        if batch
+            .errors
+            .iter()
+            .any(|(code, _)| code == "token_limit_exceeded")
+        {
+            self.hold_until = Some(Instant::now() + self.hold);
+            tracing::warn!(
+                "batch #{} refused: the provider's enqueued-token limit is reached; its {} requests wait {:.0} s, until batches in flight finish",
+                job.id,
+                job.requests.len(),
+                self.hold.as_secs_f64()
+            );
+            self.hold = (self.hold * 2).min(Duration::from_secs(1800));
+            return Ok(());
+        }
+        self.refusals += 1;
+        if self.refusals >= 2 {
+            return Err(Halt(format!(
+                "the provider refused two batches in a row ({}); the requests stay pending. Check --model and --base_url",
+                described.join("; ")
+            ))
+            .into());
+        }
+        tracing::warn!(
+            "batch #{} failed ({}); its requests are sent again",
+            job.id,
+            described.join("; ")
+        );
+        Ok(())
+    }
+
+    /// The provider answers 404 for a batch in flight (deleted, or expired from its records):
+    /// the job is closed and its requests, still unanswered, go into the next batch.
+    pub(super) fn lost(&mut self, at: usize, mut job: BatchJob) -> Result<()> {
+        let id = job.batch_id.clone().unwrap_or_default();
+        tracing::warn!(
+            "batch #{} ({id}): the provider answers 404, it no longer knows the batch; its {} requests go into the next batch",
+            job.id,
+            job.requests.len()
+        );
+        job.collected = true;
+        job.status = "not_found".into();
+        job.note = Some(format!(
+            "not found: the provider answered 404 for {id}; its requests were sent again"
+        ));
+        let mut write = crate::store::Batch::default();
+        write.batch_jobs.push(job.clone());
+        write.count("batch/not_found", 1);
+        self.writer.commit(write, 0)?;
+        self.jobs[at] = job;
+        Ok(())
+    }
+
+    fn note(&self, batch: &BatchObject, answered: usize, unfinished: usize) -> String {
+        let mut note = format!("{}: {answered} answered", batch.status);
+        if unfinished > 0 {
+            note.push_str(&format!(", {unfinished} left unanswered and sent again"));
+        }
+        if !batch.errors.is_empty() {
+            let errors: Vec<String> = batch
+                .errors
+                .iter()
+                .map(|(c, m)| format!("{c}: {m}"))
+                .collect();
+            note.push_str(&format!(" ({})", errors.join("; ")));
+        }
+        note
+    }
+
+    /// A dialogue answer through the online run's checks and the embedder.
+    async fn dialogue(&self, answer: &DialogueAnswer) -> Result<Outcome> {
+        let &DialogueAnswer {
+            index,
+            attempt,
+            ref content,
+            truncated,
+            usage,
+        } = answer;
+        let ctx = &self.ctx;
+        let item = self.store.item(index)?;
+        let scenario = self
+            .scenarios
+            .get(&index)
+            .filter(|s| s.attempt == attempt)
+            .with_context(|| {
+                format!("item {index}: the scenario of attempt {attempt} is missing from the store")
+            })?;
+        let spec = attempt_spec(&item, attempt, &ctx.config, &ctx.personas);
+        let base = attempt::base_conversation(ctx, &item);
+        let (turns, flagged) = match attempt::checked_turns(ctx, &item, &base, content, truncated) {
+            Ok(t) => t,
+            Err(u) => return Ok(rejected(index, attempt, &u.kind, u.message, u.failure)),
+        };
+        let mut total = scenario.usage;
+        total += usage;
+        let candidate = attempt::candidate(
+            ctx,
+            &item,
+            attempt::Answered {
+                spec,
+                served_by: 0,
+                usage: total,
+                turns,
+                scenario: scenario.text.clone(),
+                flagged,
+            },
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(Halt(e)))?;
+        Ok(Outcome::Candidate(candidate))
+    }
+}
+
+/// A batch's answers sorted, before the commit.
+#[derive(Default)]
+struct Results {
+    outcomes: Vec<Outcome>,
+    /// Scenarios to store (`Some`) or drop (`None`), by item.
+    scenarios: Vec<(u64, Option<StoredScenario>)>,
+    answered: usize,
+    unfinished: usize,
+    last_error: Option<String>,
+}
+
+/// A dialogue request's answer, to check and embed.
+struct DialogueAnswer {
+    index: u64,
+    attempt: u32,
+    content: String,
+    truncated: bool,
+    usage: crate::llm::Usage,
+}
+
+fn rejected(item: u64, attempt: u32, kind: &str, message: String, failure: bool) -> Outcome {
+    Outcome::Rejected(Rejection {
+        item,
+        attempt,
+        kind: kind.to_string(),
+        message,
+        failure,
+    })
+}
