@@ -422,6 +422,32 @@ fn a_batch_the_provider_answers_404_for_goes_into_the_next_batch() {
 }
 
 #[test]
+fn batches_and_files_both_unknown_mean_another_account_and_stop_the_run_sending_nothing_again() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    env.run(&mock, &["--batch"]).assert().success();
+    let uploads = mock.batches(|b| b.uploads);
+    // Another account or endpoint: it knows neither the batch nor the file dgen uploaded.
+    mock.with_batches(|b| {
+        b.batches.clear();
+        b.files.clear();
+    });
+    env.run(&mock, &FAST)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not the account or endpoint"))
+        .stderr(predicate::str::contains("--base_url"));
+    assert_eq!(
+        mock.batches(|b| b.uploads),
+        uploads,
+        "nothing was sent again"
+    );
+    let json = env.status_json();
+    assert_eq!(json["batches"][0]["collected"], false, "{json}");
+}
+
+#[test]
 fn an_upload_cut_off_by_a_kill_is_deleted_when_the_run_re_attaches() {
     let env = Env::new();
     env.plan_for_run(3);

@@ -397,16 +397,39 @@ fn a_plan_killed_while_creating_its_store_leaves_nothing_the_next_plan_refuses()
         while !appeared() && child.try_wait().unwrap().is_none() {}
         child.kill().unwrap();
         child.wait().unwrap();
+        // A dead process's temporary store is removed once nobody has written it for an hour
+        // (on a shared file system the process may live on another node): aged here.
+        for entry in std::fs::read_dir(env.dir.path()).unwrap() {
+            let entry = entry.unwrap();
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{store}.partial-"))
+            {
+                let two_hours_ago =
+                    std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+                std::fs::File::options()
+                    .write(true)
+                    .open(entry.path())
+                    .unwrap()
+                    .set_modified(two_hours_ago)
+                    .unwrap();
+            }
+        }
         let out = env.stdout(&mut env.plan(30, &["--store", &store]));
         assert!(out.contains("planned 30 work items"), "{out}");
     }
+    // One written within the hour is left alone, whatever its number says here.
+    std::fs::write(env.path("s8.redb.partial-4000000"), b"").unwrap();
+    let out = env.stdout(&mut env.plan(30, &["--store", "s8.redb"]));
+    assert!(out.contains("planned 30 work items"), "{out}");
     let mut names: Vec<String> = std::fs::read_dir(env.path(""))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(
-        names,
-        (0..8).map(|i| format!("s{i}.redb")).collect::<Vec<_>>()
-    );
+    let mut expected: Vec<String> = (0..9).map(|i| format!("s{i}.redb")).collect();
+    expected.push("s8.redb.partial-4000000".into());
+    expected.sort();
+    assert_eq!(names, expected);
 }

@@ -13,7 +13,8 @@ impl Store {
     /// Creates the store at `path`, where there is none yet (no file, or an empty one), by way
     /// of `<path>.partial-<pid>`: `fill` writes it, then it takes the name `path` (never over a
     /// store another process made there meanwhile) and is opened there again. Temporary files
-    /// of processes that are gone are removed first; this one's is removed when `fill` fails.
+    /// of processes that are gone, unwritten for an hour, are removed first; this one's is
+    /// removed when `fill` fails.
     pub fn create_in_place(path: &Path, fill: impl FnOnce(&Store) -> Result<()>) -> Result<Store> {
         if path.is_dir() {
             bail!(
@@ -56,8 +57,10 @@ fn publish(temp: &Path, path: &Path) -> Result<()> {
     };
     match std::fs::hard_link(temp, path) {
         Ok(()) => {
-            std::fs::remove_file(temp)
-                .with_context(|| format!("cannot remove {}", temp.display()))?;
+            // The store is in place: a temporary name left behind is litter, not a failure.
+            if let Err(e) = std::fs::remove_file(temp) {
+                tracing::warn!("cannot remove {}: {e}", temp.display());
+            }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -70,10 +73,29 @@ fn publish(temp: &Path, path: &Path) -> Result<()> {
                 ),
             }
         }
-        // A file system without hard links.
-        Err(_) => rename(),
+        // A file system without hard links: renamed, unless something took the name since.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            if std::fs::symlink_metadata(path).is_ok() {
+                bail!(
+                    "another process created {} while this one was writing it; nothing was replaced: check what it holds (`dgen --store {} status`), or pass another --store",
+                    path.display(),
+                    path.display()
+                );
+            }
+            rename()
+        }
+        Err(e) => Err(e)
+            .with_context(|| format!("cannot give {} the name {}", temp.display(), path.display())),
     }
 }
+
+/// How long a temporary store nobody writes stays before a later command removes it.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// `<prefix><pid>` files whose process is gone: left by a command killed while it made them.
 fn remove_dead_partials(dir: &Path, prefix: &str) {
@@ -85,7 +107,13 @@ fn remove_dead_partials(dir: &Path, prefix: &str) {
         let Some(pid) = name.strip_prefix(prefix) else {
             continue;
         };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+        // On a file system several nodes share (a cluster's), a process gone here may be alive
+        // on another node: only a file nobody wrote for an hour is taken for a dead one's.
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age >= STALE_AFTER));
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() && stale {
             match std::fs::remove_file(entry.path()) {
                 Ok(()) => tracing::info!(
                     "removed {}, left by a command that was cut short while creating a store",

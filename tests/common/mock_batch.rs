@@ -155,6 +155,7 @@ pub fn handle(
         ("POST", ["files"]) => upload(state, content_type, body),
         ("GET", ["files"]) => list_files(state, target),
         ("DELETE", ["files", id]) => delete_file(state, id),
+        ("GET", ["files", id]) => file(state, id),
         ("GET", ["files", id, "content"]) => content(state, id),
         ("POST", ["batches"]) => create(state, body),
         ("GET", ["batches"]) => list(state),
@@ -361,6 +362,20 @@ fn list_files(state: &Mutex<State>, target: &str) -> (u16, String) {
         200,
         json!({"object": "list", "data": data, "has_more": false}).to_string(),
     )
+}
+
+/// `GET /files/{id}`: the file object, or 404.
+fn file(state: &Mutex<State>, id: &str) -> (u16, String) {
+    let s = state.lock().unwrap();
+    match s.batch.files.get(id) {
+        Some(f) => (
+            200,
+            json!({"id": id, "object": "file", "bytes": f.content.len(), "created_at": 1_700_000_000,
+                "filename": f.filename, "purpose": f.purpose})
+            .to_string(),
+        ),
+        None => error(404, &format!("no file {id}")),
+    }
 }
 
 fn delete_file(state: &Mutex<State>, id: &str) -> (u16, String) {

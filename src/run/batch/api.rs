@@ -228,6 +228,21 @@ impl BatchApi {
         }
     }
 
+    /// Whether the provider knows the file: `false` on a 404. A batch answered 404 whose input
+    /// file is known was lost by the provider; when the file is unknown too, dgen is talking to
+    /// another account or endpoint than the one it uploaded to.
+    pub async fn file_known(&self, file_id: &str) -> Result<bool> {
+        let url = format!("{}/files/{file_id}", self.base);
+        match self
+            .send("reading the input file", || self.http.get(&url))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The batch created over `input_file_id`, if there is one among the most recent batches
     /// (a creation cut off before its id was recorded).
     pub async fn find_by_input(&self, input_file_id: &str) -> Result<Option<BatchObject>> {

@@ -336,6 +336,15 @@ impl Driver {
                 .await
                 .map_err(refusal)?
             else {
+                let file = job.file_id.as_deref().unwrap_or_default();
+                if !self.api.file_known(file).await.map_err(refusal)? {
+                    return Err(Halt(format!(
+                        "the provider answers 404 for batch #{} ({}) and for its input file {file}: this is not the account or endpoint that created them. Check --base_url and the API key (the run that submitted them used this store's batches), then run `dgen run --batch` again; nothing was sent again",
+                        job.id,
+                        job.batch_id.as_deref().unwrap_or_default()
+                    ))
+                    .into());
+                }
                 return self.lost(at, job);
             };
             if batch.status != job.status
