@@ -22,8 +22,8 @@ pub(super) const PACE: f64 = 0.98;
 /// Lateness a bucket makes up for: a timer wakes a waiter a little after its turn, and a bucket
 /// that held exactly one request would lose that time on every request. A bucket holds one
 /// request plus this much of its rate, so with [`PACE`] a window of a second or more still sees
-/// at most its allowance N (1 + 0.015 × 0.98 N + 0.98 N < N + 1).
-const SLACK: Duration = Duration::from_millis(15);
+/// at most its allowance N (1 + 0.02 × 0.98 N + 0.98 N < N + 1).
+const SLACK: Duration = Duration::from_millis(20);
 
 /// The `x-ratelimit-*` headers of a response.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
