@@ -7,7 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::mock::{MockServer, Queue, RateLimit, Shape};
+use common::mock::rate::Shape;
+use common::mock::{MockServer, Queue, RateLimit};
 use common::Env;
 use predicates::prelude::*;
 

@@ -8,7 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::mock::{MockServer, RateLimit, Shape};
+use common::mock::rate::Shape;
+use common::mock::{MockServer, RateLimit};
 use common::Env;
 
 /// A run of `items` dialogues against a mock allowing 10 calls a second (600 a minute) in the

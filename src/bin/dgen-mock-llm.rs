@@ -102,9 +102,9 @@ fn main() {
             tokens: args.tpm.map(scale),
             headers: !args.no_ratelimit_headers,
             shape: if args.bucket {
-                mock::Shape::Bucket
+                mock::rate::Shape::Bucket
             } else {
-                mock::Shape::Sliding
+                mock::rate::Shape::Sliding
             },
         });
     }

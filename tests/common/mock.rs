@@ -24,7 +24,7 @@ pub mod batch;
 #[path = "mock_rate.rs"]
 pub mod rate;
 
-pub use rate::{RateLimit, Shape};
+pub use rate::RateLimit;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -533,7 +533,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .unwrap_or("")
         .to_string();
     let json_mode = body["response_format"]["type"] == "json_schema";
-    let _open = Open::new(state);
+    let open = Open::new(state);
     let prompt_estimate = body["messages"].to_string().len() as u64 / 4;
     let admitted = admit(&mut state.lock().unwrap(), prompt_estimate);
     let window_seq = match admitted {
@@ -753,6 +753,9 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                   "total_tokens": prompt_tokens.saturating_add(content.len() as u64 / 4),
                   "prompt_tokens_details": {"cached_tokens": cached}}
     });
+    // Open until its answer is ready, not until written: on a busy machine the thread that wrote
+    // it may run again only after the client, answered, has sent its next call.
+    drop(open);
     respond(&mut conn, 200, &headers, &response.to_string())
 }
 
