@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Benchmark adaptive concurrency against the mock server (scripts/bench-adaptive.sh [N]):
-#  1. a server that allows 600 requests and 300,000 tokens a minute over a sliding 60 s window,
-#     answering 429 + Retry-After beyond them and stating its limits in x-ratelimit-* headers:
-#     achieved calls/min and tokens/min against the allowed, and the share of 429s;
-#  2. the same limits without headers, dgen told them with --rpm / --tpm;
-#  3. a server that queues (8 calls served at once, 200 ms each) under --concurrency 64: the
+#  1. servers that allow 600 requests and 300,000 tokens a minute, answering 429 + Retry-After
+#     beyond them, enforced over a sliding window of 60 s, 6 s or 1 s (60 calls in any 6 s, 10
+#     in any second), or by a token bucket of 6 s (60 calls, refilled at 10 a second): each
+#     stating its limits in x-ratelimit-* headers (dgen --concurrency 64), then without headers
+#     (dgen told the limits with --rpm / --tpm): achieved calls/min and tokens/min against the
+#     allowed, and the share of 429s;
+#  2. a server that queues (8 calls served at once, 200 ms each) under --concurrency 64: the
 #     calls in flight it saw in the second half of the run.
-# PROFILE=debug uses the debug build (the figures are about pacing, not CPU).
+# PROFILE=debug uses the debug build (the figures are about pacing, not CPU). ONLY=NAME runs
+# the one configuration of that name; DGEN=PATH benchmarks another dgen binary (e.g. an older
+# build) against the same mock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-300}"
@@ -17,7 +21,7 @@ if [[ "$PROFILE" == release ]]; then
 else
   cargo build --locked --quiet --bin dgen --bin dgen-mock-llm
 fi
-BIN="$PWD/target/$PROFILE/dgen"
+BIN="${DGEN:-$PWD/target/$PROFILE/dgen}"
 MOCK="$PWD/target/$PROFILE/dgen-mock-llm"
 ROOT="$PWD"
 WORK="$(mktemp -d)"
@@ -28,6 +32,7 @@ trap cleanup EXIT
 # run NAME MOCK_FLAGS... -- DGEN_FLAGS...: one run on a fresh mock and store; prints a line.
 run() {
   local name="$1"; shift
+  if [[ -n "${ONLY:-}" && "$ONLY" != "$name" ]]; then return; fi
   local mock_flags=() dgen_flags=()
   while [[ "$1" != "--" ]]; do mock_flags+=("$1"); shift; done
   shift
@@ -68,7 +73,13 @@ print(f"{name}: {done} accepted in {end - start:.1f} s; {answered / minutes:.0f}
 PY
 }
 
-run limits-from-headers --rpm 600 --tpm 300000 --window-s 60 -- --concurrency 64
-run limits-from-flags --rpm 600 --tpm 300000 --window-s 60 --no-ratelimit-headers -- \
-  --concurrency 64 --rpm 600 --tpm 300000
+LIMITS=(--rpm 600 --tpm 300000)
+for shape in "sliding 60" "sliding 6" "sliding 1" "bucket 6"; do
+  read -r kind window <<<"$shape"
+  mock=("${LIMITS[@]}" --window-s "$window")
+  [[ "$kind" == bucket ]] && mock+=(--bucket)
+  run "$kind-${window}s-headers" "${mock[@]}" -- --concurrency 64
+  run "$kind-${window}s-flags" "${mock[@]}" --no-ratelimit-headers -- \
+    --concurrency 64 "${LIMITS[@]}"
+done
 run queueing --capacity 8 --service-ms 200 -- --concurrency 64

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::mock::rate::Shape;
 use common::mock::{MockServer, Queue, RateLimit};
 use common::Env;
 use predicates::prelude::*;
@@ -27,6 +28,7 @@ fn a_rate_limited_server_is_met_with_few_429s() {
         requests: Some(10),
         tokens: None,
         headers: true,
+        shape: Shape::Sliding,
     });
     env.plan_for_run(30);
     env.run(&mock, &["--concurrency", "32"]).assert().success();
@@ -66,6 +68,7 @@ fn explicit_rpm_and_tpm_pace_below_a_server_that_states_no_limits() {
         requests: Some(8),
         tokens: Some(per_call * 6),
         headers: false,
+        shape: Shape::Sliding,
     });
     env.plan_for_run(24);
     let rpm = "240".to_string();

@@ -2,16 +2,7 @@
 //! tests use): for trying `dgen run` without an API key or a model, for benchmarks, and as a
 //! stand-in `--llama_server` (it accepts llama-server's flags and serves `/health`).
 //!
-//! `dgen-mock-llm [--port N] [--latency-ms MS] [--turns N] [--rpm N] [--tpm N] [--window-s S]
-//! [--no-ratelimit-headers] [--capacity C --service-ms MS] [--first-call N]
-//! [--repeat-after-idle-ms MS]` prints its base URL and serves until killed. Answers are
-//! composed from a call counter; `--first-call` sets where it starts, so several mocks serving
-//! one run do not answer alike. `--rpm` / `--tpm` enforce limits with 429s over a sliding window
-//! of `--window-s` seconds (default 60; the limits are per minute, scaled to the window);
-//! `--capacity` makes it queue like llama.cpp or vLLM: C calls served at once, each for
-//! `--service-ms`, the rest wait. `--repeat-after-idle-ms MS` answers a dialogue call that comes
-//! MS or more after the previous one with the previous answer, byte for byte: shards run one
-//! after another then duplicate each other's dialogues, for `dgen merge` to catch.
+//! `dgen-mock-llm --help` lists its flags. It prints its base URL and serves until killed.
 //! `GET /stats` says how many calls it answered, refused with 429 and held open at once. It also
 //! serves the OpenAI Batch API (`/files`, `/batches`) for `dgen run --batch`: each read of a
 //! batch moves it one step (validating, in_progress, completed).
@@ -21,37 +12,107 @@ mod mock;
 
 use std::time::Duration;
 
+use clap::Parser;
+
+/// A chat-completions server on 127.0.0.1 that composes answers to dgen's prompts, for trying
+/// and benchmarking `dgen run` without an API key or a model. Prints its base URL and serves
+/// until killed; `GET /stats` says how many calls it answered and refused.
+#[derive(Debug, Parser)]
+#[command(name = "dgen-mock-llm", version)]
+struct Args {
+    /// Port on 127.0.0.1 (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Milliseconds every answer takes.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    latency_ms: u64,
+    /// Turns per generated dialogue (default: the prompt's minimum).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    turns: Option<u64>,
+    /// Where the call counter that answers are composed from starts, so several mocks serving
+    /// one run do not answer alike.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    first_call: u64,
+    /// Requests a minute, enforced with 429 + Retry-After over --window-s.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rpm: Option<u64>,
+    /// Tokens a minute (prompt + completion), enforced with 429 + Retry-After over --window-s.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    tpm: Option<u64>,
+    /// Seconds over which --rpm / --tpm are enforced, scaled to it (600 a minute over 1 s: 10
+    /// a second): a sliding window, or with --bucket the bucket's refill time.
+    #[arg(long, default_value_t = 60, value_name = "S",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    window_s: u64,
+    /// Enforce --rpm / --tpm with a token bucket that holds a window's allowance and refills
+    /// continuously, instead of a sliding window; its reset header says when it is full again.
+    #[arg(long)]
+    bucket: bool,
+    /// Leave out the x-ratelimit-* headers (the limits are enforced all the same).
+    #[arg(long)]
+    no_ratelimit_headers: bool,
+    /// Queue like llama.cpp or vLLM: this many calls served at once, the rest wait.
+    #[arg(long, value_name = "C", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    capacity: Option<u64>,
+    /// How long each queued call is served (with --capacity).
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    service_ms: u64,
+    /// Answer a dialogue call that comes MS or more after the previous one with the previous
+    /// answer, byte for byte: shards run one after another then duplicate each other's
+    /// dialogues, for `dgen merge` to catch.
+    #[arg(long, value_name = "MS")]
+    repeat_after_idle_ms: Option<u64>,
+    /// llama-server's flags, accepted so the mock can stand in for it (`--llama_server`):
+    /// the model file (ignored).
+    #[arg(short = 'm', long, hide = true)]
+    model: Option<String>,
+    /// llama-server's host (the mock always listens on 127.0.0.1).
+    #[arg(long, hide = true)]
+    host: Option<String>,
+    /// llama-server's context size (ignored).
+    #[arg(short = 'c', long = "ctx-size", hide = true)]
+    ctx_size: Option<u64>,
+    /// llama-server's parallel slots, `-np` (ignored).
+    #[arg(long = "np", alias = "parallel", hide = true)]
+    parallel: Option<u64>,
+    /// llama-server's threads (ignored).
+    #[arg(short = 't', long, hide = true)]
+    threads: Option<u64>,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| -> Option<u64> {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-    };
-    let server = mock::MockServer::start_on(value("--port").unwrap_or(0) as u16);
-    server.set_latency(Duration::from_millis(value("--latency-ms").unwrap_or(0)));
-    server.state.lock().unwrap().turns = value("--turns").map(|t| t as usize);
-    server.state.lock().unwrap().counter = value("--first-call").unwrap_or(0);
-    let (rpm, tpm) = (value("--rpm"), value("--tpm"));
-    if rpm.is_some() || tpm.is_some() {
-        let window = value("--window-s").unwrap_or(60).max(1);
-        let scale = |per_minute: u64| (per_minute * window / 60).max(1);
+    // llama-server spells its parallel slots `-np`, one dash and two letters, which clap
+    // would read as `-n p`.
+    let args = std::env::args().map(|a| if a == "-np" { "--np".into() } else { a });
+    let args = Args::parse_from(args);
+    let server = mock::MockServer::start_on(args.port);
+    server.set_latency(Duration::from_millis(args.latency_ms));
+    {
+        let mut s = server.state.lock().unwrap();
+        s.turns = args.turns.map(|t| t as usize);
+        s.counter = args.first_call;
+        s.repeat_after_idle = args.repeat_after_idle_ms.map(Duration::from_millis);
+    }
+    if args.rpm.is_some() || args.tpm.is_some() {
+        let window = args.window_s;
+        let scale = |per_minute: u64| (per_minute.saturating_mul(window) / 60).max(1);
         server.set_rate_limit(mock::RateLimit {
             window: Duration::from_secs(window),
-            requests: rpm.map(scale),
-            tokens: tpm.map(scale),
-            headers: !args.iter().any(|a| a == "--no-ratelimit-headers"),
+            requests: args.rpm.map(scale),
+            tokens: args.tpm.map(scale),
+            headers: !args.no_ratelimit_headers,
+            shape: if args.bucket {
+                mock::rate::Shape::Bucket
+            } else {
+                mock::rate::Shape::Sliding
+            },
         });
     }
-    if let Some(capacity) = value("--capacity") {
+    if let Some(capacity) = args.capacity {
         server.set_queue(mock::Queue {
-            capacity: capacity.max(1) as usize,
-            service: Duration::from_millis(value("--service-ms").unwrap_or(100)),
+            capacity: capacity as usize,
+            service: Duration::from_millis(args.service_ms),
         });
-    }
-    if let Some(ms) = value("--repeat-after-idle-ms") {
-        server.state.lock().unwrap().repeat_after_idle = Some(Duration::from_millis(ms));
     }
     println!("{}", server.url);
     loop {

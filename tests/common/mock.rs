@@ -21,6 +21,10 @@ use std::time::Duration;
 
 #[path = "mock_batch.rs"]
 pub mod batch;
+#[path = "mock_rate.rs"]
+pub mod rate;
+
+pub use rate::RateLimit;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -154,11 +158,8 @@ pub struct State {
     pub seen_prompts: Vec<String>,
     /// Requests and tokens per window, enforced with 429s.
     pub rate_limit: Option<RateLimit>,
-    /// Calls within the window: arrival, sequence number, tokens (prompt, then + completion).
-    pub window: VecDeque<(std::time::Instant, u64, u64)>,
-    pub window_seq: u64,
-    /// 429s sent for the rate limit.
-    pub limited: u64,
+    /// What the rate limit counted: 429s sent, calls admitted.
+    pub rate: rate::RateState,
     /// A server that queues: this many calls served at once, each taking `service`.
     pub queue: Option<Queue>,
     pub busy: usize,
@@ -176,17 +177,6 @@ pub struct State {
     /// another finished, as shards run one after another, duplicates the other's last.
     pub repeat_after_idle: Option<Duration>,
     pub last_dialogue_at: Option<std::time::Instant>,
-}
-
-/// Limits a server enforces over a sliding window, as hosted APIs do per minute.
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimit {
-    pub window: Duration,
-    pub requests: Option<u64>,
-    /// Prompt and completion tokens billed within the window.
-    pub tokens: Option<u64>,
-    /// Send `x-ratelimit-*` headers (limits stated per minute, as OpenAI's are).
-    pub headers: bool,
 }
 
 /// A server that queues instead of refusing (llama.cpp, vLLM): `capacity` calls are served at
@@ -372,7 +362,26 @@ impl MockServer {
 
     /// 429s sent for the rate limit.
     pub fn limited(&self) -> u64 {
-        self.state.lock().unwrap().limited
+        self.state.lock().unwrap().rate.limited
+    }
+
+    /// When the calls the rate limit admitted arrived, in order.
+    pub fn admitted(&self) -> Vec<std::time::Instant> {
+        self.state.lock().unwrap().rate.admitted.clone()
+    }
+
+    /// The most calls (refused or admitted) that arrived within any stretch of `window`.
+    pub fn most_arrived_within(&self, window: Duration) -> usize {
+        let arrived = self.state.lock().unwrap().rate.arrived.clone();
+        (0..arrived.len())
+            .map(|i| {
+                arrived[i..]
+                    .iter()
+                    .take_while(|&&t| t.duration_since(arrived[i]) < window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Chat calls open at each arrival, in arrival order.
@@ -390,7 +399,7 @@ impl MockServer {
 fn stats(s: &State) -> Value {
     json!({
         "answered": s.requests.len(),
-        "limited": s.limited,
+        "limited": s.rate.limited,
         "max_in_flight": s.max_in_flight,
         "arrivals": s.arrivals,
         "span_seconds": match (s.first_arrival, s.last_arrival) {
@@ -425,73 +434,15 @@ impl Drop for Open<'_> {
     }
 }
 
-/// `1.5s`, as OpenAI writes its reset durations.
-fn reset_text(d: Duration) -> String {
-    format!("{:.3}s", d.as_secs_f64())
-}
-
-/// The `x-ratelimit-*` headers for the window as it stands.
-fn rate_headers(s: &State, now: std::time::Instant) -> Vec<(&'static str, String)> {
-    let Some(limit) = s.rate_limit.filter(|l| l.headers) else {
-        return Vec::new();
-    };
-    let per_minute = |n: u64| (n as f64 * 60.0 / limit.window.as_secs_f64()).floor() as u64;
-    let reset = s.window.front().map_or(Duration::ZERO, |(at, _, _)| {
-        (*at + limit.window).saturating_duration_since(now)
-    });
-    let mut out = Vec::new();
-    if let Some(n) = limit.requests {
-        out.push(("x-ratelimit-limit-requests", per_minute(n).to_string()));
-        out.push((
-            "x-ratelimit-remaining-requests",
-            n.saturating_sub(s.window.len() as u64).to_string(),
-        ));
-        out.push(("x-ratelimit-reset-requests", reset_text(reset)));
-    }
-    if let Some(n) = limit.tokens {
-        let used: u64 = s.window.iter().map(|(_, _, t)| t).sum();
-        out.push(("x-ratelimit-limit-tokens", per_minute(n).to_string()));
-        out.push((
-            "x-ratelimit-remaining-tokens",
-            n.saturating_sub(used).to_string(),
-        ));
-        out.push(("x-ratelimit-reset-tokens", reset_text(reset)));
-    }
-    out
-}
-
-/// Under the rate limit, admits the call (its sequence number in the window); else the 429's
+/// Under the rate limit, admits the call (its ticket, to bill its completion); else the 429's
 /// headers.
-fn admit(s: &mut State, prompt_tokens: u64) -> Result<Option<u64>, Vec<(&'static str, String)>> {
+fn admit(s: &mut State, prompt_tokens: u64) -> Result<Option<u64>, rate::Headers> {
     let Some(limit) = s.rate_limit else {
         return Ok(None);
     };
-    let now = std::time::Instant::now();
-    while s
-        .window
-        .front()
-        .is_some_and(|(at, _, _)| now.duration_since(*at) >= limit.window)
-    {
-        s.window.pop_front();
-    }
-    let used: u64 = s.window.iter().map(|(_, _, t)| t).sum();
-    let over_requests = limit.requests.is_some_and(|n| s.window.len() as u64 >= n);
-    let over_tokens = limit.tokens.is_some_and(|n| used + prompt_tokens > n);
-    if over_requests || over_tokens {
-        s.limited += 1;
-        // When the oldest call leaves the window (for tokens, possibly not enough: a guess, as
-        // servers' are).
-        let wait = s.window.front().map_or(Duration::ZERO, |(at, _, _)| {
-            (*at + limit.window).saturating_duration_since(now)
-        });
-        let mut headers = rate_headers(s, now);
-        headers.push(("Retry-After", format!("{:.3}", wait.as_secs_f64())));
-        return Err(headers);
-    }
-    s.window_seq += 1;
-    let seq = s.window_seq;
-    s.window.push_back((now, seq, prompt_tokens));
-    Ok(Some(seq))
+    s.rate
+        .admit(&limit, prompt_tokens, std::time::Instant::now())
+        .map(Some)
 }
 
 /// Waits for a free place in the queue, then holds it for the service time.
@@ -582,7 +533,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .unwrap_or("")
         .to_string();
     let json_mode = body["response_format"]["type"] == "json_schema";
-    let _open = Open::new(state);
+    let open = Open::new(state);
     let prompt_estimate = body["messages"].to_string().len() as u64 / 4;
     let admitted = admit(&mut state.lock().unwrap(), prompt_estimate);
     let window_seq = match admitted {
@@ -783,13 +734,13 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let cached = cached.min(prompt_tokens);
     let headers = {
         let mut s = state.lock().unwrap();
-        if let Some(seq) = window_seq {
-            let completion = content.len() as u64 / 4;
-            if let Some(entry) = s.window.iter_mut().find(|(_, n, _)| *n == seq) {
-                entry.2 += completion;
+        match (s.rate_limit, window_seq) {
+            (Some(limit), Some(ticket)) => {
+                s.rate.bill(&limit, ticket, content.len() as u64 / 4);
+                s.rate.headers(&limit, std::time::Instant::now())
             }
+            _ => Vec::new(),
         }
-        rate_headers(&s, std::time::Instant::now())
     };
     let response = json!({
         "id": "chatcmpl-mock",
@@ -802,6 +753,9 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                   "total_tokens": prompt_tokens.saturating_add(content.len() as u64 / 4),
                   "prompt_tokens_details": {"cached_tokens": cached}}
     });
+    // Open until its answer is ready, not until written: on a busy machine the thread that wrote
+    // it may run again only after the client, answered, has sent its next call.
+    drop(open);
     respond(&mut conn, 200, &headers, &response.to_string())
 }
 
