@@ -307,7 +307,10 @@ fn report_after_a_run_holds_every_section_chart_and_dialogue_with_status_numbers
             "copied_reference",
             "repetitive",
             "off_topic",
-            "placeholder"
+            "placeholder",
+            "short_utterances",
+            "repeated_reply",
+            "intent_labels"
         ]
     );
     for id in ["outcome", "user-emotion", "assistant-emotion"] {

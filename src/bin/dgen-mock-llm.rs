@@ -12,6 +12,7 @@
 //! `--service-ms`, the rest wait. `--repeat-after-idle-ms MS` answers a dialogue call that comes
 //! MS or more after the previous one with the previous answer, byte for byte: shards run one
 //! after another then duplicate each other's dialogues, for `dgen merge` to catch.
+//! `--degenerate` answers every dialogue call with junk (one-word turns, nouns for intents).
 //! `GET /stats` says how many calls it answered, refused with 429 and held open at once. It also
 //! serves the OpenAI Batch API (`/files`, `/batches`) for `dgen run --batch`: each read of a
 //! batch moves it one step (validating, in_progress, completed).
@@ -52,6 +53,9 @@ fn main() {
     }
     if let Some(ms) = value("--repeat-after-idle-ms") {
         server.state.lock().unwrap().repeat_after_idle = Some(Duration::from_millis(ms));
+    }
+    if args.iter().any(|a| a == "--degenerate") {
+        server.state.lock().unwrap().always = Some(mock::Fault::Degenerate);
     }
     println!("{}", server.url);
     loop {

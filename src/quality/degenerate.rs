@@ -66,7 +66,8 @@ pub(super) fn short_utterances(s: &Subject<'_>) -> Option<String> {
 
 /// One speaker says the same text (of any length, compared normalized) three or more times.
 pub(super) fn repeated_reply(s: &Subject<'_>) -> Option<String> {
-    let speakers: [(&str, fn(&ParsedTurn) -> &str); 2] = [
+    type Field = fn(&ParsedTurn) -> &str;
+    let speakers: [(&str, Field); 2] = [
         ("user", |t| &t.utterance),
         ("assistant", |t| &t.assistant_response),
     ];
@@ -224,7 +225,10 @@ mod tests {
         shorter[0].assistant_response = "Booked.".into();
         let found = short_utterances(&subject(&shorter)).unwrap();
         assert!(found.starts_with("4 of the 6 "), "{found}");
-        assert!(found.contains("\"Yes.\", \"Booked.\", \"No thanks.\""), "{found}");
+        assert!(
+            found.contains("\"Yes.\", \"Booked.\", \"No thanks.\""),
+            "{found}"
+        );
     }
 
     #[test]
@@ -260,7 +264,15 @@ mod tests {
         ] {
             assert!(is_label(label), "{label}");
         }
-        for label in ["Movie", "Book Flight", "book flight", "ask?", "_x", "x__y", ""] {
+        for label in [
+            "Movie",
+            "Book Flight",
+            "book flight",
+            "ask?",
+            "_x",
+            "x__y",
+            "",
+        ] {
             assert!(!is_label(label), "{label}");
         }
         let mut turns = sound();
