@@ -341,10 +341,10 @@ fn each_degenerate_check_catches_the_junk_on_its_own() {
 fn multiwoz_dialogues_pass_the_degenerate_checks() {
     use dgen::parse::ParsedTurn;
     use dgen::quality::{evaluate, Action, Check, QualityConfig, Subject};
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let data = common::shared_data();
     let read = |path: &str| -> Value {
         let text = std::fs::read_to_string(data.join(path))
-            .unwrap_or_else(|e| panic!("{path}: {e}; this test needs ../shared/data"));
+            .unwrap_or_else(|e| panic!("{}: {e}", data.join(path).display()));
         serde_json::from_str(&text).unwrap()
     };
     let intents: std::collections::BTreeMap<String, Vec<String>> =
