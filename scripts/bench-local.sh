@@ -5,15 +5,20 @@
 # bounds, share whose last turn matches the resolution status (keyword heuristic below), and
 # the duplicate rate; and the share of parsed answers failing each quality check (all checks
 # set to flag for the benchmark, so that every answer is measured by every check).
-# Usage: scripts/bench-local.sh [N] [json|tags]
+# Usage: scripts/bench-local.sh [N] [json|tags]; DGEN_BIN=path uses that dgen instead of building
+# a release one (the shares do not depend on the build; dgen's own speed does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-30}"
 MODE="${2:-json}"
 scripts/fetch-assets.sh >/dev/null
 scripts/setup-local-model.sh >/dev/null
-cargo build --release --locked --quiet --bin dgen
-BIN="$PWD/target/release/dgen"
+if [[ -n "${DGEN_BIN:-}" ]]; then
+  BIN="$(realpath "$DGEN_BIN")"
+else
+  cargo build --release --locked --quiet --bin dgen
+  BIN="$PWD/target/release/dgen"
+fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
@@ -21,6 +26,7 @@ cd "$WORK"
   --persona_dataset "$OLDPWD/fixtures/personas_hf" --min_turns 3 5 --max_turns 5 8 >/dev/null 2>&1
 start=$(date +%s.%N)
 CHECKS="copied_example=flag,placeholder=flag,repetitive=flag,outcome_mismatch=flag,off_topic=flag,copied_reference=flag"
+CHECKS="$CHECKS,short_utterances=flag,repeated_reply=flag,intent_labels=flag"
 "$BIN" run --local --structured "$MODE" --max_attempts 1 --max_consecutive_failures 1000 \
   --checks "$CHECKS" >/dev/null 2>run.log || true
 end=$(date +%s.%N)
@@ -64,6 +70,14 @@ flagged = run.get("checks", {})
 checked = len(dialogues)
 shares = ", ".join(f"{c} {flagged.get(c, 0)}/{checked} = {100 * flagged.get(c, 0) / max(checked, 1):.0f}%"
                    for c in ("copied_example", "placeholder", "repetitive", "outcome_mismatch",
-                             "off_topic", "copied_reference"))
+                             "off_topic", "copied_reference", "short_utterances", "repeated_reply",
+                             "intent_labels"))
 print(f"  quality checks (of the accepted, all checks flagging): {shares}")
+# What the default actions would have kept: answers no rejecting check (assets/quality.json's
+# "reject" actions) found anything in.
+reject = {"copied_example", "placeholder", "repetitive", "short_utterances", "repeated_reply"}
+kept = [d for d in dialogues if not reject & {c["check"] for c in d["quality"]["checks"]}]
+kept_demo = [d for d in dialogues if not (reject - {"repetitive"}) & {c["check"] for c in d["quality"]["checks"]}]
+print(f"  would pass the rejecting checks: {len(kept)}/{checked} with the defaults, "
+      f"{len(kept_demo)}/{checked} with the demo's (repetitive flagged)")
 PY

@@ -16,8 +16,9 @@ cd demo
   --dataset "$ROOT/fixtures/multiwoz_hf" --persona_dataset "$ROOT/fixtures/personas_hf" \
   --min_turns 3 5 --max_turns 5 8
 # SmolLM2-135M often repeats itself (56 % of its answers in BENCHMARKS.md): the demo flags
-# `repetitive` instead of rejecting it, so five dialogues come in a few attempts; the other
-# checks keep their defaults, and `dgen status` shows what was flagged.
+# `repetitive` instead of rejecting it, so dialogues come in a few attempts; the other checks
+# keep their defaults (one-word or looping dialogues are rejected), and `dgen status` shows what
+# was flagged and rejected.
 "$DGEN" --store demo.redb run --local --max_attempts 8 --checks repetitive=flag
 "$DGEN" --store demo.redb export
 "$DGEN" --store demo.redb status
@@ -26,14 +27,32 @@ echo
 echo "demo: files in $PWD:"
 echo "  generated_dialogues.json  dialogue_hashes.json  dialogue_embeddings.npy  demo.redb  dialogue_generation.log"
 echo "  report.html  report.json"
-echo "one dialogue (the one with the fewest quality flags):"
 python3 - <<'PY'
 import json
-dialogues = json.load(open("generated_dialogues.json"))
+BETTER = """demo: what to do for usable dialogues: SmolLM2-135M is there to try the pipeline without a key.
+  Use a hosted model:  OPENAI_API_KEY=sk-... dgen run   (or --base_url for another OpenAI-compatible server)
+  or a larger local model:  dgen run --local_model path/to/a-larger-model.gguf"""
+try:
+    dialogues = json.load(open("generated_dialogues.json"))
+except FileNotFoundError:
+    dialogues = []
 if not dialogues:
-    raise SystemExit("demo: no dialogue was accepted; see dialogue_generation.log and dgen status")
-# The one with the fewest quality findings (the first of those), and what was flagged on it.
-d = min(dialogues, key=lambda d: len(d["quality"]["checks"]))
+    print("demo: NO dialogue was accepted: every answer of the local model failed a quality check or")
+    print("  did not parse (`dgen status` above lists the rejections by reason; dialogue_generation.log has each one).")
+    print(BETTER)
+    raise SystemExit(0)
+clean = [d for d in dialogues if not d["quality"]["checks"]]
+print(f"demo: {len(dialogues)} dialogues accepted, {len(clean)} of them with no quality flag.")
+# An unflagged dialogue if there is one; otherwise the least flagged, labelled as what it is.
+d = clean[0] if clean else min(dialogues, key=lambda d: len(d["quality"]["checks"]))
+if clean:
+    print("one dialogue that no quality check flagged (the checks are heuristics; a 135M model's best is")
+    print("  rarely worth training on):")
+else:
+    print("demo: EVERY accepted dialogue was flagged by a quality check. The least flagged one is shown")
+    print("  below only as an example of the output format: it is NOT usable data. What was found:")
+    for c in d["quality"]["checks"]:
+        print(f"    {c['check']}: {c['detail']}")
 flags = ", ".join(c["check"] for c in d["quality"]["checks"]) or "none"
 print(f"  {d['dialogue_id']}  services={d['services']}  outcome={d['resolution_status']}  region={d['regions'][0]}  flagged: {flags}")
 print(f"  scenario: {d['generated_scenario']}")
@@ -41,6 +60,7 @@ for t in d["turns"]:
     print(f"  USER ({t['user_emotion']}): {t['utterance']}")
     print(f"    intent: {t['intent']}")
     print(f"  ASSISTANT ({t['assistant_emotion']}): {t['assistant_response']}")
+print(BETTER)
 PY
 echo
 echo "demo: the quality report (checks, diversity, coverage, every dialogue): $PWD/report.html"

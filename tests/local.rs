@@ -294,10 +294,10 @@ fn end_to_end_through_the_real_local_model() {
             "--max_consecutive_failures",
             "12",
             // This test is about the pipeline through the real model, not the 135M model's
-            // quality: its frequent copies of the prompt's example would only make it slow and
-            // flaky, so those checks flag here instead of rejecting.
+            // quality: its frequent copies of the prompt's example and its one-word or looping
+            // turns would only make it slow and flaky, so those checks flag here instead.
             "--checks",
-            "copied_example=flag,repetitive=flag,placeholder=flag",
+            "copied_example=flag,repetitive=flag,placeholder=flag,short_utterances=flag,repeated_reply=flag",
         ])
         .timeout(Duration::from_secs(600))
         .assert()

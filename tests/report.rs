@@ -234,7 +234,7 @@ fn report_after_a_run_holds_every_section_chart_and_dialogue_with_status_numbers
 
     // Per-check counts are status's counters under each check's name.
     let checks = r.json["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 6);
+    assert_eq!(checks.len(), dgen::quality::Check::ALL.len());
     for c in checks {
         let name = c["check"].as_str().unwrap();
         let flagged = status["run"]["checks"]
@@ -307,7 +307,10 @@ fn report_after_a_run_holds_every_section_chart_and_dialogue_with_status_numbers
             "copied_reference",
             "repetitive",
             "off_topic",
-            "placeholder"
+            "placeholder",
+            "short_utterances",
+            "repeated_reply",
+            "intent_labels"
         ]
     );
     for id in ["outcome", "user-emotion", "assistant-emotion"] {

@@ -62,6 +62,10 @@ struct Args {
     /// dialogues, for `dgen merge` to catch.
     #[arg(long, value_name = "MS")]
     repeat_after_idle_ms: Option<u64>,
+    /// Answer every dialogue call with junk: one-word turns, nouns for intents (what the
+    /// degenerate-output checks are for).
+    #[arg(long)]
+    degenerate: bool,
     /// llama-server's flags, accepted so the mock can stand in for it (`--llama_server`):
     /// the model file (ignored).
     #[arg(short = 'm', long, hide = true)]
@@ -113,6 +117,9 @@ fn main() {
             capacity: capacity as usize,
             service: Duration::from_millis(args.service_ms),
         });
+    }
+    if args.degenerate {
+        server.state.lock().unwrap().always = Some(mock::Fault::Degenerate);
     }
     println!("{}", server.url);
     loop {

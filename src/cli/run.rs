@@ -117,7 +117,8 @@ pub struct RunArgs {
 
     /// Quality-check actions for this run, replacing the catalog's: check=action pairs, e.g.
     /// outcome_mismatch=reject,off_topic=flag. Checks: outcome_mismatch, copied_example,
-    /// copied_reference, repetitive, off_topic, placeholder; actions: reject, flag, off.
+    /// copied_reference, repetitive, off_topic, placeholder, short_utterances, repeated_reply,
+    /// intent_labels; actions: reject, flag, off.
     /// Applies to this run's attempts only (a resumed run uses its own flags).
     #[arg(long, value_name = "CHECK=ACTION,...", value_parser = crate::quality::CheckOverrides::parse)]
     pub checks: Option<crate::quality::CheckOverrides>,

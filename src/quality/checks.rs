@@ -1,9 +1,9 @@
-//! The six checks, each a pure function of the dialogue, the item and the quality data that
+//! The turn-by-turn checks (the degenerate-output ones are in `degenerate.rs`), each a pure function of the dialogue, the item and the quality data that
 //! returns what it found (a sentence naming the turn and the text), or `None`.
 
 use std::collections::HashSet;
 
-use super::{Check, QualityConfig, Subject};
+use super::{degenerate, Check, QualityConfig, Subject};
 use crate::parse::FIXED_TEXTS;
 
 /// Share of the reference's word 4-grams that makes a dialogue a copy of it.
@@ -25,6 +25,9 @@ pub(super) fn run(check: Check, s: &Subject<'_>, config: &QualityConfig) -> Opti
         Check::Repetitive => repetitive(s),
         Check::OffTopic => off_topic(s, config),
         Check::Placeholder => placeholder(s),
+        Check::ShortUtterances => degenerate::short_utterances(s),
+        Check::RepeatedReply => degenerate::repeated_reply(s),
+        Check::IntentLabels => degenerate::intent_labels(s),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Deterministic quality checks on every parsed dialogue (no model involved): whether the ending
 //! matches the planned outcome, whether the prompt's example or the reference conversation was
-//! copied, whether turns repeat, whether the item's services come up at all, and whether
-//! template leftovers remain. Each check has an action — `reject` (the attempt is re-attempted,
+//! copied, whether turns repeat, whether the item's services come up at all, whether
+//! template leftovers remain, and whether the dialogue is degenerate (utterances of one or two
+//! words, one text said again and again, intents that are not labels). Each check has an action — `reject` (the attempt is re-attempted,
 //! like a duplicate), `flag` (kept and marked) or `off`.
 //!
 //! The cue lists, keywords and default actions are data: built in from `assets/quality.json`
@@ -9,6 +10,7 @@
 //! from the built-in catalog so that existing plan fingerprints stay what they were.
 
 mod checks;
+mod degenerate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,16 +35,22 @@ pub enum Check {
     Repetitive,
     OffTopic,
     Placeholder,
+    ShortUtterances,
+    RepeatedReply,
+    IntentLabels,
 }
 
 impl Check {
-    pub const ALL: [Check; 6] = [
+    pub const ALL: [Check; 9] = [
         Check::OutcomeMismatch,
         Check::CopiedExample,
         Check::CopiedReference,
         Check::Repetitive,
         Check::OffTopic,
         Check::Placeholder,
+        Check::ShortUtterances,
+        Check::RepeatedReply,
+        Check::IntentLabels,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +61,9 @@ impl Check {
             Check::Repetitive => "repetitive",
             Check::OffTopic => "off_topic",
             Check::Placeholder => "placeholder",
+            Check::ShortUtterances => "short_utterances",
+            Check::RepeatedReply => "repeated_reply",
+            Check::IntentLabels => "intent_labels",
         }
     }
 }

@@ -67,6 +67,9 @@ pub enum Fault {
     /// A dialogue that ends as Resolved when another outcome was planned, and as Failed when
     /// Resolved was.
     WrongOutcome,
+    /// What a 135M model writes at its worst: every turn the same one-word utterance and reply,
+    /// with nouns for intents (`Sophia` / `Buses`, `Movie`, `Cars`, `Clouds`).
+    Degenerate,
     /// An error status with OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
     ApiError {
         status: u16,
@@ -94,6 +97,7 @@ impl Fault {
                 | Fault::LongField
                 | Fault::CopyExample
                 | Fault::WrongOutcome
+                | Fault::Degenerate
         )
     }
 }
@@ -653,6 +657,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             1,
         ),
         Some(Fault::WrongOutcome) => compose_ending(state, &system, true, true),
+        Some(Fault::Degenerate) => degenerate(state, &system),
         Some(Fault::Malformed) => {
             let text = compose(state, &system, true);
             text.rsplit_once("</Assistant>")
@@ -867,6 +872,36 @@ fn compose(state: &Mutex<State>, system: &str, dialogue: bool) -> String {
     compose_ending(state, system, dialogue, false)
 }
 
+/// The prompt's minimum number of turns (or the state's fixed number).
+fn turn_count(state: &Mutex<State>, system: &str) -> usize {
+    let min = system
+        .split("Length: between ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(3);
+    state.lock().unwrap().turns.unwrap_or(min)
+}
+
+/// [`Fault::Degenerate`]'s dialogue: the right number of turns, nothing in them.
+fn degenerate(state: &Mutex<State>, system: &str) -> String {
+    let n = {
+        let mut s = state.lock().unwrap();
+        s.counter += 1;
+        s.counter
+    };
+    // A name per call, so that two junk answers are not exact duplicates of each other.
+    let name = ["Sophia", "Oliver", "Mia", "Lucas", "Emma"][n as usize % 5];
+    (0..turn_count(state, system))
+        .map(|t| {
+            let intent = ["Movie", "Cars", "Clouds"][t % 3];
+            format!(
+                "<User>{name}</User>\n<Intent>{intent}</Intent>\n<Assistant>Buses</Assistant>\n"
+            )
+        })
+        .collect()
+}
+
 /// What the dialogue prompt says after `label`, up to `end`.
 fn prompt_says<'a>(system: &'a str, label: &str, end: char) -> &'a str {
     system
@@ -905,10 +940,10 @@ fn compose_ending(
     dialogue: bool,
     wrong_outcome: bool,
 ) -> String {
-    let (n, fixed) = {
+    let n = {
         let mut s = state.lock().unwrap();
         s.counter += 1;
-        (s.counter, s.turns)
+        s.counter
     };
     let mut rng = ChaCha8Rng::seed_from_u64(n * 7919 + u64::from(dialogue));
     let mut pick = |list: &[&'static str]| list[rng.random_range(0..list.len())];
@@ -920,13 +955,7 @@ fn compose_ending(
             pick(CONCERNS)
         );
     }
-    let min = system
-        .split("Length: between ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(3);
-    let turns = fixed.unwrap_or(min);
+    let turns = turn_count(state, system);
     let service = prompt_says(system, "the conversation starts with ", '.');
     let planned = prompt_says(system, "Outcome: ", '.');
     let outcome = match (wrong_outcome, planned) {

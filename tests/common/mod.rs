@@ -20,7 +20,11 @@ pub fn fixture(name: &str) -> PathBuf {
 /// `../shared/data` beside the project. Only `#[ignore]`d tests use it, and they fail (never
 /// skip) when it is missing.
 pub fn shared_data() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    // `DGEN_SHARED_DATA` for a checkout that is not beside `shared/` (a git worktree).
+    let dir = std::env::var_os("DGEN_SHARED_DATA").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
+        PathBuf::from,
+    );
     assert!(
         dir.join("multiwoz22_dev/dialogues.json").is_file(),
         "{} lacks the real MultiWOZ data (multiwoz22_dev/dialogues.json); this test needs it",
