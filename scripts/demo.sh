@@ -8,8 +8,13 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 scripts/fetch-assets.sh >/dev/null
 scripts/setup-local-model.sh >/dev/null
-cargo build --release --locked --quiet --bin dgen
-DGEN="$ROOT/target/release/dgen"
+# DGEN_BIN: a dgen already built (say target/debug/dgen) instead of the release build.
+if [[ -n "${DGEN_BIN:-}" ]]; then
+  DGEN="$(realpath "$DGEN_BIN")"
+else
+  cargo build --release --locked --quiet --bin dgen
+  DGEN="$ROOT/target/release/dgen"
+fi
 mkdir -p demo
 cd demo
 "$DGEN" --store demo.redb plan --total_generations 5 --seed 42 \

@@ -176,6 +176,12 @@ impl Limiter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// As if the endpoint had answered once (tests of what comes after the first answer).
+    #[cfg(test)]
+    pub(crate) fn mark_answered(&self) {
+        self.lock().answered = true;
+    }
+
     pub fn ceiling(&self) -> usize {
         self.ceiling
     }
