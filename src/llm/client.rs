@@ -243,12 +243,7 @@ impl Encoded {
             code: None,
             message: format!("the request could not be encoded: {e}"),
         })?;
-        #[allow(deprecated)]
-        let max_tokens = request
-            .chat
-            .max_completion_tokens
-            .or(request.chat.max_tokens)
-            .unwrap_or(0);
+        let max_tokens = request.max_tokens();
         // About four bytes a token, plus every token the answer may take.
         let estimate = body.len() as u64 / 4 + u64::from(max_tokens);
         Ok(Encoded {

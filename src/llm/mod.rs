@@ -64,6 +64,18 @@ pub struct ChatRequest {
     pub grammar: Option<String>,
 }
 
+impl ChatRequest {
+    /// The most completion tokens the request allows (`max_completion_tokens`, else the older
+    /// `max_tokens`; 0 when it sets neither).
+    pub fn max_tokens(&self) -> u32 {
+        #[allow(deprecated)]
+        self.chat
+            .max_completion_tokens
+            .or(self.chat.max_tokens)
+            .unwrap_or(0)
+    }
+}
+
 /// Tokens billed for one or more calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {

@@ -213,12 +213,7 @@ impl Attempt<'_> {
 /// its max_tokens each.
 pub fn timed_out_bound(model: &str, request: &ChatRequest, tries: u32) -> Usage {
     let counter = crate::cost::TokenCounter::for_model(model);
-    #[allow(deprecated)]
-    let max_tokens = request
-        .chat
-        .max_completion_tokens
-        .or(request.chat.max_tokens)
-        .unwrap_or(0);
+    let max_tokens = request.max_tokens();
     let tries = u64::from(tries);
     Usage {
         calls: tries,
