@@ -1,6 +1,7 @@
 //! `dgen merge`: the shard stores of one plan (`dgen plan --shard I/K`) into one ordinary store.
 //!
-//! The shards are checked to be every shard of one full plan, once; their items together must
+//! The shards are checked to be every shard of one full plan, once, with no provider batch still
+//! in flight (a `dgen run --batch` pass that has not collected it); their items together must
 //! hash to the full plan's fingerprint, and are written as that plan. Then each shard's
 //! dialogues are taken in a fixed order — shard index, then item index, imported ones last —
 //! through the same uniqueness rule as `dgen run`'s writer, so duplicates across shards are
@@ -125,7 +126,56 @@ pub fn open_shards(paths: &[PathBuf]) -> Result<Vec<ShardStore>> {
             Some(_) => {}
         }
     }
+    refuse_batches_in_flight(&shards)?;
     Ok(shards)
+}
+
+/// A shard whose `dgen run --batch` ended a pass with provider batches still running (a Job
+/// without `--wait` completes after one pass) holds their items as pending: merged now, the
+/// top-up run would buy them online while the provider still answers the batches, and their
+/// answers would never be collected. Every such shard is named, with the way out.
+fn refuse_batches_in_flight(shards: &[ShardStore]) -> Result<()> {
+    let mut named = Vec::new();
+    for s in shards {
+        let open: Vec<_> = s
+            .store
+            .batch_jobs()?
+            .into_iter()
+            .filter(|j| !j.collected)
+            .collect();
+        if open.is_empty() {
+            continue;
+        }
+        let requests: usize = open.iter().map(|j| j.requests.len()).sum();
+        let jobs: Vec<String> = open
+            .iter()
+            .map(|j| {
+                let id = j
+                    .batch_id
+                    .as_deref()
+                    .map_or(String::new(), |b| format!(" {b}"));
+                format!("#{} {}{id} {}", j.id, j.stage.name(), j.phase())
+            })
+            .collect();
+        named.push(format!(
+            "shard {}/{} ({}): {requests} requests in {} in flight ({})",
+            s.shard.index,
+            s.shard.count,
+            s.path.display(),
+            match open.len() {
+                1 => "1 batch".to_string(),
+                n => format!("{n} batches"),
+            },
+            jobs.join(", ")
+        ));
+    }
+    if named.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "not merged: provider batches are in flight in these shards, and a merge would leave their items pending for the top-up run to buy again online:\n  {}\nCollect them first: run `dgen --store SHARD.redb run --batch --wait` (with the shard's other run flags) on each shard named, or wait until its own runs have collected them; then merge again",
+        named.join("\n  ")
+    );
 }
 
 /// The full plan's items in index order, read from the shards a chunk at a time.

@@ -161,14 +161,6 @@ fn scheduler_variables_choose_the_shard() {
         .plan_lines("slurm.redb")
         .iter()
         .all(|l| index_of(l) % 3 == 1));
-    // --array=1-3: task 3 is the third shard.
-    plan_into(&env, "slurm13.redb", n, &[])
-        .env("SLURM_ARRAY_TASK_ID", "3")
-        .env("SLURM_ARRAY_TASK_COUNT", "3")
-        .env("SLURM_ARRAY_TASK_MIN", "1")
-        .assert()
-        .success();
-    assert_eq!(shard_of("slurm13.redb"), (2, 3));
     // A Kubernetes Indexed Job: the index from the variable, the count from the flag.
     plan_into(&env, "k8s.redb", n, &["--shard_count", "4"])
         .env("JOB_COMPLETION_INDEX", "3")
@@ -180,6 +172,26 @@ fn scheduler_variables_choose_the_shard() {
         .plan_lines("k8s.redb")
         .iter()
         .all(|l| index_of(l) % 4 == 3));
+    // Task 3 of 4 run again alone (sbatch --array=3): Slurm says the array has one task, from
+    // 3; the count comes from DGEN_SHARD_COUNT, the index is the task id. (It used to plan
+    // shard 0/1, the whole plan.)
+    const RERUN: [(&str, &str); 4] = [
+        ("SLURM_ARRAY_TASK_ID", "3"),
+        ("SLURM_ARRAY_TASK_COUNT", "1"),
+        ("SLURM_ARRAY_TASK_MIN", "3"),
+        ("SLURM_ARRAY_TASK_MAX", "3"),
+    ];
+    let mut cmd = plan_into(&env, "rerun.redb", n, &[]);
+    cmd.envs(RERUN).env("DGEN_SHARD_COUNT", "4");
+    cmd.assert().success().stderr(predicate::str::contains(
+        "planning shard 3/4 (from SLURM_ARRAY_TASK_ID and --shard_count/DGEN_SHARD_COUNT)",
+    ));
+    assert_eq!(shard_of("rerun.redb"), (3, 4));
+    assert_eq!(
+        env.plan_lines("rerun.redb"),
+        env.plan_lines("k8s.redb"),
+        "the same shard as index 3 of an Indexed Job of 4"
+    );
     // --shard 0/1 plans the whole plan inside an array.
     let whole = env.fingerprint(
         plan_into(&env, "whole.redb", n, &["--shard", "0/1"])
@@ -188,7 +200,7 @@ fn scheduler_variables_choose_the_shard() {
     );
     assert_eq!(whole, full);
 
-    let refused: [Refused; 6] = [
+    let refused: [Refused; 8] = [
         (
             &[("JOB_COMPLETION_INDEX", "1")],
             &[],
@@ -215,10 +227,27 @@ fn scheduler_variables_choose_the_shard() {
         (
             &[
                 ("SLURM_ARRAY_TASK_ID", "1"),
-                ("SLURM_ARRAY_TASK_COUNT", "3"),
+                ("SLURM_ARRAY_TASK_COUNT", "8"),
+                ("SLURM_ARRAY_TASK_MAX", "7"),
             ],
             &["--shard_count", "4"],
-            "--shard_count 4 disagrees with SLURM_ARRAY_TASK_COUNT=3",
+            "this Slurm array reaches task 7 but there are 4 shards",
+        ),
+        // The rerun without the count: refused, not the whole plan.
+        (
+            &RERUN,
+            &[],
+            "one task of a larger array run again (sbatch --array=3) cannot tell how many shards there are; set DGEN_SHARD_COUNT=K",
+        ),
+        (
+            &[
+                ("SLURM_ARRAY_TASK_ID", "2"),
+                ("SLURM_ARRAY_TASK_COUNT", "3"),
+                ("SLURM_ARRAY_TASK_MIN", "1"),
+                ("SLURM_ARRAY_TASK_MAX", "3"),
+            ],
+            &[],
+            "this Slurm array's 3 tasks are not numbered 0 to 2",
         ),
         (
             &[
@@ -565,4 +594,65 @@ fn a_shard_that_grew_after_its_merge_is_named_and_not_taken_again() {
             "s0.redb holds 5 dialogues now, 3 when it was merged",
         ));
     assert_eq!(exported(&env, "all.redb"), before);
+}
+
+/// A shard Job that ran `dgen run --batch` without `--wait` completes after one pass, with its
+/// batches still at the provider. The merge used to take their items as pending, and the
+/// top-up run bought them online while the batches ran; now such a shard is refused by name,
+/// nothing is written, and once its batches are collected the merge goes on.
+#[test]
+fn a_shard_with_batches_in_flight_is_refused_by_name_until_they_are_collected() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    let names = shard_names(2);
+    for (i, store) in names.iter().enumerate() {
+        plan_into(&env, store, 6, &["--shard", &format!("{i}/2")])
+            .assert()
+            .success();
+    }
+    env.run(&mock, &["--store", "s0.redb"]).assert().success();
+    env.run(&mock, &["--store", "s1.redb", "--batch"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("batches in flight"));
+    assert_eq!(mock.batches(|b| b.batches.len()), 1);
+
+    merge(&env, &refs(&names), "all.redb")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "not merged: provider batches are in flight in these shards",
+        ))
+        .stderr(predicate::str::contains(
+            "shard 1/2 (s1.redb): 3 requests in 1 batch in flight (#0 scenario",
+        ))
+        .stderr(predicate::str::contains("shard 0/2").not())
+        .stderr(predicate::str::contains(
+            "run `dgen --store SHARD.redb run --batch --wait`",
+        ));
+    assert!(!env.path("all.redb").exists(), "nothing written");
+
+    env.run(
+        &mock,
+        &[
+            "--store",
+            "s1.redb",
+            "--batch",
+            "--wait",
+            "--poll_interval",
+            "0.05",
+        ],
+    )
+    .assert()
+    .success();
+    env.stdout(&mut merge(&env, &refs(&names), "all.redb"));
+    let status = env.status_json_of("all.redb");
+    assert_eq!(count_in(&status, "done"), 6, "{status}");
+    // Shard 1's items came from its batches: the top-up has nothing to buy.
+    let calls = mock.requests().len();
+    env.run(&mock, &["--store", "all.redb"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to do"));
+    assert_eq!(mock.requests().len(), calls);
 }

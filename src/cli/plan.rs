@@ -61,9 +61,9 @@ pub struct PlanArgs {
     pub force: bool,
 
     /// Keep only shard INDEX of COUNT: the full plan's items whose index % COUNT == INDEX
-    /// (indexes stay the full plan's). Without it, a Slurm job array's SLURM_ARRAY_TASK_ID /
-    /// SLURM_ARRAY_TASK_COUNT or a Kubernetes Indexed Job's JOB_COMPLETION_INDEX (with
-    /// --shard_count) decide; --shard 0/1 plans the whole plan anyway.
+    /// (indexes stay the full plan's). Without it, a Slurm job array's SLURM_ARRAY_TASK_ID or
+    /// a Kubernetes Indexed Job's JOB_COMPLETION_INDEX is the index, with --shard_count (or
+    /// DGEN_SHARD_COUNT) as COUNT; --shard 0/1 plans the whole plan anyway.
     #[arg(long, value_name = "INDEX/COUNT", value_parser = crate::plan::shard::parse)]
     pub shard: Option<crate::plan::Shard>,
 
@@ -71,8 +71,9 @@ pub struct PlanArgs {
     #[arg(long = "shard_index", visible_alias = "shard-index", value_name = "I", value_parser = whole::<u32>(0, u32::MAX - 1))]
     pub shard_index: Option<u32>,
 
-    /// How many shards the plan is split into (with --shard_index, or with a Kubernetes
-    /// Indexed Job's JOB_COMPLETION_INDEX: the Job's completions).
+    /// How many shards the plan is split into (with --shard_index, or in a scheduler's task:
+    /// a Kubernetes Indexed Job's completions, a Slurm array's size) [env: DGEN_SHARD_COUNT,
+    /// read in a scheduler's task].
     #[arg(long = "shard_count", visible_alias = "shard-count", value_name = "K", value_parser = whole::<u32>(1, u32::MAX))]
     pub shard_count: Option<u32>,
 

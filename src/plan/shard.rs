@@ -3,8 +3,11 @@
 //! stay those of the full plan: the shards are disjoint and together they are the full plan.
 //!
 //! The shard comes from `--shard I/K` (or `--shard_index I --shard_count K`), else from a
-//! scheduler's variables: a Slurm job array's `SLURM_ARRAY_TASK_ID` / `SLURM_ARRAY_TASK_COUNT`,
-//! or a Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` with `--shard_count`.
+//! scheduler's variables: a Slurm job array's `SLURM_ARRAY_TASK_ID`, or a Kubernetes Indexed
+//! Job's `JOB_COMPLETION_INDEX`, with K from `--shard_count` or `DGEN_SHARD_COUNT`. The task
+//! id is the shard's index as it is, so a task run again alone (`sbatch --array=3`, where Slurm
+//! says the array has one task) is the same shard it was. Only without K does a Slurm task take
+//! K from `SLURM_ARRAY_TASK_COUNT`, and then only in an array that is every shard, `0..K-1`.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -74,7 +77,10 @@ pub struct ShardFlags {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Flags,
+    /// The task id with K from `--shard_count` / `DGEN_SHARD_COUNT`.
     Slurm,
+    /// The task id with K from the array's own size.
+    SlurmArray,
     Kubernetes,
 }
 
@@ -82,8 +88,9 @@ impl Source {
     pub fn describe(self) -> &'static str {
         match self {
             Source::Flags => "the command line",
-            Source::Slurm => "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT",
-            Source::Kubernetes => "JOB_COMPLETION_INDEX and --shard_count",
+            Source::Slurm => "SLURM_ARRAY_TASK_ID and --shard_count/DGEN_SHARD_COUNT",
+            Source::SlurmArray => "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT",
+            Source::Kubernetes => "JOB_COMPLETION_INDEX and --shard_count/DGEN_SHARD_COUNT",
         }
     }
 }
@@ -91,8 +98,10 @@ impl Source {
 const SLURM_ID: &str = "SLURM_ARRAY_TASK_ID";
 const SLURM_COUNT: &str = "SLURM_ARRAY_TASK_COUNT";
 const SLURM_MIN: &str = "SLURM_ARRAY_TASK_MIN";
-const SLURM_STEP: &str = "SLURM_ARRAY_TASK_STEP";
+const SLURM_MAX: &str = "SLURM_ARRAY_TASK_MAX";
 const K8S_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// The number of shards, for a scheduler's task (the sbatch file and the manifests set it).
+pub const SHARD_COUNT_ENV: &str = "DGEN_SHARD_COUNT";
 
 fn number(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<u32>> {
     match env(name) {
@@ -141,53 +150,101 @@ fn resolve_any(
             "both {SLURM_ID} and {K8S_INDEX} are set, so the shard is ambiguous; pass --shard I/K"
         );
     }
-    if let Some(id) = slurm_id {
-        return slurm(id, flags.count, env).map(|s| Some((s, Source::Slurm)));
-    }
-    if let Some(index) = k8s_index {
-        let Some(count) = flags.count else {
+    if slurm_id.is_none() && k8s_index.is_none() {
+        if let Some(count) = flags.count {
             bail!(
-                "{K8S_INDEX}={index} is set (a Kubernetes Indexed Job) but --shard_count is not; pass --shard_count equal to the Job's completions"
-            );
-        };
-        return Shard::new(index, count)
-            .map(|s| Some((s, Source::Kubernetes)))
-            .map_err(|e| e.context(format!("{K8S_INDEX}={index} with --shard_count {count}")));
-    }
-    if let Some(count) = flags.count {
-        bail!(
-            "--shard_count {count} without a shard index: pass --shard_index I, or run inside a Slurm job array ({SLURM_ID}) or a Kubernetes Indexed Job ({K8S_INDEX})"
-        );
-    }
-    Ok(None)
-}
-
-/// A Slurm array task's shard. Slurm numbers tasks by the `--array` range (`--array=1-3` gives
-/// 1, 2, 3), so the index is the task's position in the range: (ID - MIN) / STEP.
-fn slurm(id: u32, count_flag: Option<u32>, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard> {
-    let Some(count) = number(env, SLURM_COUNT)? else {
-        bail!("{SLURM_ID}={id} is set but {SLURM_COUNT} is not; pass --shard I/K");
-    };
-    if let Some(flag) = count_flag {
-        if flag != count {
-            bail!(
-                "--shard_count {flag} disagrees with {SLURM_COUNT}={count}; submit the array with --array=0-{} or drop --shard_count",
-                flag.saturating_sub(1)
+                "--shard_count {count} without a shard index: pass --shard_index I, or run inside a Slurm job array ({SLURM_ID}) or a Kubernetes Indexed Job ({K8S_INDEX})"
             );
         }
+        // DGEN_SHARD_COUNT outside a scheduler's task says nothing: the whole plan.
+        return Ok(None);
     }
-    let min = number(env, SLURM_MIN)?.unwrap_or(0);
-    let step = number(env, SLURM_STEP)?.unwrap_or(1).max(1);
-    if id < min || !(id - min).is_multiple_of(step) {
-        bail!("{SLURM_ID}={id} is not in the array starting at {SLURM_MIN}={min} with step {step}");
+    let count = shard_count(flags.count, env)?;
+    if let Some(id) = slurm_id {
+        return slurm(id, count, env);
     }
-    let index = (id - min) / step;
-    Shard::new(index, count).map_err(|e| {
-        e.context(format!(
-            "{SLURM_ID}={id} ({SLURM_MIN}={min}) with {SLURM_COUNT}={count}; submit the array as --array=0-{}",
-            count.saturating_sub(1)
-        ))
-    })
+    let index = k8s_index.expect("one of the two is set");
+    let Some(count) = count else {
+        bail!(
+            "{K8S_INDEX}={index} is set (a Kubernetes Indexed Job) but --shard_count is not; pass --shard_count (or set {SHARD_COUNT_ENV}) equal to the Job's completions"
+        );
+    };
+    Shard::new(index, count)
+        .map(|s| Some((s, Source::Kubernetes)))
+        .map_err(|e| e.context(format!("{K8S_INDEX}={index} with a shard count of {count}")))
+}
+
+/// K for a scheduler's task: `--shard_count`, else `DGEN_SHARD_COUNT`; the two must agree.
+fn shard_count(flag: Option<u32>, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<u32>> {
+    let var = number(env, SHARD_COUNT_ENV)?;
+    if var == Some(0) {
+        bail!("{SHARD_COUNT_ENV}=0 is meaningless; set it to the number of shards");
+    }
+    match (flag, var) {
+        (Some(flag), Some(var)) if flag != var => bail!(
+            "--shard_count {flag} disagrees with {SHARD_COUNT_ENV}={var}; give the number of shards once"
+        ),
+        (Some(k), _) | (None, Some(k)) => Ok(Some(k)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A Slurm array task's shard: the task id is the index. K comes from `count` when given; a
+/// task of an array submitted with more tasks than K is refused (every task of it, so no shard
+/// of a mistaken split runs). Without `count`, K is the array's size, but only in an array that
+/// is every shard once (`--array=0-K-1`): a task run again alone (`--array=3`: one task, from
+/// 3) or a few (`--array=1,3`) cannot tell K, and planning `0/1` there would buy the whole
+/// plan for one shard.
+fn slurm(
+    id: u32,
+    count: Option<u32>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<(Shard, Source)>> {
+    let tasks = number(env, SLURM_COUNT)?;
+    let min = number(env, SLURM_MIN)?;
+    let max = number(env, SLURM_MAX)?;
+    if let Some(count) = count {
+        let last = max.or(tasks.map(|t| t.saturating_sub(1)));
+        if let Some(last) = last.filter(|&last| last >= count) {
+            bail!(
+                "this Slurm array reaches task {last} but there are {count} shards (--shard_count/{SHARD_COUNT_ENV}); submit the array as --array=0-{}, or set {SHARD_COUNT_ENV} to the number of shards",
+                count - 1
+            );
+        }
+        let shard = Shard::new(id, count).map_err(|e| {
+            e.context(format!(
+                "{SLURM_ID}={id} with {count} shards: the task id is the shard index; submit the array as --array=0-{}",
+                count - 1
+            ))
+        })?;
+        return Ok(Some((shard, Source::Slurm)));
+    }
+    let fix = format!(
+        "set {SHARD_COUNT_ENV}=K (or pass --shard_count K), the number of shards, as deploy/slurm/dgen-array.sbatch does"
+    );
+    let Some(tasks) = tasks else {
+        bail!("{SLURM_ID}={id} is set but {SLURM_COUNT} is not; {fix}");
+    };
+    let min = min.unwrap_or(0);
+    if tasks == 1 && min > 0 {
+        bail!(
+            "{SLURM_ID}={id} in an array of one task ({SLURM_COUNT}=1, {SLURM_MIN}={min}): one task of a larger array run again (sbatch --array={id}) cannot tell how many shards there are; {fix}"
+        );
+    }
+    let last = tasks.saturating_sub(1);
+    if min > 0 || max.is_some_and(|max| max != last) {
+        bail!(
+            "this Slurm array's {tasks} tasks are not numbered 0 to {last} ({SLURM_MIN}={min}{}): the task id is the shard index, so either submit every shard as --array=0-{last}, or, running some of them again, {fix}",
+            max.map_or(String::new(), |m| format!(", {SLURM_MAX}={m}")),
+        );
+    }
+    Shard::new(id, tasks)
+        .map(|s| Some((s, Source::SlurmArray)))
+        .map_err(|e| {
+            e.context(format!(
+                "{SLURM_ID}={id} with {SLURM_COUNT}={tasks}; submit the array as --array=0-{last}, or {fix}"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -237,32 +294,131 @@ mod tests {
     #[test]
     fn slurm_variables_give_the_shard() {
         let none = ShardFlags::default();
-        let vars = [(SLURM_ID, "2"), (SLURM_COUNT, "3"), (SLURM_MIN, "0")];
+        // --array=0-2 without a count: the array's size is K.
+        let vars = [
+            (SLURM_ID, "2"),
+            (SLURM_COUNT, "3"),
+            (SLURM_MIN, "0"),
+            (SLURM_MAX, "2"),
+        ];
         assert_eq!(
-            shard(none, &vars).unwrap(),
-            Some(Shard { index: 2, count: 3 })
-        );
-        // --array=1-3: IDs 1, 2, 3 are shards 0, 1, 2.
-        let vars = [(SLURM_ID, "3"), (SLURM_COUNT, "3"), (SLURM_MIN, "1")];
-        assert_eq!(
-            shard(none, &vars).unwrap(),
-            Some(Shard { index: 2, count: 3 })
+            resolve(none, &env(&vars)).unwrap(),
+            Some((Shard { index: 2, count: 3 }, Source::SlurmArray))
         );
         let err = shard(none, &[(SLURM_ID, "1")]).unwrap_err().to_string();
         assert!(err.contains("SLURM_ARRAY_TASK_COUNT is not"), "{err}");
+        assert!(err.contains("DGEN_SHARD_COUNT=K"), "{err}");
         let err = format!(
             "{:#}",
             shard(none, &[(SLURM_ID, "3"), (SLURM_COUNT, "3")]).unwrap_err()
         );
         assert!(err.contains("--array=0-2"), "{err}");
+        // --array=1-3 is not numbered from 0: the ids are the indexes, so it is refused.
+        let vars = [
+            (SLURM_ID, "2"),
+            (SLURM_COUNT, "3"),
+            (SLURM_MIN, "1"),
+            (SLURM_MAX, "3"),
+        ];
+        let err = shard(none, &vars).unwrap_err().to_string();
+        assert!(err.contains("not numbered 0 to 2"), "{err}");
+        // --array=0,2 (a few tasks run again): the ids run past the count.
+        let vars = [
+            (SLURM_ID, "0"),
+            (SLURM_COUNT, "2"),
+            (SLURM_MIN, "0"),
+            (SLURM_MAX, "2"),
+        ];
+        assert!(shard(none, &vars).is_err());
+    }
+
+    /// `sbatch --array=3`, the documented way to run one failed task again, sets
+    /// SLURM_ARRAY_TASK_COUNT=1: it used to plan shard 0 of 1, the whole plan.
+    #[test]
+    fn one_slurm_task_run_again_is_its_own_shard() {
+        let rerun = [
+            (SLURM_ID, "3"),
+            (SLURM_COUNT, "1"),
+            (SLURM_MIN, "3"),
+            (SLURM_MAX, "3"),
+        ];
+        let none = ShardFlags::default();
+        let err = shard(none, &rerun).unwrap_err().to_string();
+        assert!(err.contains("SLURM_ARRAY_TASK_COUNT=1"), "{err}");
+        assert!(err.contains("DGEN_SHARD_COUNT=K"), "{err}");
+        // K from the sbatch file's DGEN_SHARD_COUNT, or from the flag.
+        let with_env = [&rerun[..], &[(SHARD_COUNT_ENV, "4")]].concat();
+        assert_eq!(
+            resolve(none, &env(&with_env)).unwrap(),
+            Some((Shard { index: 3, count: 4 }, Source::Slurm))
+        );
         let flags = ShardFlags {
             count: Some(4),
             ..none
         };
-        let err = shard(flags, &[(SLURM_ID, "1"), (SLURM_COUNT, "3")])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("disagrees"), "{err}");
+        assert_eq!(
+            shard(flags, &rerun).unwrap(),
+            Some(Shard { index: 3, count: 4 })
+        );
+        // Two of the tasks again (--array=1,3), and the whole array, with the count.
+        let some = [
+            (SLURM_ID, "1"),
+            (SLURM_COUNT, "2"),
+            (SLURM_MIN, "1"),
+            (SLURM_MAX, "3"),
+        ];
+        assert_eq!(
+            shard(flags, &some).unwrap(),
+            Some(Shard { index: 1, count: 4 })
+        );
+        let whole = [
+            (SLURM_ID, "0"),
+            (SLURM_COUNT, "4"),
+            (SLURM_MIN, "0"),
+            (SLURM_MAX, "3"),
+        ];
+        assert_eq!(
+            shard(flags, &whole).unwrap(),
+            Some(Shard { index: 0, count: 4 })
+        );
+    }
+
+    #[test]
+    fn a_slurm_array_larger_than_the_count_is_refused_in_every_task() {
+        // --array=0-7 with DGEN_SHARD_COUNT=4: task 1 is refused too, not only tasks 4 to 7.
+        let vars = [
+            (SLURM_ID, "1"),
+            (SLURM_COUNT, "8"),
+            (SLURM_MIN, "0"),
+            (SLURM_MAX, "7"),
+            (SHARD_COUNT_ENV, "4"),
+        ];
+        let err = shard(ShardFlags::default(), &vars).unwrap_err().to_string();
+        assert!(
+            err.contains("reaches task 7 but there are 4 shards"),
+            "{err}"
+        );
+        assert!(err.contains("--array=0-3"), "{err}");
+        // Without SLURM_ARRAY_TASK_MAX, the task count says it.
+        let vars = [(SLURM_ID, "1"), (SLURM_COUNT, "8"), (SHARD_COUNT_ENV, "4")];
+        assert!(shard(ShardFlags::default(), &vars).is_err());
+        // An id past the count.
+        let vars = [(SLURM_ID, "4"), (SLURM_COUNT, "1"), (SHARD_COUNT_ENV, "4")];
+        let err = format!("{:#}", shard(ShardFlags::default(), &vars).unwrap_err());
+        assert!(err.contains("outside 0..4"), "{err}");
+        // The flag and the variable must agree; 0 is no count.
+        let flags = ShardFlags {
+            count: Some(3),
+            ..ShardFlags::default()
+        };
+        let vars = [(SLURM_ID, "1"), (SLURM_COUNT, "1"), (SHARD_COUNT_ENV, "4")];
+        let err = shard(flags, &vars).unwrap_err().to_string();
+        assert!(
+            err.contains("--shard_count 3 disagrees with DGEN_SHARD_COUNT=4"),
+            "{err}"
+        );
+        let vars = [(SLURM_ID, "1"), (SLURM_COUNT, "1"), (SHARD_COUNT_ENV, "0")];
+        assert!(shard(ShardFlags::default(), &vars).is_err());
     }
 
     #[test]
@@ -276,6 +432,10 @@ mod tests {
         };
         assert_eq!(
             shard(flags, &[(K8S_INDEX, "3")]).unwrap(),
+            Some(Shard { index: 3, count: 4 })
+        );
+        assert_eq!(
+            shard(none, &[(K8S_INDEX, "3"), (SHARD_COUNT_ENV, "4")]).unwrap(),
             Some(Shard { index: 3, count: 4 })
         );
         assert!(shard(flags, &[(K8S_INDEX, "4")]).is_err());
@@ -300,5 +460,13 @@ mod tests {
             ..ShardFlags::default()
         };
         assert!(shard(count_only, &[]).is_err());
+        // DGEN_SHARD_COUNT outside a scheduler's task: the whole plan.
+        assert_eq!(
+            shard(ShardFlags::default(), &[(SHARD_COUNT_ENV, "4")]).unwrap(),
+            None
+        );
+        // A one-task array from 0 is a whole plan of one shard, as before.
+        let one = [(SLURM_ID, "0"), (SLURM_COUNT, "1"), (SLURM_MIN, "0")];
+        assert_eq!(shard(ShardFlags::default(), &one).unwrap(), None);
     }
 }

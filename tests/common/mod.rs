@@ -38,12 +38,14 @@ pub struct Env {
 }
 
 /// The variables `dgen plan` reads its shard from when no flag gives one.
-pub const SCHEDULER_VARS: [&str; 5] = [
+pub const SCHEDULER_VARS: [&str; 7] = [
     "SLURM_ARRAY_TASK_ID",
     "SLURM_ARRAY_TASK_COUNT",
     "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_MAX",
     "SLURM_ARRAY_TASK_STEP",
     "JOB_COMPLETION_INDEX",
+    "DGEN_SHARD_COUNT",
 ];
 
 impl Env {
