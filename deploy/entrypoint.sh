@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One shard of a dgen plan on a cluster scheduler: plans this task's shard, then runs it.
 #
-# The shard comes from the scheduler: a Slurm job array's SLURM_ARRAY_TASK_ID and
-# SLURM_ARRAY_TASK_COUNT, or a Kubernetes Indexed Job's JOB_COMPLETION_INDEX with
-# DGEN_SHARD_COUNT (the Job's completions; Kubernetes does not export it). Every task plans the
+# The shard comes from the scheduler: a Slurm job array's SLURM_ARRAY_TASK_ID or a Kubernetes
+# Indexed Job's JOB_COMPLETION_INDEX is the index, DGEN_SHARD_COUNT the number of shards (the
+# array's size, the Job's completions: neither scheduler tells a task that; a Slurm task run
+# again alone is told its array has one task). Every task plans the
 # same full plan from the same inputs and seed and keeps its own items, so the tasks share
 # nothing but the inputs; `dgen merge` joins their stores afterwards (README, "Running on a
 # cluster"). A task started again (requeued, a Pod retried) finds its store and goes on.
@@ -12,7 +13,8 @@
 #   DGEN_TOTAL         required: items in the full plan
 #   DGEN_SEED          the plan's seed (default 42); the same for every task
 #   DGEN_DATASET       base dialogues (dgen plan --dataset); DGEN_PERSONAS: --persona_dataset
-#   DGEN_SHARD_COUNT   the number of shards, required on Kubernetes
+#   DGEN_SHARD_COUNT   the number of shards; required on Kubernetes and for a Slurm task run
+#                      again alone (dgen reads it too)
 #   DGEN_OUT_DIR       where the shard stores and logs go (default: the working directory);
 #                      shared storage the merge step can read
 #   DGEN_PLAN_ARGS     more `dgen plan` flags, e.g. "--min_turns 5 8"

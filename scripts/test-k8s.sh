@@ -45,7 +45,7 @@ PY
   if "${CHECK[@]}" "$WORK/$name.yaml" 2>"$WORK/$name.err" >/dev/null; then
     fail "the check accepted a manifest with $name"
   fi
-  grep -q "$expected" "$WORK/$name.err" || fail "$name: expected '$expected', got: $(cat "$WORK/$name.err")"
+  grep -qF "$expected" "$WORK/$name.err" || fail "$name: expected '$expected', got: $(cat "$WORK/$name.err")"
 }
 broken misspelt-field "Additional properties are not allowed ('completionMod' was unexpected)" \
   'spec["completionMod"] = spec.pop("completionMode")'
@@ -54,7 +54,35 @@ broken unquoted-value "is not of type 'string'" \
 broken restart-always "'Always' is not one of" 'pod["restartPolicy"] = "Always"'
 broken shard-count "DGEN_SHARD_COUNT is '4' but completions is 5" 'spec["completions"] = 5'
 broken no-volume "mounts volume 'data', which the Pod does not define" 'pod["volumes"] = []'
-say "schema check: both manifests valid, 5 broken copies refused"
+# What clusters enforce: retries per index, no replacement beside a failed Pod, the budget's
+# exit code final, the restricted Pod Security profile.
+ctr='pod["containers"][0]'
+broken no-per-index-limit "'backoffLimitPerIndex' is a required property" 'del spec["backoffLimitPerIndex"]'
+broken per-index-limit-text "'3' is not of type 'integer'" 'spec["backoffLimitPerIndex"] = "3"'
+broken no-replacement-policy "'podReplacementPolicy' is a required property" 'del spec["podReplacementPolicy"]'
+broken replace-while-terminating "'Failed' was expected" 'spec["podReplacementPolicy"] = "TerminatingOrFailed"'
+broken no-failure-policy "'podFailurePolicy' is a required property" 'del spec["podFailurePolicy"]'
+broken restart-on-failure "'Never' was expected" 'pod["restartPolicy"] = "OnFailure"'
+broken budget-retried "podFailurePolicy/rules" 'spec["podFailurePolicy"]["rules"][0]["action"] = "Count"'
+broken budget-counted-first "exit code 3 (dgen run stopped at --max_cost) meets the rule Count first" \
+  'spec["podFailurePolicy"]["rules"].insert(0, {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [1]}})'
+broken exit-zero-in "0 is less than the minimum of 1" 'spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] = [0, 3]'
+broken root "True was expected" 'pod["securityContext"]["runAsNonRoot"] = False'
+broken uid-0 "0 is less than the minimum of 1" 'pod["securityContext"]["runAsUser"] = 0'
+broken seccomp-unconfined "'Unconfined' is not one of ['RuntimeDefault', 'Localhost']" \
+  'pod["securityContext"]["seccompProfile"]["type"] = "Unconfined"'
+broken no-pod-security "'securityContext' is a required property" 'del pod["securityContext"]'
+broken privilege-escalation "False was expected" "$ctr"'["securityContext"]["allowPrivilegeEscalation"] = True'
+broken capabilities-kept "containers/0/securityContext/capabilities/drop" "$ctr"'["securityContext"]["capabilities"]["drop"] = ["NET_RAW"]'
+broken capability-added "'SYS_ADMIN' is not one of ['NET_BIND_SERVICE']" "$ctr"'["securityContext"]["capabilities"]["add"] = ["SYS_ADMIN"]'
+broken no-container-security "'securityContext' is a required property" "del $ctr"'["securityContext"]'
+# A base image by tag alone.
+sed -E 's/@sha256:[0-9a-f]{64}//' deploy/Dockerfile >"$WORK/Dockerfile.tag"
+if python3 scripts/check-k8s.py deploy/k8s/job.schema.json "$WORK/Dockerfile.tag" "$INDEXED" 2>"$WORK/tag.err" >/dev/null; then
+  fail "the check accepted a Dockerfile whose base images are not pinned"
+fi
+grep -q "FROM debian:bookworm-slim is not pinned by digest" "$WORK/tag.err" || fail "unpinned: $(cat "$WORK/tag.err")"
+say "schema check: both manifests valid, 22 broken copies and an unpinned Dockerfile refused"
 
 # The environment the manifest gives the Pods; paths and the plan's size replaced by local ones.
 manifest_env() {
@@ -123,6 +151,38 @@ MERGE_CMD="${MERGE_CMD//\/data/$WORK/data}"
 env -i PATH="$ROOT/target/debug:$PATH" HOME="$HOME" DGEN_CACHE_DIR="${DGEN_CACHE_DIR:-$HOME/.cache/dgen}" \
   DGEN_RUN_ARGS="$RUN_ARGS --base_url $URL" sh -c "$MERGE_CMD" >"$WORK/merge.out" 2>&1 \
   || fail "the merge Job's command failed: $(tail -5 "$WORK/merge.out")"
+
+# The merge Job's shell is PID 1, which ignores a SIGTERM it does not trap: it must hand the
+# signal to the merge and end with it, and not start the top-up run. A stub dgen stands in
+# for a long merge and notes the signal that ended it (here the shell is not PID 1, so a
+# shell that does not forward dies of the signal and leaves the merge running).
+STUB="$WORK/stub"
+MARKS="$WORK/marks"
+mkdir -p "$STUB" "$MARKS"
+cat >"$STUB/dgen" <<'SH'
+#!/bin/sh
+[ "$1" = merge ] || { echo run >>"$MARKS/ran"; exit 0; }
+trap 'echo TERM >"$MARKS/merge-signal"; exit 143' TERM
+echo $$ >"$MARKS/merge-pid"
+i=0
+while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+echo none >"$MARKS/merge-signal"
+SH
+chmod +x "$STUB/dgen"
+env -i PATH="$STUB:$PATH" MARKS="$MARKS" DGEN_RUN_ARGS="" sh -c "$MERGE_CMD" &
+shell=$!
+for _ in $(seq 100); do [[ -s "$MARKS/merge-pid" ]] && break; sleep 0.1; done
+[[ -s "$MARKS/merge-pid" ]] || fail "the merge Job's command did not start the (stub) merge"
+PIDS+=("$(cat "$MARKS/merge-pid")")
+kill -TERM "$shell"
+rc=0
+wait "$shell" || rc=$?
+[[ "$(cat "$MARKS/merge-signal" 2>/dev/null)" == TERM ]] \
+  || fail "SIGTERM to the merge Job's shell did not reach the merge (the shell exited $rc)"
+[[ "$rc" == 143 ]] || fail "the merge Job's shell exited $rc after SIGTERM, not the merge's 143"
+[[ ! -e "$MARKS/ran" ]] || fail "the merge Job's shell started the top-up run after SIGTERM"
+say "merge Job: SIGTERM reached the merge, the shell ended with it (143)"
+
 final="$("$DGEN" --store "$OUT/all.redb" status --json | json '"%d %d" % (s["merged_shards"], [x["count"] for x in s["states"] if x["state"] == "done"][0])')"
 [[ "$final" == "$K $N" ]] || fail "merged store: shards, done = $final; expected $K $N"
 say "passed: manifests valid, entrypoint planned shard i/$K for each JOB_COMPLETION_INDEX, merge Job reached $N/$N"

@@ -3,7 +3,10 @@
 # node's real CPUs and memory) runs deploy/slurm/dgen-array.sbatch as an array of 3 shards
 # against the mock server (which repeats some answers, so shards make duplicates of each
 # other's dialogues), then `dgen merge` joins the shards and a top-up `dgen run` brings the
-# merged store to N. Checks every count on the way.
+# merged store to N. Then one task is run again alone, as the sbatch file says a failed task is
+# (`sbatch --array=I`, where Slurm tells the task its array has one task): once with its store
+# (it goes on: nothing to do), once with its store gone (it plans and runs its own shard, not the
+# whole plan), and the shards merge again to N. Checks every count on the way.
 #
 # Installs Debian's slurm-wlm and munge with apt-get when they are missing (needs root). Skips,
 # loudly, only where the daemons cannot start here (no root, a container that forbids them);
@@ -153,27 +156,39 @@ URL="$(cat "$WORK/url")"
 started=$SECONDS
 # --wait: sbatch returns when every task has ended, with the highest exit code among them.
 # The node has few CPUs: one per task and little memory, whatever the script's defaults say.
-if ! sbatch --wait --array=0-$((SHARDS - 1))%1 --cpus-per-task=1 --mem=1G \
-  --output="$WORK/out/slurm-%A_%a.out" \
-  --export=ALL,DGEN_TOTAL="$N",DGEN_SEED=7,DGEN_OUT_DIR="$WORK/out",DGEN_BIN="$DGEN",DGEN_CACHE_DIR="$CACHE",DGEN_DATASET="$ROOT/fixtures/multiwoz_hf",DGEN_PERSONAS="$ROOT/fixtures/personas_hf",DGEN_PLAN_ARGS="--min_turns 3 3 --max_turns 6 6",DGEN_RUN_ARGS="--base_url $URL --concurrency 1 --max_attempts 10 --retry_base_ms 20" \
-  deploy/slurm/dgen-array.sbatch >"$WORK/sbatch.out"; then
-  tail -n 20 "$WORK"/out/slurm-*.out >&2 || true
-  fail "the array job failed ($(cat "$WORK/sbatch.out"))"
-fi
-say "array of $SHARDS shards done in $((SECONDS - started)) s ($(cat "$WORK/sbatch.out"))"
+submit() {
+  local array="$1" name="$2"
+  if ! sbatch --wait --array="$array" --cpus-per-task=1 --mem=1G \
+    --output="$WORK/out/slurm-%A_%a.out" \
+    --export=ALL,DGEN_SHARD_COUNT="$SHARDS",DGEN_TOTAL="$N",DGEN_SEED=7,DGEN_OUT_DIR="$WORK/out",DGEN_BIN="$DGEN",DGEN_CACHE_DIR="$CACHE",DGEN_DATASET="$ROOT/fixtures/multiwoz_hf",DGEN_PERSONAS="$ROOT/fixtures/personas_hf",DGEN_PLAN_ARGS="--min_turns 3 3 --max_turns 6 6",DGEN_RUN_ARGS="--base_url $URL --concurrency 1 --max_attempts 10 --retry_base_ms 20" \
+    deploy/slurm/dgen-array.sbatch >"$WORK/$name.out"; then
+    tail -n 20 "$WORK"/out/slurm-*.out >&2 || true
+    fail "$name: the job failed ($(cat "$WORK/$name.out"))"
+  fi
+  sed -E 's/^Submitted batch job ([0-9]+).*/\1/' "$WORK/$name.out"
+}
+JOB="$(submit "0-$((SHARDS - 1))%1" sbatch)"
+say "array of $SHARDS shards done in $((SECONDS - started)) s (job $JOB)"
 
 shopt -s nullglob
 stores=("$WORK"/out/shard-*.redb)
 [[ ${#stores[@]} == "$SHARDS" ]] || fail "expected $SHARDS shard stores, found ${#stores[@]}: ${stores[*]}"
 json() { python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
-done_total=0
-for s in "${stores[@]}"; do
+# Each store is its task's shard, I/K, with its items (the full plan's index % K == I) done.
+check_shard() {
+  local s="$1" i info shard items done_items
+  i="$(basename "$s" .redb)"
+  i="${i#shard-}"
   info="$("$DGEN" --store "$s" status --json | json '"%s/%s %d %d" % (s["shard"]["index"], s["shard"]["count"], s["total_items"], [x["count"] for x in s["states"] if x["state"] == "done"][0])')"
   read -r shard items done_items <<<"$info"
   say "$(basename "$s"): shard $shard, $done_items of $items items done"
+  [[ "$shard" == "$i/$SHARDS" ]] || fail "$(basename "$s") holds shard $shard, not $i/$SHARDS"
+  [[ "$items" == $(((N - i + SHARDS - 1) / SHARDS)) ]] || fail "$(basename "$s") holds $items items, not shard $i's"
   [[ "$done_items" == "$items" ]] || fail "$(basename "$s") did not finish its items"
   done_total=$((done_total + done_items))
-done
+}
+done_total=0
+for s in "${stores[@]}"; do check_shard "$s"; done
 [[ "$done_total" == "$N" ]] || fail "the shards hold $done_total items, not $N"
 
 "$DGEN" merge "${stores[@]}" --into "$WORK/all.redb" | tee "$WORK/merge.out" >&2
@@ -200,4 +215,32 @@ read -r final_done dialogues <<<"$final"
   --embedding_file "$WORK/all.npy" >/dev/null
 unique="$(json 'len(set(s))' <"$WORK/hashes.json")"
 [[ "$unique" == "$N" ]] || fail "the export holds $unique distinct hashes, not $N"
-say "passed: $SHARDS Slurm array tasks, merge dropped $dropped cross-shard duplicates, top-up reached $N/$N; $((SECONDS - started)) s from sbatch to the end"
+say "merge dropped $dropped cross-shard duplicates, top-up reached $N/$N"
+
+# One task run again alone: Slurm sets SLURM_ARRAY_TASK_COUNT=1 and MIN=MAX=I for it. First a
+# task whose store is whole: the same shard, nothing planned or generated again.
+I=$((SHARDS - 1))
+fingerprint() { "$DGEN" --store "$1" status --json | json 's["plan_fingerprint"]'; }
+before="$(fingerprint "$WORK/out/shard-$I.redb")"
+JOB="$(submit "$I" rerun-whole)"
+log="$WORK/out/slurm-${JOB}_$I.out"
+grep -q "already holds this plan" "$log" || fail "task $I run again planned again: $(tail -5 "$log")"
+grep -Eq "all [0-9]+ items of .* are finished" "$log" || fail "task $I run again generated again: $(tail -5 "$log")"
+[[ "$(fingerprint "$WORK/out/shard-$I.redb")" == "$before" ]] || fail "task $I run again changed its plan"
+# Then a task whose store is gone (it failed before its first commit, its disk was lost): it
+# plans and runs shard I/K, its items only, not the whole plan.
+I=1
+rm -f "$WORK/out/shard-$I.redb"
+JOB="$(submit "$I" rerun-lost)"
+grep -q "planning shard $I/$SHARDS" "$WORK/out/slurm-${JOB}_$I.out" \
+  || fail "task $I run again did not plan shard $I/$SHARDS: $(tail -5 "$WORK/out/slurm-${JOB}_$I.out")"
+done_total=0
+for s in "${stores[@]}"; do check_shard "$s"; done
+[[ "$done_total" == "$N" ]] || fail "after the task ran again the shards hold $done_total items, not $N"
+"$DGEN" merge "${stores[@]}" --into "$WORK/again.redb" >"$WORK/merge-again.out" \
+  || fail "the merge after the task ran again failed: $(cat "$WORK/merge-again.out")"
+"$DGEN" --store "$WORK/again.redb" run --base_url "$URL" --concurrency 2 --max_attempts 10 \
+  --retry_base_ms 20 --log_file "$WORK/topup-again.log" 2>/dev/null
+again="$("$DGEN" --store "$WORK/again.redb" status --json | json '"%d %d %d" % (s["merged_shards"], s["total_items"], [x["count"] for x in s["states"] if x["state"] == "done"][0])')"
+[[ "$again" == "$SHARDS $N $N" ]] || fail "merged after the task ran again: shards, items, done = $again; expected $SHARDS $N $N"
+say "passed: $SHARDS Slurm array tasks, merge dropped $dropped cross-shard duplicates, top-up reached $N/$N; task $((SHARDS - 1)) run again alone went on with its store, task 1 run again alone without its store planned shard 1/$SHARDS and the merge reached $N/$N again; $((SECONDS - started)) s from sbatch to the end"
