@@ -243,4 +243,38 @@ for s in "${stores[@]}"; do check_shard "$s"; done
   --retry_base_ms 20 --log_file "$WORK/topup-again.log" 2>/dev/null
 again="$("$DGEN" --store "$WORK/again.redb" status --json | json '"%d %d %d" % (s["merged_shards"], s["total_items"], [x["count"] for x in s["states"] if x["state"] == "done"][0])')"
 [[ "$again" == "$SHARDS $N $N" ]] || fail "merged after the task ran again: shards, items, done = $again; expected $SHARDS $N $N"
-say "passed: $SHARDS Slurm array tasks, merge dropped $dropped cross-shard duplicates, top-up reached $N/$N; task $((SHARDS - 1)) run again alone went on with its store, task 1 run again alone without its store planned shard 1/$SHARDS and the merge reached $N/$N again; $((SECONDS - started)) s from sbatch to the end"
+
+# The key: read on the node from DGEN_KEY_FILE, so it is not in the environment Slurm saves with
+# the job (slurmctld's state folder here). A stub stands in for dgen and notes whether the task
+# got the file's key. The control: a key passed in the job's environment is found there, so
+# the scan can fail.
+KEYS="$WORK/keys"
+mkdir -p "$KEYS/out"
+SECRET="sk-dgen-slurm-test-$RANDOM$RANDOM$RANDOM"
+(umask 077 && echo "$SECRET" >"$KEYS/key")
+cat >"$KEYS/dgen" <<'SH'
+#!/bin/sh
+case " $* " in *" run "*) ;; *) exit 0 ;; esac
+if [ "${OPENAI_API_KEY:-}" = "$(tr -d '[:space:]' <"$KEYCHECK_FILE")" ]; then echo match; else echo mismatch; fi >"$KEYCHECK_OUT"
+SH
+chmod +x "$KEYS/dgen"
+key_job() {
+  env -u OPENAI_API_KEY -u OPENAI_KEY sbatch --wait --array=0 --cpus-per-task=1 --mem=100M \
+    --output="$KEYS/slurm-%A_%a.out" \
+    --export="ALL,DGEN_SHARD_COUNT=1,DGEN_TOTAL=1,DGEN_OUT_DIR=$KEYS/out,DGEN_BIN=$KEYS/dgen,DGEN_KEY_FILE=$KEYS/key,KEYCHECK_FILE=$KEYS/key,KEYCHECK_OUT=$KEYS/seen$1" \
+    deploy/slurm/dgen-array.sbatch | sed -E 's/^Submitted batch job ([0-9]+).*/\1/'
+}
+JOB="$(key_job "")" || fail "the job with DGEN_KEY_FILE failed: $(cat "$KEYS"/slurm-*.out)"
+[[ "$(cat "$KEYS/seen" 2>/dev/null)" == match ]] || fail "the task did not get the key of DGEN_KEY_FILE: $(cat "$KEYS"/slurm-*.out)"
+if grep -rqF "$SECRET" "$WORK/state" "$WORK/spool" "$KEYS"/slurm-*.out; then
+  fail "the key is in what Slurm saved of the job: $(grep -rlF "$SECRET" "$WORK/state" "$WORK/spool" "$KEYS"/slurm-*.out)"
+fi
+CONTROL="sk-dgen-slurm-control-$RANDOM$RANDOM$RANDOM"
+JOB="$(key_job ",OPENAI_API_KEY=$CONTROL")" || fail "the control job failed"
+grep -rqF "$CONTROL" "$WORK/state" \
+  || fail "a key passed in the job's environment is not found in $WORK/state: the scan above proves nothing"
+grep -q "came with the job's environment" "$KEYS/slurm-${JOB}_0.out" \
+  || fail "the sbatch file did not warn of a key in the job's environment: $(cat "$KEYS/slurm-${JOB}_0.out")"
+say "the key from DGEN_KEY_FILE reached the task and is not in Slurm's saved job state (one passed with --export is)"
+
+say "passed: $SHARDS Slurm array tasks, merge dropped $dropped cross-shard duplicates, top-up reached $N/$N; task $((SHARDS - 1)) run again alone went on with its store, task 1 run again alone without its store planned shard 1/$SHARDS and the merge reached $N/$N again; the key stays out of the saved job; $((SECONDS - started)) s from sbatch to the end"
