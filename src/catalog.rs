@@ -44,6 +44,9 @@ pub struct LogicalCombinations {
     pub quadruple: Vec<Vec<String>>,
 }
 
+/// The most time slots a catalog may list: a work item stores its slot's index as a `u8`.
+pub const MAX_TIME_SLOTS: usize = u8::MAX as usize + 1;
+
 /// `[start_hour, end_hour, name]`; the end is exclusive and a slot whose end is not after its
 /// start wraps past midnight.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -316,9 +319,16 @@ impl Catalog {
         Ok(())
     }
 
-    /// Hours within 0-23 and at least one hour a slot.
+    /// Hours within 0-23, at least one hour a slot, and no more slots than a work item's
+    /// `time_slot` (a `u8`) can number.
     fn validate_time_slots(&self) -> Result<()> {
         non_empty("time_slots", &self.time_slots)?;
+        if self.time_slots.len() > MAX_TIME_SLOTS {
+            bail!(
+                "time_slots has {} entries, more than the {MAX_TIME_SLOTS} a plan can number; merge or remove slots",
+                self.time_slots.len()
+            );
+        }
         for (i, slot) in self.time_slots.iter().enumerate() {
             for (what, hour) in [("start", slot.start()), ("end", slot.end())] {
                 if hour > 23 {
@@ -417,6 +427,19 @@ mod tests {
         let back: Catalog = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.quality().action(Check::OffTopic), Action::Reject);
+    }
+
+    #[test]
+    fn every_slot_index_fits_a_work_item() {
+        let mut c = Catalog::builtin();
+        c.time_slots = (0..MAX_TIME_SLOTS)
+            .map(|i| TimeSlot(0, 1, format!("slot {i}")))
+            .collect();
+        c.validate().unwrap();
+        c.time_slots.push(TimeSlot(0, 1, "one too many".into()));
+        let e = format!("{:#}", c.validate().unwrap_err());
+        assert!(e.contains("time_slots has 257 entries"), "{e}");
+        assert!(e.contains("256"), "{e}");
     }
 
     #[test]

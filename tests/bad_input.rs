@@ -185,6 +185,24 @@ fn inconsistent_catalogs_are_refused_naming_the_entry() {
     );
 }
 
+/// A work item numbers its time slot with a `u8`: a 257th slot would wrap to slot 0.
+#[test]
+fn a_catalog_with_more_time_slots_than_a_plan_can_number_is_refused() {
+    let env = Env::new();
+    let mut c = builtin_catalog();
+    c["time_slots"] = (0..257)
+        .map(|i| serde_json::json!([i % 24, (i + 1) % 24, format!("slot {i}")]))
+        .collect();
+    refused(
+        &env,
+        with_catalog(&env, "slots.json", &c),
+        &["slots.json", "time_slots has 257 entries", "256"],
+    );
+    // 256 slots plan.
+    c["time_slots"].as_array_mut().unwrap().pop();
+    with_catalog(&env, "slots.json", &c).assert().success();
+}
+
 #[test]
 fn a_toml_catalog_plans_like_the_json_one() {
     let env = Env::new();

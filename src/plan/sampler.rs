@@ -225,7 +225,8 @@ impl Iterator for Sampler<'_> {
             services,
             category,
             region,
-            time_slot: time_slot as u8,
+            time_slot: u8::try_from(time_slot)
+                .expect("the catalog holds at most MAX_TIME_SLOTS time slots"),
             specific_time,
             persona_index,
             user_emotion,
