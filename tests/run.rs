@@ -715,3 +715,41 @@ fn absurd_token_counts_from_the_server_saturate_instead_of_crashing() {
     assert_eq!(status["run"]["prompt_tokens"], u64::MAX, "{status}");
     assert_eq!(status["run"]["calls"], 4, "{status}");
 }
+
+#[test]
+fn a_response_body_over_the_cap_rejects_that_attempt_unread() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(1);
+    let bytes = dgen::llm::MAX_RESPONSE_BYTES + 1024;
+    // Once with a Content-Length that says so, once without one (read until the cap).
+    mock.push([
+        Fault::Oversize {
+            bytes,
+            declared: true,
+        },
+        Fault::Oversize {
+            bytes,
+            declared: false,
+        },
+    ]);
+    let out = env
+        .run(&mock, &["--max_attempts", "3", "-v"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(env.state_count("done"), 1);
+    assert_eq!(rejections(&env)["api_error"], 2, "{}", rejections(&env));
+    // Not retried inside the call: one dialogue call per attempt.
+    assert_eq!(mock.dialogue_calls(), 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("response body is larger than 4 MiB"),
+        "the rejection names the cap: {stderr}"
+    );
+    // The oversize answers were answered calls: counted, and nothing of them was kept.
+    assert_eq!(env.status_json()["run"]["calls"], 6);
+    let exported = env.export_all();
+    assert!(exported.records[0]["turns"].to_string().len() < 100_000);
+}

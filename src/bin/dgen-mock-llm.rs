@@ -66,6 +66,10 @@ struct Args {
     /// degenerate-output checks are for).
     #[arg(long)]
     degenerate: bool,
+    /// Pad every dialogue answer with spaces to N bytes and send it without a Content-Length
+    /// (the body ends when the connection closes): for dgen's cap on response bodies.
+    #[arg(long, value_name = "N")]
+    oversize_bytes: Option<usize>,
     /// llama-server's flags, accepted so the mock can stand in for it (`--llama_server`):
     /// the model file (ignored).
     #[arg(short = 'm', long, hide = true)]
@@ -120,6 +124,12 @@ fn main() {
     }
     if args.degenerate {
         server.state.lock().unwrap().always = Some(mock::Fault::Degenerate);
+    }
+    if let Some(bytes) = args.oversize_bytes {
+        server.state.lock().unwrap().always = Some(mock::Fault::Oversize {
+            bytes,
+            declared: false,
+        });
     }
     println!("{}", server.url);
     loop {

@@ -185,13 +185,30 @@ impl LlmClient {
         let hint = retry_hint(response.headers());
         answered.status = Some(status.as_u16());
         answered.rate = RateHeaders::parse(response.headers());
-        let body = match response.text().await {
-            Ok(b) => b,
-            Err(e) => {
+        let body = match read_capped(response, MAX_RESPONSE_BYTES).await {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(BodyError::Read(e)) => {
                 let message = scrub(format!("reading the response failed: {}", error_chain(&e)));
                 let mut error = retryable(None, message, hint);
                 mark_timed_out(&mut error, e.is_timeout());
                 return Err((error, Usage::default()));
+            }
+            Err(BodyError::TooLarge) => {
+                // Answered, so counted as a call; its tokens are in the part left unread.
+                let error = CallError::Rejected {
+                    status: status.as_u16(),
+                    code: Some("response_too_large".into()),
+                    message: format!(
+                        "HTTP {}: the response body is larger than {} MiB, the most dgen reads of a chat completion; this try is given up unread. Check what answers at the endpoint (a proxy's page, a runaway generation)",
+                        status.as_u16(),
+                        MAX_RESPONSE_BYTES >> 20
+                    ),
+                };
+                let usage = Usage {
+                    calls: 1,
+                    ..Usage::default()
+                };
+                return Err((error, usage));
             }
         };
         let parsed: Option<Value> = serde_json::from_str(&body).ok();
@@ -226,6 +243,33 @@ impl LlmClient {
             truncated,
         })
     }
+}
+
+/// The most of a chat-completion response body that is read. An answer of the largest
+/// `max_tokens` any model offers is a few hundred kilobytes of JSON; a body past this comes from
+/// something else answering (a proxy's page, a server streaming without end), and reading on
+/// would hold all of it in memory.
+pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
+
+enum BodyError {
+    Read(reqwest::Error),
+    TooLarge,
+}
+
+/// The body, chunk by chunk, up to `cap` bytes: a declared length over the cap is refused
+/// before anything is read, an undeclared one as soon as the chunks pass it.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A request as sent: its body, the tokens it may cost (for the limiter's pacing) and its

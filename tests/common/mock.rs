@@ -78,6 +78,9 @@ pub enum Fault {
     },
     /// 429 with these headers, verbatim (hostile `Retry-After` values and the like).
     Headers(Vec<(String, String)>),
+    /// A normal dialogue padded with spaces to this many bytes, with a `Content-Length`
+    /// (`declared`) or without one, the body ending when the connection closes.
+    Oversize { bytes: usize, declared: bool },
 }
 
 impl Fault {
@@ -98,6 +101,7 @@ impl Fault {
                 | Fault::CopyExample
                 | Fault::WrongOutcome
                 | Fault::Degenerate
+                | Fault::Oversize { .. }
         )
     }
 }
@@ -550,6 +554,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     serve_queued(state);
 
     let mut finish_reason = "stop";
+    let mut undeclared_length = false;
     let (fault, latency) = {
         let mut s = state.lock().unwrap();
         s.requests.push(Recorded {
@@ -658,6 +663,12 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         ),
         Some(Fault::WrongOutcome) => compose_ending(state, &system, true, true),
         Some(Fault::Degenerate) => degenerate(state, &system),
+        Some(Fault::Oversize { bytes, declared }) => {
+            undeclared_length = !declared;
+            let text = compose(state, &system, true);
+            let pad = bytes.saturating_sub(text.len());
+            text + &" ".repeat(pad)
+        }
         Some(Fault::Malformed) => {
             let text = compose(state, &system, true);
             text.rsplit_once("</Assistant>")
@@ -761,7 +772,20 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     // Open until its answer is ready, not until written: on a busy machine the thread that wrote
     // it may run again only after the client, answered, has sent its next call.
     drop(open);
+    if undeclared_length {
+        return respond_until_close(&mut conn, &response.to_string());
+    }
     respond(&mut conn, 200, &headers, &response.to_string())
+}
+
+/// A 200 without `Content-Length`: the body ends when the connection closes.
+fn respond_until_close(conn: &mut TcpStream, body: &str) -> std::io::Result<()> {
+    let head = "HTTP/1.1 200 X\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+    conn.write_all(head.as_bytes())?;
+    // The client may hang up once it has read enough.
+    let _ = conn.write_all(body.as_bytes());
+    let _ = conn.flush();
+    Ok(())
 }
 
 fn respond(
