@@ -1,11 +1,17 @@
 //! `dgen import`: earlier results — dgen's exports or the original script's files — brought into
 //! the store so that new generation never repeats them. Everything is validated first (record
 //! shape, row counts across the three files, hash format, NPY dtype and shape), naming the file
-//! and row; nothing is imported from a rejected set.
+//! and row; nothing is imported from a rejected set. The JSON files are read one element at a
+//! time, so memory holds the parsed dialogues (and their embeddings) but never a whole file's
+//! text or JSON tree.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use serde::de::{self, Deserializer as _, SeqAccess, Visitor};
+use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::dedup::{self, Hash};
@@ -17,22 +23,112 @@ use crate::quality::QualityRecord;
 use crate::record::{self, GeneratedDialogue};
 use crate::store::{Accepted, Batch, Store};
 
-/// Reads a JSON array, or JSONL when the file does not start with `[`.
-fn read_records(path: &Path) -> Result<Vec<Value>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid JSON array", path.display()));
+/// Hands each record to `each` with its row (counting from 0): a JSON array element by
+/// element, or JSONL line by line when the file does not start with `[`. Only one record's
+/// JSON is held at a time, so a file of any size imports in the memory of what it holds.
+fn for_each_record(path: &Path, each: impl FnMut(usize, Value) -> Result<()>) -> Result<()> {
+    let mut reader = open(path)?;
+    if starts_with_bracket(&mut reader, path)? {
+        return for_each_element(reader, path, "record", each);
     }
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{} line {} is not valid JSON", path.display(), n + 1))
-        })
-        .collect()
+    let mut each = each;
+    let mut row = 0;
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str(&line)
+            .with_context(|| format!("{} line {} is not valid JSON", path.display(), n + 1))?;
+        each(row, value)?;
+        row += 1;
+    }
+    Ok(())
+}
+
+fn open(path: &Path) -> Result<BufReader<File>> {
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(BufReader::with_capacity(1 << 16, file))
+}
+
+/// Whether the first character that is not white space is `[` (nothing is consumed but the
+/// white space).
+fn starts_with_bracket(reader: &mut BufReader<File>, path: &Path) -> Result<bool> {
+    loop {
+        let buffer = reader
+            .fill_buf()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let Some(&first) = buffer.first() else {
+            return Ok(false);
+        };
+        if first.is_ascii_whitespace() {
+            reader.consume(1);
+            continue;
+        }
+        return Ok(first == b'[');
+    }
+}
+
+/// The elements of a top-level JSON array, one at a time; an element that is not JSON is
+/// named by its index (`what` `row`).
+fn for_each_element(
+    reader: impl Read,
+    path: &Path,
+    what: &str,
+    each: impl FnMut(usize, Value) -> Result<()>,
+) -> Result<()> {
+    let mut visitor = Elements {
+        each,
+        failed: None,
+        path,
+        what,
+    };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let parsed = de.deserialize_seq(&mut visitor).and_then(|()| de.end());
+    if let Some(e) = visitor.failed {
+        return Err(e);
+    }
+    parsed.with_context(|| format!("{} is not a valid JSON array", path.display()))
+}
+
+/// Visits a JSON array's elements; the first error (the element's or `each`'s) is kept in
+/// `failed`, since a visitor can only return the deserializer's own error type.
+struct Elements<'a, F> {
+    each: F,
+    failed: Option<anyhow::Error>,
+    path: &'a Path,
+    what: &'a str,
+}
+
+impl<'de, F: FnMut(usize, Value) -> Result<()>> Visitor<'de> for &mut Elements<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut row = 0;
+        loop {
+            let value = match seq.next_element::<Value>() {
+                Ok(Some(value)) => value,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.failed = Some(anyhow::anyhow!(
+                        "{} {} {row} is not valid JSON: {e}",
+                        self.path.display(),
+                        self.what
+                    ));
+                    return Err(e);
+                }
+            };
+            if let Err(e) = (self.each)(row, value) {
+                self.failed = Some(e);
+                return Err(de::Error::custom("stopped"));
+            }
+            row += 1;
+        }
+    }
 }
 
 fn string(v: &Value) -> String {
@@ -122,30 +218,36 @@ fn record_from_json(v: &Value, row: usize, file: &Path) -> Result<GeneratedDialo
 }
 
 fn read_hashes(path: &Path, expected: usize, records: &Path) -> Result<Vec<Hash>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let list: Vec<Value> = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a JSON array of hashes", path.display()))?;
-    if list.len() != expected {
+    let mut hashes = Vec::with_capacity(expected);
+    // The count is checked first: a file of another set is named as that, not as its first
+    // row that fails to parse.
+    let mut first_bad = None;
+    let mut rows = 0;
+    let reader = open(path)?;
+    for_each_element(reader, path, "row", |row, v| {
+        rows += 1;
+        match parse_hex(v.as_str().unwrap_or_default()) {
+            Some(hash) => hashes.push(hash),
+            None if first_bad.is_none() => first_bad = Some((row, v)),
+            None => {}
+        }
+        Ok(())
+    })
+    .with_context(|| format!("{} is not a JSON array of hashes", path.display()))?;
+    if rows != expected {
         bail!(
-            "{} has {} hashes but {} has {expected} records; the files must have one row per dialogue, in the same order",
+            "{} has {rows} hashes but {} has {expected} records; the files must have one row per dialogue, in the same order",
             path.display(),
-            list.len(),
             records.display()
         );
     }
-    list.iter()
-        .enumerate()
-        .map(|(row, v)| {
-            let hex = v.as_str().unwrap_or_default();
-            parse_hex(hex).with_context(|| {
-                format!(
-                    "{} row {row}: {v} is not a 64-digit hex SHA-256",
-                    path.display()
-                )
-            })
-        })
-        .collect()
+    if let Some((row, v)) = first_bad {
+        bail!(
+            "{} row {row}: {v} is not a 64-digit hex SHA-256",
+            path.display()
+        );
+    }
+    Ok(hashes)
 }
 
 fn parse_hex(hex: &str) -> Option<Hash> {
@@ -180,17 +282,13 @@ pub struct Imported {
 /// Reads and checks the whole set, then commits it in one transaction.
 pub fn import(store: &Store, files: &ImportFiles) -> Result<Imported> {
     let file = files.records;
-    let values = read_records(file)?;
-    let records = values
-        .iter()
-        .enumerate()
-        .map(|(row, v)| record_from_json(v, row, file))
-        .collect::<Result<Vec<_>>>()?;
-    let qualities = values
-        .iter()
-        .enumerate()
-        .map(|(row, v)| quality_from_json(v, row, file))
-        .collect::<Result<Vec<_>>>()?;
+    let mut records = Vec::new();
+    let mut qualities = Vec::new();
+    for_each_record(file, |row, v| {
+        records.push(record_from_json(&v, row, file)?);
+        qualities.push(quality_from_json(&v, row, file)?);
+        Ok(())
+    })?;
     if records.is_empty() {
         return Ok(Imported {
             imported: 0,
@@ -211,7 +309,7 @@ fn quality_from_json(v: &Value, row: usize, file: &Path) -> Result<Option<Qualit
     let Some(quality) = v.get("quality") else {
         return Ok(None);
     };
-    serde_json::from_value(quality.clone()).map(Some).with_context(|| {
+    QualityRecord::deserialize(quality).map(Some).with_context(|| {
         format!(
             "{} record {row}: \"quality\" is not {{\"checks\": [{{\"check\", \"detail\"}}]}} with known check names; fix or remove it",
             file.display()
