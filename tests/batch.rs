@@ -523,3 +523,37 @@ fn status_prices_batch_calls_at_the_batch_price() {
         "{text}"
     );
 }
+
+#[test]
+fn an_answer_for_an_item_given_up_meanwhile_is_billed() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    // The first dialogue answer is rejected (its item's attempt 1 goes into a later scenario
+    // batch); the dialogue batch expires before the third answer (that item's dialogue is
+    // asked again), so two batches are in flight afterwards.
+    mock.push([common::mock::Fault::WrongTurns]);
+    mock.batch_ends([BatchEnd::Completed, BatchEnd::Expired { answered: 2 }]);
+    let mut passes = 0;
+    while env.state_count("done") < 1 {
+        passes += 1;
+        assert!(passes < 12, "the passes made no progress");
+        env.run(&mock, &["--batch"]).assert().success();
+    }
+    let submitted = mock.batches(|b| b.submitted.clone());
+    assert!(
+        submitted
+            .iter()
+            .any(|i| i.starts_with("scenario-") && i.ends_with("-1")),
+        "no second attempt in flight: {submitted:?}"
+    );
+    // A lower --max_attempts gives the rejected item up while its attempt 1 is in flight: the
+    // provider answers it all the same, and bills it.
+    let fast_one_attempt = [&FAST[..], &["--max_attempts", "1"]].concat();
+    env.run(&mock, &fast_one_attempt).assert().success();
+    assert_eq!(env.state_count("done"), 2);
+    assert_eq!(env.state_count("failed"), 1);
+    let answered = mock.requests().len() as u64;
+    assert_eq!(answered, 7, "3 scenarios, 2 of 3 dialogues, then 1 of each");
+    assert_eq!(counter(&env, "/calls"), answered, "every answer billed");
+}

@@ -19,8 +19,9 @@ use super::{Driver, Halt};
 
 impl Driver {
     /// Sorts a batch's answers: bills, refusals, scenarios to store, and the dialogue answers
-    /// still to check and embed. Requests whose item moved on since are skipped (never applied
-    /// twice); unanswered ones go back to the pool.
+    /// still to check and embed. Requests whose item moved on since (given up under a lowered
+    /// `--max_attempts`, or finished) are billed and otherwise skipped (never applied twice);
+    /// unanswered ones go back to the pool.
     fn sort_answers(
         &self,
         job: &BatchJob,
@@ -30,6 +31,16 @@ impl Driver {
         let mut dialogues = Vec::new();
         for &(index, attempt) in &job.requests {
             if self.attempts.get(&index) != Some(&attempt) {
+                // The provider billed the answer all the same.
+                if let Some(Answer::Refused { usage, .. } | Answer::Completed { usage, .. }) =
+                    answers.get(&lines::custom_id(job.stage, index, attempt))
+                {
+                    tracing::debug!(
+                        "batch #{}: item {index} moved on since its attempt {attempt} was sent; its answer is billed and dropped",
+                        job.id
+                    );
+                    r.outcomes.push(Outcome::Billed(*usage));
+                }
                 continue;
             }
             match answers.get(&lines::custom_id(job.stage, index, attempt)) {
