@@ -5,7 +5,9 @@
 //! `dgen-mock-llm --help` lists its flags. It prints its base URL and serves until killed.
 //! `GET /stats` says how many calls it answered, refused with 429 and held open at once. It also
 //! serves the OpenAI Batch API (`/files`, `/batches`) for `dgen run --batch`: each read of a
-//! batch moves it one step (validating, in_progress, completed).
+//! batch moves it one step (validating, in_progress, completed); `/stats` counts the batch
+//! requests it bills (`batch_billed`, `batch_billed_twice`), and `--batch-faults` makes it
+//! misbehave as providers do.
 
 #[path = "../../tests/common/mock.rs"]
 mod mock;
@@ -70,6 +72,17 @@ struct Args {
     /// (the body ends when the connection closes): for dgen's cap on response bodies.
     #[arg(long, value_name = "N")]
     oversize_bytes: Option<usize>,
+    /// Batch API faults, once each, comma-separated: create-late (a create answered 5 s after
+    /// the batch exists), create-502, create-cut (a 2xx cut off), file-gone (the input file
+    /// deleted before the create), late-output (a finished batch names its output file a read
+    /// later), short-download (the first result file cut after its first line), lost-output
+    /// (an output file that answers 404), error-line (an answered request repeated in the
+    /// error file as a 500).
+    #[arg(long, value_delimiter = ',', value_parser = [
+        "create-late", "create-502", "create-cut", "file-gone", "late-output",
+        "short-download", "lost-output", "error-line",
+    ])]
+    batch_faults: Vec<String>,
     /// llama-server's flags, accepted so the mock can stand in for it (`--llama_server`):
     /// the model file (ignored).
     #[arg(short = 'm', long, hide = true)]
@@ -121,6 +134,26 @@ fn main() {
             capacity: capacity as usize,
             service: Duration::from_millis(args.service_ms),
         });
+    }
+    {
+        use mock::batch::CreateFault;
+        let mut s = server.state.lock().unwrap();
+        for fault in &args.batch_faults {
+            let b = &mut s.batch;
+            match fault.as_str() {
+                "create-late" => b
+                    .create_faults
+                    .push_back(CreateFault::Late(Duration::from_secs(5))),
+                "create-502" => b.create_faults.push_back(CreateFault::BadGateway),
+                "create-cut" => b.create_faults.push_back(CreateFault::CutBody),
+                "file-gone" => b.create_faults.push_back(CreateFault::FileGone),
+                "late-output" => b.result_faults.late_output += 1,
+                "short-download" => b.result_faults.short_download = Some((1, 1)),
+                "lost-output" => b.result_faults.lost_output += 1,
+                "error-line" => b.result_faults.error_line_for_answer += 1,
+                _ => unreachable!("clap checks the names"),
+            }
+        }
     }
     if args.degenerate {
         server.state.lock().unwrap().always = Some(mock::Fault::Degenerate);

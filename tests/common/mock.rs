@@ -407,6 +407,8 @@ impl MockServer {
 fn stats(s: &State) -> Value {
     json!({
         "answered": s.requests.len(),
+        "batch_billed": s.batch.billed().len(),
+        "batch_billed_twice": s.batch.billed_twice(),
         "limited": s.rate.limited,
         "max_in_flight": s.max_in_flight,
         "arrivals": s.arrivals,
@@ -511,7 +513,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         let body = stats(&state.lock().unwrap()).to_string();
         return respond(&mut conn, 200, &[], &body);
     }
-    if let Some((code, answer)) = batch::handle(
+    if let Some((code, answer, cut)) = batch::handle(
         state,
         &line,
         content_type.as_deref(),
@@ -519,6 +521,9 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         &body,
         conn.local_addr()?,
     ) {
+        if cut {
+            return respond_cut(&mut conn, code, &answer);
+        }
         return respond(&mut conn, code, &[], &answer);
     }
     if !line.starts_with("POST") || !line.contains("/chat/completions") {
@@ -805,6 +810,19 @@ fn respond(
     conn.write_all(head.as_bytes())?;
     conn.write_all(body.as_bytes())?;
     conn.flush()
+}
+
+/// An answer whose body stops after its first bytes: the header promises all of it, then the
+/// connection closes.
+fn respond_cut(conn: &mut TcpStream, code: u16, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(&body.as_bytes()[..body.len().min(10)])?;
+    conn.flush()?;
+    conn.shutdown(std::net::Shutdown::Both)
 }
 
 const SUBJECTS: &[&str] = &[

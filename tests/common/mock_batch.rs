@@ -22,6 +22,17 @@ use serde_json::{json, Value};
 
 use super::State;
 
+#[path = "mock_batch_faults.rs"]
+mod faults;
+pub use faults::{CreateFault, ResultFaults};
+
+/// Unix seconds now.
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// How a batch ends.
 #[derive(Debug, Clone)]
 pub enum BatchEnd {
@@ -60,6 +71,14 @@ pub struct Batch {
     pub total: usize,
     pub errors: Vec<(String, String)>,
     pub metadata: Value,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// The custom_ids of its input file, in order.
+    pub ids: Vec<String>,
+    /// The custom_ids it executed, once it ran.
+    pub billed: Option<Vec<String>>,
+    /// Its output file is held back until the next read.
+    pub output_late: bool,
 }
 
 impl Batch {
@@ -78,6 +97,7 @@ impl Batch {
             },
             "request_counts": {"total": self.total, "completed": self.completed, "failed": self.failed},
             "metadata": self.metadata,
+            "created_at": self.created_at,
         })
     }
 }
@@ -97,6 +117,8 @@ pub struct BatchState {
     pub hang_download: Option<(usize, Duration)>,
     /// Requests received: uploads, creates (also those cut off), downloads.
     pub uploads: usize,
+    /// The size of every file uploaded (refused ones too), in order.
+    pub uploaded_bytes: Vec<usize>,
     pub create_requests: usize,
     pub downloads: usize,
     /// Files deleted (`DELETE /files/{id}`), in order.
@@ -105,6 +127,11 @@ pub struct BatchState {
     pub echo_key_401: bool,
     /// Every custom_id of every batch created, in order.
     pub submitted: Vec<String>,
+    /// How the next creates misbehave once the batch exists, in order.
+    pub create_faults: VecDeque<CreateFault>,
+    pub result_faults: ResultFaults,
+    /// The answer being written is to be cut off after its first bytes.
+    cut_reply: bool,
     next: u64,
 }
 
@@ -129,7 +156,8 @@ impl BatchState {
     }
 }
 
-/// Answers a Batch API request; `None` when the path is not one of the Batch API's.
+/// Answers a Batch API request: status, body, and whether to cut the body off; `None` when
+/// the path is not one of the Batch API's.
 pub fn handle(
     state: &Mutex<State>,
     request_line: &str,
@@ -137,7 +165,7 @@ pub fn handle(
     authorization: Option<&str>,
     body: &[u8],
     addr: SocketAddr,
-) -> Option<(u16, String)> {
+) -> Option<(u16, String, bool)> {
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("");
     let target = parts.next().unwrap_or("");
@@ -149,19 +177,22 @@ pub fn handle(
     }
     if state.lock().unwrap().batch.echo_key_401 {
         let key = authorization.unwrap_or("").trim_start_matches("Bearer ");
-        return Some(error(401, &format!("Incorrect API key provided: {key}")));
+        let (code, body) = error(401, &format!("Incorrect API key provided: {key}"));
+        return Some((code, body, false));
     }
-    Some(match (method, segments.as_slice()) {
+    let (code, body) = match (method, segments.as_slice()) {
         ("POST", ["files"]) => upload(state, content_type, body),
         ("GET", ["files"]) => list_files(state, target),
         ("DELETE", ["files", id]) => delete_file(state, id),
         ("GET", ["files", id]) => file(state, id),
         ("GET", ["files", id, "content"]) => content(state, id),
         ("POST", ["batches"]) => create(state, body),
-        ("GET", ["batches"]) => list(state),
+        ("GET", ["batches"]) => list(state, target),
         ("GET", ["batches", id]) => advance(state, id, authorization, addr),
         _ => return None,
-    })
+    };
+    let cut = std::mem::take(&mut state.lock().unwrap().batch.cut_reply);
+    Some((code, body, cut))
 }
 
 fn error(code: u16, message: &str) -> (u16, String) {
@@ -221,6 +252,23 @@ fn upload(state: &Mutex<State>, content_type: Option<&str>, body: &[u8]) -> (u16
     if let Err(message) = validate(&file.content) {
         return error(400, &message);
     }
+    state
+        .lock()
+        .unwrap()
+        .batch
+        .uploaded_bytes
+        .push(file.content.len());
+    if let Some(max) = state.lock().unwrap().batch.result_faults.max_file_bytes {
+        if file.content.len() > max {
+            return error(
+                413,
+                &format!(
+                    "the file is {} bytes, over the limit of {max}",
+                    file.content.len()
+                ),
+            );
+        }
+    }
     let (id, bytes, filename, hang) = {
         let mut s = state.lock().unwrap();
         s.batch.uploads += 1;
@@ -279,10 +327,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn create(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
-    let hang = {
+    let (hang, fault) = {
         let mut s = state.lock().unwrap();
         s.batch.create_requests += 1;
-        s.batch.hang_create.take()
+        (
+            s.batch.hang_create.take(),
+            s.batch.create_faults.pop_front(),
+        )
     };
     if let Some((d, false)) = hang {
         // The create never takes effect: the test kills the client meanwhile.
@@ -297,6 +348,9 @@ fn create(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
         );
     }
     let input = v["input_file_id"].as_str().unwrap_or("").to_string();
+    if matches!(fault, Some(CreateFault::FileGone)) {
+        state.lock().unwrap().batch.files.remove(&input);
+    }
     let answer = {
         let mut s = state.lock().unwrap();
         let Some(file) = s.batch.files.get(&input) else {
@@ -323,6 +377,10 @@ fn create(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
             total: ids.len(),
             errors: Vec::new(),
             metadata: v["metadata"].clone(),
+            created_at: now_s(),
+            ids: ids.clone(),
+            billed: None,
+            output_late: false,
         };
         s.batch.submitted.extend(ids);
         let answer = batch.json().to_string();
@@ -331,6 +389,12 @@ fn create(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
     };
     if let Some((d, true)) = hang {
         std::thread::sleep(d);
+    }
+    match fault {
+        Some(CreateFault::Late(d)) => std::thread::sleep(d),
+        Some(CreateFault::BadGateway) => return error(502, "bad gateway"),
+        Some(CreateFault::CutBody) => state.lock().unwrap().batch.cut_reply = true,
+        Some(CreateFault::FileGone) | None => {}
     }
     (200, answer)
 }
@@ -390,28 +454,59 @@ fn delete_file(state: &Mutex<State>, id: &str) -> (u16, String) {
     )
 }
 
-fn list(state: &Mutex<State>) -> (u16, String) {
+/// `GET /batches`, newest first, a page of `limit` (default 20, at most 100) after the batch
+/// `after`.
+fn list(state: &Mutex<State>, target: &str) -> (u16, String) {
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    };
+    let limit = param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
     let s = state.lock().unwrap();
-    let data: Vec<Value> = s.batch.batches.iter().rev().map(Batch::json).collect();
+    let newest_first: Vec<&Batch> = s.batch.batches.iter().rev().collect();
+    let start = match param("after") {
+        Some(after) => match newest_first.iter().position(|b| b.id == after) {
+            Some(at) => at + 1,
+            None => return error(400, &format!("no batch {after}")),
+        },
+        None => 0,
+    };
+    let page = &newest_first[start.min(newest_first.len())..];
+    let data: Vec<Value> = page.iter().take(limit).map(|b| b.json()).collect();
     (
         200,
-        json!({"object": "list", "data": data, "has_more": false}).to_string(),
+        json!({"object": "list", "data": data, "has_more": page.len() > limit}).to_string(),
     )
 }
 
 fn content(state: &Mutex<State>, id: &str) -> (u16, String) {
-    let hang = {
+    let (hang, short) = {
         let mut s = state.lock().unwrap();
         s.batch.downloads += 1;
         let n = s.batch.downloads;
-        s.batch.hang_download.filter(|(at, _)| *at == n)
+        let short = s.batch.result_faults.short_download;
+        (
+            s.batch.hang_download.filter(|(at, _)| *at == n),
+            short.filter(|(at, _)| *at == n).map(|(_, keep)| keep),
+        )
     };
     if let Some((_, d)) = hang {
         std::thread::sleep(d);
     }
     let s = state.lock().unwrap();
     match s.batch.files.get(id) {
-        Some(f) => (200, String::from_utf8_lossy(&f.content).to_string()),
+        Some(f) => {
+            let text = String::from_utf8_lossy(&f.content);
+            match short {
+                Some(keep) => (200, text.split_inclusive('\n').take(keep).collect()),
+                None => (200, text.to_string()),
+            }
+        }
         None => error(404, &format!("no file {id}")),
     }
 }
@@ -462,6 +557,7 @@ fn advance(
             };
             let (mut output, mut errors) = (String::new(), String::new());
             let (mut completed, mut failed) = (0, 0);
+            let mut executed = Vec::new();
             let lines: Vec<Value> = input
                 .split(|b| *b == b'\n')
                 .filter(|l| !l.is_empty())
@@ -476,6 +572,7 @@ fn advance(
                     continue;
                 }
                 let (code, body) = chat(addr, authorization, &line["body"]);
+                executed.push(custom_id.as_str().unwrap_or("").to_string());
                 let row = json!({"id": format!("batch_req_{n}"), "custom_id": custom_id,
                     "response": {"status_code": code, "request_id": format!("req_{n}"), "body": body}, "error": null});
                 if code == 200 {
@@ -487,9 +584,29 @@ fn advance(
                 }
             }
             let mut s = state.lock().unwrap();
+            let faults = &mut s.batch.result_faults;
+            if faults.error_line_for_answer > 0 && completed > 0 {
+                faults.error_line_for_answer -= 1;
+                let first: Value = serde_json::from_str(output.lines().next().unwrap_or("{}"))
+                    .unwrap_or(Value::Null);
+                let row = json!({"id": "batch_req_repeat", "custom_id": first["custom_id"],
+                    "response": {"status_code": 500, "body": {"error": {"message": "The server had an error"}}}, "error": null});
+                errors.push_str(&format!("{row}\n"));
+            }
+            let lose_output = faults.lost_output > 0 && !output.is_empty();
+            if lose_output {
+                faults.lost_output -= 1;
+            }
+            let late = faults.late_output > 0 && !output.is_empty();
+            if late {
+                faults.late_output -= 1;
+            }
             let out_id = (!output.is_empty()).then(|| s.batch.id("file"));
             let err_id = (!errors.is_empty()).then(|| s.batch.id("file"));
             for (fid, text) in [(&out_id, output), (&err_id, errors)] {
+                if lose_output && fid == &out_id {
+                    continue;
+                }
                 if let Some(fid) = fid {
                     s.batch.files.insert(
                         fid.clone(),
@@ -508,12 +625,19 @@ fn advance(
                 b.error_file_id = err_id;
                 b.completed = completed;
                 b.failed = failed;
+                b.billed = Some(executed);
+                b.output_late = late;
             });
         }
         _ => {}
     }
-    let s = state.lock().unwrap();
-    let b = s.batch.batches.iter().find(|b| b.id == id).unwrap();
+    let mut s = state.lock().unwrap();
+    let b = s.batch.batches.iter_mut().find(|b| b.id == id).unwrap();
+    if std::mem::take(&mut b.output_late) {
+        let mut shown = b.clone();
+        shown.output_file_id = None;
+        return (200, shown.json().to_string());
+    }
     (200, b.json().to_string())
 }
 
