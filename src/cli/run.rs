@@ -164,6 +164,15 @@ pub struct RunArgs {
     #[arg(long = "batch_max_mb", visible_alias = "batch-max-mb", value_name = "MB", default_value_t = crate::run::batch::MAX_MB, allow_negative_numbers = true, value_parser = whole::<usize>(1, crate::run::batch::MAX_MB))]
     pub batch_max_mb: usize,
 
+    /// Give up a batch in flight (its number in `dgen status`; repeatable): its results are not
+    /// read, its requests are pending again. Gives up and exits; nothing is sent.
+    #[arg(
+        long = "batch_give_up",
+        visible_alias = "batch-give-up",
+        value_name = "JOB"
+    )]
+    pub batch_give_up: Vec<u64>,
+
     /// Print the exact requests of the next pending items and call nothing.
     #[arg(long = "dry_run", visible_alias = "dry-run")]
     pub dry_run: bool,

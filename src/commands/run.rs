@@ -53,6 +53,7 @@ pub fn config(args: RunArgs) -> RunConfig {
             poll_interval: args.poll_interval,
             max_requests: args.batch_max_requests,
             max_mb: args.batch_max_mb,
+            give_up: args.batch_give_up,
         },
         dry_run: args.dry_run,
         limit: args.limit,

@@ -67,6 +67,8 @@ pub struct BatchConfig {
     pub poll_interval: Duration,
     pub max_requests: usize,
     pub max_mb: usize,
+    /// Batch jobs to give up (their requests pending again) instead of running.
+    pub give_up: Vec<u64>,
 }
 
 /// `--judge` and its settings: score each dialogue before it is committed.

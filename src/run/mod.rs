@@ -84,6 +84,10 @@ fn request_settings(
 /// Generates the pending items of an open store; the exit code says how the run ended.
 pub fn run(store: Arc<Store>, config: RunConfig) -> Result<ExitCode> {
     let meta = store.meta()?.context("the store holds no plan")?;
+    if !config.batch.give_up.is_empty() {
+        batch::give_up_jobs(&store, &config.batch.give_up)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let assets = embed::assets_dir(config.assets_dir.as_deref());
     let local_model = match (&config.local_model, config.local) {
         (Some(path), _) => Some(path.clone()),

@@ -95,9 +95,11 @@ pub struct BatchSummary {
     pub id: u64,
     pub stage: &'static str,
     pub requests: usize,
-    /// The provider's status, or `prepared` / `uploaded` before it was submitted.
+    /// The provider's status, or `prepared` / `uploaded` before it was submitted, or
+    /// `given_up` (the reason in `note`).
     pub status: String,
-    /// Its results are committed (or it failed and its requests went back to the pool).
+    /// Its results are committed (or it failed or was given up, and its requests went back
+    /// to the pool).
     pub collected: bool,
     pub batch_id: Option<String>,
     pub completed: u64,

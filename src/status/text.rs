@@ -125,7 +125,12 @@ fn write_batches(out: &mut impl Write, batches: &[BatchSummary]) -> Result<()> {
         return Ok(());
     }
     let open = batches.iter().filter(|b| !b.collected).count();
-    writeln!(out, "batches:     {} ({open} in flight)", batches.len())?;
+    let given_up = batches.iter().filter(|b| b.status == "given_up").count();
+    write!(out, "batches:     {} ({open} in flight", batches.len())?;
+    if given_up > 0 {
+        write!(out, ", {given_up} given up, their requests pending again")?;
+    }
+    writeln!(out, ")")?;
     for b in batches {
         write!(
             out,

@@ -31,7 +31,8 @@ impl BatchStage {
 ///
 /// Phases: prepared (committed, not uploaded) → uploaded (`file_id`) → submitted (`batch_id`,
 /// `status` as the provider says) → collected (its results committed, or it failed and its
-/// requests went back to the pool).
+/// requests went back to the pool; status `given_up` when the provider refused it for good or
+/// the user gave it up, the reason in `note`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchJob {
     /// dgen's own number, in submission order.

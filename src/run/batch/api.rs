@@ -71,6 +71,30 @@ pub struct BatchApi {
     key: Option<Secret>,
     /// Tries per request for transient failures.
     tries: u32,
+    /// `--request_timeout`, for the requests with a small answer; uploads and downloads get at
+    /// least two minutes (the client's own timeout).
+    timeout: Duration,
+}
+
+/// What one try of a request came to.
+enum Try {
+    Answered(bytes_body::Body),
+    Refused(Refused),
+    /// No answer to rely on (a connection error, a timeout, a 429 or 5xx, a body cut off): the
+    /// request may or may not have taken effect.
+    Failed {
+        message: String,
+        retry_after: Option<Duration>,
+        /// A success status came, and then the body failed: the request took effect.
+        took_effect: bool,
+    },
+}
+
+/// A batch [`BatchApi::create`] created, or found created by an earlier try.
+pub struct Created {
+    pub batch: BatchObject,
+    /// Found by its input file instead of created by this call's answer.
+    pub attached: bool,
 }
 
 /// A refusal that another try would not change (a bad key, a malformed file).
@@ -99,6 +123,7 @@ impl BatchApi {
             base: base_url.trim_end_matches('/').to_string(),
             key,
             tries: 6,
+            timeout,
         })
     }
 
@@ -109,8 +134,73 @@ impl BatchApi {
         }
     }
 
+    /// One try of a request: its answer, a refusal, or a failure that says nothing of whether
+    /// the request took effect.
+    async fn try_once(&self, what: &str, mut request: reqwest::RequestBuilder) -> Try {
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key.expose());
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Try::Failed {
+                    message: self.scrub(format!("{what}: {e}")),
+                    retry_after: None,
+                    took_effect: false,
+                }
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 600.0)));
+        let body = match response.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) => {
+                return Try::Failed {
+                    message: self.scrub(format!(
+                        "{what}: HTTP {}, reading the answer: {e}",
+                        status.as_u16()
+                    )),
+                    retry_after,
+                    took_effect: status.is_success(),
+                }
+            }
+        };
+        if status.is_success() {
+            return Try::Answered(bytes_body::Body(body));
+        }
+        let detail = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+        let message = self.scrub(format!("{what}: HTTP {}: {detail}", status.as_u16()));
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Try::Failed {
+                message,
+                retry_after,
+                took_effect: false,
+            };
+        }
+        let hint = if matches!(status.as_u16(), 401 | 403) {
+            "; check the API key"
+        } else if status.as_u16() == 404 {
+            "; does --base_url point at an API with the Batch API (OpenAI's /v1)?"
+        } else {
+            ""
+        };
+        Try::Refused(Refused {
+            status: status.as_u16(),
+            message: format!("{message}{hint}"),
+        })
+    }
+
     /// Sends a request (rebuilt for each try), retrying transient failures; the body of a
-    /// success.
+    /// success. Only for requests that may take effect twice without harm: a create goes
+    /// through [`BatchApi::create`].
     async fn send(
         &self,
         what: &str,
@@ -119,58 +209,16 @@ impl BatchApi {
         let mut wait = Duration::from_millis(500);
         let mut last = String::new();
         for _ in 0..self.tries {
-            let mut request = build();
-            if let Some(key) = &self.key {
-                request = request.bearer_auth(key.expose());
-            }
-            match request.send().await {
-                Err(e) => last = self.scrub(format!("{what}: {e}")),
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 600.0)));
-                    let body = match response.bytes().await {
-                        Ok(b) => b.to_vec(),
-                        Err(e) => {
-                            last = self.scrub(format!("{what}: reading the answer: {e}"));
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(Duration::from_secs(30));
-                            continue;
-                        }
-                    };
-                    if status.is_success() {
-                        return Ok(bytes_body::Body(body));
-                    }
-                    let detail = serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v["error"]["message"].as_str().map(String::from))
-                        .unwrap_or_else(|| {
-                            String::from_utf8_lossy(&body).chars().take(300).collect()
-                        });
-                    let message = self.scrub(format!("{what}: HTTP {}: {detail}", status.as_u16()));
-                    if status.as_u16() == 429 || status.is_server_error() {
-                        last = message;
-                        if let Some(after) = retry_after {
-                            wait = wait.max(after);
-                        }
-                    } else {
-                        let hint = if matches!(status.as_u16(), 401 | 403) {
-                            "; check the API key"
-                        } else if status.as_u16() == 404 {
-                            "; does --base_url point at an API with the Batch API (OpenAI's /v1)?"
-                        } else {
-                            ""
-                        };
-                        return Err(Refused {
-                            status: status.as_u16(),
-                            message: format!("{message}{hint}"),
-                        }
-                        .into());
-                    }
+            match self.try_once(what, build()).await {
+                Try::Answered(body) => return Ok(body),
+                Try::Refused(r) => return Err(r.into()),
+                Try::Failed {
+                    message,
+                    retry_after,
+                    ..
+                } => {
+                    last = message;
+                    wait = wait.max(retry_after.unwrap_or_default());
                 }
             }
             tokio::time::sleep(wait).await;
@@ -202,8 +250,18 @@ impl BatchApi {
             .ok_or_else(|| anyhow!("the file upload answered without a file id: {answer}"))
     }
 
-    /// Creates a batch over an uploaded file, with dgen's metadata.
-    pub async fn create(&self, input_file_id: &str, metadata: Value) -> Result<BatchObject> {
+    /// Creates a batch over an uploaded file, with dgen's metadata, or finds the one an earlier
+    /// try created. A create is never sent again blindly: a timeout, a reset, a 5xx or an
+    /// answer cut off may come after the batch was created, so before each further try (and
+    /// before the first, with `look_first`, after a restart) the batch is looked up by its
+    /// input file among those created since `since` (Unix seconds).
+    pub async fn create(
+        &self,
+        input_file_id: &str,
+        metadata: Value,
+        since: u64,
+        look_first: bool,
+    ) -> Result<Created> {
         let url = format!("{}/batches", self.base);
         let body = json!({
             "input_file_id": input_file_id,
@@ -211,17 +269,71 @@ impl BatchApi {
             "completion_window": "24h",
             "metadata": metadata,
         });
-        let answer = self
-            .send("creating the batch", || self.http.post(&url).json(&body))
-            .await?
-            .json()?;
-        BatchObject::parse(&answer)
+        let mut wait = Duration::from_millis(500);
+        let mut last = String::new();
+        // A 2xx whose body was lost: the batch exists, whether a listing shows it yet or not.
+        let mut exists = false;
+        for n in 0..self.tries {
+            if n > 0 || look_first {
+                if let Some(batch) = self.find_by_input(input_file_id, since).await? {
+                    return Ok(Created {
+                        batch,
+                        attached: true,
+                    });
+                }
+            }
+            if exists {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            let request = self.http.post(&url).timeout(self.timeout).json(&body);
+            match self.try_once("creating the batch", request).await {
+                Try::Answered(answer) => match answer.json().and_then(|v| BatchObject::parse(&v)) {
+                    Ok(batch) => {
+                        return Ok(Created {
+                            batch,
+                            attached: false,
+                        })
+                    }
+                    // The batch exists, but its answer is unreadable: looked up below.
+                    Err(e) => {
+                        exists = true;
+                        last = self.scrub(format!("creating the batch: {e:#}"));
+                    }
+                },
+                Try::Refused(r) => return Err(r.into()),
+                Try::Failed {
+                    message,
+                    retry_after,
+                    took_effect,
+                } => {
+                    exists |= took_effect;
+                    last = message;
+                    wait = wait.max(retry_after.unwrap_or_default());
+                }
+            }
+            tracing::warn!(
+                "{last}; the batch may exist all the same: it is looked up by its input file {input_file_id} before another try"
+            );
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+        bail!(
+            "{last} (gave up after {} tries, and no batch over {input_file_id} was found)",
+            self.tries
+        )
     }
 
     /// The batch, or `None` when the provider answers 404: it no longer knows the batch.
     pub async fn get(&self, batch_id: &str) -> Result<Option<BatchObject>> {
         let url = format!("{}/batches/{batch_id}", self.base);
-        match self.send("reading the batch", || self.http.get(&url)).await {
+        match self
+            .send("reading the batch", || {
+                self.http.get(&url).timeout(self.timeout)
+            })
+            .await
+        {
             Ok(body) => Ok(Some(BatchObject::parse(&body.json()?)?)),
             Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 404) => Ok(None),
             Err(e) => Err(e),
@@ -234,7 +346,9 @@ impl BatchApi {
     pub async fn file_known(&self, file_id: &str) -> Result<bool> {
         let url = format!("{}/files/{file_id}", self.base);
         match self
-            .send("reading the input file", || self.http.get(&url))
+            .send("reading the input file", || {
+                self.http.get(&url).timeout(self.timeout)
+            })
             .await
         {
             Ok(_) => Ok(true),
@@ -243,15 +357,22 @@ impl BatchApi {
         }
     }
 
-    /// The batch created over `input_file_id`, if there is one among the most recent batches
-    /// (a creation cut off before its id was recorded).
-    pub async fn find_by_input(&self, input_file_id: &str) -> Result<Option<BatchObject>> {
+    /// The batch created over `input_file_id`, if any: the listing (newest first) is read page
+    /// by page until a batch created before `since` (Unix seconds) shows that nothing older can
+    /// be it, or the listing ends.
+    pub async fn find_by_input(
+        &self,
+        input_file_id: &str,
+        since: u64,
+    ) -> Result<Option<BatchObject>> {
         let mut found = None;
-        self.list("batches?limit=100", "listing batches", |b| {
+        self.list("batches?limit=100", "listing batches", usize::MAX, |b| {
             if b["input_file_id"] == input_file_id {
                 found = Some(BatchObject::parse(b));
+                return false;
             }
-            found.is_none()
+            // A provider that leaves out created_at is read to the end.
+            b["created_at"].as_u64().is_none_or(|t| t >= since)
         })
         .await?;
         found.transpose()
@@ -260,7 +381,7 @@ impl BatchApi {
     /// The input files of the most recent batches.
     pub async fn batch_inputs(&self) -> Result<std::collections::HashSet<String>> {
         let mut inputs = std::collections::HashSet::new();
-        self.list("batches?limit=100", "listing batches", |b| {
+        self.list("batches?limit=100", "listing batches", 10, |b| {
             if let Some(id) = b["input_file_id"].as_str() {
                 inputs.insert(id.to_string());
             }
@@ -273,7 +394,7 @@ impl BatchApi {
     /// The uploaded files of purpose `batch` (batch input files).
     pub async fn input_files(&self) -> Result<Vec<FileObject>> {
         let mut files = Vec::new();
-        self.list("files?purpose=batch", "listing files", |f| {
+        self.list("files?purpose=batch", "listing files", 10, |f| {
             if let (Some(id), Some(filename)) = (f["id"].as_str(), f["filename"].as_str()) {
                 files.push(FileObject {
                     id: id.to_string(),
@@ -288,37 +409,44 @@ impl BatchApi {
 
     pub async fn delete_file(&self, file_id: &str) -> Result<()> {
         let url = format!("{}/files/{file_id}", self.base);
-        self.send("deleting a file", || self.http.delete(&url))
-            .await?;
+        self.send("deleting a file", || {
+            self.http.delete(&url).timeout(self.timeout)
+        })
+        .await?;
         Ok(())
     }
 
     /// Hands each object of a listing to `visit` (newest first), page by page, until `visit`
-    /// answers false or 10 pages were read: far more than a run makes between a kill and its
-    /// resume.
+    /// answers false, the listing ends, or `pages` pages were read.
     async fn list(
         &self,
         query: &str,
         what: &str,
+        pages: usize,
         mut visit: impl FnMut(&Value) -> bool,
     ) -> Result<()> {
         let mut after: Option<String> = None;
-        for _ in 0..10 {
+        for _ in 0..pages {
             let mut url = format!("{}/{query}", self.base);
             if let Some(a) = &after {
                 url.push_str(&format!("&after={a}"));
             }
-            let page = self.send(what, || self.http.get(&url)).await?.json()?;
+            let page = self
+                .send(what, || self.http.get(&url).timeout(self.timeout))
+                .await?
+                .json()?;
             let data = page["data"].as_array().cloned().unwrap_or_default();
             for object in &data {
                 if !visit(object) {
                     return Ok(());
                 }
             }
-            if page["has_more"] != true || data.is_empty() {
+            let next = data.last().and_then(|b| b["id"].as_str().map(String::from));
+            // A server that hands the same page again would be read forever.
+            if page["has_more"] != true || next.is_none() || next == after {
                 break;
             }
-            after = data.last().and_then(|b| b["id"].as_str().map(String::from));
+            after = next;
         }
         Ok(())
     }

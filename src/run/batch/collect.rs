@@ -13,9 +13,28 @@ use crate::store::{BatchJob, BatchStage, StoredScenario};
 
 use super::super::attempt::{self, attempt_spec, Outcome, Rejection};
 use super::super::writer::Decision;
-use super::api::BatchObject;
+use super::api::{BatchObject, Refused};
+use super::give_up::GIVEN_UP;
 use super::lines::{self, Answer};
-use super::{Driver, Halt};
+use super::{refusal, Driver, Halt};
+
+/// Downloads in a row whose answers do not account for a batch's counts before the run
+/// stops and asks the user.
+const MAX_SHORT_DOWNLOADS: u32 = 5;
+
+/// A finished batch's result files, read.
+enum Download {
+    /// Every answer the provider reports is there.
+    Complete(HashMap<String, Answer>),
+    /// A result file answers 404: it will never be read; the answers of the other.
+    Lost {
+        answers: HashMap<String, Answer>,
+        reason: String,
+    },
+    /// Fewer answers than the provider reports (no output file yet, lines cut off or
+    /// unreadable): nothing is committed, the files are read again later.
+    Short(String),
+}
 
 impl Driver {
     /// Sorts a batch's answers: bills, refusals, scenarios to store, and the dialogue answers
@@ -110,18 +129,12 @@ impl Driver {
         mut job: BatchJob,
         batch: BatchObject,
     ) -> Result<()> {
-        let mut files = Vec::new();
-        for id in [&batch.output_file_id, &batch.error_file_id]
-            .into_iter()
-            .flatten()
-        {
-            files.push(self.api.content(id).await?);
-        }
-        let slices: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
-        let (answers, unreadable) = lines::read_answers(&slices);
-        if unreadable > 0 {
-            tracing::warn!("batch #{}: {unreadable} result lines could not be read; their requests are sent again", job.id);
-        }
+        let (answers, given_up) = match self.download(&job, &batch).await? {
+            Download::Complete(answers) => (answers, None),
+            Download::Lost { answers, reason } => (answers, Some(reason)),
+            Download::Short(message) => return self.short(&job, message),
+        };
+        self.incomplete.remove(&job.id);
         let (mut results, dialogues) = self.sort_answers(&job, &answers);
         // Embedded side by side (the embedder batches what waits), committed in request order.
         let evaluated: Vec<Result<Outcome>> = futures::stream::iter(dialogues.iter())
@@ -145,9 +158,18 @@ impl Driver {
         job.completed = batch.completed;
         job.failed = batch.failed;
         job.note = Some(self.note(&batch, answered, unfinished));
+        if let Some(reason) = given_up {
+            // A result file the provider no longer has: what the other holds is kept, the
+            // rest is asked again (once: the job is closed).
+            tracing::warn!("batch #{} given up: {reason}", job.id);
+            job.status = GIVEN_UP.into();
+            job.note = Some(format!(
+                "given up: {reason}; {answered} answered, {unfinished} sent again"
+            ));
+        }
         write.scenarios.clone_from(&scenarios);
         write.batch_jobs.push(job.clone());
-        write.count(format!("batch/{}", batch.status), 1);
+        write.count(format!("batch/{}", job.status), 1);
         self.writer.commit(write, spent)?;
         tracing::info!(
             "batch #{} {}: {}",
@@ -196,6 +218,89 @@ impl Driver {
             .into());
         }
         self.failed_batch(&batch, &job)
+    }
+
+    /// Reads a finished batch's output and error files, and checks that they hold an answer
+    /// for each request the provider counts as completed (the output file) and failed (both).
+    /// An error-file line never replaces an answer (see [`lines::merge`]).
+    async fn download(&self, job: &BatchJob, batch: &BatchObject) -> Result<Download> {
+        let mut read = Vec::new();
+        let mut lost = None;
+        for (which, id) in [
+            ("output", &batch.output_file_id),
+            ("error", &batch.error_file_id),
+        ] {
+            let Some(id) = id else {
+                read.push((HashMap::new(), 0));
+                continue;
+            };
+            match self.api.content(id).await {
+                Ok(bytes) => read.push(lines::read_answers(&[&bytes])),
+                Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 404) => {
+                    lost = Some(format!("its {which} file {id} answers 404"));
+                    read.push((HashMap::new(), 0));
+                }
+                Err(e) => return Err(refusal(e)),
+            }
+        }
+        let ids: std::collections::HashSet<String> = job
+            .requests
+            .iter()
+            .map(|&(index, attempt)| lines::custom_id(job.stage, index, attempt))
+            .collect();
+        let mut files = read.into_iter();
+        let (mut answers, unreadable_out) = files.next().unwrap_or_default();
+        let (errors, unreadable_err) = files.next().unwrap_or_default();
+        let in_output = answers.keys().filter(|k| ids.contains(*k)).count() as u64;
+        lines::merge(&mut answers, errors);
+        if let Some(reason) = lost {
+            return Ok(Download::Lost { answers, reason });
+        }
+        let in_all = answers.keys().filter(|k| ids.contains(*k)).count() as u64;
+        if in_output >= batch.completed && in_all >= batch.completed + batch.failed {
+            if unreadable_out + unreadable_err > 0 {
+                tracing::warn!(
+                    "batch #{}: {} result lines could not be read (every request is answered all the same)",
+                    job.id,
+                    unreadable_out + unreadable_err
+                );
+            }
+            return Ok(Download::Complete(answers));
+        }
+        let mut message = format!(
+            "batch #{} ({}): the provider reports {} completed and {} failed requests, its result files answer {in_output} and {}",
+            job.id,
+            batch.id,
+            batch.completed,
+            batch.failed,
+            in_all - in_output
+        );
+        if batch.output_file_id.is_none() {
+            message.push_str(" (no output file yet)");
+        }
+        if unreadable_out + unreadable_err > 0 {
+            message.push_str(&format!(
+                " ({} lines unreadable)",
+                unreadable_out + unreadable_err
+            ));
+        }
+        Ok(Download::Short(message))
+    }
+
+    /// Results that do not account for the batch: nothing committed, the batch stays in
+    /// flight and is downloaded again at the next pass; after a few in a row, the user decides.
+    fn short(&mut self, job: &BatchJob, message: String) -> Result<()> {
+        let tries = self.incomplete.entry(job.id).or_default();
+        *tries += 1;
+        if *tries >= MAX_SHORT_DOWNLOADS {
+            return Err(Halt(format!(
+                "{message}, at {tries} downloads in a row. Nothing of it was committed and nothing sent again: run `dgen run --batch` later, or give the batch up with `dgen run --batch_give_up {}` (its answers are then not read, and its requests are sent and paid again)",
+                job.id
+            ))
+            .into());
+        }
+        tracing::warn!("{message}: nothing committed, the files are read again at the next pass");
+        Ok(())
     }
 
     /// A batch that failed as a whole: waits for an enqueued-token limit, stops on a second

@@ -42,7 +42,8 @@ pub enum Answer {
 }
 
 /// The answers of an output file and an error file, by custom_id. Lines that do not parse
-/// are skipped (and counted in the second value): their requests count as unfinished.
+/// are skipped (and counted in the second value): their requests count as unfinished. Of two
+/// lines for one request, the one [`merge`] keeps.
 pub fn read_answers(files: &[&[u8]]) -> (HashMap<String, Answer>, usize) {
     let mut answers = HashMap::new();
     let mut unreadable = 0;
@@ -59,10 +60,32 @@ pub fn read_answers(files: &[&[u8]]) -> (HashMap<String, Answer>, usize) {
                 unreadable += 1;
                 continue;
             };
-            answers.insert(id.to_string(), answer(&v));
+            keep(&mut answers, id.to_string(), answer(&v));
         }
     }
     (answers, unreadable)
+}
+
+/// Adds the answers of another file: a completion wins over a refusal, a refusal over a
+/// failure, so an error line never undoes an answer that was given (and billed).
+pub fn merge(into: &mut HashMap<String, Answer>, from: HashMap<String, Answer>) {
+    for (id, answer) in from {
+        keep(into, id, answer);
+    }
+}
+
+fn keep(answers: &mut HashMap<String, Answer>, id: String, answer: Answer) {
+    let rank = |a: &Answer| match a {
+        Answer::Completed { .. } => 2,
+        Answer::Refused { .. } => 1,
+        Answer::Unfinished { .. } => 0,
+    };
+    match answers.get(&id) {
+        Some(held) if rank(held) >= rank(&answer) => {}
+        _ => {
+            answers.insert(id, answer);
+        }
+    }
 }
 
 fn answer(v: &Value) -> Answer {
@@ -145,6 +168,24 @@ not json
             &answers["scenario-6-0"],
             Answer::Unfinished { .. }
         ));
+    }
+
+    #[test]
+    fn an_error_line_never_replaces_an_answer() {
+        let output = br#"{"custom_id":"dialogue-1-0","response":{"status_code":200,"body":{"choices":[{"finish_reason":"stop","message":{"content":"hi"}}]}}}
+"#;
+        let errors = br#"{"custom_id":"dialogue-1-0","response":{"status_code":500,"body":{"error":{"message":"boom"}}}}
+{"custom_id":"dialogue-2-0","response":{"status_code":500,"body":{"error":{"message":"boom"}}}}
+{"custom_id":"dialogue-2-0","response":{"status_code":400,"body":{"error":{"message":"bad"}}}}
+"#;
+        for files in [[&output[..], &errors[..]], [&errors[..], &output[..]]] {
+            let (answers, _) = read_answers(&files);
+            assert!(matches!(answers["dialogue-1-0"], Answer::Completed { .. }));
+            assert!(matches!(answers["dialogue-2-0"], Answer::Refused { .. }));
+        }
+        let (mut answers, _) = read_answers(&[output]);
+        merge(&mut answers, read_answers(&[errors]).0);
+        assert!(matches!(answers["dialogue-1-0"], Answer::Completed { .. }));
     }
 
     #[test]

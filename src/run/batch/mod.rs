@@ -9,21 +9,26 @@
 //!
 //! Exactly once: a batch job, with the (item, attempt) of every request it carries, is
 //! committed before its file is uploaded; the file id and then the batch id are committed as
-//! soon as the provider returns them. A process killed after the upload but before the create
-//! answered finds the batch by its input file on resume and attaches to it instead of
-//! creating another. A batch's results, the items' new states, the scenarios, the tokens and
-//! the job's "collected" mark are committed in one transaction, so a kill during the download
-//! only means downloading again. Requests an expired, cancelled or failed batch left
-//! unanswered simply go into the next batch; nothing answered is asked again. So do the
-//! requests of a batch the provider answers 404 for (it no longer knows it), with a warning.
-//! An upload whose answer a kill cut off leaves a file no batch uses: re-attaching deletes
-//! this store's own such files (`uploads`).
+//! soon as the provider returns them. A create is never sent again blindly: a process killed
+//! after the upload, or a create that timed out, failed with a 5xx or lost its answer, finds
+//! the batch by its input file and attaches to it instead of creating another. A batch's
+//! results, the items' new states, the scenarios, the tokens and the job's "collected" mark
+//! are committed in one transaction, and only once the result files hold an answer for every
+//! request the provider counts as completed or failed, so a kill during the download or a
+//! file cut short only means downloading again. Requests an expired, cancelled or failed batch
+//! left unanswered simply go into the next batch; nothing answered is asked again. So do the
+//! requests of a batch the provider answers 404 for (it no longer knows it), with a warning,
+//! and those of a job the provider refuses for good (`give_up`). An upload whose answer a kill
+//! cut off leaves a file no batch uses: re-attaching deletes this store's own such files
+//! (`uploads`).
 //!
 //! Here: the set-up and the passes; `submit` renders, budgets, uploads and creates batches;
-//! `collect` reads and commits their results; `api` speaks HTTP; `lines` is the JSONL.
+//! `collect` reads and commits their results; `give_up` closes the jobs that cannot go on;
+//! `api` speaks HTTP; `lines` is the JSONL.
 
 mod api;
 mod collect;
+mod give_up;
 mod lines;
 mod submit;
 mod uploads;
@@ -47,6 +52,7 @@ use super::dispatch::{Stop, Summary};
 use super::writer::{Budget, Writer};
 use crate::process::watch_signals;
 use api::BatchApi;
+pub use give_up::give_up_jobs;
 
 /// The Batch API's limits per input file.
 pub const MAX_REQUESTS: usize = 50_000;
@@ -139,6 +145,7 @@ pub fn run(
             .map(|(usd, p)| ((usd * crate::cost::prices::NANO_PER_USD).floor() as u64, p)),
         over_budget: None,
         reservations: HashMap::new(),
+        incomplete: HashMap::new(),
     };
     tracing::info!(
         "batch run: {} items to finish ({} of {total} already accepted), {} batches to re-attach to, model {}, endpoint {}",
@@ -191,6 +198,8 @@ struct Driver {
     over_budget: Option<String>,
     /// The upper bound each batch in flight reserves, by job id (see [`Driver::reserved`]).
     reservations: HashMap<u64, u64>,
+    /// Downloads in a row, by job id, whose results did not account for the batch.
+    incomplete: HashMap<u64, u32>,
 }
 
 /// How a pass left the run.
@@ -326,7 +335,7 @@ impl Driver {
             let content = self.render(&job)?;
             self.upload(&mut job, content).await?;
         }
-        if job.batch_id.is_none() {
+        if !job.collected && job.batch_id.is_none() {
             self.create(&mut job, true).await?;
         }
         if !job.collected {

@@ -14,44 +14,49 @@ use crate::prompt;
 use crate::store::{BatchJob, BatchStage};
 
 use super::super::attempt::{self, attempt_spec};
-use super::{lines, refusal, uploads, Driver};
+use super::{lines, uploads, Driver};
+
+/// How far the provider's clock may be behind ours: a batch created over a job's file is
+/// looked for among those created from this long before the job was prepared.
+const CLOCK_SLACK_S: u64 = 600;
 
 impl Driver {
+    /// Uploads the job's file. A refusal that concerns the file (too large, malformed) gives
+    /// the job up (see [`Driver::refused_job`]); the caller checks `job.collected`.
     pub(super) async fn upload(&mut self, job: &mut BatchJob, content: Vec<u8>) -> Result<()> {
         let name = uploads::file_name(&self.file_prefix, job.id, job.stage);
-        let file_id = self.api.upload(&name, content).await.map_err(refusal)?;
+        let file_id = match self.api.upload(&name, content).await {
+            Ok(id) => id,
+            Err(e) => return self.refused_job(job, "the upload of its input file", e),
+        };
         job.file_id = Some(file_id);
         job.status = "uploaded".into();
         self.store.put_batch_job(job)
     }
 
-    /// Creates the batch over the job's file, or (after a restart) attaches to the batch an
-    /// earlier process created over it.
+    /// Creates the batch over the job's file, or attaches to the batch an earlier try or an
+    /// earlier process created over it. A refusal that concerns the job (its file deleted,
+    /// refused) gives the job up.
     pub(super) async fn create(&mut self, job: &mut BatchJob, resumed: bool) -> Result<()> {
         let file_id = job.file_id.clone().unwrap_or_default();
-        let existing = if resumed {
-            self.api.find_by_input(&file_id).await?
-        } else {
-            None
+        let metadata = json!({
+            "dgen_job": job.id.to_string(),
+            "dgen_stage": job.stage.name(),
+            "dgen_plan": &self.fingerprint[..self.fingerprint.len().min(16)],
+        });
+        let since = (job.created_ms / 1000).saturating_sub(CLOCK_SLACK_S);
+        let created = match self.api.create(&file_id, metadata, since, resumed).await {
+            Ok(c) => c,
+            Err(e) => return self.refused_job(job, "the batch's create", e),
         };
-        let batch = match existing {
-            Some(b) => {
-                tracing::info!(
-                    "batch #{}: attached to {} created before the restart",
-                    job.id,
-                    b.id
-                );
-                b
-            }
-            None => {
-                let metadata = json!({
-                    "dgen_job": job.id.to_string(),
-                    "dgen_stage": job.stage.name(),
-                    "dgen_plan": &self.fingerprint[..self.fingerprint.len().min(16)],
-                });
-                self.api.create(&file_id, metadata).await.map_err(refusal)?
-            }
-        };
+        let batch = created.batch;
+        if created.attached {
+            tracing::info!(
+                "batch #{}: attached to {} created by an earlier try",
+                job.id,
+                batch.id
+            );
+        }
         job.batch_id = Some(batch.id.clone());
         job.status.clone_from(&batch.status);
         self.store.put_batch_job(job)
@@ -115,13 +120,18 @@ impl Driver {
     /// What the batches in flight reserve under `--max_cost`: each job's upper bound, counted
     /// once (rendering its requests' prompts to count them is not free), dropped once collected.
     fn reserved(&mut self) -> Result<u64> {
-        let open: HashSet<u64> = self.jobs.iter().map(|j| j.id).collect();
+        let open: HashSet<u64> = self
+            .jobs
+            .iter()
+            .filter(|j| !j.collected)
+            .map(|j| j.id)
+            .collect();
         self.reservations.retain(|id, _| open.contains(id));
         let mut counted = Vec::new();
         for job in self
             .jobs
             .iter()
-            .filter(|j| !self.reservations.contains_key(&j.id))
+            .filter(|j| !j.collected && !self.reservations.contains_key(&j.id))
         {
             let mut sum = 0u64;
             for &(index, attempt) in &job.requests {
@@ -141,6 +151,7 @@ impl Driver {
         let busy: HashSet<u64> = self
             .jobs
             .iter()
+            .filter(|j| !j.collected)
             .flat_map(|j| j.requests.iter().map(|(i, _)| *i))
             .collect();
         let mut scenario = Vec::new();
@@ -241,8 +252,10 @@ impl Driver {
         let at = self.jobs.len() - 1;
         self.upload(&mut job, content).await?;
         self.jobs[at] = job.clone();
-        self.create(&mut job, false).await?;
-        self.jobs[at] = job;
+        if !job.collected {
+            self.create(&mut job, false).await?;
+            self.jobs[at] = job;
+        }
         Ok(())
     }
 }
