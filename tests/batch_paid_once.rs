@@ -1,7 +1,7 @@
 //! `dgen run --batch` pays for each request once, whatever the provider does after it took a
 //! request: a create answered after the timeout, 502 or cut off once the batch exists; a batch
-//! created behind a thousand newer ones; result files late, cut at a line boundary, or with an
-//! error line for a request that was answered. And a batch job the provider refuses for good
+//! created behind a thousand newer ones; result files late, cut at a line boundary, padded past
+//! what their requests can answer, or with an error line for a request that was answered. And a batch job the provider refuses for good
 //! (its file too large or gone, a result file lost) is given up instead of blocking the store,
 //! by dgen or with `dgen run --batch_give_up`. The mock counts what it bills, per request.
 
@@ -160,6 +160,25 @@ fn a_result_file_cut_at_a_line_boundary_is_read_again_not_paid_again() {
 }
 
 #[test]
+fn a_result_file_longer_than_its_requests_can_answer_is_not_read() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    // The scenario batch's output comes padded to 64 MB the first time.
+    mock.with_batches(|b| b.result_faults.padded_download = Some((1, 64 << 20)));
+    env.run(&mock, &FAST)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("longer than"))
+        .stderr(predicate::str::contains("re-attaches"));
+    assert_eq!(env.state_count("done"), 0);
+    assert_eq!(env.status_json()["batches"][0]["collected"], false);
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 3);
+    assert_paid_once(&mock, 3);
+}
+
+#[test]
 fn an_error_line_never_overwrites_an_answer_of_the_output_file() {
     let env = Env::new();
     env.plan_for_run(3);
@@ -247,7 +266,10 @@ fn batch_give_up_frees_the_store_for_an_online_run() {
     env.plan_for_run(3);
     let mock = MockServer::start();
     env.run(&mock, &["--batch"]).assert().success();
-    env.run(&mock, &[]).assert().failure();
+    env.run(&mock, &[])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("dgen run --batch_give_up 0"));
     env.run(&mock, &["--batch_give_up", "5"])
         .assert()
         .failure()

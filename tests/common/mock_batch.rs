@@ -485,14 +485,17 @@ fn list(state: &Mutex<State>, target: &str) -> (u16, String) {
 }
 
 fn content(state: &Mutex<State>, id: &str) -> (u16, String) {
-    let (hang, short) = {
+    let (hang, short, pad) = {
         let mut s = state.lock().unwrap();
         s.batch.downloads += 1;
         let n = s.batch.downloads;
-        let short = s.batch.result_faults.short_download;
+        let faults = &s.batch.result_faults;
+        let short = faults.short_download;
+        let pad = faults.padded_download;
         (
             s.batch.hang_download.filter(|(at, _)| *at == n),
             short.filter(|(at, _)| *at == n).map(|(_, keep)| keep),
+            pad.filter(|(at, _)| *at == n).map(|(_, bytes)| bytes),
         )
     };
     if let Some((_, d)) = hang {
@@ -502,9 +505,10 @@ fn content(state: &Mutex<State>, id: &str) -> (u16, String) {
     match s.batch.files.get(id) {
         Some(f) => {
             let text = String::from_utf8_lossy(&f.content);
-            match short {
-                Some(keep) => (200, text.split_inclusive('\n').take(keep).collect()),
-                None => (200, text.to_string()),
+            match (short, pad) {
+                (Some(keep), _) => (200, text.split_inclusive('\n').take(keep).collect()),
+                (None, Some(bytes)) => (200, format!("{text}{}", "\n".repeat(bytes))),
+                (None, None) => (200, text.to_string()),
             }
         }
         None => error(404, &format!("no file {id}")),

@@ -1,7 +1,8 @@
 //! The Batch API's faults that cost money when a client mishandles them, and what the mock
 //! bills: a create that takes effect and is then answered late, 502 or cut off; result files
 //! that come late, cut at a line boundary, lost (404), or that repeat an answered request in
-//! the error file; input files over a size limit or gone before the create.
+//! the error file, or padded past any size its answers can have; input files over a size
+//! limit or gone before the create.
 //!
 //! Billing is counted per request (`custom_id`), as a provider bills: a batch's executed
 //! requests once it ran, or, for a batch no client reads (so the mock never runs it), the
@@ -38,6 +39,9 @@ pub struct ResultFaults {
     /// The next this many batches to finish also put their first answered request in the
     /// error file, as a failure.
     pub error_line_for_answer: usize,
+    /// The n-th download (1-based) is padded with this many bytes of blank lines: longer than
+    /// any answers to its requests can be.
+    pub padded_download: Option<(usize, usize)>,
     /// Uploads larger than this are refused (413, as a provider's size limit).
     pub max_file_bytes: Option<usize>,
 }

@@ -2,8 +2,10 @@
 //! create a batch (`POST /batches`), read it (`GET /batches/{id}`), list recent batches (to
 //! find one whose creation was cut off before its id was recorded), download a file's
 //! content (`GET /files/{id}/content`), list the input files (`GET /files?purpose=batch`) and
-//! delete one (`DELETE /files/{id}`). Transient failures (connection errors, 429, 5xx) are
-//! retried with backoff; the API key never appears in an error.
+//! delete one (`DELETE /files/{id}`). Transient failures (connection errors, timeouts, 408,
+//! 429, 5xx, a body cut off) are retried with backoff, except a create's: the batch may exist,
+//! so it is looked up by its input file first. Answers are read up to a limit (result files:
+//! what their requests can hold). The API key never appears in an error.
 
 use std::time::Duration;
 
@@ -76,10 +78,16 @@ pub struct BatchApi {
     timeout: Duration,
 }
 
+/// The most bytes an answer other than a result file may have (a page of 100 batches is
+/// some 100 KB).
+const SMALL_ANSWER: usize = 16 << 20;
+
 /// What one try of a request came to.
 enum Try {
     Answered(bytes_body::Body),
     Refused(Refused),
+    /// The answer is longer than it may be: not read past the limit, not tried again.
+    Oversized(String),
     /// No answer to rely on (a connection error, a timeout, a 429 or 5xx, a body cut off): the
     /// request may or may not have taken effect.
     Failed {
@@ -136,7 +144,12 @@ impl BatchApi {
 
     /// One try of a request: its answer, a refusal, or a failure that says nothing of whether
     /// the request took effect.
-    async fn try_once(&self, what: &str, mut request: reqwest::RequestBuilder) -> Try {
+    async fn try_once(
+        &self,
+        what: &str,
+        limit: usize,
+        mut request: reqwest::RequestBuilder,
+    ) -> Try {
         if let Some(key) = &self.key {
             request = request.bearer_auth(key.expose());
         }
@@ -157,8 +170,15 @@ impl BatchApi {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(|s| Duration::from_secs_f64(s.clamp(0.0, 600.0)));
-        let body = match response.bytes().await {
-            Ok(b) => b.to_vec(),
+        let body = match read_capped(response, limit).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return Try::Oversized(format!(
+                    "{what}: HTTP {}: the answer is longer than {} MB, more than it can hold; nothing of it was used",
+                    status.as_u16(),
+                    limit >> 20
+                ))
+            }
             Err(e) => {
                 return Try::Failed {
                     message: self.scrub(format!(
@@ -178,7 +198,7 @@ impl BatchApi {
             .and_then(|v| v["error"]["message"].as_str().map(String::from))
             .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
         let message = self.scrub(format!("{what}: HTTP {}: {detail}", status.as_u16()));
-        if status.as_u16() == 429 || status.is_server_error() {
+        if matches!(status.as_u16(), 408 | 429) || status.is_server_error() {
             return Try::Failed {
                 message,
                 retry_after,
@@ -206,12 +226,23 @@ impl BatchApi {
         what: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<bytes_body::Body> {
+        self.send_capped(what, SMALL_ANSWER, build).await
+    }
+
+    /// [`BatchApi::send`] with the most bytes the answer may have.
+    async fn send_capped(
+        &self,
+        what: &str,
+        limit: usize,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<bytes_body::Body> {
         let mut wait = Duration::from_millis(500);
         let mut last = String::new();
         for _ in 0..self.tries {
-            match self.try_once(what, build()).await {
+            match self.try_once(what, limit, build()).await {
                 Try::Answered(body) => return Ok(body),
                 Try::Refused(r) => return Err(r.into()),
+                Try::Oversized(message) => bail!(message),
                 Try::Failed {
                     message,
                     retry_after,
@@ -288,7 +319,10 @@ impl BatchApi {
                 continue;
             }
             let request = self.http.post(&url).timeout(self.timeout).json(&body);
-            match self.try_once("creating the batch", request).await {
+            match self
+                .try_once("creating the batch", SMALL_ANSWER, request)
+                .await
+            {
                 Try::Answered(answer) => match answer.json().and_then(|v| BatchObject::parse(&v)) {
                     Ok(batch) => {
                         return Ok(Created {
@@ -303,6 +337,10 @@ impl BatchApi {
                     }
                 },
                 Try::Refused(r) => return Err(r.into()),
+                Try::Oversized(message) => {
+                    exists = true;
+                    last = message;
+                }
                 Try::Failed {
                     message,
                     retry_after,
@@ -451,14 +489,34 @@ impl BatchApi {
         Ok(())
     }
 
-    /// A file's content (a batch's output or error file).
-    pub async fn content(&self, file_id: &str) -> Result<Vec<u8>> {
+    /// A file's content (a batch's output or error file), of at most `limit` bytes: a longer
+    /// one is refused before it fills the memory.
+    pub async fn content(&self, file_id: &str, limit: usize) -> Result<Vec<u8>> {
         let url = format!("{}/files/{file_id}/content", self.base);
         Ok(self
-            .send("downloading batch results", || self.http.get(&url))
+            .send_capped("downloading batch results", limit, || self.http.get(&url))
             .await?
             .0)
     }
+}
+
+/// The body of an answer, or `None` when it is longer than `limit` (said by its
+/// Content-Length, or found while reading: the rest is never read).
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> reqwest::Result<Option<Vec<u8>>> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 mod bytes_body {

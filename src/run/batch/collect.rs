@@ -234,7 +234,7 @@ impl Driver {
                 read.push((HashMap::new(), 0));
                 continue;
             };
-            match self.api.content(id).await {
+            match self.api.content(id, self.result_limit(job)).await {
                 Ok(bytes) => read.push(lines::read_answers(&[&bytes])),
                 Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 404) => {
                     lost = Some(format!("its {which} file {id} answers 404"));
@@ -285,6 +285,14 @@ impl Driver {
             ));
         }
         Ok(Download::Short(message))
+    }
+
+    /// The most bytes a result file of this job may have: a line per request, each at most a
+    /// completion of the largest max_tokens (32 bytes a token: escaped text and logprobs
+    /// aside) plus its envelope.
+    fn result_limit(&self, job: &BatchJob) -> usize {
+        let per_line = (self.ctx.settings.dialogue_max_tokens.max(4096) as usize) * 32 + (16 << 10);
+        (job.requests.len().saturating_mul(per_line)).saturating_add(1 << 20)
     }
 
     /// Results that do not account for the batch: nothing committed, the batch stays in

@@ -248,7 +248,7 @@ impl Driver {
             if !wait {
                 eprintln!(
                     "{} batches in flight at the provider (results within 24 h); run the same `dgen run --batch` again to collect them and submit the next round, or add --wait to stay until the run is finished",
-                    self.jobs.len()
+                    self.jobs.iter().filter(|j| !j.collected).count()
                 );
                 return Ok(None);
             }
@@ -400,11 +400,12 @@ pub fn check_online(store: &Store) -> Result<()> {
     if let Some(first) = open.first() {
         let requests: usize = open.iter().map(|j| j.requests.len()).sum();
         bail!(
-            "{} batches ({requests} requests, the first #{} {}) are in flight in {}: an online run would pay for their items twice. Collect them with `dgen run --batch --wait` (the rest of the items can then run online)",
+            "{} batches ({requests} requests, the first #{} {}) are in flight in {}: an online run would pay for their items twice. Collect them with `dgen run --batch --wait` (the rest of the items can then run online), or give one up with `dgen run --batch_give_up {}` (its requests are then sent again)",
             open.len(),
             first.id,
             first.batch_id.as_deref().unwrap_or(&first.status),
-            store.path().display()
+            store.path().display(),
+            first.id
         );
     }
     Ok(())
