@@ -160,6 +160,29 @@ fn a_result_file_cut_at_a_line_boundary_is_read_again_not_paid_again() {
 }
 
 #[test]
+fn results_that_never_add_up_stop_the_run_until_the_user_gives_the_batch_up() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    mock.with_batches(|b| b.result_faults.short_every_download = Some(1));
+    env.run(&mock, &FAST)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("at 5 downloads in a row"))
+        .stderr(predicate::str::contains("dgen run --batch_give_up 0"));
+    assert_eq!(env.state_count("done"), 0, "nothing of it committed");
+    assert_eq!(env.status_json()["batches"][0]["collected"], false);
+    env.run(&mock, &["--batch_give_up", "0"]).assert().success();
+    mock.with_batches(|b| b.result_faults.short_every_download = None);
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 3);
+    // Given up, its answers unread: its scenarios were asked again; nothing else twice.
+    let billed = mock.batches(|b| b.billed());
+    let scenarios = billed.iter().filter(|i| i.starts_with("scenario-")).count();
+    assert_eq!((scenarios, billed.len()), (6, 9), "{billed:?}");
+}
+
+#[test]
 fn a_result_file_longer_than_its_requests_can_answer_is_not_read() {
     let env = Env::new();
     env.plan_for_run(3);

@@ -490,11 +490,15 @@ fn content(state: &Mutex<State>, id: &str) -> (u16, String) {
         s.batch.downloads += 1;
         let n = s.batch.downloads;
         let faults = &s.batch.result_faults;
-        let short = faults.short_download;
+        let short = faults
+            .short_download
+            .filter(|(at, _)| *at == n)
+            .map(|(_, keep)| keep)
+            .or(faults.short_every_download);
         let pad = faults.padded_download;
         (
             s.batch.hang_download.filter(|(at, _)| *at == n),
-            short.filter(|(at, _)| *at == n).map(|(_, keep)| keep),
+            short,
             pad.filter(|(at, _)| *at == n).map(|(_, bytes)| bytes),
         )
     };

@@ -31,6 +31,8 @@ pub struct ResultFaults {
     /// The n-th download (1-based) holds only its first k lines: a download cut at a line
     /// boundary.
     pub short_download: Option<(usize, usize)>,
+    /// Every download holds only its first k lines while set.
+    pub short_every_download: Option<usize>,
     /// The next this many batches to finish report their end without an output file at the
     /// first read; it appears at the next.
     pub late_output: usize,

@@ -77,7 +77,7 @@ fn close(job: &mut BatchJob, reason: &str) {
     job.collected = true;
     job.status = GIVEN_UP.into();
     job.note = Some(format!(
-        "given up: {reason}; its {} requests were pending again",
+        "given up: {reason}; its {} requests went back to pending",
         job.requests.len()
     ));
 }
