@@ -113,6 +113,7 @@ pub fn endpoint_config(args: &JudgeEndpointArgs) -> EndpointConfig {
     EndpointConfig {
         base_url: args.judge_base_url.clone(),
         model: args.judge_model.clone(),
+        key_env: args.judge_key_env.clone(),
         local: args.local,
         local_model: args.local_model.clone(),
         server: args.server.options(),

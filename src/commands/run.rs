@@ -65,6 +65,7 @@ pub fn config(args: RunArgs) -> RunConfig {
             enabled: args.judge,
             model: args.judge_model,
             base_url: args.judge_base_url,
+            key_env: args.judge_key_env,
             min_score: args.min_judge_score,
         },
     }
