@@ -59,7 +59,7 @@ pub fn run(store_path: &Path, args: JudgeArgs) -> Result<ExitCode> {
         rescore: args.rescore,
         max_consecutive_failures: args.max_consecutive_failures,
     };
-    let requests = during_run::serve(&store);
+    let requests = during_run::serve(&store)?;
     let result = pass::judge_store(store.clone(), launched.judge, &opts);
     crate::process::exit_on_signal();
     drop(requests);
