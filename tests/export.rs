@@ -533,3 +533,62 @@ fn npy_shape_counts_the_rows_written_when_imported_dialogues_are_left_out() {
         );
     }
 }
+
+/// Regression: `dgen export --jsonl dgen.redb` renamed the export over the store (a run holding
+/// it went on writing into the unlinked file), and two outputs with one path replaced each
+/// other. Both are refused, with or without a run holding the store, and nothing is written.
+#[test]
+fn an_output_that_is_the_store_or_another_output_is_refused() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(3);
+    env.run(&mock, &[]).assert().success();
+    let store = read(&env, "dgen.redb");
+    let refused = |args: &[&str], says: &str| {
+        env.dgen()
+            .arg("export")
+            .args(args)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(says));
+    };
+    refused(&["--jsonl", "dgen.redb"], "--jsonl dgen.redb is the store");
+    refused(&["--plan_file", "./dgen.redb"], "is the store");
+    std::fs::hard_link(env.path("dgen.redb"), env.path("linked.redb")).unwrap();
+    refused(
+        &["--only", "hashes", "--hash_file", "linked.redb"],
+        "is the store",
+    );
+    // Not written yet, spelled two ways; and the default --output_file named again.
+    std::fs::create_dir(env.path("sub")).unwrap();
+    refused(
+        &["--output_file", "out.json", "--jsonl", "sub/../out.json"],
+        "are one file",
+    );
+    refused(&["--jsonl", "generated_dialogues.json"], "are one file");
+    assert_eq!(read(&env, "dgen.redb"), store, "the store is untouched");
+    assert!(!env.path("out.json").exists());
+    assert!(!env.path("generated_dialogues.json").exists());
+
+    // A run holding the store answers the export, and refuses it the same way.
+    let env = Env::new();
+    mock.set_latency(Duration::from_millis(300));
+    env.plan_for_run(20);
+    let mut child = env.spawn_run(&mock, &["--concurrency", "1"]);
+    env.wait_for_status("the run going", |s| s["run"]["calls"].as_u64() >= Some(1));
+    let abs = env.path("dgen.redb").display().to_string();
+    env.dgen()
+        .args(["export", "--jsonl", &abs])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is the store"));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run is still going"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The store is whole: it opens and its plan is all there.
+    let status = env.status_json();
+    assert_eq!(status["total_items"], 20, "{status}");
+}

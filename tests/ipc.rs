@@ -312,3 +312,81 @@ fn ctrl_c_while_the_ending_run_finishes_an_export_exits_at_once() {
     assert!(!env.path("late.json").exists(), "no half-written export");
     assert_eq!(done_count(&env.status_json()), 2);
 }
+
+/// Regression: a store path over ~103 bytes made `<store>.sock` too long for a socket address,
+/// so the run could not bind it and was unreachable.
+#[test]
+fn a_store_path_too_long_for_a_socket_address_is_reached() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    mock.set_latency(Duration::from_millis(300));
+    let folder = ["a-folder-with-a-long-name-for-a-deep-project-tree"; 3].join("/");
+    std::fs::create_dir_all(env.path(&folder)).unwrap();
+    let store = format!("{folder}/dgen.redb");
+    let socket = env.path(&format!("{store}.sock"));
+    assert!(socket.as_os_str().len() > 108, "{}", socket.display());
+    env.plan_for_run_in(&store, 20);
+    let mut run = env.spawn_run(&mock, &["--store", &store, "--concurrency", "1"]);
+    wait_until("the run's socket", Duration::from_secs(60), || {
+        assert!(run.try_wait().unwrap().is_none(), "the run ended early");
+        socket.exists()
+    });
+    let status = env.status_json_of(&store);
+    assert_eq!(status["total_items"], 20, "{status}");
+    env.dgen()
+        .args(["--store", &store, "export", "--plan_file", "plan.jsonl"])
+        .assert()
+        .success();
+    let plan = std::fs::read_to_string(env.path("plan.jsonl")).unwrap();
+    assert_eq!(plan.lines().count(), 20);
+    run.kill().unwrap();
+    run.wait().unwrap();
+}
+
+/// Regression: the run removed a socket at its path that another program was listening on.
+#[test]
+fn a_socket_another_program_listens_on_is_refused_not_removed() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(2);
+    let listener = std::os::unix::net::UnixListener::bind(env.path("dgen.redb.sock")).unwrap();
+    env.run(&mock, &[])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("another program is listening on"))
+        .stderr(predicate::str::contains("dgen will not remove it"));
+    // Still there, still that program's.
+    let _client = std::os::unix::net::UnixStream::connect(env.path("dgen.redb.sock")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_ok(),
+        "the program's socket was replaced"
+    );
+    assert_eq!(mock.requests().len(), 0, "the run did not start");
+    drop(listener);
+    // Once nothing listens, the socket is stale and the next run replaces it.
+    env.run(&mock, &[]).assert().success();
+    assert!(!env.path("dgen.redb.sock").exists());
+}
+
+/// Regression: the socket of a run on another host (a shared filesystem), where no connection
+/// is possible, was reported as "held by another process"; the run's host is named now.
+#[test]
+fn a_run_on_another_host_is_named() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    // What a run on host gpu-node-7 leaves in the shared folder: its socket, which does not
+    // connect from here, and its host beside it; and the store's lock, held.
+    drop(std::os::unix::net::UnixListener::bind(env.path("dgen.redb.sock")).unwrap());
+    std::fs::write(env.path("dgen.redb.sock.host"), "gpu-node-7\n4242\n").unwrap();
+    let _held = hold_store(&env.path("dgen.redb"));
+    env.dgen()
+        .arg("status")
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "held by a dgen run on host gpu-node-7 (pid 4242)",
+        ))
+        .stderr(predicate::str::contains("Run the command on gpu-node-7"));
+}

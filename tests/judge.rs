@@ -366,7 +366,7 @@ fn bad_judge_flags_are_refused_naming_the_fix() {
     assert_eq!(mock.judge_calls(), 0);
     // A remote judge needs a key.
     env.run(&mock, &[]).assert().success();
-    judge(&env, &["--judge_base_url", "https://judge.example/v1"])
+    judge(&env, &["--judge_base_url", "https://api.openai.com/v1"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("no API key for the judge"))
@@ -513,4 +513,164 @@ fn judge_takes_base_url_and_model_as_dgen_run_spells_them() {
     .assert()
     .failure()
     .stderr(predicate::str::contains("cannot be used multiple times"));
+}
+
+/// The `Authorization` each judge call to `mock` bore, deduplicated.
+fn judge_keys(mock: &MockServer) -> std::collections::BTreeSet<Option<String>> {
+    mock.requests()
+        .into_iter()
+        .filter(|r| r.judge)
+        .map(|r| r.authorization)
+        .collect()
+}
+
+/// Regression: `run --judge --judge_base_url` gave the judge the run's first endpoint's key,
+/// an endpoint's own `key_env` secret included, whatever the judge's URL.
+#[test]
+fn run_judge_at_another_url_gets_its_own_key_never_the_run_endpoints() {
+    let env = Env::new();
+    let (generator, judge_mock) = (MockServer::start(), MockServer::start());
+    judge_mock.state.lock().unwrap().counter = 1_000_000;
+    std::fs::write(
+        env.path("endpoints.toml"),
+        format!(
+            "[[endpoint]]\nurl = \"{}\"\nkey_env = \"GPU1_KEY\"\n",
+            generator.url
+        ),
+    )
+    .unwrap();
+    let run = |store: &str, extra: &[&str]| {
+        env.plan_for_run_in(store, 2);
+        let mut cmd = env.dgen();
+        cmd.env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env("GPU1_KEY", "gpu1-secret")
+            .env("JUDGE_KEY", "judge-secret")
+            .args(["--store", store, "run", "--endpoints", "endpoints.toml"])
+            .args(["--retry_base_ms", "20", "--judge"])
+            .args(extra)
+            .timeout(std::time::Duration::from_secs(300));
+        cmd
+    };
+    // A loopback judge of its own: no key unless told which.
+    run("a.redb", &["--judge_base_url", &judge_mock.url])
+        .assert()
+        .success();
+    assert_eq!(judge_keys(&judge_mock), [None].into());
+    assert_eq!(judge_mock.judge_calls(), 2);
+    // --judge_key_env names it.
+    let n = judge_mock.requests().len();
+    run(
+        "b.redb",
+        &[
+            "--judge_base_url",
+            &judge_mock.url,
+            "--judge_key_env",
+            "JUDGE_KEY",
+        ],
+    )
+    .assert()
+    .success();
+    let keys: std::collections::BTreeSet<_> = judge_mock.requests()[n..]
+        .iter()
+        .filter(|r| r.judge)
+        .map(|r| r.authorization.clone())
+        .collect();
+    assert_eq!(keys, [Some("Bearer judge-secret".to_string())].into());
+    // The run's own endpoint keeps its key.
+    run(
+        "c.redb",
+        &["--judge_base_url", &format!("{}/", generator.url)],
+    )
+    .assert()
+    .success();
+    assert_eq!(
+        judge_keys(&generator),
+        [Some("Bearer gpu1-secret".to_string())].into()
+    );
+    // A remote URL that is none of these: refused before any call, naming the fix.
+    let calls = generator.requests().len();
+    run("d.redb", &["--judge_base_url", "https://judge.example/v1"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--judge_key_env NAME"))
+        .stderr(predicate::str::contains("https://judge.example/v1"));
+    assert_eq!(generator.requests().len(), calls);
+    // The flag takes a variable's name; a pasted key is not echoed.
+    run(
+        "e.redb",
+        &[
+            "--judge_base_url",
+            &judge_mock.url,
+            "--judge_key_env",
+            "sk-pasted-key",
+        ],
+    )
+    .assert()
+    .failure()
+    .stderr(predicate::str::contains("not the key itself"))
+    .stderr(predicate::str::contains("sk-pasted-key").not());
+    run(
+        "f.redb",
+        &[
+            "--judge_base_url",
+            &judge_mock.url,
+            "--judge_key_env",
+            "UNSET_JUDGE_KEY",
+        ],
+    )
+    .assert()
+    .failure()
+    .stderr(predicate::str::contains("UNSET_JUDGE_KEY is not set"));
+}
+
+/// Regression: `dgen judge --judge_base_url URL` sent OPENAI_API_KEY to any URL.
+#[test]
+fn dgen_judge_sends_the_openai_key_only_where_the_user_s_settings_send_it() {
+    let env = Env::new();
+    let (generator, judge_mock) = (MockServer::start(), MockServer::start());
+    finished_store(&env, &generator, 2);
+    // The store's own loopback endpoint gets the run's key, as the run sent it.
+    judge(&env, &[])
+        .env("OPENAI_API_KEY", "sk-openai")
+        .assert()
+        .success();
+    assert_eq!(
+        judge_keys(&generator),
+        [Some("Bearer sk-openai".to_string())].into()
+    );
+    // Another loopback server gets none; --judge_key_env names one.
+    for (extra, expected) in [
+        (&[][..], None),
+        (
+            &["--judge_key_env", "JUDGE_KEY"][..],
+            Some("Bearer judge-secret"),
+        ),
+    ] {
+        let n = judge_mock.requests().len();
+        judge(&env, &["--rescore", "--judge_base_url", &judge_mock.url])
+            .args(extra)
+            .args(["--judge_model", &format!("m{n}")])
+            .env("OPENAI_API_KEY", "sk-openai")
+            .env("JUDGE_KEY", "judge-secret")
+            .assert()
+            .success();
+        let keys: std::collections::BTreeSet<_> = judge_mock.requests()[n..]
+            .iter()
+            .map(|r| r.authorization.clone())
+            .collect();
+        assert_eq!(keys, [expected.map(String::from)].into());
+    }
+    // A remote URL of no known key: refused, the key unsent.
+    judge(&env, &["--judge_base_url", "https://judge.example/v1"])
+        .env("OPENAI_API_KEY", "sk-openai")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--judge_key_env NAME"));
+    // A local model's server takes dgen's own key, so a key source for it is refused.
+    judge(&env, &["--local", "--judge_key_env", "JUDGE_KEY"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("cannot be used with"));
 }

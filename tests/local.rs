@@ -311,3 +311,90 @@ fn end_to_end_through_the_real_local_model() {
         assert!((3..=6).contains(&n), "{n} turns");
     }
 }
+
+/// A stand-in llama-server that is a shell script: it records its environment and command
+/// line beside itself, runs `prelude`, then becomes the mock with llama-server's flags.
+fn scripted_stand_in(env: &Env, prelude: &str) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut args = stand_in(env);
+    let mock = args.pop().unwrap();
+    let script = env.path("llama-server.sh");
+    let dir = env.dir.path().display();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > '{dir}/server-env.txt'\necho \"$@\" > '{dir}/server-args.txt'\n{prelude}\nexec '{mock}' \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    args.push(script.display().to_string());
+    args
+}
+
+/// Regression: the llama-server dgen started inherited OPENAI_API_KEY, and dgen called it with
+/// that key, so whoever held the port got the user's key.
+#[test]
+fn the_local_server_gets_a_key_of_its_own_and_never_the_openai_key() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    let secret = "sk-never-for-the-local-server";
+    let mut cmd = env.dgen();
+    cmd.env("OPENAI_API_KEY", secret)
+        .env("OPENAI_KEY", secret)
+        .arg("run")
+        .args(scripted_stand_in(&env, ""))
+        .timeout(Duration::from_secs(120));
+    // The mock refuses every call without the key dgen gave it in LLAMA_API_KEY.
+    cmd.assert().success();
+    assert_eq!(env.state_count("done"), 2);
+    let server_env = std::fs::read_to_string(env.path("server-env.txt")).unwrap();
+    let server_args = std::fs::read_to_string(env.path("server-args.txt")).unwrap();
+    assert!(
+        !server_env.contains(secret),
+        "the key reached the server's environment"
+    );
+    assert!(!server_env.contains("OPENAI_API_KEY=") && !server_env.contains("OPENAI_KEY="));
+    assert!(!server_args.contains(secret));
+    let key = server_env
+        .lines()
+        .find_map(|l| l.strip_prefix("LLAMA_API_KEY="))
+        .expect("the server was given a key of its own");
+    assert_eq!(key.len(), 64, "{key}");
+    assert!(!server_args.contains(key), "the key is on the process list");
+}
+
+/// Regression: another program that bound the port dgen picked before llama-server did was
+/// called as if it were the local server.
+#[test]
+fn a_server_on_the_port_that_is_not_ours_fails_the_start() {
+    for (prelude, says) in [
+        // Serves without any key: someone else's server.
+        (
+            "unset LLAMA_API_KEY",
+            "without the key dgen gave its llama-server",
+        ),
+        // Wants another key.
+        (
+            "LLAMA_API_KEY=someone-elses; export LLAMA_API_KEY",
+            "refused the key",
+        ),
+    ] {
+        let env = Env::new();
+        env.plan_for_run(2);
+        let mut cmd = env.dgen();
+        cmd.env("OPENAI_API_KEY", "sk-not-for-them")
+            .arg("run")
+            .args(scripted_stand_in(&env, prelude))
+            .timeout(Duration::from_secs(120));
+        let out = cmd.assert().failure().get_output().clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(
+            stderr.contains("the server on 127.0.0.1:")
+                && stderr.contains("is not the llama-server dgen started"),
+            "{stderr}"
+        );
+        assert_eq!(env.state_count("done"), 0);
+    }
+}

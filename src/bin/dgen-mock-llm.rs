@@ -99,6 +99,15 @@ struct Args {
     /// llama-server's threads (ignored).
     #[arg(short = 't', long, hide = true)]
     threads: Option<u64>,
+    /// llama-server's key (`--api-key`, or `LLAMA_API_KEY` as dgen passes it): every call but
+    /// `/health` and `/stats` must bear it, and `GET /props` answers.
+    #[arg(
+        long = "api-key",
+        env = "LLAMA_API_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    api_key: Option<String>,
 }
 
 fn main() {
@@ -113,6 +122,7 @@ fn main() {
         s.turns = args.turns.map(|t| t as usize);
         s.counter = args.first_call;
         s.repeat_after_idle = args.repeat_after_idle_ms.map(Duration::from_millis);
+        s.require_key = args.api_key.filter(|k| !k.is_empty());
     }
     if args.rpm.is_some() || args.tpm.is_some() {
         let window = args.window_s;

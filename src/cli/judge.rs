@@ -21,6 +21,17 @@ pub struct JudgeEndpointArgs {
     )]
     pub judge_base_url: Option<String>,
 
+    /// The environment variable holding the judge's API key. Without it, the judge gets
+    /// OPENAI_API_KEY at OpenAI, $OPENAI_BASE_URL or the store's run's loopback endpoint, none
+    /// at another loopback URL, and any other URL is refused.
+    #[arg(
+        long = "judge_key_env",
+        visible_alias = "judge-key-env",
+        value_name = "NAME",
+        conflicts_with_all = ["local", "local_model"]
+    )]
+    pub judge_key_env: Option<String>,
+
     /// The judge's model [default: the model of the store's run]. Also spelled --model, as
     /// `dgen run` spells its model.
     #[arg(long = "judge_model", visible_aliases = ["judge-model", "model"])]

@@ -224,6 +224,17 @@ pub struct RunArgs {
     )]
     pub judge_base_url: Option<String>,
 
+    /// With --judge_base_url: the environment variable holding the judge's API key. Without
+    /// it, the judge gets the key of the run's endpoint at that URL, OPENAI_API_KEY at OpenAI
+    /// or $OPENAI_BASE_URL, none at another loopback URL, and any other URL is refused.
+    #[arg(
+        long = "judge_key_env",
+        visible_alias = "judge-key-env",
+        value_name = "NAME",
+        requires = "judge_base_url"
+    )]
+    pub judge_key_env: Option<String>,
+
     /// With --judge: reject a dialogue whose overall judge score is below S (1-5) as
     /// `judge_low`, and re-attempt its item like any rejection.
     #[arg(long = "min_judge_score", visible_alias = "min-judge-score", value_name = "S", requires = "judge", allow_negative_numbers = true, value_parser = whole::<u8>(1, 5))]

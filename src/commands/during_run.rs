@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::ipc::{self, protocol, NoRun, Request, Response};
+use crate::ipc::{self, protocol, NoRun, Request, Response, Unreached};
 use crate::output::export::{self, DialogueFiles, ExportJob};
 use crate::output::hf::splits::SplitSpec;
 use crate::output::hf::{Codec, HfJob};
@@ -30,6 +30,7 @@ pub fn here_or_by_the_run(
     local: impl Fn(&Store) -> Result<String>,
     request: impl Fn() -> Result<Request>,
 ) -> Result<ExitCode> {
+    let mut unreached = None;
     for _ in 0..TRIES {
         let err = match Store::open_read_only(store_path, cache) {
             Ok(store) => {
@@ -45,28 +46,56 @@ pub fn here_or_by_the_run(
                 return Ok(ExitCode::SUCCESS);
             }
             Ok(Response::Err { message }) => bail!("{message}"),
-            Err(e) if e.is::<NoRun>() => drop(err),
-            Err(e) => return Err(e),
+            Err(e) => match e.downcast::<NoRun>() {
+                Ok(no_run) => {
+                    drop(err);
+                    unreached = Some(no_run);
+                }
+                Err(e) => return Err(e),
+            },
         }
         std::thread::sleep(FINISHING);
     }
-    bail!(
-        "store {} is held by another process, and it is not a dgen run answering requests (no live socket at {}); wait until that process (dgen plan, import or bench-fill, say) has finished, then run the command again",
-        store_path.display(),
-        ipc::socket_path(store_path).display()
-    )
+    let socket = ipc::socket_path(store_path);
+    match unreached.map(|n| n.why) {
+        Some(Unreached::Refused(Some(holder))) if holder.host != ipc::this_host() => bail!(
+            "store {} is held by a dgen run on host {} (pid {}), whose socket {} cannot be reached from this host ({}): a Unix socket does not cross hosts on a shared filesystem. Run the command on {}, or when that run has finished",
+            store_path.display(),
+            holder.host,
+            holder.pid,
+            socket.display(),
+            ipc::this_host(),
+            holder.host,
+        ),
+        Some(Unreached::TooLong(e)) => bail!(
+            "store {} is held by another process, and a dgen run holding it cannot be asked: {e}",
+            store_path.display()
+        ),
+        Some(Unreached::Refused(_)) => bail!(
+            "store {} is held by another process, and it is not a dgen run answering requests (the socket {} is a killed run's, no process listens on it); wait until that process (dgen plan, import or bench-fill, say) has finished, then run the command again",
+            store_path.display(),
+            socket.display()
+        ),
+        _ => bail!(
+            "store {} is held by another process, and it is not a dgen run answering requests (no socket at {}); wait until that process (dgen plan, import or bench-fill, say) has finished, then run the command again",
+            store_path.display(),
+            socket.display()
+        ),
+    }
 }
 
-/// For the run: answers export, status and report requests until the returned server is dropped. A run
-/// that cannot bind its socket goes on, unreachable, and says so.
-pub fn serve(store: &Arc<Store>) -> Option<ipc::Server> {
+/// For the run: answers export, status and report requests until the returned server is
+/// dropped. A run that cannot bind its socket goes on, unreachable, and says so; one whose
+/// socket path a program listens on does not start, since requests would go to that program.
+pub fn serve(store: &Arc<Store>) -> Result<Option<ipc::Server>> {
     let for_handler = store.clone();
     let handler = move |request, cancel: &AtomicBool| answer(&for_handler, request, cancel);
     match ipc::Server::start(store.path(), handler) {
-        Ok(server) => Some(server),
+        Ok(server) => Ok(Some(server)),
+        Err(e) if e.is::<ipc::server::Occupied>() => Err(e),
         Err(e) => {
             tracing::warn!("{e:#}; dgen export, status and report cannot reach this run");
-            None
+            Ok(None)
         }
     }
 }

@@ -59,7 +59,7 @@ pub fn run(store_path: &Path, args: JudgeArgs) -> Result<ExitCode> {
         rescore: args.rescore,
         max_consecutive_failures: args.max_consecutive_failures,
     };
-    let requests = during_run::serve(&store);
+    let requests = during_run::serve(&store)?;
     let result = pass::judge_store(store.clone(), launched.judge, &opts);
     crate::process::exit_on_signal();
     drop(requests);
@@ -113,6 +113,7 @@ pub fn endpoint_config(args: &JudgeEndpointArgs) -> EndpointConfig {
     EndpointConfig {
         base_url: args.judge_base_url.clone(),
         model: args.judge_model.clone(),
+        key_env: args.judge_key_env.clone(),
         local: args.local,
         local_model: args.local_model.clone(),
         server: args.server.options(),

@@ -16,7 +16,7 @@ pub fn run(store_path: &Path, args: RunArgs) -> Result<ExitCode> {
     let config = config(args);
     let store = Arc::new(Store::open_existing(store_path)?);
     // Answered until the run returns; the server is stopped when this guard is dropped.
-    let requests = during_run::serve(&store);
+    let requests = during_run::serve(&store)?;
     let result = crate::run::run(store, config);
     crate::process::exit_on_signal();
     // Answers the requests it has taken, then stops.
@@ -66,6 +66,7 @@ pub fn config(args: RunArgs) -> RunConfig {
             enabled: args.judge,
             model: args.judge_model,
             base_url: args.judge_base_url,
+            key_env: args.judge_key_env,
             min_score: args.min_judge_score,
         },
     }

@@ -10,11 +10,26 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use super::protocol::{self, Request, Response};
+use super::{Address, Holder, TooLong};
 
-/// No run answers on the socket: there is none, or it is a stale one (connect refused).
+/// No run answers on the socket, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("no dgen run answers on {}", .0.display())]
-pub struct NoRun(pub PathBuf);
+#[error("no dgen run answers on {}", .path.display())]
+pub struct NoRun {
+    pub path: PathBuf,
+    pub why: Unreached,
+}
+
+#[derive(Debug)]
+pub enum Unreached {
+    /// Nothing at the socket's path (or not a socket).
+    NoSocket,
+    /// A socket no process on this host listens on, and who made it, when that is known: a
+    /// killed run's, or a run's on another host sharing the filesystem.
+    Refused(Option<Holder>),
+    /// A name too long for a socket address.
+    TooLong(TooLong),
+}
 
 /// Asks the run holding `store`; [`NoRun`] when none listens.
 pub fn ask(store: &Path, request: &Request) -> Result<Response> {
@@ -24,20 +39,27 @@ pub fn ask(store: &Path, request: &Request) -> Result<Response> {
 
 async fn exchange(store: &Path, request: &Request) -> Result<Response> {
     let path = super::socket_path(store);
-    let no_run = || anyhow::Error::new(NoRun(path.clone()));
+    let no_run = |why| {
+        anyhow::Error::new(NoRun {
+            path: path.clone(),
+            why,
+        })
+    };
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_socket() => {}
-        _ => return Err(no_run()),
+        _ => return Err(no_run(Unreached::NoSocket)),
     }
-    let stream = match UnixStream::connect(&path).await {
+    let address = match Address::of(&path) {
+        Ok(a) => a,
+        Err(e) => return Err(no_run(Unreached::TooLong(e))),
+    };
+    let stream = match UnixStream::connect(&address.path).await {
         Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-            ) =>
-        {
-            return Err(no_run())
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(no_run(Unreached::NoSocket))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(no_run(Unreached::Refused(Holder::read(&path))))
         }
         Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", path.display())),
     };

@@ -33,8 +33,8 @@ pub struct Server {
 
 impl Server {
     /// Binds `<store>.sock` and starts answering. The caller must hold the store (redb's
-    /// lock), which proves that whatever is at that path is stale: a socket a killed run left
-    /// (its connect is refused), or something planted there.
+    /// lock), so a socket there whose connect is refused is a killed run's, and is replaced;
+    /// one a program listens on is not ([`Occupied`]).
     pub fn start(store: &Path, handler: impl Handler) -> Result<Server> {
         let path = super::socket_path(store);
         let listener = bind(&path)?;
@@ -61,6 +61,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         // Gone first, so new clients learn at once that no run answers.
         let _ = std::fs::remove_file(&self.path);
+        super::Holder::remove(&self.path);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -70,9 +71,20 @@ impl Drop for Server {
     }
 }
 
-/// Replaces whatever is at `path` (never following a symlink) with a socket only the owner may
-/// use.
+/// A socket at the run's socket path that a program listens on (or may): never removed, and
+/// the run does not start, since clients would ask that program instead of the run.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is a socket {why}; dgen will not remove it, and a run of this store cannot be reached while it is there: stop that program or move the socket away, then run again", .path.display())]
+pub struct Occupied {
+    pub path: PathBuf,
+    why: String,
+}
+
+/// Replaces a stale socket or a symlink at `path` (never following it) with a socket only the
+/// owner may use. A socket a program listens on is refused ([`Occupied`]), as is anything that
+/// is not a socket.
 fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener> {
+    let address = super::Address::of(path)?;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => bail!(
             "{} is a folder; remove it so that dgen run can put its socket there",
@@ -84,17 +96,39 @@ fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener> {
             path.display()
         ),
         Ok(m) => {
-            let stale = m.file_type().is_socket()
-                && std::os::unix::net::UnixStream::connect(path)
-                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
-            if stale {
-                tracing::info!(
-                    "replacing the stale socket {} of a killed run",
-                    path.display()
-                );
+            if m.file_type().is_socket() {
+                match std::os::unix::net::UnixStream::connect(&address.path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        let whose = match super::Holder::read(path) {
+                            Some(h) if h.host != super::this_host() => format!(
+                                " (its run was on host {}, pid {}, and the store's lock is now this run's)",
+                                h.host, h.pid
+                            ),
+                            _ => String::new(),
+                        };
+                        tracing::info!(
+                            "replacing the stale socket {} of a killed run{whose}",
+                            path.display()
+                        );
+                    }
+                    Ok(_) => {
+                        return Err(Occupied {
+                            path: path.to_path_buf(),
+                            why: "another program is listening on".into(),
+                        }
+                        .into())
+                    }
+                    Err(e) => {
+                        return Err(Occupied {
+                            path: path.to_path_buf(),
+                            why: format!("that may have a listener: connecting to it failed ({e})"),
+                        }
+                        .into())
+                    }
+                }
             } else {
                 tracing::warn!(
-                    "replacing {}, which no dgen run of this store made",
+                    "replacing the symlink {}, which no dgen run of this store made",
                     path.display()
                 );
             }
@@ -103,10 +137,13 @@ fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener> {
         }
         Err(_) => {}
     }
-    let listener = std::os::unix::net::UnixListener::bind(path)
+    let listener = std::os::unix::net::UnixListener::bind(&address.path)
         .with_context(|| format!("cannot create the socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
+    if let Err(e) = super::Holder::me().write(path) {
+        tracing::debug!("cannot note this host beside {}: {e}", path.display());
+    }
     listener.set_nonblocking(true)?;
     Ok(listener)
 }

@@ -1,8 +1,14 @@
 //! Where `dgen judge` (and the discrimination benchmark) reach the judge: `--judge_base_url`,
 //! a local model started for the command, or by default what the store's run used — its base
-//! URL, or the local model it started. The API key is the run's (`OPENAI_API_KEY`, …); it goes
-//! to a base URL read from the store only when that URL is loopback or one the user's own
-//! settings name, since a store can come from someone else.
+//! URL, or the local model it started. A base URL read from the store is used only when it is
+//! loopback or one the user's own settings name, since a store can come from someone else.
+//!
+//! The judge's key ([`judge_key`], shared with `dgen run --judge`): `--judge_key_env NAME`'s
+//! variable when given; on a llama-server dgen started, that server's own key; else the key
+//! the user's settings already send to that URL — the run's endpoint's, or `OPENAI_API_KEY`
+//! for OpenAI and `$OPENAI_BASE_URL` — and none for another loopback URL. Any other URL is
+//! refused until `--judge_key_env` says which key it takes: a key meant for one endpoint never
+//! goes to another on a guess.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +19,7 @@ use super::Judge;
 use crate::embed;
 use crate::llm::credentials;
 use crate::llm::local_server::{self, LocalServer, ServerOptions};
-use crate::llm::{CallSettings, Endpoint, LatencyBackoff, Limits, LlmClient};
+use crate::llm::{CallSettings, Endpoint, LatencyBackoff, Limits, LlmClient, Secret};
 use crate::store::RunEndpoint;
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -26,6 +32,8 @@ pub struct EndpointConfig {
     pub base_url: Option<String>,
     /// The judge's model [default: the store's run's].
     pub model: Option<String>,
+    /// `--judge_key_env`: the environment variable holding the judge's key.
+    pub key_env: Option<String>,
     /// The cached default local model.
     pub local: bool,
     /// A local GGUF model.
@@ -80,7 +88,6 @@ pub fn launch(args: &EndpointConfig, defaults: &RunDefaults) -> Result<Launched>
             .clone()
             .unwrap_or_else(|| "gpt-4o-mini".into()),
     };
-    let key = credentials::api_key();
     let server = match &local {
         Some(path) => Some(LocalServer::start(&args.server.settings(
             &assets,
@@ -89,22 +96,37 @@ pub fn launch(args: &EndpointConfig, defaults: &RunDefaults) -> Result<Launched>
         ))?),
         None => None,
     };
-    let base_url = match (&server, &args.base_url) {
-        (Some(s), _) => s.base_url.clone(),
-        (None, Some(url)) => url.clone(),
-        (None, None) => {
-            let from_env = std::env::var("OPENAI_BASE_URL").ok();
-            match recorded.and_then(|r| r.base_url.as_deref()) {
-                Some(url) => trusted_recorded_url(url, from_env.as_deref())?,
-                None => from_env.unwrap_or_else(|| DEFAULT_BASE_URL.into()),
+    let recorded_url = recorded
+        .and_then(|r| r.base_url.as_deref())
+        .filter(|url| credentials::is_loopback(url));
+    let (base_url, key) = match (&server, &args.base_url) {
+        (Some(s), _) => {
+            if args.key_env.is_some() {
+                bail!("--judge_key_env names the key of a remote judge; the local model's llama-server takes a key of dgen's own: leave --judge_key_env out, or pass --judge_base_url");
             }
+            (s.base_url.clone(), Some(s.key.clone()))
+        }
+        (None, url) => {
+            let url = match url {
+                Some(url) => url.clone(),
+                None => {
+                    let from_env = std::env::var("OPENAI_BASE_URL").ok();
+                    match recorded.and_then(|r| r.base_url.as_deref()) {
+                        Some(url) => trusted_recorded_url(url, from_env.as_deref())?,
+                        None => from_env.unwrap_or_else(|| DEFAULT_BASE_URL.into()),
+                    }
+                }
+            };
+            // The store's loopback endpoint got the run's default key.
+            let default = credentials::api_key();
+            let known: Vec<(&str, Option<&Secret>)> = recorded_url
+                .map(|u| (u, default.as_ref()))
+                .into_iter()
+                .collect();
+            let key = judge_key(args.key_env.as_deref(), &url, &known)?;
+            (url, key)
         }
     };
-    if key.is_none() && server.is_none() && !credentials::is_loopback(&base_url) {
-        bail!(
-            "no API key for the judge at {base_url}: set OPENAI_API_KEY (or OPENAI_KEY), or put OPENAI_KEY=... in ./.env.local; or judge on a local model with --local, or another endpoint with --judge_base_url"
-        );
-    }
     let latency_backoff = server.is_some() || args.latency_backoff.applies_to(&base_url);
     let concurrency = args.concurrency.unwrap_or(if server.is_some() {
         args.server.slots
@@ -142,6 +164,39 @@ pub fn launch(args: &EndpointConfig, defaults: &RunDefaults) -> Result<Launched>
     })
 }
 
+/// The judge's key at `url` when it is not a llama-server dgen started: `key_env`'s variable
+/// (`--judge_key_env`); else the key of a `known` endpoint at that URL (one the user's settings
+/// already send a key to); else `OPENAI_API_KEY` for OpenAI and `$OPENAI_BASE_URL`; else none
+/// for a loopback URL. Another URL is refused, naming the flag that settles it.
+pub fn judge_key(
+    key_env: Option<&str>,
+    url: &str,
+    known: &[(&str, Option<&Secret>)],
+) -> Result<Option<Secret>> {
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let key = if let Some(name) = key_env {
+        Some(credentials::from_var(name, "--judge_key_env")?)
+    } else if let Some((_, key)) = known.iter().find(|(k, _)| same(k, url)) {
+        key.cloned()
+    } else if same(url, DEFAULT_BASE_URL)
+        || std::env::var("OPENAI_BASE_URL").is_ok_and(|env| same(&env, url))
+    {
+        credentials::api_key()
+    } else if credentials::is_loopback(url) {
+        None
+    } else {
+        bail!(
+            "which API key does the judge at {url} take? dgen sends OPENAI_API_KEY only to OpenAI, to $OPENAI_BASE_URL and to the run's own endpoints, and this is none of them: name the environment variable holding the judge's key with --judge_key_env NAME (--judge_key_env OPENAI_API_KEY to send that one there)"
+        );
+    };
+    if key.is_none() && !credentials::is_loopback(url) {
+        bail!(
+            "no API key for the judge at {url}: set OPENAI_API_KEY (or OPENAI_KEY), or put OPENAI_KEY=... in ./.env.local; or name the judge's own with --judge_key_env NAME; or judge on a local model with --local"
+        );
+    }
+    Ok(key)
+}
+
 /// The base URL the store's run recorded, if the API key may go there without being told:
 /// a loopback endpoint, `$OPENAI_BASE_URL` or OpenAI's. Anything else is refused, naming the
 /// URL, so that a store from elsewhere cannot direct the key to a server of its choosing.
@@ -154,7 +209,7 @@ fn trusted_recorded_url(recorded: &str, from_env: Option<&str>) -> Result<String
         return Ok(recorded.to_string());
     }
     bail!(
-        "the store's run called {recorded}, and dgen judge sends the API key there only when told: pass --judge_base_url {recorded} to judge at that endpoint, or --judge_base_url with another"
+        "the store's run called {recorded}, and dgen judge sends an API key there only when told: pass --judge_base_url {recorded} --judge_key_env NAME (the variable holding that endpoint's key) to judge there, or --judge_base_url with another endpoint"
     )
 }
 

@@ -3,6 +3,13 @@
 //! stops it when the run ends — normally, on error, on Ctrl-C, on panic (the guard's `Drop`),
 //! and on `kill -9` of dgen (the kernel's parent-death signal). The server runs in its own
 //! process group, so a terminal's Ctrl-C reaches dgen alone and dgen can finish in-flight items.
+//!
+//! The port is free when dgen picks it, but another local user could bind it before
+//! llama-server does. So each start gives the server a random key of its own (from the OS's
+//! randomness, in `LLAMA_API_KEY`: an environment is private to its user, a command line is
+//! not), dgen calls it with that key and never with the user's OpenAI key (which the server's
+//! environment does not carry either), and a server on the port that answers without the key,
+//! or refuses it, is not ours: the start fails, naming the port.
 #![allow(unsafe_code)]
 
 use std::io::Read;
@@ -12,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+use crate::llm::Secret;
 
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const DEFAULT_SERVER: &str = "bin/llama-server";
@@ -66,6 +75,30 @@ impl ServerOptions {
 pub struct LocalServer {
     child: Child,
     pub base_url: String,
+    /// The key this server was started with, and the only one it accepts.
+    pub key: Secret,
+}
+
+/// The variables a llama-server child must not inherit: the user's keys, which it has no use
+/// for, and llama-server's own key settings, which would let in keys other than ours.
+const WITHHELD_ENV: &[&str] = &[
+    "OPENAI_API_KEY",
+    "OPENAI_KEY",
+    "LLAMA_API_KEY",
+    "LLAMA_ARG_API_KEY",
+    "LLAMA_ARG_API_KEY_FILE",
+];
+
+/// A fresh key for one server start: 32 bytes of the OS's randomness, as hex.
+fn random_key() -> Result<Secret> {
+    use rand::TryRngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .context("cannot draw a key for the local server from the OS's randomness")?;
+    Ok(Secret::new(
+        bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    ))
 }
 
 fn free_port() -> Result<u16> {
@@ -97,9 +130,13 @@ impl LocalServer {
             );
         }
         let port = free_port()?;
+        let key = random_key()?;
         let log = std::fs::File::create(&s.log)
             .with_context(|| format!("cannot write the server log {}", s.log.display()))?;
         let mut command = Command::new(&s.binary);
+        for name in WITHHELD_ENV {
+            command.env_remove(name);
+        }
         command
             .arg("-m")
             .arg(&s.model)
@@ -107,6 +144,7 @@ impl LocalServer {
             .args(["-c", &(s.ctx as usize * s.slots).to_string()])
             .args(["-np", &s.slots.to_string()])
             .args(["-t", &s.threads.to_string()])
+            .env("LLAMA_API_KEY", key.expose())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -130,8 +168,10 @@ impl LocalServer {
         let mut server = LocalServer {
             child,
             base_url: format!("http://127.0.0.1:{port}/v1"),
+            key,
         };
         server.wait_healthy(port, &s.log)?;
+        server.check_ours(port, &s.log)?;
         tracing::info!(
             "llama-server (pid {}) ready on 127.0.0.1:{port} ({}; log {})",
             server.child.id(),
@@ -143,7 +183,6 @@ impl LocalServer {
 
     fn wait_healthy(&mut self, port: u16, log: &Path) -> Result<()> {
         let started = Instant::now();
-        let url = format!("http://127.0.0.1:{port}/health");
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
@@ -152,7 +191,7 @@ impl LocalServer {
                     tail(log)
                 );
             }
-            if health(&url) {
+            if get(port, "/health", None) == Some(200) {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(180) {
@@ -164,28 +203,64 @@ impl LocalServer {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Fails unless the server on `port` is the child started with our key: it must refuse a
+    /// call without the key and take one with it. Another program that took the port between
+    /// dgen's pick and llama-server's bind answers otherwise (and dgen's key is all it saw).
+    fn check_ours(&mut self, port: u16, log: &Path) -> Result<()> {
+        let without = get(port, PROBE, None);
+        let with = get(port, PROBE, Some(&self.key));
+        let exited = self.child.try_wait()?;
+        let why = match (without, with) {
+            (Some(401 | 403), Some(200)) if exited.is_none() => return Ok(()),
+            (Some(code @ 200..=299), _) => {
+                format!("answered GET {PROBE} without the key dgen gave its llama-server ({code})")
+            }
+            (_, Some(code @ (401 | 403))) => {
+                format!("refused the key dgen gave its llama-server ({code})")
+            }
+            _ if exited.is_some() => format!(
+                "answers, but the llama-server dgen started has exited; its log ({}) ends with:\n{}",
+                log.display(),
+                tail(log)
+            ),
+            (without, with) => format!(
+                "answered GET {PROBE} with {} without the key and {} with it, not as llama-server does (401, then 200)",
+                status_text(without),
+                status_text(with)
+            ),
+        };
+        bail!(
+            "the server on 127.0.0.1:{port} is not the llama-server dgen started: it {why}. Another program may have taken the port after dgen picked it; dgen sent it no API key of yours. Run the command again (dgen picks another port); a llama-server too old to read LLAMA_API_KEY fails this check too"
+        )
+    }
 }
 
-/// GET /health over a plain TCP connection (the async client lives in the runtime).
-fn health(url: &str) -> bool {
+/// A call llama-server answers only with its key (`/health` and, in newer versions, `/models`
+/// need none).
+const PROBE: &str = "/props";
+
+fn status_text(code: Option<u16>) -> String {
+    code.map_or_else(|| "no answer".into(), |c| c.to_string())
+}
+
+/// GET `path` on 127.0.0.1:`port` over a plain TCP connection (the async client lives in the
+/// runtime), with `key` as the bearer; the status code, or `None` without an answer.
+fn get(port: u16, path: &str, key: Option<&Secret>) -> Option<u16> {
     use std::io::Write;
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let Some((addr, path)) = rest.split_once('/') else {
-        return false;
-    };
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+    let auth = key.map_or_else(String::new, |k| {
+        format!("Authorization: Bearer {}\r\n", k.expose())
+    });
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    // "HTTP/1.1 200"
+    let head = std::str::from_utf8(&head).ok()?;
+    head.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
 }
 
 impl Drop for LocalServer {

@@ -109,6 +109,86 @@ impl Drop for Finished {
     }
 }
 
+/// Refuses outputs that are one file: an output that is the store (its temporary file renamed
+/// over the store would destroy it, while a run writing it kept going into the unlinked file),
+/// or two outputs with one path (the second would replace the first). Each output is `(flag,
+/// path)`, for the message. Files match by device and inode when they exist, and by their
+/// folder's canonical path and their name otherwise, so two spellings of a file that does not
+/// exist yet (`out.json`, `./sub/../out.json`) match too.
+pub fn refuse_overlaps(store: &Path, outputs: &[(&str, &Path)]) -> Result<()> {
+    let store_id = FileId::of(store);
+    for (i, (flag, path)) in outputs.iter().enumerate() {
+        let id = FileId::of(path);
+        if id.same(&store_id) {
+            bail!(
+                "{flag} {} is the store {} itself; exporting there would replace the store with the export: choose another file name",
+                path.display(),
+                store.display()
+            );
+        }
+        for (other_flag, other) in &outputs[..i] {
+            if id.same(&FileId::of(other)) {
+                bail!(
+                    "{other_flag} {} and {flag} {} are one file, and the second would replace the first: give each output its own file",
+                    other.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a path names, for telling two paths of one file.
+struct FileId {
+    /// Device and inode, when the file exists.
+    inode: Option<(u64, u64)>,
+    /// The folder's canonical path (or, when it does not exist, its absolute path with `.` and
+    /// `..` resolved) joined with the name.
+    path: Option<PathBuf>,
+}
+
+impl FileId {
+    fn of(path: &Path) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let path = std::path::absolute(path)
+            .ok()
+            .map(|p| lexical(&p))
+            .and_then(|p| {
+                let name = p.file_name()?.to_os_string();
+                let dir = p.parent()?;
+                Some(
+                    dir.canonicalize()
+                        .unwrap_or_else(|_| dir.to_path_buf())
+                        .join(name),
+                )
+            });
+        FileId { inode, path }
+    }
+
+    fn same(&self, other: &FileId) -> bool {
+        matches!((self.inode, other.inode), (Some(a), Some(b)) if a == b)
+            || (self.path.is_some() && self.path == other.path)
+    }
+}
+
+/// `path` with `.` and `..` resolved by name alone (for a folder that does not exist).
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Temporary names of this process: several exports may run at once in one process (a run
 /// answers each request on its own thread), so each takes its own number.
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
@@ -159,6 +239,33 @@ impl Drop for AtomicFile {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn outputs_that_are_the_store_or_each_other_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("dgen.redb");
+        std::fs::write(&store, b"store").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let refused = |outputs: &[(&str, &Path)]| refuse_overlaps(&store, outputs).is_err();
+        let p = |s: &str| dir.path().join(s);
+        assert!(refused(&[("--jsonl", &p("dgen.redb"))]));
+        assert!(refused(&[("--jsonl", &p("sub/../dgen.redb"))]));
+        std::fs::hard_link(&store, p("linked")).unwrap();
+        assert!(refused(&[("--jsonl", &p("linked"))]));
+        // Not written yet, spelled two ways; and in a folder that does not exist.
+        assert!(refused(&[
+            ("--output_file", &p("a.json")),
+            ("--jsonl", &p("./sub/../a.json"))
+        ]));
+        assert!(refused(&[
+            ("--output_file", &p("no/x")),
+            ("--jsonl", &p("no/./x"))
+        ]));
+        assert!(!refused(&[
+            ("--output_file", &p("a.json")),
+            ("--jsonl", &p("sub/a.json"))
+        ]));
+    }
 
     #[test]
     fn two_writers_of_one_file_in_one_process_never_share_a_temporary_file() {

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::catalog::Catalog;
 use crate::dedup;
 use crate::embed;
-use crate::output::atomic_file::AtomicFile;
+use crate::output::atomic_file::{self, AtomicFile};
 use crate::output::npy::NpyWriter;
 use crate::plan::WorkItem;
 use crate::quality::QualityRecord;
@@ -142,6 +142,19 @@ pub struct DialogueFiles {
 }
 
 impl DialogueFiles {
+    /// Each file with the flag that names it, for messages.
+    fn flagged(&self) -> Vec<(&'static str, &Path)> {
+        [
+            ("--output_file", &self.dialogues),
+            ("--hash_file", &self.hashes),
+            ("--embedding_file", &self.embeddings),
+            ("--jsonl", &self.jsonl),
+        ]
+        .into_iter()
+        .filter_map(|(flag, path)| Some((flag, path.as_deref()?)))
+        .collect()
+    }
+
     fn paths(&self) -> impl Iterator<Item = &Path> {
         [&self.dialogues, &self.hashes, &self.embeddings, &self.jsonl]
             .into_iter()
@@ -247,6 +260,7 @@ pub fn export_dialogues(store: &Store, files: &DialogueFiles, cancel: &AtomicBoo
 pub fn execute(store: &Store, job: &ExportJob, cancel: &AtomicBool) -> Result<String> {
     let files = match job {
         ExportJob::Plan(plan_file) => {
+            atomic_file::refuse_overlaps(store.path(), &[("--plan_file", plan_file)])?;
             let count = export_plan(store, plan_file, cancel)?;
             return Ok(format!(
                 "wrote {count} work items to {}\n",
@@ -264,6 +278,7 @@ pub fn execute(store: &Store, job: &ExportJob, cancel: &AtomicBool) -> Result<St
         }
         ExportJob::Dialogues(files) => files,
     };
+    atomic_file::refuse_overlaps(store.path(), &files.flagged())?;
     if store.dialogue_count()? == 0 {
         return Ok(format!(
             "nothing to export yet: {} has no dialogues (run `dgen run` first); no files written\n",

@@ -77,5 +77,7 @@ pub struct JudgeConfig {
     pub enabled: bool,
     pub model: Option<String>,
     pub base_url: Option<String>,
+    /// `--judge_key_env`: the variable holding the key of the judge at `base_url`.
+    pub key_env: Option<String>,
     pub min_score: Option<u8>,
 }

@@ -19,7 +19,6 @@ mod progress;
 mod queue;
 mod writer;
 
-use crate::llm::credentials;
 use crate::process::EXIT_INTERRUPTED;
 pub use attempt::attempt_spec;
 pub use budget::EXIT_BUDGET;
@@ -36,7 +35,7 @@ use anyhow::{bail, Context, Result};
 use crate::cost::{self, Price, PriceTable, Pricing};
 use crate::embed::{self, EmbedService, EmbedWorker};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
-use crate::llm::{LlmClient, Pool, PoolEndpoint};
+use crate::llm::{LlmClient, Pool, PoolEndpoint, Secret};
 use crate::prompt::{self, RequestSettings, Schema, Structured};
 use crate::quality::{Check, QualityConfig};
 use crate::store::{Batch, Meta, RunEndpoint, RunSettings, State, Store};
@@ -118,6 +117,14 @@ pub fn run(store: Arc<Store>, config: RunConfig) -> Result<ExitCode> {
     for spec in &specs {
         spec.check_key()?;
     }
+    // Settled before any work, so a judge without a known key stops the run at once.
+    judge_key(
+        &config,
+        &specs
+            .iter()
+            .map(|s| (s.url.as_str(), s.key.as_ref()))
+            .collect::<Vec<_>>(),
+    )?;
     if config.batch.enabled {
         batch::check_args(&config, local_model.is_some(), specs.len())?;
     } else {
@@ -153,7 +160,8 @@ pub fn run(store: Arc<Store>, config: RunConfig) -> Result<ExitCode> {
             name: "local".into(),
             url: server.base_url.clone(),
             model: settings.model.clone(),
-            key: credentials::api_key(),
+            // Its own key: never the user's, which the port's holder could be someone else.
+            key: Some(server.key.clone()),
             key_source: String::new(),
             weight: 1.0,
             max_concurrency: None,
@@ -314,7 +322,7 @@ fn generate(
     let _guard = runtime.enter();
     let (embedder, embed_worker) = embedder;
     let pool = Arc::new(Pool::new(&endpoints, config.calls.retry)?);
-    let judge = inline_judge(config, &endpoints[0], &settings, &pool)?;
+    let judge = inline_judge(config, &endpoints, &settings, &pool)?;
     let ctx = Arc::new(Ctx {
         settings,
         catalog: meta.catalog.clone(),
@@ -449,22 +457,28 @@ pub(super) fn starting_spent(
     Ok(floor)
 }
 
-/// `--judge`: the judge at `--judge_base_url` or the run's (first) endpoint with its key, with
-/// `--judge_model` or that endpoint's model. On the llama-server dgen started, the full schema.
+/// `--judge`: the judge at the run's (first) endpoint with its key, or at `--judge_base_url`
+/// with the key [`judge_key`] settles; with `--judge_model` or that endpoint's model. On the llama-server dgen started, the full schema.
 fn inline_judge(
     config: &RunConfig,
-    first: &PoolEndpoint,
+    endpoints: &[PoolEndpoint],
     settings: &RequestSettings,
     pool: &Pool,
 ) -> Result<Option<InlineJudge>> {
     if !config.judge.enabled {
         return Ok(None);
     }
+    let first = &endpoints[0];
     let endpoint = &first.endpoint;
     let run_client = pool.first();
     let mut judge_endpoint = endpoint.clone();
-    if let Some(url) = &config.judge.base_url {
+    let known: Vec<_> = endpoints
+        .iter()
+        .map(|e| (e.endpoint.base_url.as_str(), e.endpoint.api_key.as_ref()))
+        .collect();
+    if let (Some(url), Some(key)) = (&config.judge.base_url, judge_key(config, &known)?) {
         judge_endpoint.base_url = url.clone();
+        judge_endpoint.api_key = key;
     }
     let on_local_server = settings.grammar && config.judge.base_url.is_none();
     let model = config
@@ -510,6 +524,20 @@ fn inline_judge(
         judge,
         min_score: config.judge.min_score,
     }))
+}
+
+/// The key of a judge at `--judge_base_url` (see [`judge::endpoint::judge_key`]), the run's
+/// endpoints being `known`; `None` when the judge shares the run's first endpoint and its key.
+fn judge_key(
+    config: &RunConfig,
+    known: &[(&str, Option<&Secret>)],
+) -> Result<Option<Option<Secret>>> {
+    match (&config.judge.base_url, config.judge.enabled) {
+        (Some(url), true) => {
+            crate::judge::endpoint::judge_key(config.judge.key_env.as_deref(), url, known).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Records as failed the rejected items a lowered `--max_attempts` leaves without attempts.

@@ -185,6 +185,9 @@ pub struct State {
     /// another finished, as shards run one after another, duplicates the other's last.
     pub repeat_after_idle: Option<Duration>,
     pub last_dialogue_at: Option<std::time::Instant>,
+    /// Answer only calls bearing this key (401 otherwise), but `/health` and `/stats`, as
+    /// llama-server with `--api-key` does.
+    pub require_key: Option<String>,
 }
 
 /// A server that queues instead of refusing (llama.cpp, vLLM): `capacity` calls are served at
@@ -512,6 +515,16 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     if line.starts_with("GET") && line.contains("/stats") {
         let body = stats(&state.lock().unwrap()).to_string();
         return respond(&mut conn, 200, &[], &body);
+    }
+    let required = state.lock().unwrap().require_key.clone();
+    if let Some(key) = required {
+        if authorization.as_deref() != Some(&format!("Bearer {key}")) {
+            let msg = json!({"error": {"message": "Invalid API Key", "type": "authentication_error", "code": 401}});
+            return respond(&mut conn, 401, &[], &msg.to_string());
+        }
+    }
+    if line.starts_with("GET") && line.contains("/props") {
+        return respond(&mut conn, 200, &[], "{}");
     }
     if let Some((code, answer, cut)) = batch::handle(
         state,
