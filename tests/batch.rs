@@ -390,7 +390,7 @@ fn an_online_run_waits_for_the_batches_in_flight() {
     env.run(&mock, &FAST).assert().success();
     finished(&env, 3);
     // Once collected, online runs are allowed again (nothing left to do here).
-    env.run(&mock, &[])
+    env.run(&mock, &["--max_attempts", "1"])
         .assert()
         .success()
         .stdout(predicate::str::contains("nothing to do"));
@@ -556,4 +556,38 @@ fn an_answer_for_an_item_given_up_meanwhile_is_billed() {
     let answered = mock.requests().len() as u64;
     assert_eq!(answered, 7, "3 scenarios, 2 of 3 dialogues, then 1 of each");
     assert_eq!(counter(&env, "/calls"), answered, "every answer billed");
+}
+
+#[test]
+fn batches_in_flight_are_collected_when_every_item_is_given_up() {
+    let env = Env::new();
+    env.plan_for_run(1);
+    let mock = MockServer::start();
+    // The item's first dialogue answer is rejected, so its attempt 1 goes into a second
+    // scenario batch; a lower --max_attempts then gives the item up while that batch runs.
+    mock.push([common::mock::Fault::WrongTurns]);
+    let mut passes = 0;
+    while !mock
+        .batches(|b| b.submitted.clone())
+        .iter()
+        .any(|i| i.starts_with("scenario-") && i.ends_with("-1"))
+    {
+        passes += 1;
+        assert!(passes < 12, "no second attempt went into a batch");
+        env.run(&mock, &["--batch"]).assert().success();
+    }
+    let fast_one_attempt = [&FAST[..], &["--max_attempts", "1"]].concat();
+    env.run(&mock, &fast_one_attempt).assert().success();
+    assert_eq!(env.state_count("failed"), 1);
+    let answered = mock.requests().len() as u64;
+    assert_eq!(
+        answered, 3,
+        "the scenario, its dialogue, then the second scenario"
+    );
+    assert_eq!(counter(&env, "/calls"), answered, "every answer billed");
+    // Nothing is left at the provider, so an online run is not refused.
+    env.run(&mock, &["--max_attempts", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to do"));
 }

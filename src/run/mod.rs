@@ -226,7 +226,10 @@ fn prepare(
 ) -> Result<Option<queue::Work>> {
     let mut work = queue::pending_work(store, config.max_attempts, config.retry_failed)?;
     settle(store, &mut work, config.max_attempts)?;
-    if work.queue.is_empty() {
+    // Batches still at the provider are collected (and their answers billed) even when every
+    // item is finished, e.g. given up under a lower --max_attempts while its batch ran.
+    let in_flight = config.batch.enabled && store.batch_jobs()?.iter().any(|j| !j.collected);
+    if work.queue.is_empty() && !in_flight {
         println!(
             "all {} items of {} are finished ({} accepted, {} failed); nothing to do{}",
             work.total,

@@ -310,7 +310,12 @@ impl Driver {
         }
         self.jobs.retain(|j| !j.collected);
         if self.attempts.is_empty() {
-            return Ok(Pass::Finished);
+            // Batches of items that moved on (given up meanwhile) are still billed: collected.
+            return Ok(if self.jobs.is_empty() {
+                Pass::Finished
+            } else {
+                Pass::Waiting
+            });
         }
         if self.hold_until.is_none_or(|t| t <= Instant::now()) {
             self.hold_until = None;
