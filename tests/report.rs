@@ -437,6 +437,24 @@ fn bad_paths_and_a_missing_store_are_named_with_the_fix() {
         .assert()
         .failure()
         .stderr("error: --out and --json both name same; give them different files\n");
+    // The store itself, by any spelling, is never written over.
+    let plan_before = std::fs::read(env.dir.path().join("dgen.redb")).unwrap();
+    for args in [["--out", "dgen.redb"], ["--json", "./dgen.redb"]] {
+        env.dgen()
+            .arg("report")
+            .args(args)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(format!(
+                "{} {} is the store dgen.redb itself",
+                args[0], args[1]
+            )));
+    }
+    assert_eq!(
+        std::fs::read(env.dir.path().join("dgen.redb")).unwrap(),
+        plan_before,
+        "the store is untouched"
+    );
     let mut left: Vec<String> = std::fs::read_dir(env.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

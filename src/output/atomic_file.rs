@@ -121,7 +121,7 @@ pub fn refuse_overlaps(store: &Path, outputs: &[(&str, &Path)]) -> Result<()> {
         let id = FileId::of(path);
         if id.same(&store_id) {
             bail!(
-                "{flag} {} is the store {} itself; exporting there would replace the store with the export: choose another file name",
+                "{flag} {} is the store {} itself; writing there would replace the store: choose another file name",
                 path.display(),
                 store.display()
             );

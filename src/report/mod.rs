@@ -144,6 +144,10 @@ pub fn assemble(status: Report, seen: u64, seed: u64, dialogues: &[BrowserDialog
 /// both were written.
 pub fn execute(store: &Store, job: &ReportJob, cancel: &AtomicBool) -> Result<String> {
     job.check()?;
+    crate::output::atomic_file::refuse_overlaps(
+        store.path(),
+        &[("--out", &job.html), ("--json", &job.json)],
+    )?;
     let mut html_file = AtomicFile::create(&job.html)?;
     let mut json_file = AtomicFile::create(&job.json)?;
     let (data, dialogues) = build(store, job, cancel)?;
