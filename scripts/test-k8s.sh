@@ -183,6 +183,25 @@ wait "$shell" || rc=$?
 [[ ! -e "$MARKS/ran" ]] || fail "the merge Job's shell started the top-up run after SIGTERM"
 say "merge Job: SIGTERM reached the merge, the shell ended with it (143)"
 
+# A merge that finishes successfully as the SIGTERM comes (it was writing its last shard):
+# the shell still must not start the top-up run, which the kubelet would kill mid-call.
+rm -f "$MARKS"/*
+sed -i 's/exit 143. TERM/exit 0'"'"' TERM/' "$STUB/dgen"
+grep -q "exit 0' TERM" "$STUB/dgen" || fail "the stub merge was not changed to exit 0 on SIGTERM"
+env -i PATH="$STUB:$PATH" MARKS="$MARKS" DGEN_RUN_ARGS="" sh -c "$MERGE_CMD" &
+shell=$!
+for _ in $(seq 100); do [[ -s "$MARKS/merge-pid" ]] && break; sleep 0.1; done
+[[ -s "$MARKS/merge-pid" ]] || fail "the merge Job's command did not start the (stub) merge"
+PIDS+=("$(cat "$MARKS/merge-pid")")
+kill -TERM "$shell"
+rc=0
+wait "$shell" || rc=$?
+[[ "$(cat "$MARKS/merge-signal" 2>/dev/null)" == TERM ]] \
+  || fail "SIGTERM to the merge Job's shell did not reach the merge (the shell exited $rc)"
+[[ ! -e "$MARKS/ran" ]] || fail "the merge Job's shell started the top-up run although SIGTERM came during the merge"
+[[ "$rc" == 143 ]] || fail "the merge Job's shell exited $rc after SIGTERM and a merge that succeeded, not 143"
+say "merge Job: a merge that succeeds as SIGTERM comes is not followed by the top-up (143)"
+
 final="$("$DGEN" --store "$OUT/all.redb" status --json | json '"%d %d" % (s["merged_shards"], [x["count"] for x in s["states"] if x["state"] == "done"][0])')"
 [[ "$final" == "$K $N" ]] || fail "merged store: shards, done = $final; expected $K $N"
 say "passed: manifests valid, entrypoint planned shard i/$K for each JOB_COMPLETION_INDEX, merge Job reached $N/$N"

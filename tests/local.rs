@@ -323,7 +323,7 @@ fn scripted_stand_in(env: &Env, prelude: &str) -> Vec<String> {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nenv > '{dir}/server-env.txt'\necho \"$@\" > '{dir}/server-args.txt'\n{prelude}\nexec '{mock}' \"$@\"\n"
+            "#!/bin/sh\nMOCK='{mock}'\nenv > '{dir}/server-env.txt'\necho \"$@\" > '{dir}/server-args.txt'\n{prelude}\nexec \"$MOCK\" \"$@\"\n"
         ),
     )
     .unwrap();
@@ -378,6 +378,12 @@ fn a_server_on_the_port_that_is_not_ours_fails_the_start() {
         (
             "LLAMA_API_KEY=someone-elses; export LLAMA_API_KEY",
             "refused the key",
+        ),
+        // Answers exactly as ours would (it has our key), but from another process: the child
+        // never binds the port.
+        (
+            "timeout 60 \"$MOCK\" \"$@\" &\nsleep 1\nexec sleep 60",
+            "listens from another process",
         ),
     ] {
         let env = Env::new();

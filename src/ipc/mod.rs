@@ -150,14 +150,17 @@ impl Holder {
         use std::io::Read;
         use std::os::unix::fs::OpenOptionsExt;
         let mut text = String::new();
-        std::fs::File::options()
+        // Non-blocking, so a FIFO planted under the name cannot hang the open; then only a
+        // regular file is read.
+        let file = std::fs::File::options()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(Holder::path(socket))
-            .ok()?
-            .take(512)
-            .read_to_string(&mut text)
             .ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
+        file.take(512).read_to_string(&mut text).ok()?;
         let mut lines = text.lines();
         let host = lines.next()?.trim();
         let pid = lines.next()?.trim().parse().ok()?;
@@ -190,4 +193,25 @@ pub fn this_host() -> String {
 async fn own_uid() -> std::io::Result<u32> {
     let (a, _b) = tokio::net::UnixStream::pair()?;
     Ok(a.peer_cred()?.uid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_planted_as_the_holder_file_is_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("dgen.redb.sock");
+        let made = std::process::Command::new("mkfifo")
+            .arg(Holder::path(&socket))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(Holder::read(&socket).is_none());
+        std::fs::remove_file(Holder::path(&socket)).unwrap();
+        std::fs::write(Holder::path(&socket), "host-a\n42\n").unwrap();
+        let holder = Holder::read(&socket).unwrap();
+        assert_eq!((holder.host.as_str(), holder.pid), ("host-a", 42));
+    }
 }

@@ -211,8 +211,16 @@ impl LocalServer {
         let without = get(port, PROBE, None);
         let with = get(port, PROBE, Some(&self.key));
         let exited = self.child.try_wait()?;
+        // Answering as llama-server does is not enough: a program holding the port could too
+        // (it saw our key). The listening socket must be the child's own.
+        let owner = listener_is_child(self.child.id(), port);
         let why = match (without, with) {
-            (Some(401 | 403), Some(200)) if exited.is_none() => return Ok(()),
+            (Some(401 | 403), Some(200)) if exited.is_none() && owner != Some(false) => {
+                return Ok(())
+            }
+            _ if exited.is_none() && owner == Some(false) => {
+                "listens from another process than the llama-server dgen started".to_string()
+            }
             (Some(code @ 200..=299), _) => {
                 format!("answered GET {PROBE} without the key dgen gave its llama-server ({code})")
             }
@@ -234,6 +242,34 @@ impl LocalServer {
             "the server on 127.0.0.1:{port} is not the llama-server dgen started: it {why}. Another program may have taken the port after dgen picked it; dgen sent it no API key of yours. Run the command again (dgen picks another port); a llama-server too old to read LLAMA_API_KEY fails this check too"
         )
     }
+}
+
+/// Whether the socket listening on 127.0.0.1:`port` belongs to process `pid`: the listening
+/// sockets' inodes on that port from `/proc/net/tcp`, against the `socket:[inode]` links of
+/// `/proc/PID/fd`. `None` when that cannot be told (no listener seen, `/proc` unreadable).
+fn listener_is_child(pid: u32, port: u16) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port = format!(":{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A = LISTEN, inode.
+            (f.len() > 9 && f[1].ends_with(&port) && f[3] == "0A").then(|| f[9].to_string())
+        })
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let owned = fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes.iter().any(|i| target == format!("socket:[{i}]"))
+        })
+    });
+    Some(owned)
 }
 
 /// A call llama-server answers only with its key (`/health` and, in newer versions, `/models`

@@ -242,6 +242,9 @@ fn one(t: &toml::Table, at: &str, model: &str) -> Result<EndpointSpec> {
             }
             match std::env::var(&var) {
                 Ok(v) if !v.trim().is_empty() => (Some(Secret::new(v.trim().to_string())), var),
+                _ if !credentials::shown(&var) => bail!(
+                    "{at}: the variable key_env names is not set in the environment (its name is not shown: with lowercase letters it may be a key pasted by mistake); export VAR=<the endpoint's API key> and write key_env = \"VAR\""
+                ),
                 _ => bail!(
                     "{at}: key_env = \"{var}\", but {var} is not set in the environment; export {var}=<the endpoint's API key>, or remove key_env for an endpoint that needs no key"
                 ),
