@@ -591,3 +591,36 @@ fn batches_in_flight_are_collected_when_every_item_is_given_up() {
         .success()
         .stdout(predicate::str::contains("nothing to do"));
 }
+
+/// Regression: a batch job prepared before a kill (its upload's answer lost) whose item was
+/// then given up under a lower --max_attempts was still uploaded, created and paid for.
+#[test]
+fn a_prepared_batch_whose_items_moved_on_is_closed_unsent() {
+    let env = Env::new();
+    env.plan_for_run(1);
+    let mock = MockServer::start();
+    // The first dialogue answer is rejected; attempt 1's scenario goes into the third upload,
+    // which takes effect but is never answered before the kill.
+    mock.push([common::mock::Fault::WrongTurns]);
+    mock.with_batches(|b| b.hang_upload_nth = Some((3, Duration::from_secs(30))));
+    kill_when(&env, &mock, |m| m.batches(|b| b.uploads == 3));
+    let json = env.status_json();
+    let jobs = json["batches"].as_array().unwrap();
+    assert_eq!(jobs.last().unwrap()["status"], "prepared", "{json}");
+    let creates = mock.batches(|b| b.create_requests);
+    let fast_one_attempt = [&FAST[..], &["--max_attempts", "1"]].concat();
+    env.run(&mock, &fast_one_attempt).assert().success();
+    assert_eq!(env.state_count("failed"), 1);
+    assert_eq!(
+        mock.batches(|b| (b.create_requests, b.uploads)),
+        (creates, 3),
+        "nothing uploaded or created for an item that moved on"
+    );
+    let json = env.status_json();
+    let last = json["batches"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["status"], "given_up", "{json}");
+    assert!(
+        last["note"].as_str().unwrap().contains("moved on"),
+        "{last}"
+    );
+}

@@ -297,12 +297,17 @@ fn batch_give_up_frees_the_store_for_an_online_run() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("no batch #5"));
+    let traffic = |m: &MockServer| {
+        let batch_api = m.batches(|b| (b.uploads, b.create_requests, b.downloads));
+        (batch_api, m.requests().len())
+    };
+    let before = traffic(&mock);
     env.run(&mock, &["--batch_give_up", "0"])
         .assert()
         .success()
         .stderr(predicate::str::contains("batch #0 given up"))
         .stderr(predicate::str::contains("cancel it there"));
-    assert_eq!(mock.requests().len(), 0, "giving up sends nothing");
+    assert_eq!(traffic(&mock), before, "giving up sends nothing");
     let json = env.status_json();
     assert_eq!(json["batches"][0]["status"], "given_up", "{json}");
     let note = json["batches"][0]["note"].as_str().unwrap();
@@ -314,4 +319,55 @@ fn batch_give_up_frees_the_store_for_an_online_run() {
     // The online run is allowed again and finishes the items.
     env.run(&mock, &[]).assert().success();
     finished(&env, 3);
+}
+
+/// Regression: after a create that may have taken effect (a 502 once the batch exists), a
+/// lookup the provider refused gave the job up, and its requests went into a second batch.
+#[test]
+fn a_refused_lookup_after_an_uncertain_create_keeps_the_job() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    let mock = MockServer::start();
+    mock.with_batches(|b| {
+        b.create_faults.push_back(CreateFault::BadGateway);
+        b.result_faults.refused_listings = 1;
+    });
+    env.run(&mock, &FAST)
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("may exist from an earlier try"));
+    let json = env.status_json();
+    assert_eq!(json["batches"][0]["collected"], false, "{json}");
+    assert_ne!(json["batches"][0]["status"], "given_up", "{json}");
+    assert_eq!(mock.batches(|b| b.create_requests), 1);
+    // The next run finds the batch by its file and goes on with it.
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 2);
+    assert_paid_once(&mock, 2);
+}
+
+/// Regression: a batch the provider answered 404 for was taken as lost and its requests put
+/// into a new batch, at every poll, even while the provider listed the batch (a proxy that
+/// passes `GET /batches` but not `GET /batches/ID`): a new batch paid for each time.
+#[test]
+fn a_batch_the_provider_lists_but_cannot_read_is_not_sent_again() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    let mock = MockServer::start();
+    mock.with_batches(|b| b.result_faults.unreadable_batches = true);
+    env.run(&mock, &FAST)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "cannot follow a batch it cannot read",
+        ));
+    assert_eq!(
+        mock.batches(|b| b.create_requests),
+        1,
+        "one batch, never sent again"
+    );
+    let json = env.status_json();
+    assert_eq!(json["batches"][0]["collected"], false, "{json}");
 }

@@ -116,6 +116,8 @@ pub struct BatchState {
     pub hang_create: Option<(Duration, bool)>,
     /// Hang the next upload this long after storing the file, before answering.
     pub hang_upload: Option<Duration>,
+    /// The same for the n-th upload (1-based).
+    pub hang_upload_nth: Option<(usize, Duration)>,
     /// Hang the n-th file download (1-based) this long before answering.
     pub hang_download: Option<(usize, Duration)>,
     /// Requests received: uploads, creates (also those cut off), downloads.
@@ -190,7 +192,13 @@ pub fn handle(
         ("GET", ["files", id]) => file(state, id),
         ("GET", ["files", id, "content"]) => content(state, id),
         ("POST", ["batches"]) => create(state, body),
+        ("GET", ["batches"]) if refuse_listing(state) => error(404, "no listing here"),
         ("GET", ["batches"]) => list(state, target),
+        ("GET", ["batches", id])
+            if state.lock().unwrap().batch.result_faults.unreadable_batches =>
+        {
+            error(404, &format!("no batch {id}"))
+        }
         ("GET", ["batches", id]) => advance(state, id, authorization, addr),
         _ => return None,
     };
@@ -276,6 +284,14 @@ fn create(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
         Some(CreateFault::FileGone) | None => {}
     }
     (200, answer)
+}
+
+/// Whether this listing is one of the refused ones (`refused_listings`).
+fn refuse_listing(state: &Mutex<State>) -> bool {
+    let faults = &mut state.lock().unwrap().batch.result_faults;
+    let refuse = faults.refused_listings > 0;
+    faults.refused_listings = faults.refused_listings.saturating_sub(1);
+    refuse
 }
 
 /// `GET /batches`, newest first, a page of `limit` (default 20, at most 100) after the batch

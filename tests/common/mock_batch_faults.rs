@@ -46,6 +46,12 @@ pub struct ResultFaults {
     pub padded_download: Option<(usize, usize)>,
     /// Uploads larger than this are refused (413, as a provider's size limit).
     pub max_file_bytes: Option<usize>,
+    /// The next this many `GET /batches` listings are refused (404, as by a provider or a
+    /// proxy without the listing).
+    pub refused_listings: usize,
+    /// While set, `GET /batches/{id}` answers 404 for every batch although the listing shows
+    /// them (a proxy that passes the listing but not the batch).
+    pub unreadable_batches: bool,
 }
 
 impl BatchState {

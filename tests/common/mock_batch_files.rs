@@ -88,7 +88,14 @@ pub(super) fn upload(
         let bytes = file.content.len();
         let filename = file.filename.clone();
         s.batch.files.insert(id.clone(), file);
-        (id, bytes, filename, s.batch.hang_upload.take())
+        let nth = s.batch.uploads;
+        let hang = s.batch.hang_upload.take().or_else(|| {
+            s.batch
+                .hang_upload_nth
+                .filter(|(at, _)| *at == nth)
+                .map(|(_, d)| d)
+        });
+        (id, bytes, filename, hang)
     };
     if let Some(d) = hang {
         // The file exists; its id never reaches a client killed meanwhile.

@@ -306,7 +306,11 @@ impl BatchApi {
         let mut exists = false;
         for n in 0..self.tries {
             if n > 0 || look_first {
-                if let Some(batch) = self.find_by_input(input_file_id, since).await? {
+                let found = self
+                    .find_by_input(input_file_id, since)
+                    .await
+                    .map_err(|e| maybe_created(e, input_file_id))?;
+                if let Some(batch) = found {
                     return Ok(Created {
                         batch,
                         attached: true,
@@ -336,6 +340,9 @@ impl BatchApi {
                         last = self.scrub(format!("creating the batch: {e:#}"));
                     }
                 },
+                // After an earlier try that may have created the batch, a refusal says nothing
+                // about the job: it is kept, not given up.
+                Try::Refused(r) if n > 0 => return Err(maybe_created(r.into(), input_file_id)),
                 Try::Refused(r) => return Err(r.into()),
                 Try::Oversized(message) => {
                     exists = true;
@@ -549,6 +556,19 @@ fn multipart(boundary: &str, filename: &str, content: &[u8]) -> Vec<u8> {
     body.extend_from_slice(content);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     body
+}
+
+/// A refusal met while the batch over `file` may exist (an earlier try may have created it)
+/// becomes a plain error: the run stops and the job stays, since giving it up would send its
+/// requests again while the batch may run and be billed.
+fn maybe_created(e: anyhow::Error, file: &str) -> anyhow::Error {
+    match e.downcast::<Refused>() {
+        Ok(r) => anyhow::anyhow!(
+            "{} — the batch over {file} may exist from an earlier try, so its job is kept (giving it up could pay for its requests twice); the same `dgen run --batch` looks it up again",
+            r.message
+        ),
+        Err(e) => e,
+    }
 }
 
 #[cfg(test)]

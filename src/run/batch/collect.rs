@@ -374,6 +374,15 @@ impl Driver {
         write.count("batch/not_found", 1);
         self.writer.commit(write, 0)?;
         self.jobs[at] = job;
+        // Each loss sends its requests again, at a price: two in a row, with nothing collected
+        // between, stop the run instead of paying on and on.
+        self.refusals += 1;
+        if self.refusals >= 2 {
+            return Err(Halt(format!(
+                "the provider answered 404 for two batches in a row (the last: {id}), so their requests would be paid again and again; they are pending again. Check --base_url and the API key, then run `dgen run --batch` again"
+            ))
+            .into());
+        }
         Ok(())
     }
 

@@ -334,6 +334,20 @@ impl Driver {
     /// Moves one batch job on: upload, create, poll, collect.
     async fn advance(&mut self, at: usize) -> Result<()> {
         let mut job = self.jobs[at].clone();
+        let wanted = job
+            .requests
+            .iter()
+            .any(|(item, attempt)| self.attempts.get(item) == Some(attempt));
+        if job.file_id.is_none() && !wanted {
+            // Prepared before a kill and never uploaded, and every item has moved on since
+            // (finished, or given up under a lower --max_attempts): nothing to pay for.
+            self.give_up(
+                &mut job,
+                "never sent, since every item of it had moved on before its upload",
+            )?;
+            self.jobs[at] = job;
+            return Ok(());
+        }
         if job.file_id.is_none() {
             // Prepared but not uploaded (or the upload's answer was lost): upload again; an
             // unused file costs nothing.
@@ -356,6 +370,19 @@ impl Driver {
                         "the provider answers 404 for batch #{} ({}) and for its input file {file}: this is not the account or endpoint that created them. Check --base_url and the API key (the run that submitted them used this store's batches), then run `dgen run --batch` again; nothing was sent again",
                         job.id,
                         job.batch_id.as_deref().unwrap_or_default()
+                    ))
+                    .into());
+                }
+                // A listing that shows a batch over the file contradicts the 404: sending the
+                // requests again could pay for them twice.
+                let since = (job.created_ms / 1000).saturating_sub(submit::CLOCK_SLACK_S);
+                if let Some(listed) = self.api.find_by_input(file, since).await.map_err(refusal)? {
+                    return Err(Halt(format!(
+                        "the provider answers 404 for batch #{} ({}) but lists batch {} ({}) over its input file {file}: dgen cannot follow a batch it cannot read. Check --base_url (a proxy that passes GET /batches but not GET /batches/ID?), then run `dgen run --batch` again; nothing was sent again",
+                        job.id,
+                        job.batch_id.as_deref().unwrap_or_default(),
+                        listed.id,
+                        listed.status
                     ))
                     .into());
                 }

@@ -18,7 +18,7 @@ use super::{lines, uploads, Driver};
 
 /// How far the provider's clock may be behind ours: a batch created over a job's file is
 /// looked for among those created from this long before the job was prepared.
-const CLOCK_SLACK_S: u64 = 600;
+pub(super) const CLOCK_SLACK_S: u64 = 600;
 
 impl Driver {
     /// Uploads the job's file. A refusal that concerns the file (too large, malformed) gives
