@@ -10,7 +10,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::mock::batch::CreateFault;
+use common::mock::batch::{BatchEnd, CreateFault};
 use common::mock::MockServer;
 use common::{count_in, Env};
 use predicates::prelude::*;
@@ -370,4 +370,26 @@ fn a_batch_the_provider_lists_but_cannot_read_is_not_sent_again() {
     );
     let json = env.status_json();
     assert_eq!(json["batches"][0]["collected"], false, "{json}");
+}
+
+/// Regression: with its error file gone (404), a batch whose output download was cut short was
+/// collected from the part read and given up, so the answers cut off were asked and paid again.
+#[test]
+fn an_error_file_gone_does_not_collect_an_output_file_read_short() {
+    let env = Env::new();
+    env.plan_for_run(3);
+    let mock = MockServer::start();
+    // The scenario batch expires after two answers (the third request goes to the error file,
+    // which answers 404); the first download, its output file, holds one line of its two.
+    mock.batch_ends([BatchEnd::Expired { answered: 2 }]);
+    mock.with_batches(|b| {
+        b.result_faults.lost_errors = 1;
+        b.result_faults.short_download = Some((1, 1));
+    });
+    env.run(&mock, &FAST).assert().success();
+    finished(&env, 3);
+    // The two answered scenarios once; the expired one asked again, once.
+    assert_paid_once(&mock, 3);
+    let json = env.status_json();
+    assert_eq!(json["batches"][0]["status"], "given_up", "{json}");
 }

@@ -173,7 +173,7 @@ pub fn judge_key(
     url: &str,
     known: &[(&str, Option<&Secret>)],
 ) -> Result<Option<Secret>> {
-    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let same = |a: &str, b: &str| same_url(a) == same_url(b);
     let key = if let Some(name) = key_env {
         Some(credentials::from_var(name, "--judge_key_env")?)
     } else if let Some((_, key)) = known.iter().find(|(k, _)| same(k, url)) {
@@ -183,6 +183,9 @@ pub fn judge_key(
     {
         credentials::api_key()
     } else if credentials::is_loopback(url) {
+        tracing::info!(
+            "the judge at {url} gets no API key (a loopback URL that is none of the run's endpoints); if it needs one, name its variable with --judge_key_env NAME"
+        );
         None
     } else {
         bail!(
@@ -195,6 +198,21 @@ pub fn judge_key(
         );
     }
     Ok(key)
+}
+
+/// A URL as compared with another: parsed (default ports and case settled), `localhost` as
+/// 127.0.0.1, without a trailing `/`.
+fn same_url(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    match reqwest::Url::parse(trimmed) {
+        Ok(mut parsed) => {
+            if parsed.host_str() == Some("localhost") {
+                let _ = parsed.set_host(Some("127.0.0.1"));
+            }
+            parsed.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => trimmed.to_string(),
+    }
 }
 
 /// The base URL the store's run recorded, if the API key may go there without being told:
@@ -241,5 +259,27 @@ mod tests {
         );
         // A loopback-looking name that is not loopback.
         assert!(trusted_recorded_url("http://127.0.0.1.evil.example/v1", None).is_err());
+    }
+
+    #[test]
+    fn the_run_endpoint_s_key_follows_its_url_however_it_is_spelled() {
+        let key = Secret::new("gpu-secret".into());
+        let known = [("http://127.0.0.1:8000/v1", Some(&key))];
+        for url in [
+            "http://localhost:8000/v1",
+            "http://127.0.0.1:8000/v1/",
+            "HTTP://LOCALHOST:8000/v1",
+        ] {
+            let got = judge_key(None, url, &known).unwrap();
+            assert_eq!(
+                got.map(|k| k.expose().to_string()),
+                Some("gpu-secret".into()),
+                "{url}"
+            );
+        }
+        // Another port is another server: no key.
+        assert!(judge_key(None, "http://localhost:8001/v1", &known)
+            .unwrap()
+            .is_none());
     }
 }

@@ -445,6 +445,10 @@ fn advance(
             if lose_output {
                 faults.lost_output -= 1;
             }
+            let lose_errors = faults.lost_errors > 0 && !errors.is_empty();
+            if lose_errors {
+                faults.lost_errors -= 1;
+            }
             let late = faults.late_output > 0 && !output.is_empty();
             if late {
                 faults.late_output -= 1;
@@ -452,7 +456,7 @@ fn advance(
             let out_id = (!output.is_empty()).then(|| s.batch.id("file"));
             let err_id = (!errors.is_empty()).then(|| s.batch.id("file"));
             for (fid, text) in [(&out_id, output), (&err_id, errors)] {
-                if lose_output && fid == &out_id {
+                if (lose_output && fid == &out_id) || (lose_errors && fid == &err_id) {
                     continue;
                 }
                 if let Some(fid) = fid {

@@ -38,6 +38,9 @@ pub struct ResultFaults {
     pub late_output: usize,
     /// The next this many batches to finish name an output file that answers 404.
     pub lost_output: usize,
+    /// The next this many batches to finish with failed requests name an error file that
+    /// answers 404.
+    pub lost_errors: usize,
     /// The next this many batches to finish also put their first answered request in the
     /// error file, as a failure.
     pub error_line_for_answer: usize,

@@ -226,6 +226,7 @@ impl Driver {
     async fn download(&self, job: &BatchJob, batch: &BatchObject) -> Result<Download> {
         let mut read = Vec::new();
         let mut lost = None;
+        let mut output_lost = false;
         for (which, id) in [
             ("output", &batch.output_file_id),
             ("error", &batch.error_file_id),
@@ -238,6 +239,7 @@ impl Driver {
                 Ok(bytes) => read.push(lines::read_answers(&[&bytes])),
                 Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 404) => {
                     lost = Some(format!("its {which} file {id} answers 404"));
+                    output_lost |= which == "output";
                     read.push((HashMap::new(), 0));
                 }
                 Err(e) => return Err(refusal(e)),
@@ -254,7 +256,12 @@ impl Driver {
         let in_output = answers.keys().filter(|k| ids.contains(*k)).count() as u64;
         lines::merge(&mut answers, errors);
         if let Some(reason) = lost {
-            return Ok(Download::Lost { answers, reason });
+            // Only the error file is gone: the output file must still hold every completed
+            // answer (else it is read again, as a short download), or the answers cut off
+            // would be asked and paid again.
+            if output_lost || in_output >= batch.completed {
+                return Ok(Download::Lost { answers, reason });
+            }
         }
         let in_all = answers.keys().filter(|k| ids.contains(*k)).count() as u64;
         if in_output >= batch.completed && in_all >= batch.completed + batch.failed {
