@@ -624,3 +624,23 @@ fn a_prepared_batch_whose_items_moved_on_is_closed_unsent() {
         "{last}"
     );
 }
+
+/// Giving up a job whose create was cut off by a kill (a file id, no batch id) names the input
+/// file to look for at the provider: the create may have made a batch that runs and is billed.
+#[test]
+fn giving_up_a_batch_whose_create_was_cut_off_names_its_input_file() {
+    let env = Env::new();
+    env.plan_for_run(2);
+    let mock = MockServer::start();
+    mock.with_batches(|b| b.hang_create = Some((Duration::from_secs(30), true)));
+    kill_when(&env, &mock, |m| m.batches(|b| b.create_requests == 1));
+    let file = mock.batches(|b| b.batches.first().map(|x| x.input_file_id.clone()));
+    env.run(&mock, &["--batch_give_up", "0"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("its create may have gone through"))
+        .stderr(predicate::str::contains(format!(
+            "input file {}",
+            file.unwrap_or_default()
+        )));
+}

@@ -135,6 +135,11 @@ impl BatchApi {
         })
     }
 
+    /// An error quoting the provider's answer, with the key taken out of it.
+    fn scrubbed(&self, e: anyhow::Error) -> anyhow::Error {
+        anyhow!(self.scrub(format!("{e:#}")))
+    }
+
     fn scrub(&self, text: String) -> String {
         match &self.key {
             Some(k) => k.scrub(&text),
@@ -274,11 +279,13 @@ impl BatchApi {
                     .body(body.clone())
             })
             .await?
-            .json()?;
-        answer["id"]
-            .as_str()
-            .map(String::from)
-            .ok_or_else(|| anyhow!("the file upload answered without a file id: {answer}"))
+            .json()
+            .map_err(|e| self.scrubbed(e))?;
+        answer["id"].as_str().map(String::from).ok_or_else(|| {
+            anyhow!(self.scrub(format!(
+                "the file upload answered without a file id: {answer}"
+            )))
+        })
     }
 
     /// Creates a batch over an uploaded file, with dgen's metadata, or finds the one an earlier
@@ -379,7 +386,11 @@ impl BatchApi {
             })
             .await
         {
-            Ok(body) => Ok(Some(BatchObject::parse(&body.json()?)?)),
+            Ok(body) => body
+                .json()
+                .and_then(|v| BatchObject::parse(&v))
+                .map(Some)
+                .map_err(|e| self.scrubbed(e)),
             Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 404) => Ok(None),
             Err(e) => Err(e),
         }
@@ -420,7 +431,7 @@ impl BatchApi {
             b["created_at"].as_u64().is_none_or(|t| t >= since)
         })
         .await?;
-        found.transpose()
+        found.transpose().map_err(|e| self.scrubbed(e))
     }
 
     /// The input files of the most recent batches.
@@ -479,7 +490,8 @@ impl BatchApi {
             let page = self
                 .send(what, || self.http.get(&url).timeout(self.timeout))
                 .await?
-                .json()?;
+                .json()
+                .map_err(|e| self.scrubbed(e))?;
             let data = page["data"].as_array().cloned().unwrap_or_default();
             for object in &data {
                 if !visit(object) {
@@ -595,5 +607,23 @@ mod tests {
         assert!(text.contains("name=\"purpose\"\r\n\r\nbatch\r\n"));
         assert!(text.contains("filename=\"in.jsonl\""));
         assert!(text.ends_with("{\"a\":1}\n\r\n--XX--\r\n"));
+    }
+
+    #[test]
+    fn answers_quoted_in_errors_lose_the_key() {
+        let key = "sk-proxy-echoes-this-key";
+        let api = BatchApi::new(
+            "http://127.0.0.1:9/v1",
+            Some(Secret::new(key.into())),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        // A proxy's page that echoes the request, read as a batch answer.
+        let page = format!("<html>Authorization: Bearer {key}</html>");
+        let not_json = bytes_body::Body(page.into_bytes()).json().unwrap_err();
+        let text = format!("{:#}", api.scrubbed(not_json));
+        assert!(!text.contains(key) && text.contains("[redacted]"), "{text}");
+        let no_id = BatchObject::parse(&serde_json::json!({"echo": key})).unwrap_err();
+        assert!(!format!("{:#}", api.scrubbed(no_id)).contains(key));
     }
 }

@@ -110,10 +110,15 @@ pub fn give_up_jobs(store: &Store, ids: &[u64]) -> Result<()> {
             "batch #{id} given up ({was}): its {} requests are pending again; `dgen run --batch` sends them in a new batch, `dgen run` online",
             job.requests.len()
         );
-        if let Some(batch) = &job.batch_id {
-            eprintln!(
+        match (&job.batch_id, &job.file_id) {
+            (Some(batch), _) => eprintln!(
                 "  if {batch} still runs at the provider, cancel it there: its answers are billed and will not be read"
-            );
+            ),
+            // Uploaded, with no batch id recorded: a create cut off by a kill may have made one.
+            (None, Some(file)) => eprintln!(
+                "  its create may have gone through before the batch id reached dgen: if the provider lists a batch over input file {file}, cancel it there (its answers would be billed and not read)"
+            ),
+            (None, None) => {}
         }
     }
     store.apply(&write)
