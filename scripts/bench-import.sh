@@ -6,18 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MB="${1:-200}"
-ROOT="$PWD"
-if [[ -n "${DGEN_BIN:-}" ]]; then
-  BIN="$DGEN_BIN"
-else
-  cargo build --release --locked --quiet --bin dgen
-  BIN="$ROOT/target/release/dgen"
-fi
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-"$BIN" plan --total_generations 10 --dataset "$ROOT/fixtures/multiwoz_hf" \
-  --persona_dataset "$ROOT/fixtures/personas_hf" >/dev/null 2>&1
+source scripts/bench-lib.sh
+planned_store
 python3 - "$MB" <<'PY'
 import json, struct, sys
 target = int(sys.argv[1]) * 1_000_000

@@ -1,18 +1,28 @@
 # Shared set-up of the benchmarks: a filled store (bench-export, bench-report, bench-hf) or a
 # plan against the mock server (bench-run, bench-batch); sourced from the repository root.
 #
-# filled_store N: builds dgen (release), sets BIN, and leaves the shell in a temporary folder
-# (removed on exit) holding dgen.redb: a 10-item plan on the fixtures and N synthetic dialogues
-# written directly by `dgen bench-fill` (no LLM).
-filled_store() {
-  local root="$PWD"
-  cargo build --release --locked --quiet --bin dgen
-  BIN="$root/target/release/dgen"
+# planned_store: sets BIN (DGEN_BIN, a dgen already built, else a release build) and leaves
+# the shell in a temporary folder (removed on exit) holding dgen.redb: a 10-item plan on the
+# fixtures. The repository root stays in ROOT.
+planned_store() {
+  ROOT="$PWD"
+  if [[ -n "${DGEN_BIN:-}" ]]; then
+    BIN="$(realpath "$DGEN_BIN")"
+  else
+    cargo build --release --locked --quiet --bin dgen
+    BIN="$ROOT/target/release/dgen"
+  fi
   WORK="$(mktemp -d)"
   trap 'rm -rf "$WORK"' EXIT
   cd "$WORK"
-  "$BIN" plan --total_generations 10 --dataset "$root/fixtures/multiwoz_hf" \
-    --persona_dataset "$root/fixtures/personas_hf" >/dev/null 2>&1
+  "$BIN" plan --total_generations 10 --dataset "$ROOT/fixtures/multiwoz_hf" \
+    --persona_dataset "$ROOT/fixtures/personas_hf" >/dev/null 2>&1
+}
+
+# filled_store N: planned_store, then N synthetic dialogues written directly by
+# `dgen bench-fill` (no LLM).
+filled_store() {
+  planned_store
   "$BIN" bench-fill --dialogues "$1" >/dev/null
 }
 

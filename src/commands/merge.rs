@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::{MergeArgs, DEFAULT_STORE};
 use crate::merge::{self, Merger};
+use crate::output::atomic_file;
 use crate::store::State;
 
 /// Dropped duplicates listed one by one at most; the rest are counted.
@@ -37,7 +38,7 @@ pub fn run(store: Option<&Path>, args: MergeArgs) -> Result<ExitCode> {
     let into = target_path(store, args.into.as_deref())?;
     let shards = merge::open_shards(&args.shards)?;
     for s in &shards {
-        if into.exists() && same_file(&s.path, &into) {
+        if into.exists() && atomic_file::same_file(&s.path, &into) {
             bail!(
                 "the merged store {} is one of the shards; name a new file for it with --into",
                 into.display()
@@ -99,11 +100,4 @@ pub fn run(store: Option<&Path>, args: MergeArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }

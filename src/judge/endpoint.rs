@@ -173,13 +173,12 @@ pub fn judge_key(
     url: &str,
     known: &[(&str, Option<&Secret>)],
 ) -> Result<Option<Secret>> {
-    let same = |a: &str, b: &str| same_url(a) == same_url(b);
     let key = if let Some(name) = key_env {
         Some(credentials::from_var(name, "--judge_key_env")?)
-    } else if let Some((_, key)) = known.iter().find(|(k, _)| same(k, url)) {
+    } else if let Some((_, key)) = known.iter().find(|(k, _)| same_url(k, url)) {
         key.cloned()
-    } else if same(url, DEFAULT_BASE_URL)
-        || std::env::var("OPENAI_BASE_URL").is_ok_and(|env| same(&env, url))
+    } else if same_url(url, DEFAULT_BASE_URL)
+        || std::env::var("OPENAI_BASE_URL").is_ok_and(|env| same_url(&env, url))
     {
         credentials::api_key()
     } else if credentials::is_loopback(url) {
@@ -200,29 +199,31 @@ pub fn judge_key(
     Ok(key)
 }
 
-/// A URL as compared with another: parsed (default ports and case settled), `localhost` as
-/// 127.0.0.1, without a trailing `/`.
-fn same_url(url: &str) -> String {
-    let trimmed = url.trim_end_matches('/');
-    match reqwest::Url::parse(trimmed) {
-        Ok(mut parsed) => {
-            if parsed.host_str() == Some("localhost") {
-                let _ = parsed.set_host(Some("127.0.0.1"));
+/// Whether two URLs name one endpoint: parsed (default ports and case settled), `localhost`
+/// as 127.0.0.1, a trailing `/` aside.
+fn same_url(a: &str, b: &str) -> bool {
+    let canonical = |url: &str| {
+        let trimmed = url.trim_end_matches('/');
+        match reqwest::Url::parse(trimmed) {
+            Ok(mut parsed) => {
+                if parsed.host_str() == Some("localhost") {
+                    let _ = parsed.set_host(Some("127.0.0.1"));
+                }
+                parsed.as_str().trim_end_matches('/').to_string()
             }
-            parsed.as_str().trim_end_matches('/').to_string()
+            Err(_) => trimmed.to_string(),
         }
-        Err(_) => trimmed.to_string(),
-    }
+    };
+    canonical(a) == canonical(b)
 }
 
 /// The base URL the store's run recorded, if the API key may go there without being told:
 /// a loopback endpoint, `$OPENAI_BASE_URL` or OpenAI's. Anything else is refused, naming the
 /// URL, so that a store from elsewhere cannot direct the key to a server of its choosing.
 fn trusted_recorded_url(recorded: &str, from_env: Option<&str>) -> Result<String> {
-    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
     if credentials::is_loopback(recorded)
-        || same(recorded, DEFAULT_BASE_URL)
-        || from_env.is_some_and(|env| same(recorded, env))
+        || same_url(recorded, DEFAULT_BASE_URL)
+        || from_env.is_some_and(|env| same_url(recorded, env))
     {
         return Ok(recorded.to_string());
     }

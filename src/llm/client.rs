@@ -186,14 +186,14 @@ impl LlmClient {
         answered.status = Some(status.as_u16());
         answered.rate = RateHeaders::parse(response.headers());
         let body = match read_capped(response, MAX_RESPONSE_BYTES).await {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(BodyError::Read(e)) => {
+            Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => {
                 let message = scrub(format!("reading the response failed: {}", error_chain(&e)));
                 let mut error = retryable(None, message, hint);
                 mark_timed_out(&mut error, e.is_timeout());
                 return Err((error, Usage::default()));
             }
-            Err(BodyError::TooLarge) => {
+            Ok(None) => {
                 // Answered, so counted as a call; its tokens are in the part left unread.
                 let error = CallError::Rejected {
                     status: status.as_u16(),
@@ -251,25 +251,24 @@ impl LlmClient {
 /// would hold all of it in memory.
 pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
-enum BodyError {
-    Read(reqwest::Error),
-    TooLarge,
-}
-
-/// The body, chunk by chunk, up to `cap` bytes: a declared length over the cap is refused
-/// before anything is read, an undeclared one as soon as the chunks pass it.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(BodyError::TooLarge);
+/// The body of an answer, chunk by chunk; `None` when it is longer than `limit` (said by its
+/// Content-Length, or found while reading: the rest is never read). The Batch API's downloads
+/// read through it too.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> reqwest::Result<Option<Vec<u8>>> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
-        if body.len() + chunk.len() > cap {
-            return Err(BodyError::TooLarge);
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(Some(body))
 }
 
 /// A request as sent: its body, the tokens it may cost (for the limiter's pacing) and its

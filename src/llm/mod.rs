@@ -16,7 +16,7 @@ mod retry;
 
 use std::time::Duration;
 
-pub use client::{usage_of, Endpoint, LlmClient, MAX_RESPONSE_BYTES};
+pub use client::{read_capped, usage_of, Endpoint, LlmClient, MAX_RESPONSE_BYTES};
 pub use limiter::{Limiter, Limits};
 pub use pool::{EndpointStats, Pool, PoolEndpoint, Served};
 pub use retry::RetryPolicy;

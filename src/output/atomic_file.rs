@@ -139,6 +139,12 @@ pub fn refuse_overlaps(store: &Path, outputs: &[(&str, &Path)]) -> Result<()> {
     Ok(())
 }
 
+/// Whether two paths name one file: the same device and inode when both exist, else the same
+/// folder (resolved) and name.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    FileId::of(a).same(&FileId::of(b))
+}
+
 /// What a path names, for telling two paths of one file.
 struct FileId {
     /// Device and inode, when the file exists.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
-use crate::llm::Secret;
+use crate::llm::{read_capped, Secret};
 
 /// A batch as the provider describes it.
 #[derive(Debug, Clone, Default)]
@@ -517,25 +517,6 @@ impl BatchApi {
             .await?
             .0)
     }
-}
-
-/// The body of an answer, or `None` when it is longer than `limit` (said by its
-/// Content-Length, or found while reading: the rest is never read).
-async fn read_capped(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> reqwest::Result<Option<Vec<u8>>> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Ok(None);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
 }
 
 mod bytes_body {
