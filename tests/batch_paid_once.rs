@@ -30,6 +30,12 @@ fn finished(env: &Env, n: u64) {
     assert_eq!(count_in(&status, "done"), n, "{status}");
 }
 
+/// Runs dgen with `args`, which must succeed; its stderr.
+fn succeeds(env: &Env, mock: &MockServer, args: &[&str]) -> String {
+    let out = env.run(mock, args).assert().success().get_output().clone();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// `GET /stats` of the mock, over HTTP.
 fn stats_over_http(mock: &MockServer) -> serde_json::Value {
     let addr = mock
@@ -65,15 +71,9 @@ fn creates_answered_late_502_or_cut_off_and_a_truncated_result_file_pay_each_req
         &["--batch_max_requests", "2", "--request_timeout", "1"],
     ]
     .concat();
-    let out = env
-        .run(&mock, &args)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
+    let stderr = succeeds(&env, &mock, &args);
     assert_paid_once(&mock, 4);
     finished(&env, 4);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("looked up by its input file"), "{stderr}");
     assert!(stderr.contains("nothing committed"), "{stderr}");
     assert_eq!(
@@ -110,15 +110,10 @@ fn a_create_cut_off_by_a_kill_is_found_behind_a_thousand_newer_batches() {
     child.wait().unwrap();
     // Other users of the account create 1,100 batches meanwhile: the listing shows them first.
     mock.with_batches(|b| b.add_foreign_batches(1100));
-    let out = env
-        .run(&mock, &FAST)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
+    let stderr = succeeds(&env, &mock, &FAST);
     assert_paid_once(&mock, 3);
     finished(&env, 3);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("attached to"));
+    assert!(stderr.contains("attached to"));
 }
 
 #[test]
@@ -128,15 +123,10 @@ fn a_result_file_not_there_yet_is_read_again_not_paid_again() {
     let mock = MockServer::start();
     // The scenario batch says it completed before its output file is named.
     mock.with_batches(|b| b.result_faults.late_output = 1);
-    let out = env
-        .run(&mock, &FAST)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
+    let stderr = succeeds(&env, &mock, &FAST);
     assert_paid_once(&mock, 3);
     finished(&env, 3);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no output file yet"));
+    assert!(stderr.contains("no output file yet"));
 }
 
 #[test]
@@ -146,15 +136,10 @@ fn a_result_file_cut_at_a_line_boundary_is_read_again_not_paid_again() {
     let mock = MockServer::start();
     // The first download (the scenario batch's output) ends after its second line.
     mock.with_batches(|b| b.result_faults.short_download = Some((1, 2)));
-    let out = env
-        .run(&mock, &FAST)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
+    let stderr = succeeds(&env, &mock, &FAST);
     assert_paid_once(&mock, 3);
     finished(&env, 3);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("answer 2 and 0"));
+    assert!(stderr.contains("answer 2 and 0"));
     // The scenario batch's output was downloaded twice, then once each for the dialogues.
     assert_eq!(mock.batches(|b| b.downloads), 3);
 }
