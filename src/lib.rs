@@ -1,7 +1,8 @@
 //! dgen as a library: the pipeline stages the `dgen` binary is made of. Each module imports
 //! only from the layers below it (`tests/layers.rs` checks that no import circle comes back):
 //!
-//! 1. Data and leaves: `catalog` (services, weights, the quality data), `dataset` (base
+//! 1. Data and leaves: `annotation` (the annotated mode's goals and per-turn frames), `catalog` (services, weights, the quality data), `schema` (service
+//!    schemas in SGD's format, value pools), `dataset` (base
 //!    dialogues, personas), `parse` (the dialogue wire format), `quality` (the checks, pure
 //!    functions), `record` (what the store keeps of a dialogue and its judge score), `llm`
 //!    (endpoints, retries, pacing, credentials), `embed`, `dedup`, `process` (runtimes,
@@ -14,6 +15,7 @@
 //!    configuration its stage owns.
 //! 6. `cli`: the flags (clap), which nothing below `commands` names.
 
+pub mod annotation;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
@@ -35,5 +37,6 @@ pub mod quality;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod schema;
 pub mod status;
 pub mod store;

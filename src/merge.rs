@@ -618,6 +618,7 @@ impl<'a> Merger<'a> {
                 },
             ));
         }
+        // An annotation travels in `checks` (read from the shard's annotations table).
         let quality = match (checks, judge) {
             (None, None) => None,
             (checks, judge) => Some(crate::quality::QualityRecord {

@@ -52,6 +52,32 @@ pub struct PlanArgs {
     #[arg(long = "presence_penalty", visible_alias = "presence-penalty", num_args = 1.., value_name = "X", allow_negative_numbers = true, value_parser = real("[-2, 2]", |v| (-2.0..=2.0).contains(&v)))]
     pub presence_penalty: Option<Vec<f64>>,
 
+    /// Annotated mode: draw a user goal per item and service from the service schemas, and
+    /// have `dgen run` label every turn with dialogue state and service calls (see
+    /// docs/annotated.md).
+    #[arg(long)]
+    pub annotate: bool,
+
+    /// Service schemas in SGD's schema.json format (a JSON list of services) replacing the
+    /// built-in services of the same name and adding the others [requires --annotate].
+    #[arg(
+        long = "services_schema",
+        visible_alias = "services-schema",
+        value_name = "FILE",
+        requires = "annotate"
+    )]
+    pub services_schema: Option<PathBuf>,
+
+    /// Values for non-categorical slots, `{"slot": ["value", ...]}`, replacing the built-in
+    /// pools slot by slot [requires --annotate].
+    #[arg(
+        long = "slot_values",
+        visible_alias = "slot-values",
+        value_name = "FILE",
+        requires = "annotate"
+    )]
+    pub slot_values: Option<PathBuf>,
+
     /// Catalog file (JSON or TOML, the shape of assets/catalog.json) replacing the built-in one.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,

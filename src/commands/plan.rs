@@ -23,9 +23,27 @@ fn pair(flag: Option<Vec<u32>>, default: [u32; 2]) -> [u32; 2] {
     }
 }
 
-pub fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> PlanConfig {
+pub fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> Result<PlanConfig> {
     let d = &catalog.generation_defaults;
-    PlanConfig {
+    let annotate = if args.annotate {
+        let mut schema = crate::schema::Schema::builtin();
+        if let Some(path) = &args.services_schema {
+            schema = schema.extended(crate::schema::Schema::from_file(path)?);
+        }
+        let mut values = crate::schema::ValuePools::builtin();
+        if let Some(path) = &args.slot_values {
+            values = values.extended(crate::schema::ValuePools::from_file(path)?);
+        }
+        // Only the services the catalog can plan are kept: the plan's encoding stays small
+        // when a large schema file (SGD's has 45 services) is given.
+        let schema = schema.only(catalog.core_services.iter().map(String::as_str));
+        let annotate = plan::Annotate { schema, values };
+        annotate.validate(&catalog.core_services)?;
+        Some(annotate)
+    } else {
+        None
+    };
+    Ok(PlanConfig {
         total_generations: args.total_generations,
         seed: args.seed,
         similarity_threshold: args.similarity_threshold.unwrap_or(d.similarity_threshold),
@@ -44,7 +62,8 @@ pub fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> PlanConfig {
             .presence_penalty
             .clone()
             .unwrap_or_else(|| d.presence_penalty.clone()),
-    }
+        annotate,
+    })
 }
 
 /// What an existing plan in `store` means for this one: `Some` when there is nothing to do,
@@ -187,7 +206,7 @@ fn shard_of(args: &PlanArgs, total: u64) -> Result<Option<Shard>> {
 
 pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     let catalog = Catalog::load(args.catalog.as_deref())?;
-    let config = config_from_args(&args, &catalog);
+    let config = config_from_args(&args, &catalog)?;
     config.validate()?;
     let model = args
         .model
@@ -295,6 +314,7 @@ fn estimate(
         structured: Structured::Tags,
         schema: Schema::Strict,
         grammar: false,
+        annotate: meta.config.annotate.clone(),
     };
     let mut estimator = Estimator::new(&settings, catalog, expectation);
     let stride = total.div_ceil(ESTIMATE_SAMPLE).max(1);

@@ -8,6 +8,8 @@ use crate::catalog::Catalog;
 pub struct Fingerprinter {
     hasher: blake3::Hasher,
     buf: Vec<u8>,
+    /// An annotated plan's goals are fingerprinted with their items.
+    annotate: Option<super::Annotate>,
 }
 
 impl Fingerprinter {
@@ -28,6 +30,7 @@ impl Fingerprinter {
         Fingerprinter {
             hasher,
             buf: Vec::with_capacity(256),
+            annotate: config.annotate.clone(),
         }
     }
 
@@ -52,6 +55,15 @@ impl Fingerprinter {
         self.buf.clear();
         bincode::serde::encode_into_std_write(item, &mut self.buf, bincode::config::standard())
             .expect("encodes");
+        if let Some(annotate) = &self.annotate {
+            let goals = annotate.goals(item);
+            bincode::serde::encode_into_std_write(
+                &goals,
+                &mut self.buf,
+                bincode::config::standard(),
+            )
+            .expect("encodes");
+        }
         self.hasher.update(&self.buf);
     }
 

@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 
 mod draw;
 mod fingerprint;
+mod goal;
 mod sampler;
 pub mod shard;
 
 pub use fingerprint::{fingerprint, Fingerprinter};
+pub use goal::Annotate;
 pub use sampler::{combination_key, Sampler};
 pub use shard::Shard;
 
@@ -30,6 +32,10 @@ pub struct PlanConfig {
     pub top_p: Vec<f64>,
     pub frequency_penalty: Vec<f64>,
     pub presence_penalty: Vec<f64>,
+    /// `plan --annotate`: the schema and value pools of the user goals. Absent from a plain
+    /// plan's encoding, so plain plans keep their fingerprints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotate: Option<Annotate>,
 }
 
 impl PlanConfig {

@@ -239,6 +239,9 @@ pub struct QualityRecord {
     pub checks: Vec<Finding>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<crate::record::judge::JudgeScore>,
+    /// The annotated mode's labels (read from the annotations table, never stored here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<crate::annotation::Annotation>,
 }
 
 impl QualityRecord {

@@ -267,6 +267,7 @@ mod tests {
             let quality = QualityRecord {
                 checks: Vec::new(),
                 judge,
+                annotation: None,
             };
             collector
                 .dialogue(seq, dialogue(seq), &[], quality)

@@ -262,6 +262,7 @@ pub(crate) mod tests {
             let quality = QualityRecord {
                 checks: Vec::new(),
                 judge,
+                annotation: None,
             };
             c.dialogue(seq, dialogue(seq), &[], quality).unwrap();
         }

@@ -382,6 +382,7 @@ pub async fn candidate(
         quality: QualityRecord {
             checks: flagged,
             judge,
+            annotation: None,
         },
     })
 }

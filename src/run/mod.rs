@@ -36,7 +36,7 @@ use crate::cost::{self, Price, PriceTable, Pricing};
 use crate::embed::{self, EmbedService, EmbedWorker};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
 use crate::llm::{LlmClient, Pool, PoolEndpoint, Secret};
-use crate::prompt::{self, RequestSettings, Schema, Structured};
+use crate::prompt::{RequestSettings, Schema, Structured};
 use crate::quality::{Check, QualityConfig};
 use crate::store::{Batch, Meta, RunEndpoint, RunSettings, State, Store};
 
@@ -66,18 +66,30 @@ fn request_settings(
         dialogue_max_tokens: config
             .max_tokens
             .unwrap_or(meta.catalog.generation_defaults.dialogue_call.max_tokens),
-        structured: config.structured.unwrap_or(if local_model.is_some() {
-            Structured::Json
-        } else {
-            Structured::Tags
-        }),
+        // An annotated plan's turns are always JSON (see `check_annotated_format`).
+        structured: config.structured.unwrap_or(
+            if local_model.is_some() || meta.config.annotate.is_some() {
+                Structured::Json
+            } else {
+                Structured::Tags
+            },
+        ),
         schema: config.schema.unwrap_or(if local_model.is_some() {
             Schema::Full
         } else {
             Schema::Strict
         }),
         grammar: local_model.is_some(),
+        annotate: meta.config.annotate.clone(),
     }
+}
+
+/// An annotated plan's labelled turns have no tag format: `--structured tags` is refused.
+fn check_annotated_format(config: &RunConfig, meta: &Meta) -> Result<()> {
+    if meta.config.annotate.is_some() && config.structured == Some(Structured::Tags) {
+        bail!("--structured tags cannot carry an annotated plan's labels (dialogue state, service calls); leave --structured out or use --structured json");
+    }
+    Ok(())
 }
 
 /// Generates the pending items of an open store; the exit code says how the run ended.
@@ -87,6 +99,7 @@ pub fn run(store: Arc<Store>, config: RunConfig) -> Result<ExitCode> {
         batch::give_up_jobs(&store, &config.batch.give_up)?;
         return Ok(ExitCode::SUCCESS);
     }
+    check_annotated_format(&config, &meta)?;
     let assets = embed::assets_dir(config.assets_dir.as_deref());
     let local_model = match (&config.local_model, config.local) {
         (Some(path), _) => Some(path.clone()),
@@ -563,7 +576,7 @@ fn settle(store: &Store, work: &mut queue::Work, max_attempts: u32) -> Result<()
 /// the first run.
 fn check_run_settings(store: &Store, settings: &RequestSettings) -> Result<()> {
     let run_settings = RunSettings {
-        prompt_version: format!("{}/{}", prompt::PROMPT_VERSION, settings.wire_format()),
+        prompt_version: format!("{}/{}", settings.prompt_version(), settings.wire_format()),
         embedding: embed::EMBEDDING_ID.to_string(),
         model: settings.model.clone(),
     };

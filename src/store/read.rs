@@ -476,6 +476,7 @@ impl Store {
         let embeddings = txn.open_table(EMBEDDINGS)?;
         let quality = optional(&txn, QUALITY)?;
         let judge = optional(&txn, JUDGE)?;
+        let annotations = optional(&txn, ANNOTATIONS)?;
         let mut out = Vec::with_capacity(seqs.len());
         for &seq in seqs {
             let missing =
@@ -492,13 +493,16 @@ impl Store {
                     })?
                     .value(),
             );
-            let checks = match &quality {
+            let mut checks = match &quality {
                 Some(t) => t
                     .get(seq)?
                     .map(|v| QualityRecord::decode(v.value()))
                     .transpose()?,
                 None => None,
             };
+            if let Some(annotation) = annotation_at(annotations.as_ref(), seq)? {
+                checks.get_or_insert_with(QualityRecord::default).annotation = Some(annotation);
+            }
             let score = match &judge {
                 Some(t) => t
                     .get(seq)?
@@ -534,6 +538,7 @@ impl Store {
             _ => return Ok(()),
         };
         let quality = optional(&txn, QUALITY)?;
+        let annotations = optional(&txn, ANNOTATIONS)?;
         for (d, e) in dialogues.iter()?.zip(embeddings.iter()?) {
             let (seq, record) = d?;
             let (eseq, embedding) = e?;
@@ -550,6 +555,7 @@ impl Store {
                 None => None,
             };
             let mut checks = checks.transpose()?.unwrap_or_default();
+            checks.annotation = annotation_at(annotations.as_ref(), seq.value())?;
             if let Some(t) = &judge {
                 if let Some(v) = t.get(seq.value())? {
                     checks.judge = Some(JudgeScore::decode(v.value())?);
@@ -564,6 +570,20 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The annotation stored for dialogue `seq`, if the store has the table and the entry.
+fn annotation_at(
+    table: Option<&redb::ReadOnlyTable<u64, &[u8]>>,
+    seq: u64,
+) -> Result<Option<crate::annotation::Annotation>> {
+    let Some(table) = table else {
+        return Ok(None);
+    };
+    table
+        .get(seq)?
+        .map(|v| crate::annotation::Annotation::decode(v.value()))
+        .transpose()
 }
 
 #[cfg(test)]
@@ -633,6 +653,7 @@ mod tests {
                 detail: "none of the item's services (taxi) is mentioned".into(),
             }],
             judge: None,
+            annotation: None,
         };
         let mut batch = Batch::default();
         for (seq, quality) in [(0, Some(flagged.clone())), (1, None)] {

@@ -33,6 +33,11 @@ pub const QUALITY: TableDefinition<u64, &[u8]> = TableDefinition::new("quality")
 ///
 /// [`JudgeScore`]: crate::record::judge::JudgeScore
 pub const JUDGE: TableDefinition<u64, &[u8]> = TableDefinition::new("judge");
+/// The annotated mode's labels of each dialogue by sequence number (a JSON [`Annotation`]:
+/// goals, per-turn frames); absent from plain stores.
+///
+/// [`Annotation`]: crate::annotation::Annotation
+pub const ANNOTATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("annotations");
 /// Run counters: tokens, calls, acceptances, rejections and failures by reason, run time.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// Counters of each endpoint: `endpoint/NAME/calls`, `…/errors`, `…/latency_ms`,

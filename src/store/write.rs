@@ -152,10 +152,16 @@ impl Store {
                     let checks = QualityRecord {
                         checks: q.checks.clone(),
                         judge: None,
+                        annotation: None,
                     };
                     quality.insert(a.seq, checks.encode().as_slice())?;
                     if let Some(score) = &q.judge {
                         judge.insert(a.seq, score.encode().as_slice())?;
+                    }
+                    // Opened only for an annotated dialogue, so a plain store never has the table.
+                    if let Some(annotation) = &q.annotation {
+                        txn.open_table(ANNOTATIONS)?
+                            .insert(a.seq, annotation.encode().as_slice())?;
                     }
                 }
             }

@@ -3,6 +3,8 @@
 //! emotions, turn bounds, outcome and a base conversation as reference. `PROMPT_VERSION` goes
 //! into the store, so a store is never continued with different prompts.
 
+pub mod annotated;
+
 use async_openai::types::chat::{
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestUserMessage, CreateChatCompletionRequest, ResponseFormat,
@@ -78,12 +80,29 @@ pub struct RequestSettings {
     pub schema: Schema,
     /// Constrain the tag format with a GBNF grammar (llama-server only).
     pub grammar: bool,
+    /// The plan's schema and value pools, when it is annotated: the dialogue call asks for
+    /// labelled turns (always JSON, in `schema`'s variant).
+    pub annotate: Option<crate::plan::Annotate>,
 }
 
 impl RequestSettings {
     /// The wire format as the store records it (with `PROMPT_VERSION`): `tags`, `json` (the
     /// full schema, as before the strict one existed) or `json-strict`.
+    /// The prompts' version as the store records it.
+    pub fn prompt_version(&self) -> &'static str {
+        match self.annotate {
+            Some(_) => annotated::ANNOTATED_PROMPT_VERSION,
+            None => PROMPT_VERSION,
+        }
+    }
+
     pub fn wire_format(&self) -> &'static str {
+        if self.annotate.is_some() {
+            return match self.schema {
+                Schema::Full => "annotated-json",
+                Schema::Strict => "annotated-json-strict",
+            };
+        }
         match (self.structured, self.schema) {
             (Structured::Tags, _) => "tags",
             (Structured::Json, Schema::Full) => "json",
@@ -291,6 +310,17 @@ pub fn dialogue_request(
     scenario: &str,
     base_conversation: &str,
 ) -> ChatRequest {
+    if let Some(annotate) = &settings.annotate {
+        return annotated::dialogue_request(
+            settings,
+            catalog,
+            item,
+            spec,
+            scenario,
+            base_conversation,
+            annotate,
+        );
+    }
     let slot = &catalog.time_slots[item.time_slot as usize];
     let services = services_phrase(&item.services);
     let system_text = format!(

@@ -6,6 +6,8 @@
 //! text between turns is not. The JSON format follows the same rules: servers that take only
 //! OpenAI's strict schema subset cannot be told the bounds, so they are checked here.
 
+pub mod annotated;
+
 use serde::{Deserialize, Serialize};
 
 /// Longest utterance (user or assistant), in characters: small models otherwise ramble inside
