@@ -286,7 +286,7 @@ mod tests {
         }
         assert!(strict.contains("\"book_taxi\"") && strict.contains("\"NONE\""));
         let full = serde_json::to_string(&full_schema(&services, 2, 6)).unwrap();
-        assert!(full.contains(r#""slot":{"const":"hotel-pricerange","type":"string"},"value":{"enum":["cheap","moderate","expensive"]"#), "{full}");
+        assert!(full.contains(r#""slot":{"type":"string","const":"hotel-pricerange"},"value":{"type":"string","enum":["cheap","moderate","expensive"]"#), "{full}");
         assert!(full.contains("\"minItems\":2") && full.contains("\"maxItems\":6"));
     }
 
