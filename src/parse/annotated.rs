@@ -216,7 +216,8 @@ pub fn parse_annotated(
     Ok((turns, annotation))
 }
 
-/// The primary service's active intent, else the first active one, else [`NO_INTENT`].
+/// The primary service's active intent, else the first active one, else `none` (the plain
+/// turn's intent is a snake_case label; the state keeps SGD's `NONE`).
 fn turn_intent(frames: &[Frame], primary: &str) -> String {
     let active = |f: &&Frame| {
         f.state
@@ -230,7 +231,7 @@ fn turn_intent(frames: &[Frame], primary: &str) -> String {
         .or_else(|| frames.iter().find(active))
         .and_then(|f| f.state.as_ref())
         .map(|s| s.active_intent.clone())
-        .unwrap_or_else(|| NO_INTENT.to_string())
+        .unwrap_or_else(|| "none".to_string())
 }
 
 /// The spans of the non-categorical values found in `text`: one per slot, the first value found.

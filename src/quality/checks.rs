@@ -28,6 +28,8 @@ pub(super) fn run(check: Check, s: &Subject<'_>, config: &QualityConfig) -> Opti
         Check::ShortUtterances => degenerate::short_utterances(s),
         Check::RepeatedReply => degenerate::repeated_reply(s),
         Check::IntentLabels => degenerate::intent_labels(s),
+        // The label checks look at the annotation (`labels`), not at these turns alone.
+        _ => None,
     }
 }
 

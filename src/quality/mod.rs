@@ -11,6 +11,7 @@
 
 mod checks;
 mod degenerate;
+pub mod labels;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,10 +39,17 @@ pub enum Check {
     ShortUtterances,
     RepeatedReply,
     IntentLabels,
+    UnknownLabel,
+    CategoricalValue,
+    Ungrounded,
+    DroppedSlot,
+    GoalUnrealized,
+    InvalidCall,
+    OutcomeCalls,
 }
 
 impl Check {
-    pub const ALL: [Check; 9] = [
+    pub const ALL: [Check; 16] = [
         Check::OutcomeMismatch,
         Check::CopiedExample,
         Check::CopiedReference,
@@ -51,6 +59,37 @@ impl Check {
         Check::ShortUtterances,
         Check::RepeatedReply,
         Check::IntentLabels,
+        Check::UnknownLabel,
+        Check::CategoricalValue,
+        Check::Ungrounded,
+        Check::DroppedSlot,
+        Check::GoalUnrealized,
+        Check::InvalidCall,
+        Check::OutcomeCalls,
+    ];
+
+    /// The checks of the text, run on every dialogue.
+    pub const TEXT: [Check; 9] = [
+        Check::OutcomeMismatch,
+        Check::CopiedExample,
+        Check::CopiedReference,
+        Check::Repetitive,
+        Check::OffTopic,
+        Check::Placeholder,
+        Check::ShortUtterances,
+        Check::RepeatedReply,
+        Check::IntentLabels,
+    ];
+
+    /// The annotated mode's label checks (`labels`), run on annotated dialogues only.
+    pub const LABELS: [Check; 7] = [
+        Check::UnknownLabel,
+        Check::CategoricalValue,
+        Check::Ungrounded,
+        Check::DroppedSlot,
+        Check::GoalUnrealized,
+        Check::InvalidCall,
+        Check::OutcomeCalls,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +103,13 @@ impl Check {
             Check::ShortUtterances => "short_utterances",
             Check::RepeatedReply => "repeated_reply",
             Check::IntentLabels => "intent_labels",
+            Check::UnknownLabel => "unknown_label",
+            Check::CategoricalValue => "categorical_value",
+            Check::Ungrounded => "ungrounded",
+            Check::DroppedSlot => "dropped_slot",
+            Check::GoalUnrealized => "goal_unrealized",
+            Check::InvalidCall => "invalid_call",
+            Check::OutcomeCalls => "outcome_calls",
         }
     }
 }
@@ -279,10 +325,10 @@ pub struct Verdict {
     pub flagged: Vec<Finding>,
 }
 
-/// Runs every check that is not off, in [`Check::ALL`] order.
+/// Runs every text check that is not off, in [`Check::TEXT`] order.
 pub fn evaluate(subject: &Subject<'_>, config: &QualityConfig) -> Verdict {
     let mut verdict = Verdict::default();
-    for check in Check::ALL {
+    for check in Check::TEXT {
         let action = config.action(check);
         if action == Action::Off {
             continue;

@@ -9,6 +9,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::mpsc;
 
+use crate::annotation::Annotation;
 use crate::catalog::Catalog;
 use crate::dataset::Dialogue;
 use crate::dedup;
@@ -255,7 +256,11 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
     let request =
         prompt::dialogue_request(&ctx.settings, &ctx.catalog, item, &spec, &scenario, &base);
     let (content, truncated) = a.call("dialogue", &request).await?;
-    let (turns, flagged) = checked_turns(ctx, item, &base, &content, truncated)
+    let Checked {
+        turns,
+        flagged,
+        annotation,
+    } = checked_turns(ctx, item, &base, &content, truncated)
         .map_err(|r| a.rejection(&r.kind, r.message, r.failure))?;
     let judge = match &ctx.judge {
         Some(j) => judge(a, j, &spec, &scenario, &turns).await?,
@@ -268,6 +273,7 @@ async fn generate(a: &mut Attempt<'_>) -> Result<TaskResult, TaskResult> {
         turns,
         scenario,
         flagged,
+        annotation,
     };
     let candidate = candidate(ctx, item, answered, judge)
         .await
@@ -291,19 +297,41 @@ pub struct Unusable {
     pub failure: bool,
 }
 
-/// The dialogue answer parsed and checked: its turns and what the flagging checks found.
+/// A dialogue answer that parsed and passed the rejecting checks.
+pub struct Checked {
+    pub turns: Vec<parse::ParsedTurn>,
+    /// What the flagging checks found.
+    pub flagged: Vec<quality::Finding>,
+    /// An annotated plan's labels, with the goals and the label summary.
+    pub annotation: Option<Annotation>,
+}
+
+/// The dialogue answer parsed and checked: its turns, what the flagging checks found and, for an
+/// annotated plan, its labels checked against the schema, the text and the goals.
 pub fn checked_turns(
     ctx: &Ctx,
     item: &WorkItem,
     base: &str,
     content: &str,
     truncated: bool,
-) -> Result<(Vec<parse::ParsedTurn>, Vec<quality::Finding>), Unusable> {
-    let parsed = match ctx.settings.structured {
-        Structured::Tags => parse::parse_dialogue(content, item.min_turns, item.max_turns),
-        Structured::Json => parse::parse_json_dialogue(content, item.min_turns, item.max_turns),
+) -> Result<Checked, Unusable> {
+    let parsed = match (&ctx.config.annotate, ctx.settings.structured) {
+        (Some(annotate), _) => parse::annotated::parse_annotated(
+            content,
+            item.min_turns,
+            item.max_turns,
+            item.primary_service(),
+            &annotate.schema,
+        )
+        .map(|(turns, annotation)| (turns, Some(annotation))),
+        (None, Structured::Tags) => {
+            parse::parse_dialogue(content, item.min_turns, item.max_turns).map(|t| (t, None))
+        }
+        (None, Structured::Json) => {
+            parse::parse_json_dialogue(content, item.min_turns, item.max_turns).map(|t| (t, None))
+        }
     };
-    let turns = match parsed {
+    let (turns, annotation) = match parsed {
         Ok(t) => t,
         Err(e) if truncated => {
             return Err(Unusable {
@@ -332,7 +360,27 @@ pub fn checked_turns(
         },
         &ctx.quality,
     );
-    if let Some(found) = verdict.reject {
+    let mut flagged = verdict.flagged;
+    let mut reject = verdict.reject;
+    let annotation = match (annotation, &ctx.config.annotate) {
+        (Some(mut annotation), Some(annotate)) => {
+            annotation.goals = annotate.goals(item);
+            let subject = quality::labels::LabelSubject {
+                turns: &turns,
+                annotation: &annotation,
+                goals: &annotation.goals,
+                schema: &annotate.schema,
+                resolution_status: &item.resolution_status,
+            };
+            let (labels, summary) = quality::labels::evaluate(&subject, &ctx.quality);
+            reject = reject.or(labels.reject);
+            flagged.extend(labels.flagged);
+            annotation.labels = Some(summary);
+            Some(annotation)
+        }
+        _ => None,
+    };
+    if let Some(found) = reject {
         // Like a duplicate, not a failure: the endpoint answered and the answer parsed, so the
         // breaker (meant for a broken endpoint) is left alone; max_attempts bounds the item.
         return Err(Unusable {
@@ -341,7 +389,11 @@ pub fn checked_turns(
             failure: false,
         });
     }
-    Ok((turns, verdict.flagged))
+    Ok(Checked {
+        turns,
+        flagged,
+        annotation,
+    })
 }
 
 /// What an attempt's calls produced and its checks passed: the parts of its record.
@@ -355,6 +407,8 @@ pub struct Answered {
     pub scenario: String,
     /// What the flagging checks found.
     pub flagged: Vec<quality::Finding>,
+    /// An annotated plan's labels.
+    pub annotation: Option<Annotation>,
 }
 
 /// The checked dialogue hashed, embedded and recorded: a candidate for the writer. An error
@@ -373,6 +427,7 @@ pub async fn candidate(
         .map_err(|e| format!("embedding failed: {e:#}"))?;
     let attempt = answered.spec.attempt;
     let flagged = answered.flagged.clone();
+    let annotation = answered.annotation.clone();
     let record = dialogue_record(ctx, item, answered, hash);
     Ok(Candidate {
         item: item.index,
@@ -382,7 +437,7 @@ pub async fn candidate(
         quality: QualityRecord {
             checks: flagged,
             judge,
-            annotation: None,
+            annotation,
         },
     })
 }

@@ -429,7 +429,11 @@ impl Driver {
             })?;
         let spec = attempt_spec(&item, attempt, &ctx.config, &ctx.personas);
         let base = attempt::base_conversation(ctx, &item);
-        let (turns, flagged) = match attempt::checked_turns(ctx, &item, &base, content, truncated) {
+        let attempt::Checked {
+            turns,
+            flagged,
+            annotation,
+        } = match attempt::checked_turns(ctx, &item, &base, content, truncated) {
             Ok(t) => t,
             Err(u) => return Ok(rejected(index, attempt, &u.kind, u.message, u.failure)),
         };
@@ -445,6 +449,7 @@ impl Driver {
                 turns,
                 scenario: scenario.text.clone(),
                 flagged,
+                annotation,
             },
             None,
         )
