@@ -310,7 +310,12 @@ fn estimate(
     let shard = meta.shard.as_ref().map(ShardMeta::shard);
     let settings = RequestSettings {
         model: model.to_string(),
-        dialogue_max_tokens: catalog.generation_defaults.dialogue_call.max_tokens,
+        dialogue_max_tokens: catalog.generation_defaults.dialogue_call.max_tokens
+            * if meta.config.annotate.is_some() {
+                crate::prompt::annotated::MAX_TOKENS_FACTOR
+            } else {
+                1
+            },
         structured: Structured::Tags,
         schema: Schema::Strict,
         grammar: false,

@@ -84,7 +84,13 @@ pub fn dialogue_record(d: &GeneratedDialogue, quality: &QualityRecord) -> serde_
             })
         })
         .collect();
-    json!({
+    // An annotated dialogue's labels go beside its quality record, not inside it.
+    let labels = quality.annotation.as_ref();
+    let quality = QualityRecord {
+        annotation: None,
+        ..quality.clone()
+    };
+    let mut record = json!({
         "dialogue_id": d.dialogue_id,
         "services": d.services,
         "turns": turns,
@@ -112,7 +118,11 @@ pub fn dialogue_record(d: &GeneratedDialogue, quality: &QualityRecord) -> serde_
             "completion_tokens": d.usage.completion_tokens,
         },
         "quality": quality,
-    })
+    });
+    if let (Some(labels), Some(map)) = (labels, record.as_object_mut()) {
+        map.insert("annotation".into(), json!(labels));
+    }
+    record
 }
 
 /// What an export writes.

@@ -25,6 +25,10 @@ use crate::schema::Service;
 /// [`super::PROMPT_VERSION`]).
 pub const ANNOTATED_PROMPT_VERSION: &str = "dgen-prompts-annotated-v1";
 
+/// An annotated plan's default dialogue `max_tokens` is the catalog's times this: the labels
+/// make an answer about three times as long as its plain turns.
+pub const MAX_TOKENS_FACTOR: u32 = 4;
+
 /// Marks the line of the request that carries the goals as JSON (the tests' mock reads it).
 pub const GOAL_MARK: &str = "User goal (JSON): ";
 /// Marks the line that carries the schema excerpt as JSON.

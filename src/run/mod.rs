@@ -36,7 +36,7 @@ use crate::cost::{self, Price, PriceTable, Pricing};
 use crate::embed::{self, EmbedService, EmbedWorker};
 use crate::llm::local_server::{self, LocalServer, ServerSettings};
 use crate::llm::{LlmClient, Pool, PoolEndpoint, Secret};
-use crate::prompt::{RequestSettings, Schema, Structured};
+use crate::prompt::{self, RequestSettings, Schema, Structured};
 use crate::quality::{Check, QualityConfig};
 use crate::store::{Batch, Meta, RunEndpoint, RunSettings, State, Store};
 
@@ -63,9 +63,15 @@ fn request_settings(
     };
     RequestSettings {
         model,
-        dialogue_max_tokens: config
-            .max_tokens
-            .unwrap_or(meta.catalog.generation_defaults.dialogue_call.max_tokens),
+        dialogue_max_tokens: config.max_tokens.unwrap_or_else(|| {
+            let catalog = meta.catalog.generation_defaults.dialogue_call.max_tokens;
+            match meta.config.annotate {
+                // The labels (a state per turn, calls, results) make the answer several times
+                // longer than the plain turns.
+                Some(_) => catalog.saturating_mul(prompt::annotated::MAX_TOKENS_FACTOR),
+                None => catalog,
+            }
+        }),
         // An annotated plan's turns are always JSON (see `check_annotated_format`).
         structured: config.structured.unwrap_or(
             if local_model.is_some() || meta.config.annotate.is_some() {
