@@ -276,6 +276,9 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         );
     }
     println!("plan fingerprint: {}", drawn.fingerprint);
+    if let Some(annotate) = &config.annotate {
+        print_goals(annotate, &catalog, &config, &dialogues, &personas);
+    }
     let counters = store.counters()?;
     let get = |k: &str| counters.get(k).copied().unwrap_or(0);
     let expectation = Expectation::from_counters(get("calls"), get("tokens/completion"));
@@ -289,6 +292,43 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
         drawn.items,
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An annotated plan's schema in one line and the first item's goals, as the run will ask for
+/// them (`dgen run --dry_run` shows the whole request).
+fn print_goals(
+    annotate: &plan::Annotate,
+    catalog: &Catalog,
+    config: &PlanConfig,
+    dialogues: &Dialogues,
+    personas: &Personas,
+) {
+    let services = &annotate.schema.services;
+    let intents: usize = services.iter().map(|s| s.intents.len()).sum();
+    let slots: usize = services.iter().map(|s| s.slots.len()).sum();
+    println!(
+        "annotated: user goals from {} services' schemas ({intents} intents, {slots} slots)",
+        services.len()
+    );
+    let first = Sampler::new(catalog, config, &dialogues.dialogues, &personas.personas).next();
+    for goal in first.iter().flat_map(|item| annotate.goals(item)) {
+        let gives: Vec<String> = goal
+            .inform
+            .iter()
+            .map(|(slot, value)| format!("{slot}={value}"))
+            .collect();
+        println!(
+            "  item 0, {}: {} ({}){}",
+            goal.service,
+            goal.intent,
+            gives.join(", "),
+            if goal.request.is_empty() {
+                String::new()
+            } else {
+                format!(", asks for {}", goal.request.join(", "))
+            }
+        );
+    }
 }
 
 /// Items counted one by one at most; a larger plan is counted on an even sample of this many

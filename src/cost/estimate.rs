@@ -184,7 +184,12 @@ impl<'a> Estimator<'a> {
         let completion = match self.expectation {
             Expectation::Guess => {
                 let turns = u64::from(item.min_turns + item.max_turns).div_ceil(2);
-                scenario + (turns * TURN_GUESS).min(self.settings.dialogue_max_tokens.into())
+                // An annotated turn carries its state, call and results besides the text.
+                let per_turn = match self.settings.annotate {
+                    Some(_) => TURN_GUESS * u64::from(prompt::annotated::MAX_TOKENS_FACTOR),
+                    None => TURN_GUESS,
+                };
+                scenario + (turns * per_turn).min(self.settings.dialogue_max_tokens.into())
             }
             Expectation::History { per_call, .. } => 2 * per_call,
         };
@@ -237,9 +242,12 @@ impl<'a> Estimator<'a> {
             expectation: self.expectation.describe(),
             static_prefix: StaticPrefix {
                 scenario: self.counter.text(prompt::scenario_static_prefix()),
-                dialogue: self
-                    .counter
-                    .text(&prompt::dialogue_static_prefix(structured)),
+                dialogue: match self.settings.annotate {
+                    Some(_) => self.counter.text(prompt::annotated::static_prefix()),
+                    None => self
+                        .counter
+                        .text(&prompt::dialogue_static_prefix(structured)),
+                },
             },
         }
     }
