@@ -7,7 +7,9 @@
 //! serves the OpenAI Batch API (`/files`, `/batches`) for `dgen run --batch`: each read of a
 //! batch moves it one step (validating, in_progress, completed); `/stats` counts the batch
 //! requests it bills (`batch_billed`, `batch_billed_twice`), and `--batch-faults` makes it
-//! misbehave as providers do.
+//! misbehave as providers do. Annotated requests (`dgen plan --annotate`) get labelled
+//! dialogues that pursue their goals; `--annotated-faults` plants wrong labels for dgen's label
+//! checks to catch.
 
 #[path = "../../tests/common/mock.rs"]
 mod mock;
@@ -83,6 +85,29 @@ struct Args {
         "short-download", "lost-output", "error-line",
     ])]
     batch_faults: Vec<String>,
+    /// Annotated answers with wrong labels, comma-separated (several are planted in one answer):
+    /// ungrounded (a value in the state the text never says), unknown_slot (a slot not in the
+    /// schema), categorical (a categorical value outside its possible values), dropped_slot (the
+    /// second turn's state drops a slot given in the first), wrong_call (the call lacks a
+    /// required slot), outcome_calls (the calls contradict the planned outcome). Every
+    /// dialogue answer has them unless --annotated-faults-every or --annotated-faults-first
+    /// says otherwise.
+    #[arg(long, value_delimiter = ',', value_parser = [
+        "ungrounded", "unknown_slot", "categorical", "dropped_slot", "wrong_call", "outcome_calls",
+    ])]
+    annotated_faults: Vec<String>,
+    /// With --annotated-faults: only every N-th dialogue answer has them.
+    #[arg(long, value_name = "N", requires = "annotated_faults",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    annotated_faults_every: Option<u64>,
+    /// With --annotated-faults: only the first K dialogue answers have them.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "annotated_faults",
+        conflicts_with = "annotated_faults_every"
+    )]
+    annotated_faults_first: Option<usize>,
     /// llama-server's flags, accepted so the mock can stand in for it (`--llama_server`):
     /// the model file (ignored).
     #[arg(short = 'm', long, hide = true)]
@@ -173,6 +198,18 @@ fn main() {
             bytes,
             declared: false,
         });
+    }
+    if !args.annotated_faults.is_empty() {
+        let faults: Vec<mock::LabelFault> = args
+            .annotated_faults
+            .iter()
+            .map(|name| mock::LabelFault::from_name(name).expect("clap checks the names"))
+            .collect();
+        let fault = mock::Fault::Labels(faults);
+        match (args.annotated_faults_first, args.annotated_faults_every) {
+            (Some(k), _) => server.push(std::iter::repeat_n(fault, k)),
+            (None, every) => server.set_every_dialogue(every.unwrap_or(1) as usize, fault),
+        }
     }
     println!("{}", server.url);
     loop {

@@ -5,6 +5,8 @@
 //! repeats of an earlier answer, 401s, and answers a quality check catches (the prompt's example
 //! turn copied, an ending that contradicts the planned outcome). A normal answer names the
 //! item's first service and ends with a cue of the planned outcome, as a real model's would.
+//! Annotated requests get labelled dialogues that pursue the request's goals
+//! (`mock_annotated.rs`), with wrong labels planted on request (`Fault::Labels`).
 //!
 //! It also answers the LLM judge's calls (recognised by the rubric's opening words) with
 //! scores derived from the dialogue it is shown — lower for turns out of order, fewer than
@@ -19,11 +21,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[path = "mock_annotated.rs"]
+pub mod annotated;
 #[path = "mock_batch.rs"]
 pub mod batch;
 #[path = "mock_rate.rs"]
 pub mod rate;
 
+pub use annotated::LabelFault;
 pub use rate::RateLimit;
 
 use rand::{Rng, SeedableRng};
@@ -81,6 +86,8 @@ pub enum Fault {
     /// A normal dialogue padded with spaces to this many bytes, with a `Content-Length`
     /// (`declared`) or without one, the body ending when the connection closes.
     Oversize { bytes: usize, declared: bool },
+    /// An annotated answer with these wrong labels (a plain request gets a normal answer).
+    Labels(Vec<LabelFault>),
 }
 
 impl Fault {
@@ -102,6 +109,7 @@ impl Fault {
                 | Fault::WrongOutcome
                 | Fault::Degenerate
                 | Fault::Oversize { .. }
+                | Fault::Labels(_)
         )
     }
 }
@@ -153,6 +161,9 @@ pub struct State {
     pub draws: u64,
     /// Every n-th call (1-based count of all calls) gets this fault, before the queue.
     pub every: Option<(usize, Fault)>,
+    /// Every n-th dialogue call (1-based count of dialogue calls) gets this fault, before the
+    /// queue (and after `every`).
+    pub every_dialogue: Option<(usize, Fault)>,
     /// Refuse a `json_schema` response format outside OpenAI's strict subset, as OpenAI does.
     pub openai_schema_rules: bool,
     pub judge_mode: JudgeMode,
@@ -316,6 +327,11 @@ impl MockServer {
 
     pub fn set_every(&self, n: usize, fault: Fault) {
         self.state.lock().unwrap().every = Some((n, fault));
+    }
+
+    /// Every n-th dialogue call gets `fault` (scenario and judge calls are not counted).
+    pub fn set_every_dialogue(&self, n: usize, fault: Fault) {
+        self.state.lock().unwrap().every_dialogue = Some((n, fault));
     }
 
     /// From now on, answer a schema OpenAI's Structured Outputs would refuse with OpenAI's 400.
@@ -559,6 +575,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .unwrap_or("")
         .to_string();
     let json_mode = body["response_format"]["type"] == "json_schema";
+    let annotated = body["response_format"]["json_schema"]["name"] == annotated::FORMAT;
     let open = Open::new(state);
     let prompt_estimate = body["messages"].to_string().len() as u64 / 4;
     let admitted = admit(&mut state.lock().unwrap(), prompt_estimate);
@@ -582,11 +599,18 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             judge,
         });
         let calls = s.requests.len();
+        let dialogues = s.requests.iter().filter(|r| r.dialogue).count();
         let every = s
             .every
             .clone()
             .filter(|(n, _)| calls.is_multiple_of(*n))
-            .map(|(_, f)| f);
+            .map(|(_, f)| f)
+            .or_else(|| {
+                s.every_dialogue
+                    .clone()
+                    .filter(|(n, _)| dialogue && dialogues.is_multiple_of(*n))
+                    .map(|(_, f)| f)
+            });
         let schema_error = if s.openai_schema_rules && json_mode {
             openai_schema_error(
                 &body["response_format"]["json_schema"]["schema"],
@@ -671,9 +695,10 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         Some(Fault::Hang(d)) => {
             std::thread::sleep(d);
-            compose(state, &system, dialogue)
+            compose_any(state, &system, dialogue && annotated, &[])
         }
         Some(Fault::Normal) | None if judge => judge_answer(state, &shown),
+        Some(Fault::Labels(faults)) => compose_any(state, &system, annotated, &faults),
         Some(Fault::CopyExample) => compose(state, &system, true).replacen(
             "<User>",
             &format!("<User>{} ", dgen::prompt::TAG_USER),
@@ -732,7 +757,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         Some(Fault::BadJson) => "{\"turns\": [{\"user\": \"unfinished".to_string(),
         Some(Fault::SchemaViolation) => r#"{"turns": [{"user": "Hello?"}]}"#.to_string(),
-        Some(Fault::Normal) | None => compose(state, &system, dialogue),
+        Some(Fault::Normal) | None => compose_any(state, &system, dialogue && annotated, &[]),
     };
     let content = if json_mode && dialogue {
         to_json(&content)
@@ -921,6 +946,21 @@ const ACTIONS: &[&str] = &[
     "I flagged the dietary request",
     "I cancelled the duplicate charge",
 ];
+
+/// An annotated answer with `faults` planted when `annotated` (and the request is one the mock
+/// can read), else a plain dialogue or scenario.
+fn compose_any(
+    state: &Mutex<State>,
+    system: &str,
+    annotated: bool,
+    faults: &[LabelFault],
+) -> String {
+    let dialogue = system.contains("dialogue generator");
+    annotated
+        .then(|| annotated::compose(state, system, faults))
+        .flatten()
+        .unwrap_or_else(|| compose(state, system, dialogue))
+}
 
 /// A dialogue (or a scenario) that differs in meaning from the others.
 fn compose(state: &Mutex<State>, system: &str, dialogue: bool) -> String {

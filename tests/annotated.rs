@@ -1,0 +1,592 @@
+//! The annotated mode end to end: `dgen plan --annotate` and `dgen run` against the mock, which
+//! answers annotated requests with labelled dialogues pursuing the request's goals and, when
+//! switched, with wrong labels the label checks must catch; kill -9 and resume; the plan's
+//! determinism; a user's own schema and value pools; bad schema files.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::mock::{Fault, LabelFault, MockServer};
+use common::{Env, TURNS};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+/// `dgen plan --annotate` on the fixtures with [`TURNS`] and `extra`.
+fn plan_annotated(env: &Env, n: u64, extra: &[&str]) -> assert_cmd::Command {
+    env.plan(n, &[&["--annotate"][..], &TURNS[..], extra].concat())
+}
+
+fn builtin_schema() -> Vec<Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn service<'a>(schema: &'a [Value], name: &str) -> &'a Value {
+    schema
+        .iter()
+        .find(|s| s["service_name"] == name)
+        .unwrap_or_else(|| panic!("no service {name} in the schema"))
+}
+
+fn intent<'a>(service: &'a Value, name: &str) -> &'a Value {
+    service["intents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no intent {name} in {}", service["service_name"]))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// A state's slot values as slot -> values.
+fn slot_values(state: &Value) -> BTreeMap<String, Vec<String>> {
+    state["slot_values"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), strings(v)))
+        .collect()
+}
+
+/// Checks one exported record's annotation against its text, its goals and the schema, as a
+/// reader of the labels would rely on them, and returns how many user spans it has: every span
+/// is where the text says its value, every state value was said by then, a service's state
+/// keeps every value it held, the final states hold the goals, the call carries the state's
+/// values and returns only its intent's result slots, and the calls and the last turn follow
+/// the planned outcome.
+fn check_record(record: &Value, schema: &[Value]) -> usize {
+    let id = record["dialogue_id"].as_str().unwrap();
+    let a = &record["quality"]["annotation"];
+    let goals = a["goals"].as_array().expect("goals");
+    let turns = a["turns"].as_array().expect("annotated turns");
+    let text = record["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), text.len(), "{id}: a frame set per turn");
+    assert_eq!(
+        a["labels"],
+        json!({"grounded": true, "goal_realized": true}),
+        "{id}"
+    );
+    let primary = &goals[0];
+    let primary_service = primary["service"].as_str().unwrap();
+    let primary_intent = intent(
+        service(schema, primary_service),
+        primary["intent"].as_str().unwrap(),
+    );
+    let mut said = String::new();
+    let mut spans = 0;
+    let mut last: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut requested: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut calls = Vec::new();
+    for (i, (frames, shown)) in turns.iter().zip(text).enumerate() {
+        let utterance = shown["utterance"].as_str().unwrap();
+        assert_eq!(shown["intent"], primary["intent"], "{id} turn {i}");
+        said.push_str(&utterance.to_lowercase());
+        let chars: Vec<char> = utterance.chars().collect();
+        for frame in frames["user"].as_array().unwrap() {
+            let name = frame["service"].as_str().unwrap().to_string();
+            let values = slot_values(&frame["state"]);
+            for span in frame["slots"].as_array().unwrap() {
+                let (start, end) = (
+                    span["start"].as_u64().unwrap() as usize,
+                    span["exclusive_end"].as_u64().unwrap() as usize,
+                );
+                let shown: String = chars[start..end].iter().collect();
+                let slot = span["slot"].as_str().unwrap();
+                assert!(
+                    values[slot].iter().any(|v| v.eq_ignore_ascii_case(&shown)),
+                    "{id} turn {i}: span {slot} {start}..{end} is \"{shown}\", not a value of {values:?}"
+                );
+                spans += 1;
+            }
+            for (slot, vs) in &values {
+                for v in vs {
+                    assert!(
+                        said.contains(&v.to_lowercase()),
+                        "{id} turn {i}: {slot} = {v} was not said"
+                    );
+                }
+            }
+            if let Some(before) = last.get(&name) {
+                for (slot, vs) in before {
+                    assert_eq!(values.get(slot), Some(vs), "{id} turn {i}: {slot} kept");
+                }
+            }
+            for slot in strings(&frame["state"]["requested_slots"]) {
+                requested.insert((name.clone(), slot));
+            }
+            last.insert(name, values);
+        }
+        said.push_str(&shown["assistant_response"].as_str().unwrap().to_lowercase());
+        for frame in frames["assistant"].as_array().unwrap() {
+            if let Some(call) = frame.get("service_call") {
+                calls.push((
+                    i,
+                    frame["service"].clone(),
+                    call.clone(),
+                    frame["service_results"].clone(),
+                ));
+            }
+        }
+    }
+    for goal in goals {
+        let name = goal["service"].as_str().unwrap();
+        for pair in goal["inform"].as_array().unwrap() {
+            let (slot, value) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+            assert!(
+                last[name]
+                    .get(slot)
+                    .is_some_and(|vs| vs.iter().any(|v| v == value)),
+                "{id}: the goal's {slot} = {value} is not in {name}'s final state"
+            );
+        }
+        for slot in strings(&goal["request"]) {
+            assert!(
+                requested.contains(&(name.to_string(), slot.clone())),
+                "{id}: {slot} asked"
+            );
+        }
+    }
+    let handover = turns.last().unwrap()["handover"] == true;
+    match record["resolution_status"].as_str().unwrap() {
+        "Escalated" => {
+            assert!(calls.is_empty(), "{id}: Escalated makes no call");
+            assert!(handover, "{id}: Escalated hands over in its last turn");
+        }
+        status => {
+            assert_eq!(calls.len(), 1, "{id}: one call");
+            let (turn, service, call, results) = &calls[0];
+            assert_eq!(service, primary_service, "{id}");
+            assert_eq!(call["method"], primary["intent"], "{id}");
+            let state = &last[primary_service];
+            assert_eq!(*turn + 1, turns.len(), "{id}: the call is in the last turn");
+            let parameters = call["parameters"].as_object().unwrap();
+            for required in strings(&primary_intent["required_slots"]) {
+                assert!(
+                    parameters.contains_key(&required),
+                    "{id}: {required} passed"
+                );
+            }
+            for (slot, value) in parameters {
+                assert_eq!(
+                    state.get(slot).map(|vs| &vs[..]),
+                    Some(&[value.as_str().unwrap().to_string()][..]),
+                    "{id}: the call's {slot} is the state's"
+                );
+            }
+            let results = results.as_array().unwrap();
+            assert!(!handover, "{id}");
+            if status == "Resolved" {
+                assert!(
+                    !results.is_empty(),
+                    "{id}: Resolved's call returns a result"
+                );
+                let allowed = strings(&primary_intent["result_slots"]);
+                for row in results {
+                    for slot in row.as_object().unwrap().keys() {
+                        assert!(allowed.contains(slot), "{id}: result slot {slot}");
+                    }
+                }
+            } else {
+                assert!(results.is_empty(), "{id}: Failed's call returns nothing");
+            }
+        }
+    }
+    spans
+}
+
+fn run_report(env: &Env, store: &str) -> Value {
+    env.status_json_of(store)["run"].clone()
+}
+
+#[test]
+fn an_annotated_run_accepts_every_item_with_labels_that_match_text_goals_and_calls() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    plan_annotated(&env, 12, &[]).assert().success();
+    env.run(&mock, &["--concurrency", "3"]).assert().success();
+    assert_eq!(env.state_count("done"), 12);
+    assert_eq!(mock.dialogue_calls(), 12, "nothing was re-attempted");
+    let run = run_report(&env, "dgen.redb");
+    assert_eq!(run["rejections"], json!({}), "{run}");
+    assert_eq!(run["checks"], json!({}), "nothing flagged: {run}");
+
+    let records = env.export_all().records;
+    assert_eq!(records.len(), 12);
+    let schema = builtin_schema();
+    let spans: usize = records.iter().map(|r| check_record(r, &schema)).sum();
+    assert!(spans >= 12, "{spans} spans in 12 dialogues");
+    let outcomes: BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["resolution_status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        BTreeSet::from(["Escalated", "Failed", "Resolved"]),
+        "the plan covers every outcome, so every branch above ran"
+    );
+    // The mock's dialogues differ from one another (dedup kept them all), and each request
+    // carried its own goal.
+    let goals: BTreeSet<String> = records
+        .iter()
+        .map(|r| r["quality"]["annotation"]["goals"].to_string())
+        .collect();
+    assert_eq!(goals.len(), 12);
+}
+
+/// The built-in catalog cut down to one service, whose items end as `statuses` say.
+fn one_service_catalog(env: &Env, file: &str, service: &str, statuses: Value) {
+    let builtin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/catalog.json");
+    let mut catalog: Value =
+        serde_json::from_str(&std::fs::read_to_string(builtin).unwrap()).unwrap();
+    catalog["core_services"] = json!([service]);
+    catalog["service_count_weights"] =
+        json!({"single": 1.0, "double": 0.0, "triple": 0.0, "quadruple": 0.0});
+    catalog["logical_combinations"] = json!({"double": [], "triple": [], "quadruple": []});
+    catalog["scenario_categories"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| k == "general" || k == service);
+    catalog["resolution_statuses"] = statuses;
+    std::fs::write(env.path(file), catalog.to_string()).unwrap();
+}
+
+/// A catalog of the built-in hotel service alone: every goal books a hotel, so every fault
+/// has a place to be planted.
+fn hotel_catalog(env: &Env, file: &str, statuses: Value) {
+    one_service_catalog(env, file, "hotel", statuses);
+}
+
+#[test]
+fn each_planted_label_fault_is_rejected_by_its_own_check_and_the_item_reattempted() {
+    let env = Env::new();
+    hotel_catalog(&env, "hotel.json", json!({"Resolved": 1.0}));
+    plan_annotated(&env, 2, &["--catalog", "hotel.json"])
+        .assert()
+        .success();
+    let mock = MockServer::start();
+    mock.push(LabelFault::ALL.map(|f| Fault::Labels(vec![f])));
+    env.run(&mock, &["--concurrency", "1", "--max_attempts", "8"])
+        .assert()
+        .success();
+    assert_eq!(env.state_count("done"), 2);
+    assert_eq!(mock.dialogue_calls(), 2 + LabelFault::ALL.len());
+    let expected: BTreeMap<&str, u64> = LabelFault::ALL.iter().map(|f| (f.check(), 1)).collect();
+    let run = run_report(&env, "dgen.redb");
+    assert_eq!(run["rejections"], json!(expected), "{run}");
+    let schema = builtin_schema();
+    for record in env.export_all().records {
+        check_record(&record, &schema);
+    }
+
+    // All six in one answer, every label check flagging: one dialogue shows them all.
+    plan_annotated(
+        &env,
+        1,
+        &["--catalog", "hotel.json", "--store", "flag.redb"],
+    )
+    .assert()
+    .success();
+    let mock = MockServer::start();
+    mock.push([Fault::Labels(LabelFault::ALL.to_vec())]);
+    let flag_all = "unknown_label=flag,categorical_value=flag,ungrounded=flag,dropped_slot=flag,goal_unrealized=flag,invalid_call=flag,outcome_calls=flag";
+    env.run(&mock, &["--store", "flag.redb", "--checks", flag_all])
+        .assert()
+        .success();
+    assert_eq!(mock.dialogue_calls(), 1);
+    let checks = run_report(&env, "flag.redb")["checks"].clone();
+    for fault in LabelFault::ALL {
+        assert_eq!(checks[fault.check()], 1, "{fault:?}: {checks}");
+    }
+    let file = env.path("flag.json");
+    env.dgen()
+        .args(["--store", "flag.redb", "export", "--output_file"])
+        .arg(&file)
+        .assert()
+        .success();
+    let records: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(
+        records[0]["quality"]["annotation"]["labels"]["grounded"], false,
+        "the ungrounded value shows in the summary too"
+    );
+}
+
+#[test]
+fn the_mock_binarys_fault_switch_plants_outcome_faults_for_failed_and_escalated_items() {
+    let env = Env::new();
+    hotel_catalog(&env, "hotel.json", json!({"Failed": 0.5, "Escalated": 0.5}));
+    plan_annotated(&env, 5, &["--catalog", "hotel.json"])
+        .assert()
+        .success();
+    let statuses: BTreeSet<String> = env
+        .plan_jsonl("dgen.redb")
+        .iter()
+        .map(|i| i["resolution_status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses.len(), 2, "both outcomes planned: {statuses:?}");
+    let mut mock = std::process::Command::new(assert_cmd::cargo::cargo_bin("dgen-mock-llm"))
+        .args([
+            "--annotated-faults",
+            "outcome_calls",
+            "--annotated-faults-every",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(mock.stdout.as_mut().unwrap()),
+        &mut url,
+    )
+    .unwrap();
+    let result = env
+        .dgen()
+        .env_remove("OPENAI_API_KEY")
+        .args(["run", "--base_url", url.trim(), "--retry_base_ms", "20"])
+        .args(["--concurrency", "1", "--max_attempts", "4"])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    mock.kill().unwrap();
+    mock.wait().unwrap();
+    assert!(result.status.success(), "{result:?}");
+    assert_eq!(env.state_count("done"), 5);
+    // Every second dialogue answer was faulty: the 2nd, 4th, 6th and 8th, each followed by an
+    // accepted one, until the 9th answer completed the fifth item.
+    let run = run_report(&env, "dgen.redb");
+    assert_eq!(run["rejections"], json!({"outcome_calls": 4}), "{run}");
+    let schema = builtin_schema();
+    for record in env.export_all().records {
+        check_record(&record, &schema);
+    }
+}
+
+/// (dialogue id -> (hash, annotation)) of everything exported.
+fn committed(env: &Env) -> BTreeMap<String, (String, String)> {
+    if env.state_count("done") == 0 {
+        return BTreeMap::new();
+    }
+    let out = env.export_all();
+    assert_eq!(out.records.len(), out.hashes.len());
+    let map: BTreeMap<String, (String, String)> = out
+        .records
+        .iter()
+        .zip(&out.hashes)
+        .map(|(r, h)| {
+            let annotation = &r["quality"]["annotation"];
+            assert!(annotation["turns"].is_array(), "{r}");
+            (
+                r["dialogue_id"].as_str().unwrap().to_string(),
+                (h.clone(), annotation.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(map.len(), out.records.len(), "dialogue ids are unique");
+    let hashes: BTreeSet<&String> = out.hashes.iter().collect();
+    assert_eq!(hashes.len(), out.hashes.len(), "hashes are unique");
+    assert_eq!(env.state_count("done") as usize, out.records.len());
+    map
+}
+
+#[test]
+fn kill_9_during_an_annotated_run_loses_no_dialogue_and_no_annotation() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    mock.set_latency(Duration::from_millis(60));
+    let n = 40;
+    plan_annotated(&env, n, &[]).assert().success();
+    let args = ["--concurrency", "4"];
+    let mut rng = ChaCha8Rng::seed_from_u64(19);
+    let mut seen = BTreeMap::new();
+    for _ in 0..4 {
+        let mut child = env.spawn_run(&mock, &args);
+        // Killed once it has made progress, at a random moment after: mid-call, mid-commit.
+        let floor = seen.len() as u64 + 3;
+        env.wait_for_status("progress before the kill", |s| {
+            common::count_in(s, "done") >= floor
+        });
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..250)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let now = committed(&env);
+        for (id, kept) in &seen {
+            assert_eq!(now.get(id), Some(kept), "{id} was committed before a kill");
+        }
+        seen = now;
+    }
+    assert!(
+        (12..n).contains(&(seen.len() as u64)),
+        "the kills interrupted the run ({} done)",
+        seen.len()
+    );
+    env.run(&mock, &args).assert().success();
+    let all = committed(&env);
+    assert_eq!(all.len() as u64, n);
+    for (id, kept) in &seen {
+        assert_eq!(all.get(id), Some(kept), "{id} survived the kills unchanged");
+    }
+    assert_eq!(env.state_count("pending"), 0);
+    let schema = builtin_schema();
+    for record in env.export_all().records {
+        check_record(&record, &schema);
+    }
+}
+
+#[test]
+fn an_annotated_plan_is_deterministic_and_differs_from_the_plain_one() {
+    let env = Env::new();
+    let a = env.fingerprint(&mut plan_annotated(&env, 30, &["--store", "a.redb"]));
+    let b = env.fingerprint(&mut plan_annotated(&env, 30, &["--store", "b.redb"]));
+    assert_eq!(a, b);
+    assert_eq!(env.plan_lines("a.redb"), env.plan_lines("b.redb"));
+    let plain =
+        env.fingerprint(&mut env.plan(30, &[&["--store", "p.redb"][..], &TURNS[..]].concat()));
+    assert_ne!(
+        a, plain,
+        "the goals are part of the annotated plan's fingerprint"
+    );
+    let other = env.fingerprint(&mut plan_annotated(
+        &env,
+        30,
+        &["--store", "c.redb", "--seed", "7"],
+    ));
+    assert_ne!(a, other);
+}
+
+/// A product's own service, in SGD's format: a gym whose classes are booked.
+const GYM_SCHEMA: &str = r#"[{"service_name": "gym", "description": "A fitness club",
+  "slots": [{"name": "gym-branch", "is_categorical": false, "possible_values": []},
+            {"name": "gym-class", "is_categorical": true, "possible_values": ["yoga", "spinning", "boxing"]},
+            {"name": "gym-day", "is_categorical": true, "possible_values": ["monday", "friday"]},
+            {"name": "gym-member_id", "is_categorical": false, "possible_values": []}],
+  "intents": [{"name": "book_class", "is_transactional": true,
+               "required_slots": ["gym-branch", "gym-class"],
+               "optional_slots": {"gym-day": "dontcare"},
+               "result_slots": ["gym-branch", "gym-class", "gym-member_id"]}]}]"#;
+
+fn gym_catalog(env: &Env) {
+    let outcomes = json!({"Resolved": 0.4, "Failed": 0.3, "Escalated": 0.3});
+    one_service_catalog(env, "gym.json", "gym", outcomes);
+}
+
+#[test]
+fn a_users_own_schema_and_value_pools_drive_goals_prompts_and_labels() {
+    let env = Env::new();
+    gym_catalog(&env);
+    std::fs::write(env.path("schema.json"), GYM_SCHEMA).unwrap();
+    std::fs::write(
+        env.path("values.json"),
+        r#"{"gym-branch": ["Riverside Arena", "Northgate Studio"]}"#,
+    )
+    .unwrap();
+    let files = [
+        "--catalog",
+        "gym.json",
+        "--services_schema",
+        "schema.json",
+        "--slot_values",
+        "values.json",
+    ];
+    plan_annotated(&env, 4, &files).assert().success();
+    let mock = MockServer::start();
+    env.run(&mock, &[]).assert().success();
+    assert_eq!(env.state_count("done"), 4);
+    let run = run_report(&env, "dgen.redb");
+    assert_eq!(run["rejections"], json!({}), "{run}");
+    // The request showed the model the user's service and a goal from the user's pool.
+    let request = &mock
+        .requests()
+        .into_iter()
+        .find(|r| r.dialogue)
+        .unwrap()
+        .body;
+    let system = request["messages"][0]["content"].as_str().unwrap();
+    assert!(system.contains("\"service_name\":\"gym\""), "{system}");
+    let schema: Vec<Value> = serde_json::from_str(GYM_SCHEMA).unwrap();
+    for record in env.export_all().records {
+        check_record(&record, &schema);
+        let goal = &record["quality"]["annotation"]["goals"][0];
+        assert_eq!(goal["intent"], "book_class");
+        let branch = goal["inform"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p[0] == "gym-branch")
+            .unwrap();
+        assert!(
+            ["Riverside Arena", "Northgate Studio"].contains(&branch[1].as_str().unwrap()),
+            "{goal}"
+        );
+    }
+}
+
+#[test]
+fn bad_schema_and_value_files_are_refused_with_the_fix_and_no_store() {
+    let env = Env::new();
+    gym_catalog(&env);
+    let refused = |extra: &[&str], expected: &[&str]| {
+        let out = plan_annotated(&env, 2, extra).assert().failure();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        for text in expected {
+            assert!(stderr.contains(text), "{text:?} not in: {stderr}");
+        }
+        assert!(!env.path("dgen.redb").exists(), "no store after: {stderr}");
+    };
+    std::fs::write(env.path("notjson.json"), "{\"service_name\": ").unwrap();
+    refused(
+        &["--services_schema", "notjson.json"],
+        &[
+            "--services_schema",
+            "notjson.json",
+            "is not a schema.json in SGD's format",
+        ],
+    );
+    std::fs::write(
+        env.path("missing_slot.json"),
+        GYM_SCHEMA.replace(
+            "\"required_slots\": [\"gym-branch\", \"gym-class\"]",
+            "\"required_slots\": [\"gym-coach\"]",
+        ),
+    )
+    .unwrap();
+    refused(
+        &["--services_schema", "missing_slot.json"],
+        &["\"gym-coach\"", "add it to the service's slots"],
+    );
+    refused(
+        &["--catalog", "gym.json"],
+        &["\"gym\" has no schema", "--services_schema"],
+    );
+    std::fs::write(env.path("schema.json"), GYM_SCHEMA).unwrap();
+    refused(
+        &["--catalog", "gym.json", "--services_schema", "schema.json"],
+        &["\"gym-branch\"", "--slot_values"],
+    );
+    std::fs::write(env.path("empty.json"), r#"{"gym-branch": [" "]}"#).unwrap();
+    refused(
+        &[
+            "--catalog",
+            "gym.json",
+            "--services_schema",
+            "schema.json",
+            "--slot_values",
+            "empty.json",
+        ],
+        &["--slot_values", "\"gym-branch\" has an empty value"],
+    );
+    let out = env
+        .plan(2, &["--services_schema", "schema.json"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("--annotate"), "{stderr}");
+}
