@@ -64,7 +64,11 @@ fn slot_values(state: &Value) -> BTreeMap<String, Vec<String>> {
 /// the planned outcome.
 fn check_record(record: &Value, schema: &[Value]) -> usize {
     let id = record["dialogue_id"].as_str().unwrap();
-    let a = &record["quality"]["annotation"];
+    let a = &record["annotation"];
+    assert!(
+        record["quality"].get("annotation").is_none(),
+        "{id}: the labels are beside the quality record, not in it"
+    );
     let goals = a["goals"].as_array().expect("goals");
     let turns = a["turns"].as_array().expect("annotated turns");
     let text = record["turns"].as_array().unwrap();
@@ -236,7 +240,7 @@ fn an_annotated_run_accepts_every_item_with_labels_that_match_text_goals_and_cal
     // carried its own goal.
     let goals: BTreeSet<String> = records
         .iter()
-        .map(|r| r["quality"]["annotation"]["goals"].to_string())
+        .map(|r| r["annotation"]["goals"].to_string())
         .collect();
     assert_eq!(goals.len(), 12);
 }
@@ -314,7 +318,7 @@ fn each_planted_label_fault_is_rejected_by_its_own_check_and_the_item_reattempte
     let records: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     assert_eq!(
-        records[0]["quality"]["annotation"]["labels"]["grounded"], false,
+        records[0]["annotation"]["labels"]["grounded"], false,
         "the ungrounded value shows in the summary too"
     );
 }
@@ -382,7 +386,7 @@ fn committed(env: &Env) -> BTreeMap<String, (String, String)> {
         .iter()
         .zip(&out.hashes)
         .map(|(r, h)| {
-            let annotation = &r["quality"]["annotation"];
+            let annotation = &r["annotation"];
             assert!(annotation["turns"].is_array(), "{r}");
             (
                 r["dialogue_id"].as_str().unwrap().to_string(),
@@ -514,7 +518,7 @@ fn a_users_own_schema_and_value_pools_drive_goals_prompts_and_labels() {
     let schema: Vec<Value> = serde_json::from_str(GYM_SCHEMA).unwrap();
     for record in env.export_all().records {
         check_record(&record, &schema);
-        let goal = &record["quality"]["annotation"]["goals"][0];
+        let goal = &record["annotation"]["goals"][0];
         assert_eq!(goal["intent"], "book_class");
         let branch = goal["inform"]
             .as_array()
