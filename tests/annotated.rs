@@ -214,8 +214,20 @@ fn run_report(env: &Env, store: &str) -> Value {
 fn an_annotated_run_accepts_every_item_with_labels_that_match_text_goals_and_calls() {
     let env = Env::new();
     let mock = MockServer::start();
+    // The annotated request's strict schema keeps to OpenAI's subset, or the mock answers 400.
+    mock.refuse_unsupported_schemas();
     plan_annotated(&env, 12, &[]).assert().success();
     env.run(&mock, &["--concurrency", "3"]).assert().success();
+    let request = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.dialogue)
+        .unwrap()
+        .body;
+    assert_eq!(
+        request["response_format"]["json_schema"]["name"],
+        "annotated_dialogue"
+    );
     assert_eq!(env.state_count("done"), 12);
     assert_eq!(mock.dialogue_calls(), 12, "nothing was re-attempted");
     let run = run_report(&env, "dgen.redb");
