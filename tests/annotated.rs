@@ -606,3 +606,25 @@ fn bad_schema_and_value_files_are_refused_with_the_fix_and_no_store() {
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(stderr.contains("--annotate"), "{stderr}");
 }
+
+#[test]
+fn a_batch_run_checks_and_keeps_the_labels_like_an_online_one() {
+    let env = Env::new();
+    plan_annotated(&env, 4, &[]).assert().success();
+    let mock = MockServer::start();
+    // The first dialogue answer drops a slot: its item goes into a later round.
+    mock.push([Fault::Labels(vec![LabelFault::DroppedSlot])]);
+    env.run(&mock, &["--batch", "--wait", "--poll_interval", "0.05"])
+        .assert()
+        .success();
+    assert_eq!(env.state_count("done"), 4);
+    assert!(mock.batches(|b| b.batches.len()) >= 4, "two rounds of two");
+    let run = run_report(&env, "dgen.redb");
+    assert_eq!(run["rejections"], json!({"dropped_slot": 1}), "{run}");
+    let schema = builtin_schema();
+    let records = env.export_all().records;
+    assert_eq!(records.len(), 4);
+    for record in records {
+        check_record(&record, &schema);
+    }
+}
