@@ -628,3 +628,50 @@ fn a_batch_run_checks_and_keeps_the_labels_like_an_online_one() {
         check_record(&record, &schema);
     }
 }
+
+/// (dialogue id -> annotation) of a store's export.
+fn annotations_of(env: &Env, store: &str) -> BTreeMap<String, Value> {
+    let file = env.path(&format!("{store}.json"));
+    env.dgen()
+        .args(["--store", store, "export", "--output_file"])
+        .arg(&file)
+        .assert()
+        .success();
+    let records: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    records
+        .into_iter()
+        .map(|r| {
+            (
+                r["dialogue_id"].as_str().unwrap().to_string(),
+                r["annotation"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn shards_of_an_annotated_plan_merge_with_their_labels() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    let mut shards = BTreeMap::new();
+    for i in 0..2 {
+        let store = format!("s{i}.redb");
+        plan_annotated(&env, 6, &["--store", &store, "--shard", &format!("{i}/2")])
+            .assert()
+            .success();
+        env.run(&mock, &["--store", &store]).assert().success();
+        shards.extend(annotations_of(&env, &store));
+    }
+    assert_eq!(shards.len(), 6);
+    env.dgen()
+        .args(["merge", "s0.redb", "s1.redb", "--into", "all.redb"])
+        .assert()
+        .success();
+    let merged = annotations_of(&env, "all.redb");
+    assert_eq!(
+        merged, shards,
+        "every dialogue kept its labels through the merge"
+    );
+    assert!(merged.values().all(|a| a["turns"].is_array()));
+}
