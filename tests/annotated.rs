@@ -57,7 +57,7 @@ fn slot_values(state: &Value) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Checks one exported record's annotation against its text, its goals and the schema, as a
-/// reader of the labels would rely on them, and returns how many user spans it has: every span
+/// reader of the labels would rely on them, and returns how many spans it has: every span
 /// is where the text says its value, every state value was said by then, a service's state
 /// keeps every value it held, the final states hold the goals, the call carries the state's
 /// values and returns only its intent's result slots, and the calls and the last turn follow
@@ -128,8 +128,36 @@ fn check_record(record: &Value, schema: &[Value]) -> usize {
             }
             last.insert(name, values);
         }
-        said.push_str(&shown["assistant_response"].as_str().unwrap().to_lowercase());
+        let reply = shown["assistant_response"].as_str().unwrap();
+        said.push_str(&reply.to_lowercase());
+        let reply: Vec<char> = reply.chars().collect();
         for frame in frames["assistant"].as_array().unwrap() {
+            // The reply's spans point at a value of the state or of the call's results.
+            let name = frame["service"].as_str().unwrap();
+            let mut known: Vec<String> = last
+                .get(name)
+                .map(|m| m.values().flatten().cloned().collect())
+                .unwrap_or_default();
+            for row in frame["service_results"].as_array().into_iter().flatten() {
+                known.extend(
+                    row.as_object()
+                        .unwrap()
+                        .values()
+                        .map(|v| v.as_str().unwrap().to_string()),
+                );
+            }
+            for span in frame["slots"].as_array().unwrap() {
+                let (start, end) = (
+                    span["start"].as_u64().unwrap() as usize,
+                    span["exclusive_end"].as_u64().unwrap() as usize,
+                );
+                let shown: String = reply[start..end].iter().collect();
+                assert!(
+                    known.iter().any(|v| v.eq_ignore_ascii_case(&shown)),
+                    "{id} turn {i}: the reply's span {start}..{end} is \"{shown}\", not a known value"
+                );
+                spans += 1;
+            }
             if let Some(call) = frame.get("service_call") {
                 calls.push((
                     i,
