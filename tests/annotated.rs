@@ -283,6 +283,10 @@ fn an_annotated_run_accepts_every_item_with_labels_that_match_text_goals_and_cal
         .map(|r| r["annotation"]["goals"].to_string())
         .collect();
     assert_eq!(goals.len(), 12);
+    // The readers of a plain store read an annotated one too.
+    env.dgen().arg("status").assert().success();
+    env.dgen().arg("report").assert().success();
+    assert!(env.path("report.html").is_file());
 }
 
 /// The built-in catalog cut down to one service, whose items end as `statuses` say.
