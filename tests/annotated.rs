@@ -707,3 +707,26 @@ fn shards_of_an_annotated_plan_merge_with_their_labels() {
     );
     assert!(merged.values().all(|a| a["turns"].is_array()));
 }
+
+#[test]
+fn an_annotated_run_on_a_local_server_stand_in_accepts_every_item() {
+    let env = Env::new();
+    plan_annotated(&env, 3, &[]).assert().success();
+    // The mock binary stands in for llama-server (it takes its flags): the request path of a
+    // local server (the full schema, every slot's values constrained) end to end. The mock
+    // enforces no schema; this pins that the path builds its requests and keeps the labels.
+    std::fs::write(env.path("fake.gguf"), b"GGUF stand-in").unwrap();
+    let server = assert_cmd::cargo::cargo_bin("dgen-mock-llm");
+    env.dgen()
+        .env_remove("OPENAI_API_KEY")
+        .args(["run", "--local_model", "fake.gguf", "--llama_server"])
+        .arg(server)
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    assert_eq!(env.state_count("done"), 3);
+    let schema = builtin_schema();
+    for record in env.export_all().records {
+        check_record(&record, &schema);
+    }
+}
