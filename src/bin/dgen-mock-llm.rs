@@ -87,11 +87,11 @@ struct Args {
     batch_faults: Vec<String>,
     /// Annotated answers with wrong labels, comma-separated (several are planted in one answer):
     /// ungrounded (a value in the state the text never says), unknown_slot (a slot not in the
-    /// schema), categorical (a categorical value outside its possible values), dropped_slot (the
-    /// second turn's state drops a slot given in the first), wrong_call (the call lacks a
-    /// required slot), outcome_calls (the calls contradict the planned outcome). Every
-    /// dialogue answer has them unless --annotated-faults-every or --annotated-faults-first
-    /// says otherwise.
+    /// schema), categorical (a categorical value outside its possible values, where a service of
+    /// the request has a categorical slot), dropped_slot (the turn after the first value is given
+    /// drops it from the state), wrong_call (the call lacks a required slot), outcome_calls (the
+    /// calls contradict the planned outcome). Every dialogue answer has them unless
+    /// --annotated-faults-every or --annotated-faults-first says otherwise.
     #[arg(long, value_delimiter = ',', value_parser = [
         "ungrounded", "unknown_slot", "categorical", "dropped_slot", "wrong_call", "outcome_calls",
     ])]

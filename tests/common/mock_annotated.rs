@@ -31,9 +31,10 @@ pub enum LabelFault {
     Ungrounded,
     /// A slot the schema does not have, in the first turn's state (its value said).
     UnknownSlot,
-    /// A categorical slot in the state with a value outside its possible values.
+    /// A categorical slot in the state with a value outside its possible values (not planted
+    /// where no service of the request has a categorical slot: the built-in taxi alone).
     Categorical,
-    /// A slot given in the first turn missing from the second turn's state, back in the third.
+    /// The first value given missing from the next turn's state, back in the turn after.
     DroppedSlot,
     /// The call lacks a required slot of its intent (or, for an intent without one, passes a
     /// slot the intent does not take, with a value said in the dialogue).
@@ -410,19 +411,19 @@ pub fn compose(state: &Mutex<State>, system: &str, faults: &[LabelFault]) -> Opt
     let hidden: Option<(usize, String, String)> = faults
         .contains(&LabelFault::Ungrounded)
         .then(|| {
-            // One no other value contains, or saying that one would say it too.
-            let inside_another = |value: &str| {
+            // One no other value contains (nor equals), or saying that one would say it too.
+            let inside_another = |g: usize, slot: &str, value: &str| {
                 let value = value.to_lowercase();
                 given
                     .iter()
-                    .filter(|(_, _, v)| v.to_lowercase() != value)
+                    .filter(|(g2, s2, _)| !(*g2 == g && s2 == slot))
                     .any(|(_, _, v)| v.to_lowercase().contains(&value))
             };
             given
                 .iter()
                 .find(|(g, slot, value)| {
                     service_of(&request.goals[*g].service).is_some_and(|s| !s.categorical(slot))
-                        && !inside_another(value)
+                        && !inside_another(*g, slot, value)
                 })
                 .cloned()
                 .or_else(|| {
@@ -686,21 +687,31 @@ fn plant(turns: &mut [Turn], faults: &[LabelFault], request: &Request, rng: &mut
                 }
             }
             LabelFault::Categorical => {
-                // A categorical slot the goal does not give, else one it gives, set out of range.
-                let given = |s: &str| primary.inform.iter().any(|(g, _)| g == s);
-                let Some(slot) = service
-                    .slots
-                    .iter()
-                    .filter(|s| s.is_categorical && !s.possible_values.is_empty())
-                    .min_by_key(|s| given(&s.name))
-                else {
+                // In the first goal's service that has a categorical slot (the primary's if it
+                // has one): a slot its goal does not give, else one it gives, set out of range.
+                let Some((goal, owner, slot)) = request.goals.iter().find_map(|goal| {
+                    let owner = request
+                        .services
+                        .iter()
+                        .find(|s| s.service_name == goal.service)?;
+                    let given = |s: &str| goal.inform.iter().any(|(g, _)| g == s);
+                    let slot = owner
+                        .slots
+                        .iter()
+                        .filter(|s| s.is_categorical && !s.possible_values.is_empty())
+                        .min_by_key(|s| given(&s.name))?;
+                    Some((goal, owner, slot))
+                }) else {
                     continue;
                 };
                 let bad = "somewhere odd".to_string();
                 for turn in turns.iter_mut() {
-                    if let Some(f) = turn.state.iter_mut().find(|f| f.service == primary.service) {
+                    if let Some(f) = turn.state.iter_mut().find(|f| f.service == goal.service) {
                         f.values.retain(|(s, _)| *s != slot.name);
                         f.values.push((slot.name.clone(), bad.clone()));
+                    }
+                    if owner.service_name != primary.service {
+                        continue;
                     }
                     if let Some(call) = &mut turn.call {
                         call.parameters.retain(|(s, _)| *s != slot.name);
@@ -711,16 +722,20 @@ fn plant(turns: &mut [Turn], faults: &[LabelFault], request: &Request, rng: &mut
                 }
             }
             LabelFault::DroppedSlot => {
-                let Some(first) = turns[0].state.iter().find_map(|f| {
-                    f.values
-                        .first()
-                        .map(|(s, _)| (f.service.clone(), s.clone()))
-                }) else {
+                // The first value given, gone from the next turn's state (back after it).
+                let Some((at, service, slot)) =
+                    turns[..last].iter().enumerate().find_map(|(t, turn)| {
+                        turn.state.iter().find_map(|f| {
+                            f.values
+                                .first()
+                                .map(|(s, _)| (t + 1, f.service.clone(), s.clone()))
+                        })
+                    })
+                else {
                     continue;
                 };
-                let at = 1.min(last);
-                if let Some(f) = turns[at].state.iter_mut().find(|f| f.service == first.0) {
-                    f.values.retain(|(s, _)| *s != first.1);
+                if let Some(f) = turns[at].state.iter_mut().find(|f| f.service == service) {
+                    f.values.retain(|(s, _)| *s != slot);
                 }
             }
             LabelFault::WrongCall => {
