@@ -246,7 +246,7 @@ fn dropped_slot(s: &LabelSubject<'_>) -> Option<String> {
 }
 
 /// Each service's last user state.
-fn final_states<'a>(a: &'a Annotation) -> BTreeMap<&'a str, &'a State> {
+fn final_states(a: &Annotation) -> BTreeMap<&str, &State> {
     let mut out = BTreeMap::new();
     for frame in a.turns.iter().flat_map(|t| &t.user) {
         if let Some(state) = &frame.state {

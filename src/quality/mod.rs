@@ -287,7 +287,7 @@ pub struct QualityRecord {
     pub judge: Option<crate::record::judge::JudgeScore>,
     /// The annotated mode's labels (read from the annotations table, never stored here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotation: Option<crate::annotation::Annotation>,
+    pub annotation: Option<Box<crate::annotation::Annotation>>,
 }
 
 impl QualityRecord {

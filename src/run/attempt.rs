@@ -427,7 +427,7 @@ pub async fn candidate(
         .map_err(|e| format!("embedding failed: {e:#}"))?;
     let attempt = answered.spec.attempt;
     let flagged = answered.flagged.clone();
-    let annotation = answered.annotation.clone();
+    let annotation = answered.annotation.clone().map(Box::new);
     let record = dialogue_record(ctx, item, answered, hash);
     Ok(Candidate {
         item: item.index,

@@ -576,13 +576,13 @@ impl Store {
 fn annotation_at(
     table: Option<&redb::ReadOnlyTable<u64, &[u8]>>,
     seq: u64,
-) -> Result<Option<crate::annotation::Annotation>> {
+) -> Result<Option<Box<crate::annotation::Annotation>>> {
     let Some(table) = table else {
         return Ok(None);
     };
     table
         .get(seq)?
-        .map(|v| crate::annotation::Annotation::decode(v.value()))
+        .map(|v| crate::annotation::Annotation::decode(v.value()).map(Box::new))
         .transpose()
 }
 
