@@ -2,14 +2,23 @@
 //! its share of the accepted ones (items in state done), so skew brought in by rejections shows.
 //! Dialogues brought in by `dgen import` have no plan item and are not counted here.
 //!
+//! An annotated plan (`plan --annotate`) adds three dimensions of its user goals: the goal
+//! intents, the slots the goals give (inform) and the slots they ask about (request), each named
+//! `service/name` (SGD's schemas reuse intent and slot names across services). An item counts
+//! once per value however many of its goals have it, so a value's planned share is the share of
+//! items whose goals have it; values of the schema that no item has are listed as never planned.
+//! A plain plan has none of them, and its report is what it was.
+//!
 //! Memory is one bit per item (which are done) and one counter per distinct value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::annotation::UserGoal;
 use crate::catalog::{Catalog, SIZE_NAMES};
 use crate::plan::{combination_key, WorkItem};
+use crate::schema::Schema;
 
 /// The dimensions, in report order.
 pub const DIMENSIONS: [&str; 8] = [
@@ -22,6 +31,14 @@ pub const DIMENSIONS: [&str; 8] = [
     "assistant_emotion",
     "outcome",
 ];
+
+/// The dimensions of an annotated plan's user goals, in report order, after [`DIMENSIONS`].
+pub const GOAL_DIMENSIONS: [&str; 3] = ["goal_intent", "goal_inform_slot", "goal_request_slot"];
+
+/// A goal value's name in its dimension: `service/name`.
+fn qualified(service: &str, name: &str) -> String {
+    format!("{service}/{name}")
+}
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
 pub struct ValueShare {
@@ -62,6 +79,8 @@ pub struct Coverage {
     accepted: u64,
     /// (planned, accepted) per value, per dimension in `DIMENSIONS` order.
     counts: [BTreeMap<String, (u64, u64)>; DIMENSIONS.len()],
+    /// The same per goal dimension, in [`GOAL_DIMENSIONS`] order, for an annotated plan.
+    goals: Option<[BTreeMap<String, (u64, u64)>; GOAL_DIMENSIONS.len()]>,
     slot_names: Vec<String>,
 }
 
@@ -83,7 +102,53 @@ impl Coverage {
                 zero(catalog.assistant_emotions.clone()),
                 zero(catalog.resolution_statuses.keys().cloned().collect()),
             ],
+            goals: None,
             slot_names,
+        }
+    }
+
+    /// Counts the goal dimensions too, starting with every intent and slot of `services`'
+    /// schemas at zero.
+    pub fn with_goals(mut self, schema: &Schema, services: &[String]) -> Coverage {
+        let mut zero: [BTreeMap<String, (u64, u64)>; GOAL_DIMENSIONS.len()] = Default::default();
+        for service in services.iter().filter_map(|s| schema.service(s)) {
+            let name = &service.service_name;
+            for intent in &service.intents {
+                zero[0].insert(qualified(name, &intent.name), (0, 0));
+                let informs = intent
+                    .required_slots
+                    .iter()
+                    .chain(intent.optional_slots.keys());
+                for slot in informs {
+                    zero[1].insert(qualified(name, slot), (0, 0));
+                }
+                for slot in &intent.result_slots {
+                    zero[2].insert(qualified(name, slot), (0, 0));
+                }
+            }
+        }
+        self.goals = Some(zero);
+        self
+    }
+
+    /// Adds the goals of an item already [`Coverage::add`]ed (nothing unless
+    /// [`Coverage::with_goals`]).
+    pub fn add_goals(&mut self, goals: &[UserGoal], accepted: bool) {
+        let Some(counts) = &mut self.goals else {
+            return;
+        };
+        let mut values: [BTreeSet<String>; GOAL_DIMENSIONS.len()] = Default::default();
+        for g in goals {
+            values[0].insert(qualified(&g.service, &g.intent));
+            values[1].extend(g.inform.iter().map(|(slot, _)| qualified(&g.service, slot)));
+            values[2].extend(g.request.iter().map(|slot| qualified(&g.service, slot)));
+        }
+        for (counts, values) in counts.iter_mut().zip(values) {
+            for value in values {
+                let entry = counts.entry(value).or_default();
+                entry.0 += 1;
+                entry.1 += u64::from(accepted);
+            }
         }
     }
 
@@ -113,11 +178,16 @@ impl Coverage {
     }
 
     pub fn report(&self) -> CoverageReport {
-        let dimensions = DIMENSIONS
+        let mut dimensions: BTreeMap<&'static str, DimensionReport> = DIMENSIONS
             .iter()
             .zip(&self.counts)
             .map(|(name, counts)| (*name, self.dimension(counts)))
             .collect();
+        if let Some(goals) = &self.goals {
+            for (name, counts) in GOAL_DIMENSIONS.iter().zip(goals) {
+                dimensions.insert(name, self.dimension(counts));
+            }
+        }
         CoverageReport {
             planned: self.planned,
             accepted: self.accepted,
@@ -239,6 +309,65 @@ mod tests {
         assert!((dev.deviation.abs() - 0.2).abs() < 1e-12, "{dev:?}");
         assert_eq!(sizes.never_accepted, ["double"]);
         assert_eq!(sizes.never_planned, ["quadruple", "triple"]);
+    }
+
+    fn goal(service: &str, intent: &str, inform: &[&str], request: &[&str]) -> UserGoal {
+        UserGoal {
+            service: service.into(),
+            intent: intent.into(),
+            inform: inform.iter().map(|s| (s.to_string(), "v".into())).collect(),
+            request: request.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn goal_intents_and_slots_are_counted_per_item_next_to_the_schema() {
+        let schema = Schema::builtin();
+        let services = ["hotel".to_string(), "taxi".to_string()];
+        let mut c = Coverage::new(&Catalog::builtin()).with_goals(&schema, &services);
+        let hotel = goal("hotel", "book_hotel", &["hotel-name", "hotel-stay"], &[]);
+        let taxi = goal("taxi", "book_taxi", &["taxi-destination"], &["taxi-phone"]);
+        // Two goals of one item that share nothing, an item with the hotel goal only (accepted),
+        // one with the same goal twice (counted once).
+        c.add(&item(&["hotel", "taxi"], "Oslo", "Resolved"), false);
+        c.add_goals(&[hotel.clone(), taxi.clone()], false);
+        c.add(&item(&["hotel"], "Oslo", "Resolved"), true);
+        c.add_goals(std::slice::from_ref(&hotel), true);
+        c.add(&item(&["hotel"], "Oslo", "Resolved"), false);
+        c.add_goals(&[hotel.clone(), hotel], false);
+        let r = c.report();
+        let intents = &r.dimensions["goal_intent"];
+        let book = intents.values["hotel/book_hotel"];
+        assert_eq!((book.planned, book.accepted), (3, 1));
+        assert_eq!((book.planned_share, book.accepted_share), (1.0, 1.0));
+        let taxi = intents.values["taxi/book_taxi"];
+        assert_eq!((taxi.planned, taxi.accepted), (1, 0));
+        assert_eq!(intents.never_accepted, ["taxi/book_taxi"]);
+        assert!(intents
+            .never_planned
+            .contains(&"hotel/find_hotel".to_string()));
+        assert!(
+            !intents.values.keys().any(|k| k.starts_with("train/")),
+            "only the given services' schemas"
+        );
+        let informs = &r.dimensions["goal_inform_slot"];
+        assert_eq!(informs.values["hotel/hotel-name"].planned, 3);
+        assert_eq!(informs.values["taxi/taxi-destination"].accepted, 0);
+        let requests = &r.dimensions["goal_request_slot"];
+        assert_eq!(requests.values["taxi/taxi-phone"].planned, 1);
+        assert_eq!(requests.never_accepted, ["taxi/taxi-phone"]);
+    }
+
+    #[test]
+    fn a_plain_plan_has_no_goal_dimensions() {
+        let mut c = Coverage::new(&Catalog::builtin());
+        c.add(&item(&["taxi"], "Oslo", "Resolved"), true);
+        c.add_goals(&[goal("taxi", "book_taxi", &[], &[])], true);
+        let r = c.report();
+        assert_eq!(r.dimensions.len(), DIMENSIONS.len());
+        assert!(GOAL_DIMENSIONS
+            .iter()
+            .all(|d| !r.dimensions.contains_key(d)));
     }
 
     #[test]

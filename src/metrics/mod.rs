@@ -10,18 +10,21 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::catalog::Catalog;
+use crate::plan::Annotate;
 use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
 use crate::store::{DialogueSink, State, Store};
 
 pub mod coverage;
 pub mod judge;
+pub mod labels;
 pub mod lexical;
 pub mod spread;
 mod text;
 
 use coverage::{Coverage, CoverageReport};
 use judge::{JudgeCosts, JudgeReport, JudgeStats};
+use labels::{LabelReport, LabelStats};
 use lexical::{Lexical, LexicalReport};
 use spread::{Spread, SpreadReport, SAMPLE_CAP};
 pub use text::write_summary;
@@ -37,6 +40,9 @@ pub struct Metrics {
     pub funnel: Funnel,
     /// The LLM judge's scores over every stored dialogue, and what judging cost.
     pub judge: JudgeReport,
+    /// The annotated mode's label checks (absent for a plain store).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<LabelReport>,
 }
 
 /// From planned items to accepted dialogues.
@@ -73,6 +79,7 @@ struct Dialogues<'a, S> {
     spread: Spread,
     also: &'a mut S,
     judge: JudgeStats,
+    labels: LabelStats,
 }
 
 impl<S: DialogueSink> DialogueSink for Dialogues<'_, S> {
@@ -84,6 +91,7 @@ impl<S: DialogueSink> DialogueSink for Dialogues<'_, S> {
         quality: QualityRecord,
     ) -> Result<()> {
         self.judge.add(quality.judge.as_ref());
+        self.labels.add(&quality);
         self.lexical.add(&record.turns);
         self.spread.add(embedding);
         self.also.dialogue(seq, record, embedding, quality)
@@ -105,6 +113,7 @@ impl DialogueSink for NoSink {
 pub fn compute(
     store: &Store,
     catalog: &Catalog,
+    annotate: Option<&Annotate>,
     seed: u64,
     run: RunTotals,
     also: &mut impl DialogueSink,
@@ -113,18 +122,21 @@ pub fn compute(
         coverage,
         attempted,
         failed,
-    } = items(store, catalog)?;
+    } = items(store, catalog, annotate)?;
     let mut dialogues = Dialogues {
         lexical: Lexical::default(),
         spread: Spread::new(seed, SAMPLE_CAP),
         also,
         judge: JudgeStats::default(),
+        labels: LabelStats::default(),
     };
     store.for_each_dialogue(&mut dialogues)?;
     let coverage = coverage.report();
     let accepted = coverage.accepted;
     let per_accepted = |x: f64| (accepted > 0).then(|| x / accepted as f64);
+    let labels = dialogues.labels.report(&run.rejections, annotate.is_some());
     Ok(Metrics {
+        labels,
         lexical: dialogues.lexical.report(),
         semantic_spread: dialogues.spread.report(),
         funnel: Funnel {
@@ -142,8 +154,12 @@ pub fn compute(
 }
 
 /// Plan coverage alone (no dialogue read), for the dataset card.
-pub fn coverage_of(store: &Store, catalog: &Catalog) -> Result<CoverageReport> {
-    Ok(items(store, catalog)?.coverage.report())
+pub fn coverage_of(
+    store: &Store,
+    catalog: &Catalog,
+    annotate: Option<&Annotate>,
+) -> Result<CoverageReport> {
+    Ok(items(store, catalog, annotate)?.coverage.report())
 }
 
 /// What one pass over the item states and one over the items give.
@@ -155,7 +171,8 @@ struct Items {
     failed: u64,
 }
 
-fn items(store: &Store, catalog: &Catalog) -> Result<Items> {
+/// `annotate`: the plan's, whose user goals are counted beside the catalog's dimensions.
+fn items(store: &Store, catalog: &Catalog, annotate: Option<&Annotate>) -> Result<Items> {
     let mut done: Vec<bool> = Vec::new();
     let (mut attempted, mut failed) = (0u64, 0u64);
     store.for_each_state(|index, state| {
@@ -168,9 +185,15 @@ fn items(store: &Store, catalog: &Catalog) -> Result<Items> {
         failed += u64::from(state.state == State::Failed);
     })?;
     let mut coverage = Coverage::new(catalog);
+    if let Some(a) = annotate {
+        coverage = coverage.with_goals(&a.schema, &catalog.core_services);
+    }
     store.for_each_item(|item| {
         let accepted = done.get(item.index as usize).copied().unwrap_or(false);
         coverage.add(&item, accepted);
+        if let Some(a) = annotate {
+            coverage.add_goals(&a.goals(&item), accepted);
+        }
         Ok(())
     })?;
     Ok(Items {

@@ -4,7 +4,11 @@ use std::io::Write;
 
 use anyhow::Result;
 
+use super::coverage::GOAL_DIMENSIONS;
 use super::Metrics;
+
+/// Goal values listed per dimension in text; `--json` has all of them.
+const GOAL_ROWS: usize = 12;
 
 /// A few lines of the metrics; `--json` has all of them.
 pub fn write_summary(out: &mut impl Write, m: &Metrics) -> Result<()> {
@@ -13,7 +17,71 @@ pub fn write_summary(out: &mut impl Write, m: &Metrics) -> Result<()> {
         write_diversity(out, m)?;
     }
     write_coverage(out, m)?;
+    write_goals(out, m)?;
+    write_labels(out, m)?;
     write_judge(out, m)
+}
+
+/// An annotated plan's goal dimensions: each value's planned items and, of those, the done ones.
+fn write_goals(out: &mut impl Write, m: &Metrics) -> Result<()> {
+    let titles = ["goal intents", "goal slots given", "goal slots asked"];
+    for (dim, title) in GOAL_DIMENSIONS.iter().zip(titles) {
+        let Some(d) = m.coverage.dimensions.get(dim) else {
+            continue;
+        };
+        let mut rows: Vec<_> = d.values.iter().filter(|(_, v)| v.planned > 0).collect();
+        rows.sort_by(|a, b| b.1.planned.cmp(&a.1.planned).then(a.0.cmp(b.0)));
+        writeln!(
+            out,
+            "{title} ({} planned of {} in the schema; items planned, done)",
+            rows.len(),
+            d.values.len()
+        )?;
+        for (value, v) in rows.iter().take(GOAL_ROWS) {
+            writeln!(out, "  {value:<36} {:>9} {:>9}", v.planned, v.accepted)?;
+        }
+        if rows.len() > GOAL_ROWS {
+            writeln!(
+                out,
+                "  ... {} more (dgen status --json)",
+                rows.len() - GOAL_ROWS
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The annotated mode's label checks: the grounded and goal-realized shares, and each check's
+/// findings.
+fn write_labels(out: &mut impl Write, m: &Metrics) -> Result<()> {
+    let Some(l) = &m.labels else {
+        return Ok(());
+    };
+    let pct = |share: Option<f64>| share.map_or("-".to_string(), |s| format!("{:.1}%", 100.0 * s));
+    writeln!(
+        out,
+        "labels:      {} annotated dialogues, {} checked: {} grounded ({}), {} goal realized ({}), {} both ({})",
+        l.annotated,
+        l.checked,
+        l.grounded,
+        pct(l.grounded_share),
+        l.goal_realized,
+        pct(l.goal_realized_share),
+        l.grounded_and_realized,
+        pct(l.grounded_and_realized_share)
+    )?;
+    let found: Vec<String> = l
+        .checks
+        .iter()
+        .filter(|c| c.flagged > 0 || c.rejected > 0)
+        .map(|c| format!("{} {} flagged/{} rejected", c.check, c.flagged, c.rejected))
+        .collect();
+    if found.is_empty() {
+        writeln!(out, "             no label check found anything")?;
+    } else {
+        writeln!(out, "             {}", found.join(", "))?;
+    }
+    Ok(())
 }
 
 fn write_judge(out: &mut impl Write, m: &Metrics) -> Result<()> {

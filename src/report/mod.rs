@@ -253,6 +253,7 @@ mod tests {
                     cost_per_accepted: None,
                 },
                 judge,
+                labels: None,
             },
         }
     }

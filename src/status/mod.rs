@@ -405,7 +405,14 @@ pub fn report_with(
                 .collect(),
         },
     };
-    let metrics = metrics::compute(store, &meta.catalog, meta.config.seed, totals, also)?;
+    let metrics = metrics::compute(
+        store,
+        &meta.catalog,
+        meta.config.annotate.as_ref(),
+        meta.config.seed,
+        totals,
+        also,
+    )?;
     let states = counts
         .into_iter()
         .map(|(s, count)| StateCount {

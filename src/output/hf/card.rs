@@ -107,7 +107,7 @@ pub fn render(
     let total = tally.rows();
     let settings = store.run_settings()?;
     let counters = store.counters()?;
-    let coverage = metrics::coverage_of(store, &meta.catalog)?;
+    let coverage = metrics::coverage_of(store, &meta.catalog, meta.config.annotate.as_ref())?;
     let mut out = String::new();
     header(&mut out, job, schema, tally);
     let models: Vec<String> = tally

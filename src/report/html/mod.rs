@@ -21,13 +21,13 @@ mod run;
 mod text;
 
 use browser::browser_head;
-use run::{checks, funnel, judge, progress, summary};
+use run::{checks, funnel, judge, labels, progress, summary};
 use text::{coverage, distributions, diversity, spread};
 
 use super::svg::{bar_chart, esc, Cell, Row};
 use super::{BrowserDialogue, BrowserSummary, ReportData};
 use crate::catalog::SIZE_NAMES;
-use crate::metrics::coverage::{DimensionReport, DIMENSIONS};
+use crate::metrics::coverage::{DimensionReport, DIMENSIONS, GOAL_DIMENSIONS};
 use crate::metrics::lexical::Summary;
 use crate::quality::Check;
 use crate::status::Share;
@@ -216,7 +216,7 @@ pub fn write(out: &mut impl Write, r: &ReportData, dialogues: &[BrowserDialogue]
 <script>window.addEventListener("error",function(e){{document.documentElement.setAttribute("data-error",String(e.message||e.type));}});</script>
 </head><body>
 <header><h1>dgen report</h1><p>{} &middot; dgen {} &middot; plan {} &middot; seed {}</p>
-<nav><a href="#summary">Summary</a><a href="#progress">Progress</a><a href="#funnel">Funnel</a><a href="#checks">Checks</a><a href="#judge">Judge</a><a href="#diversity">Diversity</a><a href="#spread">Spread</a><a href="#coverage">Coverage</a><a href="#distributions">Distributions</a><a href="#browser">Dialogues</a></nav></header>
+<nav><a href="#summary">Summary</a><a href="#progress">Progress</a><a href="#funnel">Funnel</a><a href="#checks">Checks</a>{}<a href="#judge">Judge</a><a href="#diversity">Diversity</a><a href="#spread">Spread</a><a href="#coverage">Coverage</a><a href="#distributions">Distributions</a><a href="#browser">Dialogues</a></nav></header>
 <main>
 "##,
         esc(&s.store),
@@ -224,12 +224,18 @@ pub fn write(out: &mut impl Write, r: &ReportData, dialogues: &[BrowserDialogue]
         esc(&s.dgen_version),
         esc(&s.plan_fingerprint),
         num("/seed", &s.seed, &s.seed.to_string()),
+        if s.metrics.labels.is_some() {
+            r##"<a href="#labels">Labels</a>"##
+        } else {
+            ""
+        },
     ));
     summary(&mut page, r);
     progress(&mut page, r);
     super::concurrency::section(&mut page, &r.in_flight);
     funnel(&mut page, r);
     checks(&mut page, r);
+    labels(&mut page, r);
     judge(&mut page, r);
     diversity(&mut page, r);
     spread(&mut page, r);

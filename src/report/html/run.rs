@@ -270,6 +270,85 @@ pub(super) fn checks(out: &mut String, r: &ReportData) {
     out.push_str("</section>\n");
 }
 
+/// The annotated mode's label checks: the status report's `metrics.labels` (a plain store has
+/// none, and no such section).
+pub(super) fn labels(out: &mut String, r: &ReportData) {
+    let Some(l) = &r.status.metrics.labels else {
+        return;
+    };
+    let at = |path: &[&str]| ptr(&[&["metrics", "labels"][..], path].concat());
+    section(out, "labels", "Label checks");
+    out.push_str(&format!(
+        "<p>{} annotated dialogues, {} of them checked (imported ones are not).</p>",
+        num(&at(&["annotated"]), &l.annotated, &int(l.annotated)),
+        num(&at(&["checked"]), &l.checked, &int(l.checked))
+    ));
+    out.push_str("<table class=\"counts\"><thead><tr><th>checked dialogues</th><th>count</th><th>share</th></tr></thead><tbody>");
+    let mut rows = Vec::new();
+    for (label, field, n, share) in [
+        (
+            "every label grounded",
+            "grounded",
+            l.grounded,
+            l.grounded_share,
+        ),
+        (
+            "goal realized",
+            "goal_realized",
+            l.goal_realized,
+            l.goal_realized_share,
+        ),
+        (
+            "both",
+            "grounded_and_realized",
+            l.grounded_and_realized,
+            l.grounded_and_realized_share,
+        ),
+    ] {
+        let share_field = format!("{field}_share");
+        let shown = match share {
+            Some(v) => num(&at(&[&share_field]), &v, &pct(v)),
+            None => "-".to_string(),
+        };
+        out.push_str(&format!(
+            "<tr><td>{label}</td><td>{}</td><td>{shown}</td></tr>",
+            num(&at(&[field]), &n, &int(n))
+        ));
+        if let Some(v) = share {
+            rows.push(Row {
+                label: label.to_string(),
+                cells: vec![share_cell(at(&[&share_field]), v)],
+            });
+        }
+    }
+    out.push_str("</tbody></table>");
+    if !rows.is_empty() {
+        chart(
+            out,
+            "Share of checked dialogues",
+            bar_chart("chart-labels", "Label checks", &["share"], &rows),
+        );
+    }
+    out.push_str("<table class=\"counts\"><thead><tr><th>label check</th><th>dialogues flagged</th><th>attempts rejected</th></tr></thead><tbody>");
+    for (i, c) in l.checks.iter().enumerate() {
+        let i = i.to_string();
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(c.check),
+            num(&at(&["checks", &i, "flagged"]), &c.flagged, &int(c.flagged)),
+            num(
+                &at(&["checks", &i, "rejected"]),
+                &c.rejected,
+                &int(c.rejected)
+            )
+        ));
+    }
+    out.push_str(
+        "</tbody></table></section>
+",
+    );
+}
+
 /// The judge's figures: the status report's `metrics.judge`.
 pub(super) fn judge(out: &mut String, r: &ReportData) {
     let j = &r.status.metrics.judge;

@@ -170,7 +170,8 @@ pub(super) fn coverage(out: &mut String, r: &ReportData) {
         num("/metrics/coverage/accepted", &c.accepted, &int(c.accepted))
     ));
     out.push_str("<div class=\"dims\">");
-    for dim in DIMENSIONS {
+    // An annotated plan's goal dimensions follow the catalog's (a plain plan has none).
+    for dim in DIMENSIONS.iter().chain(&GOAL_DIMENSIONS) {
         if let Some(d) = c.dimensions.get(dim) {
             dimension(out, dim, d);
         }
