@@ -137,7 +137,12 @@ pub fn render(
     splits(&mut out, job, tally);
     contents(&mut out, tally);
     quality(&mut out, tally, &counters, &coverage);
-    columns_doc(&mut out, job, tally);
+    columns_doc(
+        &mut out,
+        job,
+        tally,
+        schema.field_with_name("dgen_turns").is_ok(),
+    );
     let _ = writeln!(
         out,
         "## Known limitations\n\n\
@@ -406,23 +411,62 @@ fn quality(
     out.push('\n');
 }
 
-fn columns_doc(out: &mut String, job: &HfJob, tally: &Tally) {
+/// `multiwoz`: the annotated layout, with `turns` as `multi_woz_v22` has it.
+fn columns_doc(out: &mut String, job: &HfJob, tally: &Tally, multiwoz: bool) {
+    let dgen_turns = "turn_number, utterance (user), intent (snake_case label), assistant_response, user_emotion, assistant_emotion";
     let mut rows = vec![
-        ("dialogue_id", "`<base dialogue id>_generated_<uuid>`, stable across exports"),
-        ("services", "the services the dialogue covers, the first one leading"),
-        ("turns", "turn_number, utterance (user), intent (snake_case label), assistant_response, user_emotion, assistant_emotion"),
+        (
+            "dialogue_id",
+            "`<base dialogue id>_generated_<uuid>`, stable across exports",
+        ),
+        (
+            "services",
+            "the services the dialogue covers, the first one leading",
+        ),
+    ];
+    if multiwoz {
+        rows.extend([
+            ("turns", "MultiWOZ 2.2's layout, as the Hub's `multi_woz_v22` has it: one entry per utterance (USER, then SYSTEM), with `turn_id`, `speaker` (0 USER, 1 SYSTEM), `utterance`, `frames` (per service: `state` with `active_intent`, `requested_slots`, `slots_values`; `slots` with the values' character spans) and `dialogue_acts`; service calls and their results are in `dgen export --sgd`"),
+            ("dgen_turns", dgen_turns),
+            ("goals", "the user goals the dialogue was planned with: service, intent, the slots given with their values, the slots asked about"),
+        ]);
+    } else {
+        rows.push(("turns", dgen_turns));
+    }
+    rows.extend([
         ("num_lines", "the number of turns"),
         ("user_emotion, assistant_emotion", "the planned emotions"),
-        ("scenario_category, generated_scenario", "the planned category and the scenario the model wrote for it"),
-        ("time_slot, specific_time, regions", "when and where the scenario is set"),
-        ("resolution_status", "the planned outcome: Resolved, Failed or Escalated"),
+        (
+            "scenario_category, generated_scenario",
+            "the planned category and the scenario the model wrote for it",
+        ),
+        (
+            "time_slot, specific_time, regions",
+            "when and where the scenario is set",
+        ),
+        (
+            "resolution_status",
+            "the planned outcome: Resolved, Failed or Escalated",
+        ),
         ("persona", "the customer persona"),
-        ("base_dialogue_id", "the MultiWOZ dialogue shown to the model as reference"),
-        ("item_index, imported", "the plan item the dialogue came from (null when imported)"),
-        ("model, temperature, top_p, frequency_penalty, presence_penalty, seed, attempt", "how it was generated"),
+        (
+            "base_dialogue_id",
+            "the MultiWOZ dialogue shown to the model as reference",
+        ),
+        (
+            "item_index, imported",
+            "the plan item the dialogue came from (null when imported)",
+        ),
+        (
+            "model, temperature, top_p, frequency_penalty, presence_penalty, seed, attempt",
+            "how it was generated",
+        ),
         ("usage", "calls and tokens spent on the dialogue"),
-        ("quality_checks", "the findings of the quality checks that flag (empty: none)"),
-    ];
+        (
+            "quality_checks",
+            "the findings of the quality checks that flag (empty: none)",
+        ),
+    ]);
     if tally.judged > 0 {
         rows.push((
             "judge",

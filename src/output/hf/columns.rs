@@ -11,6 +11,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 
+use super::multiwoz;
 use crate::embed::DIM;
 use crate::quality::QualityRecord;
 use crate::record::judge::{JudgeScore, CRITERIA};
@@ -23,6 +24,9 @@ pub struct Layout {
     pub embeddings: bool,
     /// `judge`: present when the store holds judge scores.
     pub judge: bool,
+    /// An annotated plan's store: `turns` in `multi_woz_v22`'s layout ([`multiwoz`]), dgen's
+    /// own turns as `dgen_turns` and the user goals as `goals`.
+    pub multiwoz: bool,
 }
 
 fn item(data_type: DataType) -> Arc<Field> {
@@ -86,10 +90,21 @@ fn judge_fields() -> Fields {
 pub fn schema(layout: Layout) -> SchemaRef {
     let string = |name: &str| Field::new(name, DataType::Utf8, false);
     let real = |name: &str| Field::new(name, DataType::Float64, false);
+    let dgen_turns = list_of(DataType::Struct(turn_fields()));
     let mut fields = vec![
         string("dialogue_id"),
         Field::new("services", list_of(DataType::Utf8), false),
-        Field::new("turns", list_of(DataType::Struct(turn_fields())), false),
+    ];
+    if layout.multiwoz {
+        fields.extend([
+            Field::new("turns", multiwoz::turns_type(), false),
+            Field::new("dgen_turns", dgen_turns, false),
+            Field::new("goals", multiwoz::goals_type(), false),
+        ]);
+    } else {
+        fields.push(Field::new("turns", dgen_turns, false));
+    }
+    fields.extend([
         Field::new("num_lines", DataType::Int32, false),
         string("user_emotion"),
         string("assistant_emotion"),
@@ -116,7 +131,7 @@ pub fn schema(layout: Layout) -> SchemaRef {
             list_of(DataType::Struct(check_fields())),
             false,
         ),
-    ];
+    ]);
     if layout.judge {
         fields.push(Field::new("judge", DataType::Struct(judge_fields()), true));
     }
@@ -138,6 +153,8 @@ pub struct Columns {
     dialogue_id: StringBuilder,
     services: ListBuilder<StringBuilder>,
     turns: ListBuilder<StructBuilder>,
+    /// The rows of `turns` and `goals` in the `multiwoz` layout.
+    multiwoz: Vec<multiwoz::Dialogue>,
     num_lines: Int32Builder,
     user_emotion: StringBuilder,
     assistant_emotion: StringBuilder,
@@ -188,6 +205,7 @@ impl Columns {
             dialogue_id: StringBuilder::new(),
             services: strings(),
             turns: structs(turn_fields()),
+            multiwoz: Vec::new(),
             num_lines: Int32Builder::new(),
             user_emotion: StringBuilder::new(),
             assistant_emotion: StringBuilder::new(),
@@ -240,6 +258,10 @@ impl Columns {
             turns.append(true);
         }
         self.turns.append(true);
+        if self.layout.multiwoz {
+            self.multiwoz
+                .push(multiwoz::dialogue(&d.turns, quality.annotation.as_ref()));
+        }
         self.num_lines
             .append_value(i32::try_from(d.turns.len()).unwrap_or(i32::MAX));
         self.user_emotion.append_value(&d.user_emotion);
@@ -312,8 +334,19 @@ impl Columns {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.dialogue_id.finish()),
             Arc::new(self.services.finish()),
-            Arc::new(self.turns.finish()),
-            Arc::new(self.num_lines.finish()),
+        ];
+        if self.layout.multiwoz {
+            let rows = std::mem::take(&mut self.multiwoz);
+            columns.extend([
+                multiwoz::turns_array(&rows),
+                Arc::new(self.turns.finish()),
+                multiwoz::goals_array(&rows),
+            ]);
+        } else {
+            columns.push(Arc::new(self.turns.finish()));
+        }
+        columns.extend([
+            Arc::new(self.num_lines.finish()) as ArrayRef,
             Arc::new(self.user_emotion.finish()),
             Arc::new(self.assistant_emotion.finish()),
             Arc::new(self.scenario_category.finish()),
@@ -335,7 +368,7 @@ impl Columns {
             Arc::new(self.attempt.finish()),
             Arc::new(self.usage.finish()),
             Arc::new(self.checks.finish()),
-        ];
+        ]);
         if self.layout.judge {
             columns.push(Arc::new(self.judge.finish()));
         }
@@ -376,6 +409,19 @@ fn body(out: &mut String, depth: usize, data_type: &DataType) {
                 out.push_str(&format!("{pad}  list:\n"));
                 for f in fields {
                     feature(out, depth + 1, f.name(), f.data_type());
+                }
+            }
+            DataType::List(_) => {
+                out.push_str(&format!("{pad}  list:\n"));
+                body(out, depth + 1, inner.data_type());
+            }
+            _ if inner.metadata().contains_key(multiwoz::CLASS_LABEL) => {
+                out.push_str(&format!(
+                    "{pad}  list:\n{pad}    class_label:\n{pad}      names:\n"
+                ));
+                let names = &inner.metadata()[multiwoz::CLASS_LABEL];
+                for (i, name) in names.split(',').enumerate() {
+                    out.push_str(&format!("{pad}        '{i}': {name}\n"));
                 }
             }
             other => out.push_str(&format!("{pad}  list: {}\n", dtype(other))),

@@ -8,6 +8,7 @@
 
 mod card;
 pub mod columns;
+pub mod multiwoz;
 mod shards;
 pub mod splits;
 
@@ -113,6 +114,8 @@ impl Tally {
 struct Sink<'a> {
     job: &'a HfJob,
     cancel: &'a AtomicBool,
+    /// The plan is annotated: the `multiwoz` layout.
+    annotated: bool,
     data: PathBuf,
     /// Set in `begin`, from the snapshot the rows come from: whether there is a judge column.
     schema: Option<SchemaRef>,
@@ -136,6 +139,7 @@ impl DialogueSink for Sink<'_> {
         let layout = Layout {
             embeddings: self.job.embeddings,
             judge: judged > 0,
+            multiwoz: self.annotated,
         };
         let schema = columns::schema(layout);
         let props = properties(self.job.codec)?;
@@ -221,6 +225,7 @@ pub fn export(store: &Store, job: &HfJob, cancel: &AtomicBool) -> Result<String>
     let mut sink = Sink {
         job,
         cancel,
+        annotated: meta.config.annotate.is_some(),
         data: data.clone(),
         schema: None,
         pending: Vec::new(),
