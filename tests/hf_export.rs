@@ -490,3 +490,109 @@ fn a_reexport_or_a_same_named_folder_loads_fresh_rows_not_the_datasets_cache() {
         "the first project's out, exported again from the second store"
     );
 }
+
+/// A dialogue state tracker's data reader written for `multi_woz_v22`, walking the export as
+/// such code walks that dataset (turns → frames → state → slots_values), checked against what
+/// dgen stored (`generated_dialogues.json`'s `annotation`); the same through
+/// `load_dataset("parquet", …)` without the card.
+const DST_READER: &str = r#"
+import json, sys
+from datasets import load_dataset
+
+folder, records = sys.argv[1], sys.argv[2]
+stored = {r["dialogue_id"]: r for r in json.load(open(records))}
+ds = load_dataset(folder)
+turn_features = ds["train"].features["turns"]
+assert turn_features["speaker"].feature.names == ["USER", "SYSTEM"], turn_features["speaker"]
+
+def dst_examples(dialogue):
+    """Per user turn: the belief state, the active intents and the requested slots."""
+    turns = dialogue["turns"]
+    for i, (speaker, utterance, frame) in enumerate(zip(turns["speaker"], turns["utterance"], turns["frames"])):
+        if speaker != 0:
+            continue
+        belief, intents, requested, spans = {}, {}, {}, 0
+        for service, state, slots in zip(frame["service"], frame["state"], frame["slots"]):
+            sv = state["slots_values"]
+            for name, values in zip(sv["slots_values_name"], sv["slots_values_list"]):
+                belief[service + "|" + name] = values
+            intents[service] = state["active_intent"]
+            requested[service] = state["requested_slots"]
+            for slot, value, start, end in zip(slots["slot"], slots["value"], slots["start"], slots["exclusive_end"]):
+                assert utterance[start:end] == value, (utterance, slot, value, start, end)
+                spans += 1
+        yield turns["turn_id"][i], utterance, belief, intents, requested, spans
+
+out = {"dialogues": 0, "user_turns": 0, "slot_values": 0, "spans": 0, "requested": 0, "goals": 0}
+for split in ds:
+    for dialogue in ds[split]:
+        rec = stored[dialogue["dialogue_id"]]
+        ann = rec["annotation"]
+        out["dialogues"] += 1
+        examples = list(dst_examples(dialogue))
+        assert len(examples) == len(rec["turns"]) == len(ann["turns"]), dialogue["dialogue_id"]
+        for n, (example, turn, frames) in enumerate(zip(examples, rec["turns"], ann["turns"])):
+            turn_id, utterance, belief, intents, requested, spans = example
+            assert turn_id == str(2 * n) and utterance == turn["utterance"], (turn_id, utterance)
+            want = {f["service"] + "|" + s: v for f in frames["user"] for s, v in f["state"]["slot_values"].items()}
+            assert belief == want, (belief, want)
+            assert intents == {f["service"]: f["state"]["active_intent"] for f in frames["user"]}
+            assert requested == {f["service"]: f["state"]["requested_slots"] for f in frames["user"]}
+            out["user_turns"] += 1
+            out["slot_values"] += len(belief)
+            out["requested"] += sum(len(r) for r in requested.values())
+            out["spans"] += spans
+        system = dialogue["turns"]["utterance"][1::2]
+        assert system == [t["assistant_response"] for t in rec["turns"]]
+        goals = [{"service": g["service"], "intent": g["intent"],
+                  "inform_slots": [s for s, _ in g["inform"]], "inform_values": [v for _, v in g["inform"]],
+                  "request_slots": g["request"]} for g in ann["goals"]]
+        assert dialogue["goals"] == goals, (dialogue["goals"], goals)
+        out["goals"] += len(goals)
+        assert [t["utterance"] for t in dialogue["dgen_turns"]] == [t["utterance"] for t in rec["turns"]]
+
+# Without the card: the Parquet files alone give the same frames.
+files = load_dataset("parquet", data_files={"train": folder + "/data/train-*.parquet"})
+for a, b in zip(files["train"], ds["train"]):
+    assert a["turns"]["frames"] == b["turns"]["frames"] and a["turns"]["speaker"] == b["turns"]["speaker"]
+print(json.dumps(out))
+"#;
+
+#[test]
+#[ignore = "needs Hugging Face datasets in the venv of scripts/setup-hf.sh; .ci/run runs it after that script"]
+fn a_dst_reader_written_for_multi_woz_v22_reads_an_annotated_export() {
+    let python = hf_python();
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan(12, &[&["--annotate"][..], &common::TURNS[..]].concat())
+        .assert()
+        .success();
+    env.run(&mock, &["--concurrency", "2"]).assert().success();
+    env.dgen().arg("export").assert().success();
+    export_hf(&env, "ds", &["--splits", "train=0.7,test=0.3"]);
+    let card = std::fs::read_to_string(env.path("ds/README.md")).unwrap();
+    assert!(
+        card.contains("  - name: dgen_turns\n") && card.contains("'1': SYSTEM"),
+        "{card}"
+    );
+    std::fs::write(env.path("dst.py"), DST_READER).unwrap();
+    let out = std::process::Command::new(&python)
+        .current_dir(env.dir.path())
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", env.path("hf-home"))
+        .args(["dst.py", "ds", "generated_dialogues.json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the multi_woz_v22 reader failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(report["dialogues"], 12, "{report}");
+    for key in ["user_turns", "slot_values", "spans", "goals"] {
+        assert!(report[key].as_u64().unwrap() > 0, "{key}: {report}");
+    }
+}
