@@ -569,7 +569,7 @@ fn a_dst_reader_written_for_multi_woz_v22_reads_an_annotated_export() {
         .success();
     env.run(&mock, &["--concurrency", "2"]).assert().success();
     env.dgen().arg("export").assert().success();
-    export_hf(&env, "ds", &["--splits", "train=0.7,test=0.3"]);
+    export_hf(&env, "ds", &[]);
     let card = std::fs::read_to_string(env.path("ds/README.md")).unwrap();
     assert!(
         card.contains("  - name: dgen_turns\n") && card.contains("'1': SYSTEM"),
