@@ -111,6 +111,27 @@ fn an_annotated_plan_counts_goal_intents_and_slots_as_coverage_and_shows_empty_l
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(env.path("r.json")).unwrap()).unwrap();
     assert_eq!(json["metrics"]["labels"], *labels);
+    // Its per-check table and the browser's filter have the label checks after the text ones.
+    let checks: Vec<&str> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks.len(), 16, "{checks:?}");
+    assert_eq!(
+        checks[9..],
+        [
+            "unknown_label",
+            "categorical_value",
+            "ungrounded",
+            "dropped_slot",
+            "goal_unrealized",
+            "invalid_call",
+            "outcome_calls"
+        ]
+    );
+    assert!(page.contains(r#"<option value="outcome_calls">"#));
 }
 
 #[test]
@@ -134,4 +155,12 @@ fn a_plain_store_has_no_goal_coverage_and_no_label_figures() {
         .success();
     let page = std::fs::read_to_string(env.path("r.html")).unwrap();
     assert!(!page.contains(r#"id="labels""#) && !page.contains("goal_intent"));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("r.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["checks"].as_array().unwrap().len(),
+        9,
+        "the text checks alone"
+    );
+    assert!(!page.contains(r#"<option value="ungrounded">"#));
 }

@@ -572,7 +572,10 @@ fn a_dst_reader_written_for_multi_woz_v22_reads_an_annotated_export() {
     export_hf(&env, "ds", &[]);
     let card = std::fs::read_to_string(env.path("ds/README.md")).unwrap();
     assert!(
-        card.contains("  - name: dgen_turns\n") && card.contains("'1': SYSTEM"),
+        card.contains("  - name: dgen_turns\n")
+            && card.contains("'1': SYSTEM")
+            && card.contains("The label checks ran on 12 of the dialogues")
+            && card.contains("| `ungrounded` |"),
         "{card}"
     );
     std::fs::write(env.path("dst.py"), DST_READER).unwrap();

@@ -36,7 +36,8 @@ pub struct ReportData {
     /// `dgen status --json`, key for key.
     #[serde(flatten)]
     pub status: Report,
-    /// Per quality check, in [`Check::ALL`] order: the status report's `run.checks` (accepted
+    /// Per quality check, in [`Check::ALL`] order (the text checks alone for a plain store,
+    /// whose report stays what it was): the status report's `run.checks` (accepted
     /// dialogues flagged) and `run.rejections` (attempts rejected) under the check's name.
     pub checks: Vec<CheckCount>,
     pub browser: BrowserSummary,
@@ -117,7 +118,12 @@ pub fn build(
 
 /// The report around a status report and what the collector gathered.
 pub fn assemble(status: Report, seen: u64, seed: u64, dialogues: &[BrowserDialogue]) -> ReportData {
-    let checks = Check::ALL
+    let shown: &[Check] = if status.metrics.labels.is_some() {
+        &Check::ALL
+    } else {
+        &Check::TEXT
+    };
+    let checks = shown
         .iter()
         .map(|c| CheckCount {
             check: c.name(),

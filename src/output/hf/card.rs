@@ -11,6 +11,7 @@ use arrow_schema::Schema;
 
 use super::{columns, HfJob, Tally};
 use crate::metrics::{self, coverage::CoverageReport};
+use crate::quality::Check;
 use crate::store::{Meta, Store};
 
 /// An input as the card names it: its last path component, format and rows.
@@ -136,7 +137,13 @@ pub fn render(
     made(&mut out, meta, job, settings.as_ref());
     splits(&mut out, job, tally);
     contents(&mut out, tally);
-    quality(&mut out, tally, &counters, &coverage);
+    // A plain store's card lists the text checks alone, as it did before the label checks.
+    let checks: &[Check] = if meta.config.annotate.is_some() {
+        &Check::ALL
+    } else {
+        &Check::TEXT
+    };
+    quality(&mut out, tally, &counters, &coverage, checks);
     columns_doc(
         &mut out,
         job,
@@ -332,10 +339,11 @@ fn quality(
     tally: &Tally,
     counters: &BTreeMap<String, u64>,
     coverage: &CoverageReport,
+    checks: &[Check],
 ) {
     let total = tally.rows();
     out.push_str("## Quality\n\n");
-    let rejected: BTreeMap<String, u64> = crate::quality::Check::ALL
+    let rejected: BTreeMap<String, u64> = checks
         .iter()
         .filter_map(|c| {
             counters
@@ -349,7 +357,7 @@ fn quality(
          in `quality_checks`.\n\n\
          | check | flagged dialogues in this dataset | attempts rejected during generation |\n|---|---:|---:|\n",
     );
-    for check in crate::quality::Check::ALL {
+    for check in checks {
         let name = check.name();
         let flagged = tally.flagged.get(name).copied().unwrap_or(0);
         let _ = writeln!(
@@ -360,6 +368,21 @@ fn quality(
         );
     }
     out.push('\n');
+    if tally.labelled > 0 {
+        let _ = writeln!(
+            out,
+            "The label checks ran on {} of the dialogues: {} ({}) have every label grounded in \
+             the text, {} ({}) realize their planned goal (every goal value in the final state), \
+             {} ({}) both.\n",
+            tally.labelled,
+            tally.grounded,
+            percent(tally.grounded, tally.labelled),
+            tally.goal_realized,
+            percent(tally.goal_realized, tally.labelled),
+            tally.grounded_and_realized,
+            percent(tally.grounded_and_realized, tally.labelled),
+        );
+    }
     if tally.judged > 0 {
         let mean = tally
             .judge_overall

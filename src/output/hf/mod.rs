@@ -74,6 +74,11 @@ pub struct Tally {
     pub flagged: BTreeMap<String, u64>,
     pub judged: u64,
     pub judge_overall: [u64; 5],
+    /// Dialogues the label checks ran on, and of those grounded, goal-realized and both.
+    pub labelled: u64,
+    pub grounded: u64,
+    pub goal_realized: u64,
+    pub grounded_and_realized: u64,
     /// A hash of every shard's name and bytes: the card carries it so that `datasets`, which
     /// keys its cache of a local folder on the folder's name and the card (not on the files),
     /// loads a re-export, or another export to a folder of the same name, afresh.
@@ -104,6 +109,12 @@ impl Tally {
         *self.service_count.entry(d.services.len()).or_default() += 1;
         self.turns += d.turns.len() as u64;
         self.imported += u64::from(d.item_index.is_none());
+        if let Some(labels) = quality.annotation.as_ref().and_then(|a| a.labels) {
+            self.labelled += 1;
+            self.grounded += u64::from(labels.grounded);
+            self.goal_realized += u64::from(labels.goal_realized);
+            self.grounded_and_realized += u64::from(labels.grounded && labels.goal_realized);
+        }
         if let Some(score) = &quality.judge {
             self.judged += 1;
             self.judge_overall[usize::from(score.overall.clamp(1, 5)) - 1] += 1;

@@ -62,7 +62,7 @@ pub(super) fn browser_head(out: &mut String, r: &ReportData, dialogues: &[Browse
         &assistant,
     );
     let mut checks = vec!["(none)".to_string()];
-    checks.extend(Check::ALL.iter().map(|c| c.name().to_string()));
+    checks.extend(r.checks.iter().map(|c| c.check.to_string()));
     select(out, "check", "check", "any", &checks);
     if r.status.metrics.judge.judged > 0 {
         let mut scores = vec!["(unscored)".to_string()];

@@ -29,7 +29,6 @@ use super::{BrowserDialogue, BrowserSummary, ReportData};
 use crate::catalog::SIZE_NAMES;
 use crate::metrics::coverage::{DimensionReport, DIMENSIONS, GOAL_DIMENSIONS};
 use crate::metrics::lexical::Summary;
-use crate::quality::Check;
 use crate::status::Share;
 
 /// Charts list at most this many values (the most planned first); `report.json` has all.
