@@ -1,8 +1,11 @@
 //! `dgen status` and `dgen report` on an annotated store: the plan's user goals as coverage
-//! dimensions and the label checks' figures; a plain store's output has neither.
+//! dimensions and the label checks' figures, checked against the dry run's goals and the
+//! exported labels of a run against the mock with planted label faults; a plain store's output
+//! has neither.
 
 mod common;
 
+use common::mock::{Fault, LabelFault, MockServer};
 use common::{Env, TURNS};
 use serde_json::Value;
 
@@ -163,4 +166,106 @@ fn a_plain_store_has_no_goal_coverage_and_no_label_figures() {
         "the text checks alone"
     );
     assert!(!page.contains(r#"<option value="ungrounded">"#));
+}
+
+/// A hotel-only catalog, so every planted label fault has a place (as tests/annotated.rs).
+fn hotel_catalog(env: &Env, file: &str) {
+    let builtin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/catalog.json");
+    let mut catalog: Value =
+        serde_json::from_str(&std::fs::read_to_string(builtin).unwrap()).unwrap();
+    catalog["core_services"] = serde_json::json!(["hotel"]);
+    catalog["service_count_weights"] =
+        serde_json::json!({"single": 1.0, "double": 0.0, "triple": 0.0, "quadruple": 0.0});
+    catalog["logical_combinations"] =
+        serde_json::json!({"double": [], "triple": [], "quadruple": []});
+    catalog["scenario_categories"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| k == "general" || k == "hotel");
+    catalog["resolution_statuses"] = serde_json::json!({"Resolved": 1.0});
+    std::fs::write(env.path(file), catalog.to_string()).unwrap();
+}
+
+#[test]
+fn label_figures_count_what_the_checks_found_in_the_stored_dialogues_and_the_rejections() {
+    let env = Env::new();
+    hotel_catalog(&env, "hotel.json");
+    env.plan(
+        6,
+        &[&["--annotate", "--catalog", "hotel.json"][..], &TURNS[..]].concat(),
+    )
+    .assert()
+    .success();
+    let mock = MockServer::start();
+    // One answer kept with an ungrounded value (flagged), one rejected for a dropped slot, one
+    // with both rejected for its dropped slot; each rejected item is re-attempted cleanly.
+    mock.push([
+        Fault::Labels(vec![LabelFault::Ungrounded]),
+        Fault::Labels(vec![LabelFault::DroppedSlot]),
+        Fault::Labels(vec![LabelFault::Ungrounded, LabelFault::DroppedSlot]),
+    ]);
+    env.run(
+        &mock,
+        &[
+            "--concurrency",
+            "1",
+            "--checks",
+            "ungrounded=flag,dropped_slot=reject",
+        ],
+    )
+    .assert()
+    .success();
+    let records = env.export_all().records;
+    assert_eq!(records.len(), 6);
+    let count = |f: &dyn Fn(&Value) -> bool| records.iter().filter(|r| f(r)).count() as u64;
+    let labels = |r: &Value, key: &str| r["annotation"]["labels"][key] == true;
+    let grounded = count(&|r| labels(r, "grounded"));
+    let realized = count(&|r| labels(r, "goal_realized"));
+    let both = count(&|r| labels(r, "grounded") && labels(r, "goal_realized"));
+    let flagged = |check: &str| {
+        count(&|r| {
+            r["quality"]["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["check"] == check)
+        })
+    };
+    assert_eq!(grounded, 5, "the planted ungrounded value");
+
+    let status = env.status_json();
+    let l = &status["metrics"]["labels"];
+    assert_eq!(
+        (l["annotated"].as_u64(), l["checked"].as_u64()),
+        (Some(6), Some(6))
+    );
+    assert_eq!(l["grounded"], grounded);
+    assert_eq!(l["goal_realized"], realized);
+    assert_eq!(l["grounded_and_realized"], both);
+    assert_eq!(l["grounded_share"], grounded as f64 / 6.0);
+    assert_eq!(l["goal_realized_share"], realized as f64 / 6.0);
+    let by: std::collections::BTreeMap<String, (u64, u64)> = l["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let n = |k: &str| c[k].as_u64().unwrap();
+            (
+                c["check"].as_str().unwrap().to_string(),
+                (n("flagged"), n("rejected")),
+            )
+        })
+        .collect();
+    assert_eq!(by["ungrounded"], (1, 0));
+    assert_eq!(by["dropped_slot"], (0, 2));
+    assert_eq!(by["goal_unrealized"].0, flagged("goal_unrealized"));
+    assert_eq!(by["invalid_call"], (0, 0));
+    let text = env.stdout(env.dgen().arg("status"));
+    let line = format!(
+        "labels:      6 annotated dialogues, 6 checked: {grounded} grounded ({:.1}%)",
+        100.0 * grounded as f64 / 6.0
+    );
+    assert!(text.contains(&line), "{line:?} in:\n{text}");
+    assert!(text.contains("ungrounded 1 flagged/0 rejected"), "{text}");
+    assert!(text.contains("dropped_slot 0 flagged/2 rejected"), "{text}");
 }
