@@ -125,13 +125,13 @@ mod tests {
                 })
                 .collect(),
             judge: None,
-            annotation: Some(Annotation {
+            annotation: Some(Box::new(Annotation {
                 labels: labels.map(|(grounded, goal_realized)| LabelSummary {
                     grounded,
                     goal_realized,
                 }),
                 ..Annotation::default()
-            }),
+            })),
         }
     }
 

@@ -260,7 +260,7 @@ impl Columns {
         self.turns.append(true);
         if self.layout.multiwoz {
             self.multiwoz
-                .push(multiwoz::dialogue(&d.turns, quality.annotation.as_ref()));
+                .push(multiwoz::dialogue(&d.turns, quality.annotation.as_deref()));
         }
         self.num_lines
             .append_value(i32::try_from(d.turns.len()).unwrap_or(i32::MAX));
