@@ -5,7 +5,9 @@
 # bounds, share whose last turn matches the resolution status (keyword heuristic below), and
 # the duplicate rate; and the share of parsed answers failing each quality check (all checks
 # set to flag for the benchmark, so that every answer is measured by every check).
-# Usage: scripts/bench-local.sh [N] [json|tags]; DGEN_BIN=path uses that dgen instead of building
+# `annotated` plans with --annotate (2-4 turns: the labels make answers ~3x longer) and adds
+# the label checks, all flagging, and the shares grounded / goal realized (docs/annotated.md).
+# Usage: scripts/bench-local.sh [N] [json|tags|annotated]; DGEN_BIN=path uses that dgen instead of building
 # a release one (the shares do not depend on the build; dgen's own speed does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +24,21 @@ fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
-"$BIN" plan --total_generations "$N" --dataset "$OLDPWD/fixtures/multiwoz_hf" \
-  --persona_dataset "$OLDPWD/fixtures/personas_hf" --min_turns 3 5 --max_turns 5 8 >/dev/null 2>&1
-start=$(date +%s.%N)
 CHECKS="copied_example=flag,placeholder=flag,repetitive=flag,outcome_mismatch=flag,off_topic=flag,copied_reference=flag"
 CHECKS="$CHECKS,short_utterances=flag,repeated_reply=flag,intent_labels=flag"
-"$BIN" run --local --structured "$MODE" --max_attempts 1 --max_consecutive_failures 1000 \
+if [[ "$MODE" == annotated ]]; then
+  PLAN=(--annotate --min_turns 2 3 --max_turns 3 4)
+  RUN=()
+  CHECKS="$CHECKS,unknown_label=flag,categorical_value=flag,ungrounded=flag,dropped_slot=flag"
+  CHECKS="$CHECKS,goal_unrealized=flag,invalid_call=flag,outcome_calls=flag"
+else
+  PLAN=(--min_turns 3 5 --max_turns 5 8)
+  RUN=(--structured "$MODE")
+fi
+"$BIN" plan --total_generations "$N" --dataset "$OLDPWD/fixtures/multiwoz_hf" \
+  --persona_dataset "$OLDPWD/fixtures/personas_hf" "${PLAN[@]}" >/dev/null 2>&1
+start=$(date +%s.%N)
+"$BIN" run --local "${RUN[@]}" --max_attempts 1 --max_consecutive_failures 1000 \
   --checks "$CHECKS" >/dev/null 2>run.log || true
 end=$(date +%s.%N)
 "$BIN" export >/dev/null || true
@@ -80,4 +91,19 @@ kept = [d for d in dialogues if not reject & {c["check"] for c in d["quality"]["
 kept_demo = [d for d in dialogues if not (reject - {"repetitive"}) & {c["check"] for c in d["quality"]["checks"]}]
 print(f"  would pass the rejecting checks: {len(kept)}/{checked} with the defaults, "
       f"{len(kept_demo)}/{checked} with the demo's (repetitive flagged)")
+if mode == "annotated":
+    labels = [d["annotation"].get("labels") or {} for d in dialogues]
+    grounded = sum(1 for l in labels if l.get("grounded"))
+    realized = sum(1 for l in labels if l.get("goal_realized"))
+    both = sum(1 for l in labels if l.get("grounded") and l.get("goal_realized"))
+    print(f"  labels (of the accepted): grounded {grounded}/{checked} = {100 * grounded / max(checked, 1):.0f}%, "
+          f"goal realized {realized}/{checked} = {100 * realized / max(checked, 1):.0f}%, both {both}/{checked}")
+    names = ("unknown_label", "categorical_value", "ungrounded", "dropped_slot", "goal_unrealized",
+             "invalid_call", "outcome_calls")
+    print("  label checks (of the accepted, all flagging): " + ", ".join(
+        f"{c} {flagged.get(c, 0)}/{checked} = {100 * flagged.get(c, 0) / max(checked, 1):.0f}%" for c in names))
+    label_reject = reject | {"unknown_label", "categorical_value", "ungrounded", "dropped_slot",
+                             "invalid_call", "outcome_calls"}
+    kept_labels = [d for d in dialogues if not label_reject & {c["check"] for c in d["quality"]["checks"]}]
+    print(f"  would pass every rejecting check at the default actions (text and labels): {len(kept_labels)}/{checked}")
 PY

@@ -136,18 +136,42 @@ impl Annotation {
     }
 }
 
-/// Every place `value` occurs in `text`, case-insensitively, as character offsets: the first
-/// whole-word occurrence if there is one, else the first occurrence at all.
-pub fn find_span(text: &str, value: &str) -> Option<(usize, usize)> {
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
+/// One character as values are compared: lower case (where that is one character), typographic
+/// quotes and dashes as their ASCII forms, any space as a space. One character for one, so
+/// offsets into the folded text are offsets into the original.
+fn fold(c: char) -> char {
+    match c {
+        '\u{2018}' | '\u{2019}' | '\u{201B}' | '\u{2032}' | '`' | '\u{00B4}' => '\'',
+        '\u{201C}' | '\u{201D}' | '\u{201F}' | '\u{2033}' => '"',
+        '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
+        c if c.is_whitespace() => ' ',
+        c => {
+            let mut lower = c.to_lowercase();
+            match (lower.next(), lower.next()) {
+                (Some(l), None) => l,
+                _ => c,
+            }
+        }
     }
-    let hay: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
-    let needle: Vec<char> = value.chars().flat_map(char::to_lowercase).collect();
-    // Lower-casing may change the length of a character (rare: 'İ'); offsets are only exact
-    // when it does not, so such texts fall back to no span rather than a wrong one.
-    if hay.len() != text.chars().count() || needle.is_empty() || needle.len() > hay.len() {
+}
+
+fn folded(text: &str) -> Vec<char> {
+    text.chars().map(fold).collect()
+}
+
+/// Whether two values are the same value: equal once folded (letter case, quotes, dashes).
+pub fn same_value(a: &str, b: &str) -> bool {
+    a.trim().chars().map(fold).eq(b.trim().chars().map(fold))
+}
+
+/// Every place `value` occurs in `text`, compared folded (letter case, typographic quotes and
+/// dashes aside), as character offsets: the first whole-word occurrence if there is one, else
+/// the first occurrence at all. Text is compared as written, not Unicode-normalized: a value
+/// in composed form is not found in decomposed text.
+pub fn find_span(text: &str, value: &str) -> Option<(usize, usize)> {
+    let hay = folded(text);
+    let needle = folded(value.trim());
+    if needle.is_empty() || needle.len() > hay.len() {
         return None;
     }
     let word = |i: Option<&char>| i.is_none_or(|c| !c.is_alphanumeric());
@@ -166,10 +190,9 @@ pub fn find_span(text: &str, value: &str) -> Option<(usize, usize)> {
     first
 }
 
-/// Whether `value` was said in `text` (case-insensitively).
+/// Whether `value` was said in `text` (compared folded, as [`find_span`] does).
 pub fn mentions(text: &str, value: &str) -> bool {
-    let value = value.trim().to_lowercase();
-    !value.is_empty() && text.to_lowercase().contains(&value)
+    find_span(text, value).is_some()
 }
 
 #[cfg(test)]
@@ -191,6 +214,18 @@ mod tests {
         assert_eq!(find_span("the italianate one", "italian"), Some((4, 11)));
         assert_eq!(find_span("nothing here", "paris"), None);
         assert_eq!(find_span("anything", " "), None);
+        // Typographic quotes and dashes are the ASCII ones; a character whose lower case is
+        // longer ('İ') keeps every other span of the text.
+        assert_eq!(
+            find_span("Off to King\u{2019}s College", "king's college"),
+            Some((7, 21))
+        );
+        assert_eq!(
+            find_span("the Maple\u{2011}Lodge", "maple-lodge"),
+            Some((4, 15))
+        );
+        assert_eq!(find_span("İstiklal then Taksim", "taksim"), Some((14, 20)));
+        assert!(same_value("ZÜRICH", "zürich") && !same_value("Zurich", "Zürich"));
     }
 
     #[test]

@@ -174,6 +174,9 @@ impl Schema {
                     bail!("service \"{name}\" lists slot \"{}\" twice", slot.name);
                 }
             }
+            if s.slots.is_empty() {
+                bail!("service \"{name}\" has no slots; give it at least one (a request's JSON schema lists the slots)");
+            }
             if s.intents.is_empty() {
                 bail!("service \"{name}\" has no intents; give it at least one");
             }
@@ -289,7 +292,7 @@ mod tests {
 
     #[test]
     fn an_intent_naming_a_missing_slot_is_refused_with_the_fix() {
-        let text = r#"[{"service_name": "a", "slots": [], "intents": [{"name": "i", "required_slots": ["y"]}]}]"#;
+        let text = r#"[{"service_name": "a", "slots": [{"name": "x"}], "intents": [{"name": "i", "required_slots": ["y"]}]}]"#;
         let schema: Schema = serde_json::from_str(text).unwrap();
         let e = schema.validate().unwrap_err().to_string();
         assert!(e.contains("\"y\"") && e.contains("add it"), "{e}");

@@ -36,6 +36,19 @@ pub fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> Result<PlanConfig
         }
         // Only the services the catalog can plan are kept: the plan's encoding stays small
         // when a large schema file (SGD's has 45 services) is given.
+        let dropped: Vec<&str> = schema
+            .services
+            .iter()
+            .map(|s| s.service_name.as_str())
+            .filter(|s| !catalog.core_services.iter().any(|c| c == s))
+            .collect();
+        if args.services_schema.is_some() && !dropped.is_empty() {
+            tracing::warn!(
+                "--services_schema: {} service(s) not in the catalog are not planned ({}); add them to the catalog's core_services (--catalog) to generate for them",
+                dropped.len(),
+                dropped.join(", ")
+            );
+        }
         let schema = schema.only(catalog.core_services.iter().map(String::as_str));
         let annotate = plan::Annotate { schema, values };
         annotate.validate(&catalog.core_services)?;

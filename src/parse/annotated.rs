@@ -142,6 +142,10 @@ pub fn parse_annotated(
                 slot_values,
             };
             let service = s.service.trim().to_string();
+            // A service listed twice: the first state is the turn's, as the frame kept.
+            if user.iter().any(|f: &Frame| f.service == service) {
+                continue;
+            }
             let mut frame = Frame::new(&service);
             frame.actions = user_acts(previous.get(&service), &state);
             frame.slots = spans(&utterance, &state.slot_values, |slot| {
@@ -149,9 +153,7 @@ pub fn parse_annotated(
             });
             previous.insert(service, state.clone());
             frame.state = Some(state);
-            if !user.iter().any(|f: &Frame| f.service == frame.service) {
-                user.push(frame);
-            }
+            user.push(frame);
         }
         let intent = turn_intent(&user, primary);
         let mut assistant: Vec<Frame> = user.iter().map(|f| Frame::new(&f.service)).collect();
@@ -230,8 +232,23 @@ fn turn_intent(frames: &[Frame], primary: &str) -> String {
         .find(|f| f.service == primary)
         .or_else(|| frames.iter().find(active))
         .and_then(|f| f.state.as_ref())
-        .map(|s| s.active_intent.clone())
+        .map(|s| snake_case(&s.active_intent))
         .unwrap_or_else(|| "none".to_string())
+}
+
+/// An intent as the plain turn's snake_case label: SGD's `ReserveRestaurant` is
+/// `reserve_restaurant` there (the state keeps the schema's name).
+fn snake_case(intent: &str) -> String {
+    let mut out = String::with_capacity(intent.len() + 4);
+    let mut previous_lower = false;
+    for c in intent.chars() {
+        if c.is_uppercase() && previous_lower {
+            out.push('_');
+        }
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        out.extend(c.to_lowercase());
+    }
+    out
 }
 
 /// The spans of the non-categorical values found in `text`: one per slot, the first value found.
@@ -350,6 +367,13 @@ mod tests {
         let slots: Vec<&str> = system.slots.iter().map(|s| s.slot.as_str()).collect();
         assert_eq!(slots, ["hotel-phone", "hotel-ref"]);
         assert!(a.simulated_results);
+    }
+
+    #[test]
+    fn a_schema_intent_becomes_a_snake_case_label_in_the_plain_turn() {
+        assert_eq!(snake_case("ReserveRestaurant"), "reserve_restaurant");
+        assert_eq!(snake_case("book_hotel"), "book_hotel");
+        assert_eq!(snake_case("GetCarsAvailable2"), "get_cars_available2");
     }
 
     #[test]

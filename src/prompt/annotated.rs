@@ -41,7 +41,7 @@ pub fn static_prefix() -> &'static str {
      Every turn moves the conversation forward with new details: never repeat a sentence from an earlier turn.\n\
      Answer with JSON only: an object with a \"turns\" list. In each turn:\n\
      - \"user\": the customer's own words;\n\
-     - \"state\": for every service the customer has talked about so far, the state after this message: \"active_intent\" (one of the service's intents, or \"NONE\"), \"slot_values\" (every slot the customer has given a value for so far, each value written exactly as it was said), \"requested_slots\" (the slots the customer asks about in this message);\n\
+     - \"state\": for every service the customer has talked about so far, the state after this message: \"active_intent\" (one of the service's intents, or \"NONE\"), \"slot_values\" (every slot the customer has given a value for so far: a categorical slot's value is one of its possible_values, or dontcare; any other value is written exactly as it was said), \"requested_slots\" (the slots the customer asks about in this message);\n\
      - \"assistant\": the agent's reply in the agent's own words;\n\
      - \"service_call\": when the agent acts on the system in this turn, {\"service\", \"method\" (one of the service's intents), \"parameters\" (the state's values of the slots the intent takes)}, else null;\n\
      - \"service_results\": what the call returned, a list of results, each a list of {\"slot\", \"value\"} of the intent's result slots; an empty list when the call found nothing or failed, or when there is no call;\n\
@@ -245,24 +245,49 @@ pub fn strict_schema(services: &[&Service]) -> Value {
 /// Full JSON Schema for llama-server: each slot its own alternative, a categorical one's value
 /// limited to its possible values, fields capped, the turn count bounded.
 pub fn full_schema(services: &[&Service], min: u32, max: u32) -> Value {
-    let mut alternatives = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    // A slot name several services share (SGD's `city`, `date`) takes the union of their
+    // possible values, or any text where one of them is free text.
+    let mut values: std::collections::BTreeMap<&str, Option<Vec<&str>>> = Default::default();
     for service in services {
         for slot in &service.slots {
-            if !seen.insert(slot.name.as_str()) {
-                continue;
+            let own = (slot.is_categorical && !slot.possible_values.is_empty()).then(|| {
+                slot.possible_values
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+            });
+            match (values.get_mut(slot.name.as_str()), own) {
+                (None, own) => {
+                    values.insert(&slot.name, own);
+                }
+                (Some(Some(known)), Some(own)) => {
+                    known.extend(
+                        own.into_iter()
+                            .filter(|v| !known.contains(v))
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                (Some(known), _) => *known = None,
             }
-            let value = if slot.is_categorical && !slot.possible_values.is_empty() {
-                json!({"type": "string", "enum": slot.possible_values})
-            } else {
-                json!({"type": "string", "minLength": 1, "maxLength": MAX_INTENT_CHARS})
-            };
-            alternatives.push(object(json!({
-                "slot": {"type": "string", "const": slot.name},
-                "value": value,
-            })));
         }
     }
+    let alternatives: Vec<Value> = values
+        .into_iter()
+        .map(|(name, values)| {
+            let value = match values {
+                // `dontcare`: the user accepts any value, as in SGD.
+                Some(mut list) => {
+                    list.push("dontcare");
+                    json!({"type": "string", "enum": list})
+                }
+                None => json!({"type": "string", "minLength": 1, "maxLength": MAX_INTENT_CHARS}),
+            };
+            object(json!({
+                "slot": {"type": "string", "const": name},
+                "value": value,
+            }))
+        })
+        .collect();
     let text = json!({"type": "string", "minLength": 1, "maxLength": MAX_FIELD_CHARS});
     turn_schema(
         services,
@@ -290,8 +315,33 @@ mod tests {
         }
         assert!(strict.contains("\"book_taxi\"") && strict.contains("\"NONE\""));
         let full = serde_json::to_string(&full_schema(&services, 2, 6)).unwrap();
-        assert!(full.contains(r#""slot":{"type":"string","const":"hotel-pricerange"},"value":{"type":"string","enum":["cheap","moderate","expensive"]"#), "{full}");
+        assert!(full.contains(r#""slot":{"type":"string","const":"hotel-pricerange"},"value":{"type":"string","enum":["cheap","moderate","expensive","dontcare"]"#), "{full}");
         assert!(full.contains("\"minItems\":2") && full.contains("\"maxItems\":6"));
+    }
+
+    #[test]
+    fn a_slot_name_two_services_share_takes_both_definitions() {
+        let two: Services = serde_json::from_str(
+            r#"[{"service_name": "a", "slots": [{"name": "count", "is_categorical": true, "possible_values": ["1", "2"]},
+                                                 {"name": "city", "is_categorical": true, "possible_values": ["x"]}],
+                 "intents": [{"name": "i"}]},
+                {"service_name": "b", "slots": [{"name": "count", "is_categorical": true, "possible_values": ["2", "9"]},
+                                                 {"name": "city", "is_categorical": false}],
+                 "intents": [{"name": "j"}]}]"#,
+        )
+        .unwrap();
+        let services: Vec<&Service> = two.services.iter().collect();
+        let full = serde_json::to_string(&full_schema(&services, 1, 3)).unwrap();
+        assert!(
+            full.contains(
+                r#""const":"count"},"value":{"type":"string","enum":["1","2","9","dontcare"]}"#
+            ),
+            "{full}"
+        );
+        assert!(
+            full.contains(r#""const":"city"},"value":{"type":"string","minLength""#),
+            "{full}"
+        );
     }
 
     #[test]

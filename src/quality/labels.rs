@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::{Action, Check, Finding, QualityConfig, Verdict};
-use crate::annotation::{mentions, Annotation, LabelSummary, State, UserGoal};
+use crate::annotation::{mentions, same_value, Annotation, LabelSummary, State, UserGoal};
 use crate::parse::annotated::NO_INTENT;
 use crate::parse::ParsedTurn;
 use crate::schema::{Schema, Service};
@@ -142,11 +142,7 @@ fn unknown_label(s: &LabelSubject<'_>) -> Option<String> {
 fn allowed(service: Option<&Service>, slot: &str, value: &str) -> bool {
     match service.and_then(|s| s.slot(slot)) {
         Some(slot) if slot.is_categorical && !slot.possible_values.is_empty() => {
-            value.eq_ignore_ascii_case(DONTCARE)
-                || slot
-                    .possible_values
-                    .iter()
-                    .any(|p| p.eq_ignore_ascii_case(value.trim()))
+            same_value(value, DONTCARE) || slot.possible_values.iter().any(|p| same_value(p, value))
         }
         _ => true,
     }
@@ -189,7 +185,7 @@ fn ungrounded(s: &LabelSubject<'_>) -> Option<String> {
         for frame in &turn.user {
             for (slot, value) in frame.state.iter().flat_map(values) {
                 if !categorical(s.schema, &frame.service, slot)
-                    && !value.eq_ignore_ascii_case(DONTCARE)
+                    && !same_value(value, DONTCARE)
                     && !mentions(&said, value)
                 {
                     return Some(format!(
@@ -207,7 +203,7 @@ fn ungrounded(s: &LabelSubject<'_>) -> Option<String> {
             };
             for (slot, value) in &call.parameters {
                 if !categorical(s.schema, &frame.service, slot)
-                    && !value.eq_ignore_ascii_case(DONTCARE)
+                    && !same_value(value, DONTCARE)
                     && !mentions(&said, value)
                 {
                     return Some(format!(
@@ -263,7 +259,7 @@ fn goal_unrealized(s: &LabelSubject<'_>) -> Option<String> {
         for (slot, value) in &goal.inform {
             let held = state
                 .and_then(|st| st.slot_values.get(slot))
-                .is_some_and(|vs| vs.iter().any(|v| v.trim().eq_ignore_ascii_case(value)));
+                .is_some_and(|vs| vs.iter().any(|v| same_value(v, value)));
             if !held {
                 return Some(format!(
                     "{}: the goal's {slot} = \"{value}\" is not in the final state",
@@ -327,7 +323,7 @@ fn invalid_call(s: &LabelSubject<'_>) -> Option<String> {
             for (slot, value) in &call.parameters {
                 let in_state = current
                     .and_then(|st| st.slot_values.get(slot))
-                    .is_some_and(|vs| vs.iter().any(|v| v.eq_ignore_ascii_case(value)));
+                    .is_some_and(|vs| vs.iter().any(|v| same_value(v, value)));
                 if !in_state {
                     return Some(format!(
                         "turn {n}: {method} is called with {slot} = \"{value}\", which is not the state's value"
