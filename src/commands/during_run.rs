@@ -8,10 +8,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::ipc::{self, protocol, NoRun, Request, Response, Unreached};
 use crate::output::export::{self, DialogueFiles, ExportJob};
+use crate::output::formats::{Format, FormatJob};
 use crate::output::hf::splits::SplitSpec;
 use crate::output::hf::{Codec, HfJob};
 use crate::report::{self, ReportJob};
@@ -148,6 +149,16 @@ pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<St
             };
             export::execute(store, &ExportJob::Hf(job), cancel)
         }
+        Request::ExportFormat(r) => {
+            let format = Format::from_name(&r.format)
+                .with_context(|| format!("unknown export format \"{}\" in the request", r.format))?;
+            let job = FormatJob {
+                format,
+                path: absolute(r.path)?,
+                include_imported: r.include_imported,
+            };
+            export::execute(store, &ExportJob::Format(job), cancel)
+        }
         Request::Report(r) => {
             let job = ReportJob {
                 html: absolute(r.html)?,
@@ -197,6 +208,11 @@ pub fn export_request(job: &ExportJob) -> Result<Request> {
             shard_rows: job.shard_rows,
             shard_bytes: job.shard_bytes,
             embeddings: job.embeddings,
+            include_imported: job.include_imported,
+        }),
+        ExportJob::Format(job) => Request::ExportFormat(protocol::ExportFormatRequest {
+            format: job.format.name().into(),
+            path: std::path::absolute(&job.path)?,
             include_imported: job.include_imported,
         }),
     })

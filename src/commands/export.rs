@@ -10,6 +10,7 @@ use anyhow::Result;
 use crate::cli::{ExportArgs, Only};
 use crate::commands::during_run;
 use crate::output::export::{self, DialogueFiles, ExportJob};
+use crate::output::formats::{Format, FormatJob};
 use crate::output::hf::HfJob;
 
 /// What the flags ask for: the plan file alone, or the dialogue files (each of the three unless
@@ -27,6 +28,21 @@ pub fn job(args: &ExportArgs) -> ExportJob {
             shard_rows: args.shard_rows,
             shard_bytes: args.shard_mb.saturating_mul(1 << 20),
             embeddings: !args.no_embeddings,
+            include_imported: args.include_imported,
+        });
+    }
+    let formats = [
+        (Format::Sgd, &args.sgd),
+        (Format::Chat, &args.chat),
+        (Format::Multiwoz, &args.multiwoz),
+    ];
+    if let Some((format, path)) = formats
+        .into_iter()
+        .find_map(|(f, p)| Some((f, p.as_ref()?)))
+    {
+        return ExportJob::Format(FormatJob {
+            format,
+            path: path.clone(),
             include_imported: args.include_imported,
         });
     }

@@ -20,6 +20,7 @@ pub enum Request {
     ExportDialogues(ExportDialoguesRequest),
     ExportPlan(ExportPlanRequest),
     ExportHf(ExportHfRequest),
+    ExportFormat(ExportFormatRequest),
     Report(ReportRequest),
 }
 
@@ -63,6 +64,17 @@ pub struct ExportHfRequest {
     pub shard_rows: u64,
     pub shard_bytes: u64,
     pub embeddings: bool,
+    pub include_imported: bool,
+}
+
+/// `dgen export --sgd/--chat/--multiwoz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportFormatRequest {
+    /// `sgd`, `chat` or `multiwoz`.
+    pub format: String,
+    /// An absolute path: the folder (`sgd`) or the file.
+    pub path: PathBuf,
     pub include_imported: bool,
 }
 
