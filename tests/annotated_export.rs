@@ -80,7 +80,10 @@ fn an_sgd_split_round_trips_through_import_and_export_sgd_unchanged() {
     assert_eq!(output, input);
     let (ok, said) = format_checks("sgd", &env.path("out"));
     assert!(ok, "{said}");
-    assert!(said.contains("ok: 3 dialogues in 1 files, 4 services"), "{said}");
+    assert!(
+        said.contains("ok: 3 dialogues in 1 files, 4 services"),
+        "{said}"
+    );
     let schema = read(&env.path("out/schema.json"));
     let media = schema
         .as_array()
@@ -179,9 +182,12 @@ fn chat_export_turns_service_calls_into_answered_tool_calls() {
         .find(|m| m["tool_calls"].is_array())
         .unwrap();
     assert_eq!(call["tool_calls"][0]["function"]["name"], "PlayMovie");
-    let arguments: Value =
-        serde_json::from_str(call["tool_calls"][0]["function"]["arguments"].as_str().unwrap())
-            .unwrap();
+    let arguments: Value = serde_json::from_str(
+        call["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(arguments, json!({"subtitles": "True", "title": "Red Joan"}));
     let answer = messages.iter().find(|m| m["role"] == "tool").unwrap();
     assert_eq!(answer["content"], "[]");
@@ -221,7 +227,11 @@ fn plain(i: usize) -> Value {
 fn a_plain_store_is_refused_by_export_sgd_but_exports_as_chat_and_multiwoz() {
     let env = Env::new();
     env.plan(2, &[]).assert().success();
-    std::fs::write(env.path("plain.json"), json!([plain(0), plain(1)]).to_string()).unwrap();
+    std::fs::write(
+        env.path("plain.json"),
+        json!([plain(0), plain(1)]).to_string(),
+    )
+    .unwrap();
     import(&env, &env.path("plain.json"), 2).assert().success();
     env.dgen()
         .args(["export", "--sgd", "out", "--include_imported"])

@@ -150,8 +150,9 @@ pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<St
             export::execute(store, &ExportJob::Hf(job), cancel)
         }
         Request::ExportFormat(r) => {
-            let format = Format::from_name(&r.format)
-                .with_context(|| format!("unknown export format \"{}\" in the request", r.format))?;
+            let format = Format::from_name(&r.format).with_context(|| {
+                format!("unknown export format \"{}\" in the request", r.format)
+            })?;
             let job = FormatJob {
                 format,
                 path: absolute(r.path)?,

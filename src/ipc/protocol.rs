@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides refuse another version. 2: the report
-/// request (a run speaking 1 could not have answered it).
-pub const VERSION: u32 = 2;
+/// request (a run speaking 1 could not have answered it). 3: the export-format request
+/// (`--sgd`, `--chat`, `--multiwoz`).
+pub const VERSION: u32 = 3;
 
 /// The longest request line the server reads.
 pub const MAX_REQUEST_BYTES: u64 = 64 << 10;
@@ -146,11 +147,11 @@ mod tests {
         });
         let line = String::from_utf8(encode(&request)).unwrap();
         assert_eq!(decode::<Request>(&line).unwrap(), request);
-        let other = line.replace("\"version\":2", "\"version\":1");
+        let other = line.replace("\"version\":3", "\"version\":2");
         assert!(decode::<Request>(&other)
             .unwrap_err()
-            .contains("speaks protocol version 1"));
-        assert!(decode::<Request>("{\"version\":2,\"body\":{\"kind\":\"shell\"}}").is_err());
+            .contains("speaks protocol version 2"));
+        assert!(decode::<Request>("{\"version\":3,\"body\":{\"kind\":\"shell\"}}").is_err());
         let report = Request::Report(ReportRequest {
             html: "/tmp/r.html".into(),
             json: "/tmp/r.json".into(),
@@ -159,5 +160,12 @@ mod tests {
         });
         let line = String::from_utf8(encode(&report)).unwrap();
         assert_eq!(decode::<Request>(&line).unwrap(), report);
+        let format = Request::ExportFormat(ExportFormatRequest {
+            format: "sgd".into(),
+            path: "/tmp/sgd".into(),
+            include_imported: true,
+        });
+        let line = String::from_utf8(encode(&format)).unwrap();
+        assert_eq!(decode::<Request>(&line).unwrap(), format);
     }
 }

@@ -219,8 +219,17 @@ mod tests {
             service("Hotels_1", &["Search", "ReserveHotel"]),
             service("Flights 2", &["Search"]),
         ]);
-        assert_eq!(names[&("Hotels_1".into(), "ReserveHotel".into())], "ReserveHotel");
-        assert_eq!(names[&("Hotels_1".into(), "Search".into())], "Hotels_1__Search");
-        assert_eq!(names[&("Flights 2".into(), "Search".into())], "Flights_2__Search");
+        assert_eq!(
+            names[&("Hotels_1".into(), "ReserveHotel".into())],
+            "ReserveHotel"
+        );
+        assert_eq!(
+            names[&("Hotels_1".into(), "Search".into())],
+            "Hotels_1__Search"
+        );
+        assert_eq!(
+            names[&("Flights 2".into(), "Search".into())],
+            "Flights_2__Search"
+        );
     }
 }

@@ -131,7 +131,10 @@ pub fn annotation<'a>(
 }
 
 /// `annotation`, refused when its turns are not the dialogue's.
-pub fn checked<'a>(record: &GeneratedDialogue, annotation: &'a Annotation) -> Result<&'a Annotation> {
+pub fn checked<'a>(
+    record: &GeneratedDialogue,
+    annotation: &'a Annotation,
+) -> Result<&'a Annotation> {
     if annotation.turns.len() != record.turns.len() {
         bail!(
             "dialogue {} has {} turns but its annotation {}; the store is inconsistent, no files were replaced",

@@ -53,12 +53,17 @@ fn for_each_record(path: &Path, each: impl FnMut(usize, Value) -> Result<()>) ->
 /// Hands each dialogue of `path` to `each` with the file it is in and its row there: a file
 /// as [`for_each_record`] reads it, or a folder's `dialogues_*.json` (SGD's and MultiWOZ 2.2's
 /// layout of a split) in name order, each a JSON array.
-fn for_each_input(path: &Path, mut each: impl FnMut(&Path, usize, Value) -> Result<()>) -> Result<()> {
+fn for_each_input(
+    path: &Path,
+    mut each: impl FnMut(&Path, usize, Value) -> Result<()>,
+) -> Result<()> {
     if !path.is_dir() {
         return for_each_record(path, |row, v| each(path, row, v));
     }
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))? {
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?
+    {
         let entry = entry.with_context(|| format!("cannot read {}", path.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("dialogues_") && name.ends_with(".json") {

@@ -68,7 +68,10 @@ pub fn dialogue(v: &Value) -> Result<(GeneratedDialogue, Annotation), String> {
         })
         .unwrap_or_default();
     if services.is_empty() {
-        for f in frames.iter().flat_map(|t| t.user.iter().chain(&t.assistant)) {
+        for f in frames
+            .iter()
+            .flat_map(|t| t.user.iter().chain(&t.assistant))
+        {
             if !services.contains(&f.service) {
                 services.push(f.service.clone());
             }
@@ -198,7 +201,7 @@ mod tests {
 
     #[test]
     fn dialogues_that_do_not_alternate_or_end_on_the_user_are_refused_with_the_turn() {
-        let odd = dialogue(&sgd(json!([user("Paris"), system("Ok."), user("Bye")])));
+        let odd = dialogue(&sgd(json!([user("Paris"), system("Ok."), user("Bye now")])));
         assert!(odd.unwrap_err().contains("ends on a USER turn (turn 2)"));
         let twice = dialogue(&sgd(json!([user("Paris"), user("Paris")])));
         assert!(twice.unwrap_err().contains("turn 1 is spoken by \"USER\""));

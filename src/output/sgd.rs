@@ -141,13 +141,25 @@ impl Files {
 }
 
 /// Writes the folder from one snapshot of the store; returns what to print.
-pub fn export(store: &Store, job: &FormatJob, plan: &Schema, cancel: &AtomicBool) -> Result<String> {
+pub fn export(
+    store: &Store,
+    job: &FormatJob,
+    plan: &Schema,
+    cancel: &AtomicBool,
+) -> Result<String> {
     let dir = &job.path;
     if dir.exists() && !dir.is_dir() {
-        bail!("--sgd {} is a file; name a folder (it is created if missing)", dir.display());
+        bail!(
+            "--sgd {} is a file; name a folder (it is created if missing)",
+            dir.display()
+        );
     }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create {}; choose a writable folder for --sgd", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create {}; choose a writable folder for --sgd",
+            dir.display()
+        )
+    })?;
     let mut files = Files {
         dir: dir.clone(),
         open: None,
