@@ -162,11 +162,22 @@ fn sgd_dialogues_that_do_not_pair_up_are_refused_by_name_and_the_rest_import() {
 #[test]
 fn chat_export_turns_service_calls_into_answered_tool_calls() {
     let env = sgd_store();
+    // With --sgd in one pass: both are written, each said.
     env.dgen()
-        .args(["export", "--chat", "chat.jsonl", "--include_imported"])
+        .args([
+            "export",
+            "--chat",
+            "chat.jsonl",
+            "--sgd",
+            "out",
+            "--include_imported",
+        ])
         .assert()
         .success()
-        .stdout(predicate::str::contains("3 annotated, with tools"));
+        .stdout(predicate::str::contains("3 annotated, with tools"))
+        .stdout(predicate::str::contains(
+            "exported 3 dialogues to the SGD folder out",
+        ));
     let (ok, said) = format_checks("chat", &env.path("chat.jsonl"));
     assert!(ok, "{said}");
     let text = std::fs::read_to_string(env.path("chat.jsonl")).unwrap();
@@ -233,8 +244,16 @@ fn a_plain_store_is_refused_by_export_sgd_but_exports_as_chat_and_multiwoz() {
     )
     .unwrap();
     import(&env, &env.path("plain.json"), 2).assert().success();
+    // Asked together, the refusal of --sgd stops --chat too: all or nothing.
     env.dgen()
-        .args(["export", "--sgd", "out", "--include_imported"])
+        .args([
+            "export",
+            "--sgd",
+            "out",
+            "--chat",
+            "chat.jsonl",
+            "--include_imported",
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains(
@@ -243,6 +262,7 @@ fn a_plain_store_is_refused_by_export_sgd_but_exports_as_chat_and_multiwoz() {
         .stderr(predicate::str::contains("no files were replaced"));
     assert!(!env.path("out/dialogues_001.json").exists());
     assert!(!env.path("out/schema.json").exists());
+    assert!(!env.path("chat.jsonl").exists());
 
     env.dgen()
         .args(["export", "--chat", "chat.jsonl", "--include_imported"])

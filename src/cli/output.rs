@@ -68,18 +68,19 @@ pub struct ExportArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["plan_file", "only", "jsonl"])]
     pub hf: Option<PathBuf>,
 
-    /// Write the annotated dialogues as a Schema-Guided Dialogue split to DIR, and nothing else:
-    /// dialogues_001.json, … (128 dialogues each) and schema.json.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["plan_file", "only", "jsonl", "hf", "chat", "multiwoz"])]
+    /// Write the annotated dialogues as a Schema-Guided Dialogue split to DIR: dialogues_001.json,
+    /// … (128 dialogues each) and schema.json. --sgd, --chat and --multiwoz combine, and
+    /// exclude the other files.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["plan_file", "only", "jsonl", "hf"])]
     pub sgd: Option<PathBuf>,
 
-    /// Write the dialogues as OpenAI chat fine-tuning JSONL to FILE, and nothing else: one
-    /// {"messages", "tools"} a line, service calls as tool calls.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["plan_file", "only", "jsonl", "hf", "multiwoz"])]
+    /// Write the dialogues as OpenAI chat fine-tuning JSONL to FILE: one {"messages", "tools"}
+    /// a line, service calls as tool calls.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["plan_file", "only", "jsonl", "hf"])]
     pub chat: Option<PathBuf>,
 
-    /// Write the dialogues in MultiWOZ 2.2's JSON layout to FILE, and nothing else (a file
-    /// `dgen plan --dataset` reads).
+    /// Write the dialogues in MultiWOZ 2.2's JSON layout to FILE (a file `dgen plan --dataset`
+    /// reads).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["plan_file", "only", "jsonl", "hf"])]
     pub multiwoz: Option<PathBuf>,
 

@@ -8,11 +8,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::ipc::{self, protocol, NoRun, Request, Response, Unreached};
 use crate::output::export::{self, DialogueFiles, ExportJob};
-use crate::output::formats::{Format, FormatJob};
+use crate::output::formats::FormatJob;
 use crate::output::hf::splits::SplitSpec;
 use crate::output::hf::{Codec, HfJob};
 use crate::report::{self, ReportJob};
@@ -150,12 +150,10 @@ pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<St
             export::execute(store, &ExportJob::Hf(job), cancel)
         }
         Request::ExportFormat(r) => {
-            let format = Format::from_name(&r.format).with_context(|| {
-                format!("unknown export format \"{}\" in the request", r.format)
-            })?;
             let job = FormatJob {
-                format,
-                path: absolute(r.path)?,
+                sgd: r.sgd.map(absolute).transpose()?,
+                chat: r.chat.map(absolute).transpose()?,
+                multiwoz: r.multiwoz.map(absolute).transpose()?,
                 include_imported: r.include_imported,
             };
             export::execute(store, &ExportJob::Format(job), cancel)
@@ -212,8 +210,9 @@ pub fn export_request(job: &ExportJob) -> Result<Request> {
             include_imported: job.include_imported,
         }),
         ExportJob::Format(job) => Request::ExportFormat(protocol::ExportFormatRequest {
-            format: job.format.name().into(),
-            path: std::path::absolute(&job.path)?,
+            sgd: abs(&job.sgd)?,
+            chat: abs(&job.chat)?,
+            multiwoz: abs(&job.multiwoz)?,
             include_imported: job.include_imported,
         }),
     })

@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::cli::{ExportArgs, Only};
 use crate::commands::during_run;
 use crate::output::export::{self, DialogueFiles, ExportJob};
-use crate::output::formats::{Format, FormatJob};
+use crate::output::formats::FormatJob;
 use crate::output::hf::HfJob;
 
 /// What the flags ask for: the plan file alone, or the dialogue files (each of the three unless
@@ -31,18 +31,11 @@ pub fn job(args: &ExportArgs) -> ExportJob {
             include_imported: args.include_imported,
         });
     }
-    let formats = [
-        (Format::Sgd, &args.sgd),
-        (Format::Chat, &args.chat),
-        (Format::Multiwoz, &args.multiwoz),
-    ];
-    if let Some((format, path)) = formats
-        .into_iter()
-        .find_map(|(f, p)| Some((f, p.as_ref()?)))
-    {
+    if args.sgd.is_some() || args.chat.is_some() || args.multiwoz.is_some() {
         return ExportJob::Format(FormatJob {
-            format,
-            path: path.clone(),
+            sgd: args.sgd.clone(),
+            chat: args.chat.clone(),
+            multiwoz: args.multiwoz.clone(),
             include_imported: args.include_imported,
         });
     }

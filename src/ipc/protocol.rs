@@ -72,10 +72,10 @@ pub struct ExportHfRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportFormatRequest {
-    /// `sgd`, `chat` or `multiwoz`.
-    pub format: String,
-    /// An absolute path: the folder (`sgd`) or the file.
-    pub path: PathBuf,
+    /// Absolute paths; `None` is not written.
+    pub sgd: Option<PathBuf>,
+    pub chat: Option<PathBuf>,
+    pub multiwoz: Option<PathBuf>,
     pub include_imported: bool,
 }
 
@@ -161,8 +161,9 @@ mod tests {
         let line = String::from_utf8(encode(&report)).unwrap();
         assert_eq!(decode::<Request>(&line).unwrap(), report);
         let format = Request::ExportFormat(ExportFormatRequest {
-            format: "sgd".into(),
-            path: "/tmp/sgd".into(),
+            sgd: Some("/tmp/sgd".into()),
+            chat: None,
+            multiwoz: Some("/tmp/mw.json".into()),
             include_imported: true,
         });
         let line = String::from_utf8(encode(&format)).unwrap();

@@ -8,14 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::annotation::Annotation;
 use crate::output::atomic_file::AtomicFile;
-use crate::output::formats::{self, FormatJob, Seen};
+use crate::output::formats::{self, Seen};
+use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
 use crate::schema::{Schema, Service};
 
@@ -161,32 +162,51 @@ pub fn line(d: &GeneratedDialogue, annotation: Option<&Annotation>, plan: &Schem
     json!({"messages": messages, "tools": tools(&services, &names)})
 }
 
-/// Writes the JSONL file from one snapshot of the store; returns what to print.
-pub fn export(
-    store: &crate::store::Store,
-    job: &FormatJob,
-    plan: &Schema,
-    cancel: &AtomicBool,
-) -> Result<String> {
-    let mut file = AtomicFile::create(&job.path)?;
-    let (mut written, mut with_tools) = (0u64, 0u64);
-    formats::for_each(store, job, cancel, |record, quality| {
+/// The JSONL file being written.
+pub struct Writer {
+    file: AtomicFile,
+    path: PathBuf,
+    written: u64,
+    with_tools: u64,
+}
+
+impl Writer {
+    pub fn create(path: &Path) -> Result<Writer> {
+        Ok(Writer {
+            file: AtomicFile::create(path)?,
+            path: path.to_path_buf(),
+            written: 0,
+            with_tools: 0,
+        })
+    }
+
+    pub fn add(
+        &mut self,
+        record: &GeneratedDialogue,
+        quality: &QualityRecord,
+        plan: &Schema,
+    ) -> Result<()> {
         let annotation = match &quality.annotation {
-            Some(a) => Some(formats::checked(&record, a)?),
+            Some(a) => Some(formats::checked(record, a)?),
             None => None,
         };
-        let w = file.writer();
-        serde_json::to_writer(&mut *w, &line(&record, annotation, plan))?;
+        let w = self.file.writer();
+        serde_json::to_writer(&mut *w, &line(record, annotation, plan))?;
         w.write_all(b"\n")?;
-        written += 1;
-        with_tools += u64::from(annotation.is_some());
+        self.written += 1;
+        self.with_tools += u64::from(annotation.is_some());
         Ok(())
-    })?;
-    file.commit()?;
-    Ok(format!(
-        "exported {written} dialogues ({with_tools} annotated, with tools) to {} as chat fine-tuning JSONL\n",
-        job.path.display()
-    ))
+    }
+
+    pub fn finish(self) -> Result<String> {
+        self.file.commit()?;
+        Ok(format!(
+            "exported {} dialogues ({} annotated, with tools) to {} as chat fine-tuning JSONL\n",
+            self.written,
+            self.with_tools,
+            self.path.display()
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Result};
 
 use crate::annotation::{Annotation, Frame};
-use crate::output::atomic_file;
+use crate::output::{atomic_file, chat, multiwoz, sgd};
 use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
 use crate::schema::{Intent, Schema, Service, Slot};
 use crate::store::{DialogueSink, Store};
 
-/// The layouts `dgen export` writes besides its own.
+/// The layouts `dgen export` writes besides its own, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// SGD's folder: `dialogues_NNN.json` and `schema.json`.
@@ -37,43 +37,66 @@ impl Format {
             Format::Multiwoz => "--multiwoz",
         }
     }
-
-    /// The name in the run's request (`sgd`, `chat`, `multiwoz`).
-    pub fn name(self) -> &'static str {
-        &self.flag()[2..]
-    }
-
-    pub fn from_name(name: &str) -> Option<Format> {
-        [Format::Sgd, Format::Chat, Format::Multiwoz]
-            .into_iter()
-            .find(|f| f.name() == name)
-    }
 }
 
-/// What `dgen export --sgd/--chat/--multiwoz` was asked for.
-#[derive(Debug, Clone, PartialEq)]
+/// What `dgen export --sgd/--chat/--multiwoz` was asked for: any of the three, written from one
+/// pass over one snapshot, all or none.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FormatJob {
-    pub format: Format,
-    /// The folder (`--sgd`) or file.
-    pub path: PathBuf,
+    /// The SGD folder.
+    pub sgd: Option<PathBuf>,
+    pub chat: Option<PathBuf>,
+    pub multiwoz: Option<PathBuf>,
     pub include_imported: bool,
 }
 
-/// Writes the export from one snapshot of the store; returns what to print.
+/// Writes the exports from one snapshot of the store; returns what to print. A dialogue a
+/// format refuses (a plain one for `--sgd`) stops them all before any file is replaced.
 pub fn export(store: &Store, job: &FormatJob, cancel: &AtomicBool) -> Result<String> {
-    if job.format != Format::Sgd {
-        atomic_file::refuse_overlaps(store.path(), &[(job.format.flag(), &job.path)])?;
-    }
+    let files: Vec<(&str, &std::path::Path)> =
+        [(Format::Chat, &job.chat), (Format::Multiwoz, &job.multiwoz)]
+            .into_iter()
+            .filter_map(|(f, p)| Some((f.flag(), p.as_deref()?)))
+            .collect();
+    atomic_file::refuse_overlaps(store.path(), &files)?;
     let plan = store
         .meta()?
         .and_then(|m| m.config.annotate)
         .map(|a| a.schema)
         .unwrap_or_default();
-    match job.format {
-        Format::Sgd => crate::output::sgd::export(store, job, &plan, cancel),
-        Format::Chat => crate::output::chat::export(store, job, &plan, cancel),
-        Format::Multiwoz => crate::output::multiwoz::export(store, job, cancel),
+    let mut sgd = job.sgd.as_deref().map(sgd::Writer::create).transpose()?;
+    let mut chat = job.chat.as_deref().map(chat::Writer::create).transpose()?;
+    let mut multiwoz = job
+        .multiwoz
+        .as_deref()
+        .map(multiwoz::Writer::create)
+        .transpose()?;
+    for_each(store, job, cancel, |record, quality| {
+        if let Some(w) = sgd.as_mut() {
+            w.add(&record, &quality)?;
+        }
+        if let Some(w) = chat.as_mut() {
+            w.add(&record, &quality, &plan)?;
+        }
+        if let Some(w) = multiwoz.as_mut() {
+            w.add(&record, &quality)?;
+        }
+        Ok(())
+    })?;
+    if cancel.load(Ordering::Relaxed) {
+        bail!("export cancelled: the process that asked for it went away; no files were replaced");
     }
+    let mut said = String::new();
+    if let Some(w) = sgd {
+        said += &w.finish(&plan)?;
+    }
+    if let Some(w) = chat {
+        said += &w.finish()?;
+    }
+    if let Some(w) = multiwoz {
+        said += &w.finish()?;
+    }
+    Ok(said)
 }
 
 /// Hands `each` every dialogue the job exports (imported ones only with `--include_imported`),

@@ -6,16 +6,16 @@
 //! Plain dialogues have no frames. `dgen plan --dataset FILE` reads the file as base dialogues.
 
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::annotation::{Annotation, Frame};
 use crate::output::atomic_file::AtomicFile;
-use crate::output::formats::{self, FormatJob};
+use crate::output::formats;
+use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
-use crate::store::Store;
 
 fn frame(f: &Frame, utterance: &[char], user: bool) -> Value {
     let slots: Vec<Value> = f
@@ -66,27 +66,44 @@ pub fn dialogue(d: &GeneratedDialogue, a: Option<&Annotation>) -> Value {
     json!({"dialogue_id": d.dialogue_id, "services": d.services, "turns": turns})
 }
 
-/// Writes the JSON file from one snapshot of the store; returns what to print.
-pub fn export(store: &Store, job: &FormatJob, cancel: &AtomicBool) -> Result<String> {
-    let mut file = AtomicFile::create(&job.path)?;
-    file.writer().write_all(b"[")?;
-    let mut written = 0u64;
-    formats::for_each(store, job, cancel, |record, quality| {
+/// The JSON file being written.
+pub struct Writer {
+    file: AtomicFile,
+    path: PathBuf,
+    written: u64,
+}
+
+impl Writer {
+    pub fn create(path: &Path) -> Result<Writer> {
+        let mut file = AtomicFile::create(path)?;
+        file.writer().write_all(b"[")?;
+        Ok(Writer {
+            file,
+            path: path.to_path_buf(),
+            written: 0,
+        })
+    }
+
+    pub fn add(&mut self, record: &GeneratedDialogue, quality: &QualityRecord) -> Result<()> {
         let annotation = match &quality.annotation {
-            Some(a) => Some(formats::checked(&record, a)?),
+            Some(a) => Some(formats::checked(record, a)?),
             None => None,
         };
-        let w = file.writer();
-        w.write_all(if written == 0 { b"\n" } else { b",\n" })?;
-        serde_json::to_writer_pretty(&mut *w, &dialogue(&record, annotation))?;
-        written += 1;
+        let w = self.file.writer();
+        w.write_all(if self.written == 0 { b"\n" } else { b",\n" })?;
+        serde_json::to_writer_pretty(&mut *w, &dialogue(record, annotation))?;
+        self.written += 1;
         Ok(())
-    })?;
-    file.writer()
-        .write_all(if written == 0 { b"]\n" } else { b"\n]\n" })?;
-    file.commit()?;
-    Ok(format!(
-        "exported {written} dialogues to {} in MultiWOZ 2.2's layout\n",
-        job.path.display()
-    ))
+    }
+
+    pub fn finish(mut self) -> Result<String> {
+        let end: &[u8] = if self.written == 0 { b"]\n" } else { b"\n]\n" };
+        self.file.writer().write_all(end)?;
+        self.file.commit()?;
+        Ok(format!(
+            "exported {} dialogues to {} in MultiWOZ 2.2's layout\n",
+            self.written,
+            self.path.display()
+        ))
+    }
 }

@@ -8,17 +8,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use crate::annotation::{Act, Annotation, Frame, Span};
 use crate::output::atomic_file::{AtomicFile, Finished};
-use crate::output::formats::{self, Format, FormatJob, Seen};
+use crate::output::formats::{self, Format, Seen};
+use crate::quality::QualityRecord;
 use crate::record::GeneratedDialogue;
 use crate::schema::Schema;
-use crate::store::Store;
 
 /// Dialogues per `dialogues_NNN.json`, as SGD's own files hold (128 or fewer).
 pub const DIALOGUES_PER_FILE: usize = 128;
@@ -140,61 +139,72 @@ impl Files {
     }
 }
 
-/// Writes the folder from one snapshot of the store; returns what to print.
-pub fn export(
-    store: &Store,
-    job: &FormatJob,
-    plan: &Schema,
-    cancel: &AtomicBool,
-) -> Result<String> {
-    let dir = &job.path;
-    if dir.exists() && !dir.is_dir() {
-        bail!(
-            "--sgd {} is a file; name a folder (it is created if missing)",
-            dir.display()
-        );
+/// The folder being written: dialogues go into files under temporary names, and
+/// [`Writer::finish`] adds `schema.json` and renames them all into place.
+pub struct Writer {
+    files: Files,
+    seen: Seen,
+    written: u64,
+}
+
+impl Writer {
+    pub fn create(dir: &Path) -> Result<Writer> {
+        if dir.exists() && !dir.is_dir() {
+            bail!(
+                "--sgd {} is a file; name a folder (it is created if missing)",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create {}; choose a writable folder for --sgd",
+                dir.display()
+            )
+        })?;
+        Ok(Writer {
+            files: Files {
+                dir: dir.to_path_buf(),
+                open: None,
+                in_open: 0,
+                done: Vec::new(),
+            },
+            seen: Seen::default(),
+            written: 0,
+        })
     }
-    std::fs::create_dir_all(dir).with_context(|| {
-        format!(
-            "cannot create {}; choose a writable folder for --sgd",
-            dir.display()
-        )
-    })?;
-    let mut files = Files {
-        dir: dir.clone(),
-        open: None,
-        in_open: 0,
-        done: Vec::new(),
-    };
-    let mut seen = Seen::default();
-    let mut written = 0u64;
-    formats::for_each(store, job, cancel, |record, quality| {
-        let a = formats::annotation(&record, &quality, Format::Sgd)?;
-        seen.add(&formats::frames(a).collect::<Vec<_>>());
-        files.add(&dialogue(&record, a))?;
-        written += 1;
+
+    /// Adds one dialogue; a plain one is refused.
+    pub fn add(&mut self, record: &GeneratedDialogue, quality: &QualityRecord) -> Result<()> {
+        let a = formats::annotation(record, quality, Format::Sgd)?;
+        self.seen.add(&formats::frames(a).collect::<Vec<_>>());
+        self.files.add(&dialogue(record, a))?;
+        self.written += 1;
         Ok(())
-    })?;
-    files.close()?;
-    if cancel.load(Ordering::Relaxed) {
-        bail!("export cancelled: the process that asked for it went away; no files were replaced");
     }
-    let schema = Schema {
-        services: seen.services(plan),
-    };
-    let mut schema_file = AtomicFile::create(&dir.join("schema.json"))?;
-    serde_json::to_writer_pretty(schema_file.writer(), &schema)?;
-    schema_file.writer().write_all(b"\n")?;
-    let schema_file = schema_file.finish()?;
-    let count = files.done.len();
-    publish(dir, files.done)?;
-    schema_file.publish(&dir.join("schema.json"))?;
-    Ok(format!(
-        "exported {written} dialogues to the SGD folder {}: {count} dialogues_*.json file{} and schema.json ({} services)\n",
-        dir.display(),
-        if count == 1 { "" } else { "s" },
-        schema.services.len()
-    ))
+
+    /// Writes `schema.json` (the services met: `plan`'s, else inferred) and moves every file
+    /// into place; returns what to print.
+    pub fn finish(mut self, plan: &Schema) -> Result<String> {
+        self.files.close()?;
+        let dir = self.files.dir.clone();
+        let schema = Schema {
+            services: self.seen.services(plan),
+        };
+        let mut schema_file = AtomicFile::create(&dir.join("schema.json"))?;
+        serde_json::to_writer_pretty(schema_file.writer(), &schema)?;
+        schema_file.writer().write_all(b"\n")?;
+        let schema_file = schema_file.finish()?;
+        let count = self.files.done.len();
+        publish(&dir, self.files.done)?;
+        schema_file.publish(&dir.join("schema.json"))?;
+        Ok(format!(
+            "exported {} dialogues to the SGD folder {}: {count} dialogues_*.json file{} and schema.json ({} services)\n",
+            self.written,
+            dir.display(),
+            if count == 1 { "" } else { "s" },
+            schema.services.len()
+        ))
+    }
 }
 
 /// Moves the new files into place, then removes an earlier export's `dialogues_NNN.json` that
