@@ -382,3 +382,91 @@ fn multiwoz_export_keeps_states_and_spans_and_is_read_back_by_plan_and_import() 
         }
     }
 }
+
+/// An annotated answer as the model gives it (values as the text says them).
+const ANSWER: &str = r#"{"turns": [
+    {"user": "I need a room at Maple Lodge for 2 people on friday.",
+     "state": [{"service": "hotel", "active_intent": "book_hotel",
+                "slot_values": [{"slot": "hotel-name", "value": "Maple Lodge"},
+                                {"slot": "hotel-bookpeople", "value": "2"},
+                                {"slot": "hotel-bookday", "value": "friday"}],
+                "requested_slots": []}],
+     "assistant": "How many nights at Maple Lodge?", "service_call": null, "service_results": [], "handover": false},
+    {"user": "Three nights. What is the phone number?",
+     "state": [{"service": "hotel", "active_intent": "book_hotel",
+                "slot_values": [{"slot": "hotel-name", "value": "Maple Lodge"},
+                                {"slot": "hotel-bookpeople", "value": "2"},
+                                {"slot": "hotel-bookday", "value": "friday"},
+                                {"slot": "hotel-bookstay", "value": "3"}],
+                "requested_slots": ["hotel-phone"]}],
+     "assistant": "Booked, reference 7GAWK; the phone is 01223 555.",
+     "service_call": {"service": "hotel", "method": "book_hotel",
+                      "parameters": [{"slot": "hotel-name", "value": "Maple Lodge"}]},
+     "service_results": [[{"slot": "hotel-ref", "value": "7GAWK"}, {"slot": "hotel-phone", "value": "01223 555"}]],
+     "handover": false}]}"#;
+
+#[test]
+fn a_dgen_annotated_dialogue_exports_as_sgd_with_the_plans_schema() {
+    let schema = dgen::schema::Schema::builtin();
+    let (turns, annotation) =
+        dgen::parse::annotated::parse_annotated(ANSWER, 1, 5, "hotel", &schema).unwrap();
+    // As `dgen export` writes an annotated dialogue: the labels beside the record.
+    let record = json!({
+        "dialogue_id": "hotel_generated_1",
+        "services": ["hotel"],
+        "turns": turns.iter().map(|t| json!({
+            "utterance": t.utterance, "intent": t.intent,
+            "assistant_response": t.assistant_response})).collect::<Vec<_>>(),
+        "annotation": annotation,
+    });
+    let env = Env::new();
+    env.plan(2, &["--annotate"]).assert().success();
+    std::fs::write(env.path("own.json"), json!([record]).to_string()).unwrap();
+    import(&env, &env.path("own.json"), 1).assert().success();
+    env.dgen()
+        .args([
+            "export",
+            "--sgd",
+            "out",
+            "--chat",
+            "chat.jsonl",
+            "--include_imported",
+        ])
+        .assert()
+        .success();
+    let (ok, said) = format_checks("sgd", &env.path("out"));
+    assert!(ok, "{said}");
+    let (ok, said) = format_checks("chat", &env.path("chat.jsonl"));
+    assert!(ok, "{said}");
+    // The plan's schema describes the service, not one inferred from the dialogue.
+    let written = read(&env.path("out/schema.json"));
+    assert_eq!(written, json!(schema.only(["hotel"]).services));
+    let sgd = read(&env.path("out/dialogues_001.json"));
+    let system = &sgd[0]["turns"][3]["frames"][0];
+    assert_eq!(system["service_call"]["method"], "book_hotel");
+    assert_eq!(system["service_results"][0]["hotel-ref"], "7GAWK");
+    // And `dgen export` then `dgen import` keeps the labels: the SGD export of the import of
+    // the export is the same.
+    env.dgen()
+        .args([
+            "export",
+            "--output_file",
+            "again.json",
+            "--only",
+            "dialogues",
+            "--include_imported",
+        ])
+        .assert()
+        .success();
+    let again = Env::new();
+    again.plan(2, &["--annotate"]).assert().success();
+    import(&again, &env.path("again.json"), 1)
+        .assert()
+        .success();
+    again
+        .dgen()
+        .args(["export", "--sgd", "out", "--include_imported"])
+        .assert()
+        .success();
+    assert_eq!(read(&again.path("out/dialogues_001.json")), sgd);
+}

@@ -12,6 +12,7 @@ Prints "ok: ..." and exits 0, or prints every problem found and exits 1.
 import glob
 import json
 import os
+import re
 import sys
 
 SYSTEM_ACTS = {"INFORM", "REQUEST", "CONFIRM", "OFFER", "NOTIFY_SUCCESS", "NOTIFY_FAILURE",
@@ -19,6 +20,20 @@ SYSTEM_ACTS = {"INFORM", "REQUEST", "CONFIRM", "OFFER", "NOTIFY_SUCCESS", "NOTIF
 USER_ACTS = {"INFORM_INTENT", "NEGATE_INTENT", "AFFIRM_INTENT", "INFORM", "REQUEST", "AFFIRM",
              "NEGATE", "SELECT", "REQUEST_ALTS", "THANK_YOU", "GOODBYE"}
 DONTCARE = "dontcare"
+
+
+def token_bounds(utterance):
+    """data_utils.py's alignments: the characters where its naive tokens (runs of ASCII letters
+    and digits, and every other character alone) start and end, white space left out. A span
+    must start and end on them, or the reader's lookup fails (a KeyError)."""
+    starts, ends = set(), set()
+    at = 0
+    for token in (t for t in re.split(r"([^a-zA-Z0-9])", utterance) if t):
+        if token.strip():
+            starts.add(at)
+            ends.add(at + len(token) - 1)
+        at += len(token)
+    return starts, ends
 
 
 def check_sgd(folder):
@@ -71,6 +86,7 @@ def check_sgd_dialogue(d, schema, ids, bad):
         if s not in schema:
             bad(f"{did}: service {s} is not in schema.json")
     turns = d.get("turns", [])
+    states = {}
     if not turns or len(turns) % 2:
         bad(f"{did}: {len(turns)} turns; SGD dialogues are USER, SYSTEM pairs")
     for t_idx, turn in enumerate(turns):
@@ -84,10 +100,15 @@ def check_sgd_dialogue(d, schema, ids, bad):
             bad(f"{where}: no utterance")
             continue
         for frame in turn.get("frames", []):
-            check_frame(frame, speaker, utterance, schema, d.get("services", []), where, bad)
+            service = frame.get("service")
+            if speaker == "USER":
+                state = (frame.get("state") or {}).get("slot_values", {})
+                states.setdefault(service, {}).update(state)
+            check_frame(frame, speaker, utterance, schema, d.get("services", []),
+                        states.get(service, {}), where, bad)
 
 
-def check_frame(frame, speaker, utterance, schema, services, where, bad):
+def check_frame(frame, speaker, utterance, schema, services, states, where, bad):
     name = frame.get("service")
     if name not in services:
         bad(f"{where}: frame service {name} is not one of the dialogue's services")
@@ -114,6 +135,17 @@ def check_frame(frame, speaker, utterance, schema, services, where, bad):
             if not isinstance(act.get(key), list):
                 bad(f"{where}: act {act.get('act')} has no {key} list")
         said.setdefault(slot, set()).update(act.get("values", []))
+    if speaker == "SYSTEM":
+        # The reader matches a system span against the next user state's values; the call's
+        # and results' values are what a system says.
+        call = frame.get("service_call") or {}
+        for slot, value in call.get("parameters", {}).items():
+            said.setdefault(slot, set()).add(value)
+        for result in frame.get("service_results", []) or []:
+            for slot, value in result.items():
+                said.setdefault(slot, set()).add(value)
+        for slot, values in states.items():
+            said.setdefault(slot, set()).update(values)
     if speaker == "USER":
         state = frame.get("state")
         if not isinstance(state, dict):
@@ -163,6 +195,9 @@ def check_frame(frame, speaker, utterance, schema, services, where, bad):
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(utterance)):
             bad(f"{where}: span {start}..{end} outside the utterance")
             continue
+        starts, ends = token_bounds(utterance)
+        if start not in starts or end - 1 not in ends:
+            bad(f"{where}: span {start}..{end} of {slot} cuts a word ({utterance[start:end]!r})")
         text = utterance[start:end]
         if text not in said.get(slot, set()):
             bad(f"{where}: span text {text!r} of {slot} is none of its values {sorted(said.get(slot, []))}")

@@ -18,6 +18,7 @@ use serde::de::{self, Deserializer as _, SeqAccess, Visitor};
 use serde::Deserialize as _;
 use serde_json::Value;
 
+use crate::annotation::Annotation;
 use crate::dedup::{self, Hash};
 use crate::embed;
 use crate::llm::Usage;
@@ -354,8 +355,15 @@ pub fn import(store: &Store, files: &ImportFiles) -> Result<Imported> {
             }
             return Ok(());
         }
-        records.push(record_from_json(&v, row, file)?);
-        qualities.push(quality_from_json(&v, row, file)?);
+        let record = record_from_json(&v, row, file)?;
+        qualities.push(with_annotation(
+            quality_from_json(&v, row, file)?,
+            &v,
+            record.turns.len(),
+            row,
+            file,
+        )?);
+        records.push(record);
         kept.push(rows - 1);
         Ok(())
     })?;
@@ -398,6 +406,36 @@ fn quality_from_json(v: &Value, row: usize, file: &Path) -> Result<Option<Qualit
             file.display()
         )
     })
+}
+
+/// `quality` with the record's `annotation` (an annotated dialogue's labels, which dgen's
+/// export writes beside `quality`), checked to have one entry per turn.
+fn with_annotation(
+    quality: Option<QualityRecord>,
+    v: &Value,
+    turns: usize,
+    row: usize,
+    file: &Path,
+) -> Result<Option<QualityRecord>> {
+    let Some(json) = v.get("annotation").filter(|a| !a.is_null()) else {
+        return Ok(quality);
+    };
+    let annotation = Annotation::deserialize(json).with_context(|| {
+        format!(
+            "{} record {row}: \"annotation\" is not the annotation dgen's export writes; fix or remove it",
+            file.display()
+        )
+    })?;
+    if annotation.turns.len() != turns {
+        bail!(
+            "{} record {row}: \"annotation\" has {} turns but the record {turns}; fix or remove it",
+            file.display(),
+            annotation.turns.len()
+        );
+    }
+    let mut quality = quality.unwrap_or_default();
+    quality.annotation = Some(annotation);
+    Ok(Some(quality))
 }
 
 /// The given embeddings, checked to be unit vectors, or computed from the turns.
