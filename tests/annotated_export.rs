@@ -8,7 +8,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{fixture, Env};
+use common::mock::MockServer;
+use common::{count_in, fixture, Env};
 use predicates::prelude::*;
 use serde_json::{json, Value};
 
@@ -469,4 +470,33 @@ fn a_dgen_annotated_dialogue_exports_as_sgd_with_the_plans_schema() {
         .assert()
         .success();
     assert_eq!(read(&again.path("out/dialogues_001.json")), sgd);
+}
+
+#[test]
+fn while_a_run_holds_the_store_the_run_writes_the_exports_and_refuses_sgd_for_plain_dialogues() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    mock.set_latency(std::time::Duration::from_millis(300));
+    env.plan_for_run(16);
+    let mut child = env.spawn_run(&mock, &["--concurrency", "2"]);
+    env.wait_for_status("an accepted dialogue", |s| count_in(s, "done") >= 1);
+    env.dgen()
+        .args(["export", "--chat", "chat.jsonl", "--multiwoz", "mw.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(0 annotated, with tools) to "))
+        .stdout(predicate::str::contains("in MultiWOZ 2.2's layout"));
+    env.dgen()
+        .args(["export", "--sgd", "out"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("has no annotation"));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run is still going, so the run answered"
+    );
+    let (ok, said) = format_checks("chat", &env.path("chat.jsonl"));
+    assert!(ok, "{said}");
+    assert!(!read(&env.path("mw.json")).as_array().unwrap().is_empty());
+    assert!(child.wait().unwrap().success());
 }
