@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::mock::MockServer;
-use common::{count_in, fixture, Env};
+use common::{count_in, fixture, Env, TURNS};
 use predicates::prelude::*;
 use serde_json::{json, Value};
 
@@ -499,4 +499,49 @@ fn while_a_run_holds_the_store_the_run_writes_the_exports_and_refuses_sgd_for_pl
     assert!(ok, "{said}");
     assert!(!read(&env.path("mw.json")).as_array().unwrap().is_empty());
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn an_annotated_run_exports_sgd_and_chat_files_their_readers_accept() {
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan(6, &[&["--annotate"][..], &TURNS[..]].concat())
+        .assert()
+        .success();
+    env.run(&mock, &["--concurrency", "3"]).assert().success();
+    env.dgen()
+        .args([
+            "export",
+            "--sgd",
+            "out",
+            "--chat",
+            "chat.jsonl",
+            "--multiwoz",
+            "mw.json",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "exported 6 dialogues to the SGD folder out",
+        ))
+        .stdout(predicate::str::contains("(6 annotated, with tools)"));
+    let (ok, said) = format_checks("sgd", &env.path("out"));
+    assert!(ok, "{said}");
+    let (ok, said) = format_checks("chat", &env.path("chat.jsonl"));
+    assert!(ok, "{said}");
+    // Every service of schema.json is the plan's (the built-in schema's), none inferred.
+    let schema = read(&env.path("out/schema.json"));
+    assert!(!schema.as_array().unwrap().is_empty());
+    let builtin = dgen::schema::Schema::builtin();
+    for s in schema.as_array().unwrap() {
+        let name = s["service_name"].as_str().unwrap();
+        assert_eq!(s, &json!(builtin.service(name).unwrap()), "{name}");
+    }
+    let mut plan = env.dgen();
+    plan.args(["--store", "again.redb", "plan", "--total_generations", "3"])
+        .arg("--dataset")
+        .arg(env.path("mw.json"))
+        .arg("--persona_dataset")
+        .arg(fixture("personas_hf"));
+    plan.assert().success();
 }

@@ -342,7 +342,7 @@ pub fn import(store: &Store, files: &ImportFiles) -> Result<Imported> {
                 Ok((record, annotation)) => {
                     records.push(record);
                     qualities.push(Some(QualityRecord {
-                        annotation: Some(annotation),
+                        annotation: Some(Box::new(annotation)),
                         ..QualityRecord::default()
                     }));
                     kept.push(rows - 1);
@@ -434,7 +434,7 @@ fn with_annotation(
         );
     }
     let mut quality = quality.unwrap_or_default();
-    quality.annotation = Some(annotation);
+    quality.annotation = Some(Box::new(annotation));
     Ok(Some(quality))
 }
 
