@@ -115,7 +115,10 @@ fn an_sgd_split_round_trips_through_import_and_export_sgd_unchanged() {
         .args(["export", "--sgd", "out"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("exported 0 dialogues"));
+        .stdout(predicate::str::contains("exported 0 dialogues"))
+        .stdout(predicate::str::contains(
+            "left out 3 imported dialogues (add --include_imported to export them)",
+        ));
     assert!(!env.path("out/dialogues_001.json").exists());
     assert_eq!(read(&env.path("out/schema.json")), json!([]));
 }

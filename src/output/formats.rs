@@ -71,7 +71,7 @@ pub fn export(store: &Store, job: &FormatJob, cancel: &AtomicBool) -> Result<Str
         .as_deref()
         .map(multiwoz::Writer::create)
         .transpose()?;
-    for_each(store, job, cancel, |record, quality| {
+    let left_out = for_each(store, job, cancel, |record, quality| {
         if let Some(w) = sgd.as_mut() {
             w.add(&record, &quality)?;
         }
@@ -87,6 +87,11 @@ pub fn export(store: &Store, job: &FormatJob, cancel: &AtomicBool) -> Result<Str
         bail!("export cancelled: the process that asked for it went away; no files were replaced");
     }
     let mut said = String::new();
+    if left_out > 0 {
+        said += &format!(
+            "left out {left_out} imported dialogues (add --include_imported to export them)\n"
+        );
+    }
     if let Some(w) = sgd {
         said += &w.finish(&plan)?;
     }
@@ -100,16 +105,18 @@ pub fn export(store: &Store, job: &FormatJob, cancel: &AtomicBool) -> Result<Str
 }
 
 /// Hands `each` every dialogue the job exports (imported ones only with `--include_imported`),
-/// from one snapshot; stops when `cancel` is set.
+/// from one snapshot; stops when `cancel` is set. Returns how many imported dialogues were
+/// left out.
 pub fn for_each(
     store: &Store,
     job: &FormatJob,
     cancel: &AtomicBool,
     each: impl FnMut(GeneratedDialogue, QualityRecord) -> Result<()>,
-) -> Result<()> {
+) -> Result<u64> {
     struct Each<'a, F> {
         each: F,
         include_imported: bool,
+        left_out: u64,
         cancel: &'a AtomicBool,
     }
     impl<F: FnMut(GeneratedDialogue, QualityRecord) -> Result<()>> DialogueSink for Each<'_, F> {
@@ -121,6 +128,7 @@ pub fn for_each(
             quality: QualityRecord,
         ) -> Result<()> {
             if record.item_index.is_none() && !self.include_imported {
+                self.left_out += 1;
                 return Ok(());
             }
             if self.cancel.load(Ordering::Relaxed) {
@@ -129,11 +137,14 @@ pub fn for_each(
             (self.each)(record, quality)
         }
     }
-    store.for_each_dialogue(&mut Each {
+    let mut sink = Each {
         each,
         include_imported: job.include_imported,
+        left_out: 0,
         cancel,
-    })
+    };
+    store.for_each_dialogue(&mut sink)?;
+    Ok(sink.left_out)
 }
 
 /// The dialogue's annotation, checked to have one entry per turn; a plain dialogue is refused,
