@@ -68,6 +68,22 @@ pub struct ExportArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["plan_file", "only", "jsonl"])]
     pub hf: Option<PathBuf>,
 
+    /// Write the annotated dialogues as a Schema-Guided Dialogue split to DIR: dialogues_001.json,
+    /// … (128 dialogues each) and schema.json. --sgd, --chat and --multiwoz combine, and
+    /// exclude the other files.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["plan_file", "only", "jsonl", "hf"])]
+    pub sgd: Option<PathBuf>,
+
+    /// Write the dialogues as OpenAI chat fine-tuning JSONL to FILE: one {"messages", "tools"}
+    /// a line, service calls as tool calls.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["plan_file", "only", "jsonl", "hf"])]
+    pub chat: Option<PathBuf>,
+
+    /// Write the dialogues in MultiWOZ 2.2's JSON layout to FILE (a file `dgen plan --dataset`
+    /// reads).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["plan_file", "only", "jsonl", "hf"])]
+    pub multiwoz: Option<PathBuf>,
+
     /// With --hf: the splits and their fractions; a dialogue's split is a seeded hash of its id,
     /// so it keeps its split when the dataset grows [default: train=1].
     #[arg(long, value_name = "NAME=FRACTION,...", value_parser = crate::output::hf::splits::SplitSpec::parse, requires = "hf")]
@@ -130,7 +146,9 @@ pub struct BenchFillArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Dialogues: a JSON array or JSONL in dgen's or the original script's schema.
+    /// Dialogues: a JSON array or JSONL in dgen's or the original script's schema, or SGD or
+    /// MultiWOZ 2.2 dialogues (a JSON array, or a folder of dialogues_*.json), kept with their
+    /// frames.
     #[arg(
         long = "output_file",
         visible_alias = "output-file",

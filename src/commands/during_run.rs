@@ -12,6 +12,7 @@ use anyhow::{bail, Result};
 
 use crate::ipc::{self, protocol, NoRun, Request, Response, Unreached};
 use crate::output::export::{self, DialogueFiles, ExportJob};
+use crate::output::formats::FormatJob;
 use crate::output::hf::splits::SplitSpec;
 use crate::output::hf::{Codec, HfJob};
 use crate::report::{self, ReportJob};
@@ -148,6 +149,15 @@ pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<St
             };
             export::execute(store, &ExportJob::Hf(job), cancel)
         }
+        Request::ExportFormat(r) => {
+            let job = FormatJob {
+                sgd: r.sgd.map(absolute).transpose()?,
+                chat: r.chat.map(absolute).transpose()?,
+                multiwoz: r.multiwoz.map(absolute).transpose()?,
+                include_imported: r.include_imported,
+            };
+            export::execute(store, &ExportJob::Format(job), cancel)
+        }
         Request::Report(r) => {
             let job = ReportJob {
                 html: absolute(r.html)?,
@@ -197,6 +207,12 @@ pub fn export_request(job: &ExportJob) -> Result<Request> {
             shard_rows: job.shard_rows,
             shard_bytes: job.shard_bytes,
             embeddings: job.embeddings,
+            include_imported: job.include_imported,
+        }),
+        ExportJob::Format(job) => Request::ExportFormat(protocol::ExportFormatRequest {
+            sgd: abs(&job.sgd)?,
+            chat: abs(&job.chat)?,
+            multiwoz: abs(&job.multiwoz)?,
             include_imported: job.include_imported,
         }),
     })

@@ -10,6 +10,7 @@ use anyhow::Result;
 use crate::cli::{ExportArgs, Only};
 use crate::commands::during_run;
 use crate::output::export::{self, DialogueFiles, ExportJob};
+use crate::output::formats::FormatJob;
 use crate::output::hf::HfJob;
 
 /// What the flags ask for: the plan file alone, or the dialogue files (each of the three unless
@@ -27,6 +28,14 @@ pub fn job(args: &ExportArgs) -> ExportJob {
             shard_rows: args.shard_rows,
             shard_bytes: args.shard_mb.saturating_mul(1 << 20),
             embeddings: !args.no_embeddings,
+            include_imported: args.include_imported,
+        });
+    }
+    if args.sgd.is_some() || args.chat.is_some() || args.multiwoz.is_some() {
+        return ExportJob::Format(FormatJob {
+            sgd: args.sgd.clone(),
+            chat: args.chat.clone(),
+            multiwoz: args.multiwoz.clone(),
             include_imported: args.include_imported,
         });
     }

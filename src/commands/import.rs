@@ -21,6 +21,23 @@ pub fn run(store_path: &Path, args: ImportArgs) -> Result<ExitCode> {
         parallelism: args.embed.parallelism(),
     };
     let done = import::import(&store, &files)?;
+    if !done.refused.is_empty() {
+        eprintln!(
+            "refused {} dialogue{} that dgen cannot store (the others are imported):",
+            done.refused.len(),
+            if done.refused.len() == 1 { "" } else { "s" }
+        );
+        for why in &done.refused {
+            eprintln!("  {why}");
+        }
+    }
+    if done.imported == 0 && done.skipped == 0 && !done.refused.is_empty() {
+        eprintln!(
+            "nothing imported from {}: every dialogue was refused",
+            files.records.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if done.imported == 0 && done.skipped == 0 {
         println!(
             "{} holds no records; nothing imported",

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides refuse another version. 2: the report
-/// request (a run speaking 1 could not have answered it).
-pub const VERSION: u32 = 2;
+/// request (a run speaking 1 could not have answered it). 3: the export-format request
+/// (`--sgd`, `--chat`, `--multiwoz`).
+pub const VERSION: u32 = 3;
 
 /// The longest request line the server reads.
 pub const MAX_REQUEST_BYTES: u64 = 64 << 10;
@@ -20,6 +21,7 @@ pub enum Request {
     ExportDialogues(ExportDialoguesRequest),
     ExportPlan(ExportPlanRequest),
     ExportHf(ExportHfRequest),
+    ExportFormat(ExportFormatRequest),
     Report(ReportRequest),
 }
 
@@ -63,6 +65,17 @@ pub struct ExportHfRequest {
     pub shard_rows: u64,
     pub shard_bytes: u64,
     pub embeddings: bool,
+    pub include_imported: bool,
+}
+
+/// `dgen export --sgd/--chat/--multiwoz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportFormatRequest {
+    /// Absolute paths; `None` is not written.
+    pub sgd: Option<PathBuf>,
+    pub chat: Option<PathBuf>,
+    pub multiwoz: Option<PathBuf>,
     pub include_imported: bool,
 }
 
@@ -134,11 +147,11 @@ mod tests {
         });
         let line = String::from_utf8(encode(&request)).unwrap();
         assert_eq!(decode::<Request>(&line).unwrap(), request);
-        let other = line.replace("\"version\":2", "\"version\":1");
+        let other = line.replace("\"version\":3", "\"version\":2");
         assert!(decode::<Request>(&other)
             .unwrap_err()
-            .contains("speaks protocol version 1"));
-        assert!(decode::<Request>("{\"version\":2,\"body\":{\"kind\":\"shell\"}}").is_err());
+            .contains("speaks protocol version 2"));
+        assert!(decode::<Request>("{\"version\":3,\"body\":{\"kind\":\"shell\"}}").is_err());
         let report = Request::Report(ReportRequest {
             html: "/tmp/r.html".into(),
             json: "/tmp/r.json".into(),
@@ -147,5 +160,13 @@ mod tests {
         });
         let line = String::from_utf8(encode(&report)).unwrap();
         assert_eq!(decode::<Request>(&line).unwrap(), report);
+        let format = Request::ExportFormat(ExportFormatRequest {
+            sgd: Some("/tmp/sgd".into()),
+            chat: None,
+            multiwoz: Some("/tmp/mw.json".into()),
+            include_imported: true,
+        });
+        let line = String::from_utf8(encode(&format)).unwrap();
+        assert_eq!(decode::<Request>(&line).unwrap(), format);
     }
 }

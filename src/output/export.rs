@@ -134,6 +134,8 @@ pub enum ExportJob {
     Plan(PathBuf),
     /// A Hugging Face dataset folder, and nothing else.
     Hf(crate::output::hf::HfJob),
+    /// Another dataset's layout (SGD, chat fine-tuning, MultiWOZ 2.2), and nothing else.
+    Format(crate::output::formats::FormatJob),
 }
 
 /// The dialogue files of an export; `None` is not written.
@@ -277,15 +279,14 @@ pub fn execute(store: &Store, job: &ExportJob, cancel: &AtomicBool) -> Result<St
                 plan_file.display()
             ));
         }
-        ExportJob::Hf(job) => {
-            if store.dialogue_count()? == 0 {
-                return Ok(format!(
-                    "nothing to export yet: {} has no dialogues (run `dgen run` first); no files written\n",
-                    store.path().display()
-                ));
-            }
-            return crate::output::hf::export(store, job, cancel);
+        ExportJob::Hf(_) | ExportJob::Format(_) if store.dialogue_count()? == 0 => {
+            return Ok(format!(
+                "nothing to export yet: {} has no dialogues (run `dgen run` first); no files written\n",
+                store.path().display()
+            ));
         }
+        ExportJob::Format(job) => return crate::output::formats::export(store, job, cancel),
+        ExportJob::Hf(job) => return crate::output::hf::export(store, job, cancel),
         ExportJob::Dialogues(files) => files,
     };
     atomic_file::refuse_overlaps(store.path(), &files.flagged())?;

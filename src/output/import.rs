@@ -4,6 +4,10 @@
 //! and row; nothing is imported from a rejected set. The JSON files are read one element at a
 //! time, so memory holds the parsed dialogues (and their embeddings) but never a whole file's
 //! text or JSON tree.
+//!
+//! SGD and MultiWOZ 2.2 dialogue files (a JSON array, or a folder of `dialogues_*.json`) are
+//! recognised by their content and imported with their frames ([`crate::output::import_sgd`]);
+//! a dialogue of theirs that does not fit is refused with its reason, and the others import.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -14,10 +18,11 @@ use serde::de::{self, Deserializer as _, SeqAccess, Visitor};
 use serde::Deserialize as _;
 use serde_json::Value;
 
+use crate::annotation::Annotation;
 use crate::dedup::{self, Hash};
 use crate::embed;
 use crate::llm::Usage;
-use crate::output::npy;
+use crate::output::{import_sgd, npy};
 use crate::parse::ParsedTurn;
 use crate::quality::QualityRecord;
 use crate::record::{self, GeneratedDialogue};
@@ -42,6 +47,46 @@ fn for_each_record(path: &Path, each: impl FnMut(usize, Value) -> Result<()>) ->
             .with_context(|| format!("{} line {} is not valid JSON", path.display(), n + 1))?;
         each(row, value)?;
         row += 1;
+    }
+    Ok(())
+}
+
+/// Hands each dialogue of `path` to `each` with the file it is in and its row there: a file
+/// as [`for_each_record`] reads it, or a folder's `dialogues_*.json` (SGD's and MultiWOZ 2.2's
+/// layout of a split) in name order, each a JSON array.
+fn for_each_input(
+    path: &Path,
+    mut each: impl FnMut(&Path, usize, Value) -> Result<()>,
+) -> Result<()> {
+    if !path.is_dir() {
+        return for_each_record(path, |row, v| each(path, row, v));
+    }
+    let mut files = Vec::new();
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", path.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("dialogues_") && name.ends_with(".json") {
+            files.push(entry.path());
+        }
+    }
+    if files.is_empty() {
+        bail!(
+            "{} is a folder without dialogues_*.json files; name a dialogue file, or a folder of SGD or MultiWOZ 2.2 dialogues_*.json",
+            path.display()
+        );
+    }
+    files.sort();
+    for file in &files {
+        let mut reader = open(file)?;
+        if !starts_with_bracket(&mut reader, file)? {
+            bail!(
+                "{} is not a JSON array of dialogues, as SGD's and MultiWOZ 2.2's dialogues_*.json are",
+                file.display()
+            );
+        }
+        for_each_element(reader, file, "dialogue", |row, v| each(file, row, v))?;
     }
     Ok(())
 }
@@ -277,30 +322,76 @@ pub struct Imported {
     pub imported: u64,
     /// Already in the store (or twice in the files).
     pub skipped: u64,
+    /// SGD or MultiWOZ 2.2 dialogues left out, each with where it is and why.
+    pub refused: Vec<String>,
 }
 
 /// Reads and checks the whole set, then commits it in one transaction.
 pub fn import(store: &Store, files: &ImportFiles) -> Result<Imported> {
-    let file = files.records;
     let mut records = Vec::new();
     let mut qualities = Vec::new();
-    for_each_record(file, |row, v| {
-        records.push(record_from_json(&v, row, file)?);
-        qualities.push(quality_from_json(&v, row, file)?);
+    // The input row of each record kept: hash and embedding files have a row for every
+    // dialogue of the input, refused ones included.
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    let mut rows = 0;
+    for_each_input(files.records, |file, row, v| {
+        rows += 1;
+        if import_sgd::is_sgd(&v) {
+            match import_sgd::dialogue(&v) {
+                Ok((record, annotation)) => {
+                    records.push(record);
+                    qualities.push(Some(QualityRecord {
+                        annotation: Some(Box::new(annotation)),
+                        ..QualityRecord::default()
+                    }));
+                    kept.push(rows - 1);
+                }
+                Err(why) => refused.push(format!(
+                    "{} dialogue {row} ({}): {why}",
+                    file.display(),
+                    v["dialogue_id"].as_str().unwrap_or("no id")
+                )),
+            }
+            return Ok(());
+        }
+        let record = record_from_json(&v, row, file)?;
+        qualities.push(with_annotation(
+            quality_from_json(&v, row, file)?,
+            &v,
+            record.turns.len(),
+            row,
+            file,
+        )?);
+        records.push(record);
+        kept.push(rows - 1);
         Ok(())
     })?;
     if records.is_empty() {
         return Ok(Imported {
             imported: 0,
             skipped: 0,
+            refused,
         });
     }
     let given_hashes = match files.hashes {
-        Some(h) => Some(read_hashes(h, records.len(), file)?),
+        Some(h) => Some(pick(read_hashes(h, rows, files.records)?, &kept)),
         None => None,
     };
-    let embeddings = embeddings(files, &records)?;
-    commit(store, records, qualities, given_hashes, embeddings)
+    let embeddings = embeddings(files, &records, rows, &kept)?;
+    let mut done = commit(store, records, qualities, given_hashes, embeddings)?;
+    done.refused = refused;
+    Ok(done)
+}
+
+/// The rows of `all` at `kept` (ascending).
+fn pick<T>(all: Vec<T>, kept: &[usize]) -> Vec<T> {
+    let mut kept = kept.iter().peekable();
+    all.into_iter()
+        .enumerate()
+        .filter(|(i, _)| kept.next_if(|k| **k == *i).is_some())
+        .map(|(_, x)| x)
+        .collect()
 }
 
 /// A dgen record's `quality` (its flagged checks), kept so an export of the import matches the
@@ -317,8 +408,43 @@ fn quality_from_json(v: &Value, row: usize, file: &Path) -> Result<Option<Qualit
     })
 }
 
+/// `quality` with the record's `annotation` (an annotated dialogue's labels, which dgen's
+/// export writes beside `quality`), checked to have one entry per turn.
+fn with_annotation(
+    quality: Option<QualityRecord>,
+    v: &Value,
+    turns: usize,
+    row: usize,
+    file: &Path,
+) -> Result<Option<QualityRecord>> {
+    let Some(json) = v.get("annotation").filter(|a| !a.is_null()) else {
+        return Ok(quality);
+    };
+    let annotation = Annotation::deserialize(json).with_context(|| {
+        format!(
+            "{} record {row}: \"annotation\" is not the annotation dgen's export writes; fix or remove it",
+            file.display()
+        )
+    })?;
+    if annotation.turns.len() != turns {
+        bail!(
+            "{} record {row}: \"annotation\" has {} turns but the record {turns}; fix or remove it",
+            file.display(),
+            annotation.turns.len()
+        );
+    }
+    let mut quality = quality.unwrap_or_default();
+    quality.annotation = Some(Box::new(annotation));
+    Ok(Some(quality))
+}
+
 /// The given embeddings, checked to be unit vectors, or computed from the turns.
-fn embeddings(files: &ImportFiles, records: &[GeneratedDialogue]) -> Result<Vec<Vec<f32>>> {
+fn embeddings(
+    files: &ImportFiles,
+    records: &[GeneratedDialogue],
+    rows: usize,
+    kept: &[usize],
+) -> Result<Vec<Vec<f32>>> {
     let Some(path) = files.embeddings else {
         let texts: Vec<String> = records
             .iter()
@@ -327,13 +453,14 @@ fn embeddings(files: &ImportFiles, records: &[GeneratedDialogue]) -> Result<Vec<
         tracing::info!("computing {} embeddings", texts.len());
         return embed::embed_all(files.assets, files.parallelism, &texts);
     };
-    let embeddings = npy::read(path, records.len(), files.records)?;
+    let embeddings = pick(npy::read(path, rows, files.records)?, kept);
     for (row, v) in embeddings.iter().enumerate() {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         if !(0.98..=1.02).contains(&norm) {
             bail!(
-                "{} row {row}: the embedding has norm {norm:.3}; dgen needs L2-normalised all-MiniLM-L6-v2 vectors (omit --embedding_file to compute them)",
-                path.display()
+                "{} row {}: the embedding has norm {norm:.3}; dgen needs L2-normalised all-MiniLM-L6-v2 vectors (omit --embedding_file to compute them)",
+                path.display(),
+                kept[row]
             );
         }
     }
@@ -387,5 +514,9 @@ fn commit(
     let imported = batch.accepted.len() as u64;
     batch.count("imported", imported);
     store.apply(&batch)?;
-    Ok(Imported { imported, skipped })
+    Ok(Imported {
+        imported,
+        skipped,
+        refused: Vec::new(),
+    })
 }
