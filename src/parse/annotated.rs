@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{field, ParseError, ParsedTurn};
-use crate::annotation::{find_span, Act, Annotation, Frame, ServiceCall, Span, State, TurnFrames};
+use crate::annotation::{
+    find_span, same_value, Act, Annotation, Frame, ServiceCall, Span, State, TurnFrames,
+};
 use crate::schema::Schema;
 
 /// The intent label of a turn whose services all have no active intent.
@@ -118,13 +120,25 @@ pub fn parse_annotated(
         let reply = field(&t.assistant, n, "Assistant")?;
         let mut user = Vec::new();
         for s in t.state {
+            let service = s.service.trim().to_string();
+            // A service listed twice: the first state is the turn's, as the frame kept.
+            if user.iter().any(|f: &Frame| f.service == service) {
+                continue;
+            }
             let mut slot_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for p in s.slot_values {
-                let value = p.value.trim().to_string();
+                let slot = p.slot.trim();
+                let mut value = p.value.trim().to_string();
                 if value.is_empty() {
                     continue;
                 }
-                let values = slot_values.entry(p.slot.trim().to_string()).or_default();
+                if !categorical(&service, slot) {
+                    let earlier = previous
+                        .get(&service)
+                        .and_then(|st| st.slot_values.get(slot));
+                    value = as_said(value, &utterance, earlier);
+                }
+                let values = slot_values.entry(slot.to_string()).or_default();
                 if !values.contains(&value) {
                     values.push(value);
                 }
@@ -141,11 +155,6 @@ pub fn parse_annotated(
                     .collect(),
                 slot_values,
             };
-            let service = s.service.trim().to_string();
-            // A service listed twice: the first state is the turn's, as the frame kept.
-            if user.iter().any(|f: &Frame| f.service == service) {
-                continue;
-            }
             let mut frame = Frame::new(&service);
             frame.actions = user_acts(previous.get(&service), &state);
             frame.slots = spans(&utterance, &state.slot_values, |slot| {
@@ -168,10 +177,20 @@ pub fn parse_annotated(
             };
             assistant[at].service_call = Some(ServiceCall {
                 method: call.method.trim().to_string(),
+                // A value the state holds in another letter case is the state's.
                 parameters: call
                     .parameters
                     .into_iter()
-                    .map(|p| (p.slot.trim().to_string(), p.value.trim().to_string()))
+                    .map(|p| {
+                        let slot = p.slot.trim().to_string();
+                        let value = previous
+                            .get(&service)
+                            .and_then(|st| st.slot_values.get(&slot))
+                            .and_then(|vs| vs.iter().find(|v| same_value(v, &p.value)))
+                            .cloned()
+                            .unwrap_or_else(|| p.value.trim().to_string());
+                        (slot, value)
+                    })
                     .collect(),
             });
             assistant[at].service_results = Some(
@@ -216,6 +235,19 @@ pub fn parse_annotated(
         simulated_results: true,
     };
     Ok((turns, annotation))
+}
+
+/// A free-text value as the dialogue wrote it: the utterance's own characters where it says the
+/// value (the model's `maple lodge` is the text's `Maple Lodge`, so that SGD's readers find the
+/// span's text in the state), else the form an earlier state held, else the model's.
+fn as_said(value: String, utterance: &str, earlier: Option<&Vec<String>>) -> String {
+    if let Some((start, end)) = find_span(utterance, &value) {
+        return utterance.chars().skip(start).take(end - start).collect();
+    }
+    earlier
+        .and_then(|vs| vs.iter().find(|v| same_value(v, &value)))
+        .cloned()
+        .unwrap_or(value)
 }
 
 /// The primary service's active intent, else the first active one, else `none` (the plain
@@ -347,6 +379,14 @@ mod tests {
             }]
         );
         assert_eq!(&turns[0].utterance[17..28], "Maple Lodge");
+        // The model wrote `maple lodge`; the state and the call take the text's form, so that
+        // the span's text is the state's value (SGD's readers drop a span that is not).
+        let state =
+            |t: usize| a.turns[t].user[0].state.as_ref().unwrap().slot_values["hotel-name"].clone();
+        assert_eq!(state(0), ["Maple Lodge"]);
+        assert_eq!(state(1), ["Maple Lodge"]);
+        let call = a.turns[1].assistant[0].service_call.as_ref().unwrap();
+        assert_eq!(call.parameters["hotel-name"], "Maple Lodge");
         let acts: Vec<&str> = user.actions.iter().map(|a| a.act.as_str()).collect();
         assert_eq!(acts, ["INFORM_INTENT", "INFORM", "INFORM", "INFORM"]);
         let second: Vec<(&str, &str)> = a.turns[1].user[0]
