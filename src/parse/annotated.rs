@@ -86,12 +86,7 @@ pub fn parse_annotated(
     if text.trim().is_empty() {
         return Err(ParseError::Empty);
     }
-    let body = text
-        .trim()
-        .trim_start_matches("```json")
-        .trim_start_matches("```")
-        .trim_end_matches("```");
-    let wire: Wire = serde_json::from_str(body.trim()).map_err(|e| {
+    let wire: Wire = serde_json::from_str(super::unfenced(text)).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             ParseError::InvalidJson(e.to_string())
         } else {

@@ -279,20 +279,23 @@ pub fn parse_dialogue(text: &str, min: u32, max: u32) -> Result<Vec<ParsedTurn>,
     Ok(turns)
 }
 
+/// The JSON of an answer: some servers wrap it in a code fence despite the schema.
+fn unfenced(text: &str) -> &str {
+    text.trim()
+        .trim_start_matches("```json")
+        .trim_start_matches("```")
+        .trim_end_matches("```")
+        .trim()
+}
+
 /// Parses the JSON wire format (`{"turns": [{"user", "intent", "assistant"}]}`) into the same
 /// turns as the tag format, with the same rules for empty fields and turn counts.
 pub fn parse_json_dialogue(text: &str, min: u32, max: u32) -> Result<Vec<ParsedTurn>, ParseError> {
     if text.trim().is_empty() {
         return Err(ParseError::Empty);
     }
-    // Some servers wrap JSON in a code fence despite the schema.
-    let body = text
-        .trim()
-        .trim_start_matches("```json")
-        .trim_start_matches("```")
-        .trim_end_matches("```");
     let value: serde_json::Value =
-        serde_json::from_str(body.trim()).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+        serde_json::from_str(unfenced(text)).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
     let turns = value
         .get("turns")
         .and_then(|t| t.as_array())

@@ -5,15 +5,9 @@
 //! in full for llama-server, where each slot's values are constrained by grammar (the
 //! categorical ones to their possible values). The scenario call is the plain one.
 
-use async_openai::types::chat::{
-    CreateChatCompletionRequest, ResponseFormat, ResponseFormatJsonSchema,
-};
 use serde_json::{json, Value};
 
-use super::{
-    category_phrase, request_seed, services_phrase, system, user, AttemptSpec, RequestSettings,
-    Schema,
-};
+use super::{category_phrase, services_phrase, AttemptSpec, RequestSettings, Schema};
 use crate::annotation::UserGoal;
 use crate::catalog::Catalog;
 use crate::llm::ChatRequest;
@@ -90,7 +84,6 @@ fn goal_text(goals: &[UserGoal]) -> String {
         .join("\n")
 }
 
-#[allow(deprecated)]
 pub fn dialogue_request(
     settings: &RequestSettings,
     catalog: &Catalog,
@@ -145,26 +138,13 @@ pub fn dialogue_request(
         Schema::Strict => strict_schema(&services),
         Schema::Full => full_schema(&services, item.min_turns, item.max_turns),
     };
-    let chat = CreateChatCompletionRequest {
-        model: settings.model.clone(),
-        messages: vec![system(system_text), user(user_text)],
-        max_tokens: Some(settings.dialogue_max_tokens),
-        temperature: Some(spec.temperature as f32),
-        top_p: Some(spec.top_p as f32),
-        frequency_penalty: Some(spec.frequency_penalty as f32),
-        presence_penalty: Some(spec.presence_penalty as f32),
-        seed: Some(request_seed(spec.seed)),
-        n: Some(1),
-        response_format: Some(ResponseFormat::JsonSchema {
-            json_schema: ResponseFormatJsonSchema {
-                description: None,
-                name: "annotated_dialogue".to_string(),
-                schema,
-                strict: Some(true),
-            },
-        }),
-        ..Default::default()
-    };
+    let chat = super::dialogue_chat(
+        settings,
+        spec,
+        system_text,
+        user_text,
+        Some(("annotated_dialogue", schema)),
+    );
     ChatRequest {
         chat,
         grammar: None,

@@ -301,7 +301,38 @@ fn format_instruction(structured: Structured) -> String {
     }
 }
 
+/// The dialogue call's body, plain or annotated: the attempt's sampling, the settings'
+/// `max_tokens`, and the named JSON schema of the answer, if any.
 #[allow(deprecated)]
+fn dialogue_chat(
+    settings: &RequestSettings,
+    spec: &AttemptSpec,
+    system_text: String,
+    user_text: String,
+    schema: Option<(&str, serde_json::Value)>,
+) -> CreateChatCompletionRequest {
+    CreateChatCompletionRequest {
+        model: settings.model.clone(),
+        messages: vec![system(system_text), user(user_text)],
+        max_tokens: Some(settings.dialogue_max_tokens),
+        temperature: Some(spec.temperature as f32),
+        top_p: Some(spec.top_p as f32),
+        frequency_penalty: Some(spec.frequency_penalty as f32),
+        presence_penalty: Some(spec.presence_penalty as f32),
+        seed: Some(request_seed(spec.seed)),
+        n: Some(1),
+        response_format: schema.map(|(name, schema)| ResponseFormat::JsonSchema {
+            json_schema: ResponseFormatJsonSchema {
+                description: None,
+                name: name.to_string(),
+                schema,
+                strict: Some(true),
+            },
+        }),
+        ..Default::default()
+    }
+}
+
 pub fn dialogue_request(
     settings: &RequestSettings,
     catalog: &Catalog,
@@ -355,31 +386,14 @@ pub fn dialogue_request(
         min = item.min_turns,
         max = item.max_turns,
     );
-    let chat = CreateChatCompletionRequest {
-        model: settings.model.clone(),
-        messages: vec![system(system_text), user(user_text)],
-        max_tokens: Some(settings.dialogue_max_tokens),
-        temperature: Some(spec.temperature as f32),
-        top_p: Some(spec.top_p as f32),
-        frequency_penalty: Some(spec.frequency_penalty as f32),
-        presence_penalty: Some(spec.presence_penalty as f32),
-        seed: Some(request_seed(spec.seed)),
-        n: Some(1),
-        response_format: (settings.structured == Structured::Json).then(|| {
-            ResponseFormat::JsonSchema {
-                json_schema: ResponseFormatJsonSchema {
-                    description: None,
-                    name: "dialogue".to_string(),
-                    schema: match settings.schema {
-                        Schema::Strict => strict_dialogue_schema(item.min_turns, item.max_turns),
-                        Schema::Full => dialogue_schema(item.min_turns, item.max_turns),
-                    },
-                    strict: Some(true),
-                },
-            }
-        }),
-        ..Default::default()
-    };
+    let schema = (settings.structured == Structured::Json).then(|| {
+        let schema = match settings.schema {
+            Schema::Strict => strict_dialogue_schema(item.min_turns, item.max_turns),
+            Schema::Full => dialogue_schema(item.min_turns, item.max_turns),
+        };
+        ("dialogue", schema)
+    });
+    let chat = dialogue_chat(settings, spec, system_text, user_text, schema);
     let grammar = (settings.grammar && settings.structured == Structured::Tags)
         .then(|| tags_grammar(item.min_turns, item.max_turns));
     ChatRequest { chat, grammar }

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Action, Check, Finding, QualityConfig, Verdict};
+use super::{Check, Finding, QualityConfig, Verdict};
 use crate::annotation::{mentions, same_value, Annotation, LabelSummary, State, UserGoal};
 use crate::parse::annotated::NO_INTENT;
 use crate::parse::ParsedTurn;
@@ -49,12 +49,7 @@ pub fn evaluate(subject: &LabelSubject<'_>, config: &QualityConfig) -> (Verdict,
         let (Some(detail), action) = (detail, config.action(check)) else {
             continue;
         };
-        let finding = Finding { check, detail };
-        match action {
-            Action::Reject if verdict.reject.is_none() => verdict.reject = Some(finding),
-            Action::Reject | Action::Off => {}
-            Action::Flag => verdict.flagged.push(finding),
-        }
+        verdict.add(Finding { check, detail }, action);
     }
     (verdict, summary)
 }
@@ -383,6 +378,7 @@ fn outcome_calls(s: &LabelSubject<'_>) -> Option<String> {
 mod tests {
     use super::*;
     use crate::parse::annotated::parse_annotated;
+    use crate::quality::Action;
 
     const ANSWER: &str = r#"{"turns": [
         {"user": "Please book Maple Lodge for 2 people from friday.",

@@ -336,14 +336,20 @@ pub fn evaluate(subject: &Subject<'_>, config: &QualityConfig) -> Verdict {
         let Some(detail) = checks::run(check, subject, config) else {
             continue;
         };
-        let finding = Finding { check, detail };
-        match action {
-            Action::Reject if verdict.reject.is_none() => verdict.reject = Some(finding),
-            Action::Reject | Action::Off => {}
-            Action::Flag => verdict.flagged.push(finding),
-        }
+        verdict.add(Finding { check, detail }, action);
     }
     verdict
+}
+
+impl Verdict {
+    /// A finding under its check's action: the first rejecting one decides, flags are kept.
+    pub fn add(&mut self, finding: Finding, action: Action) {
+        match action {
+            Action::Reject if self.reject.is_none() => self.reject = Some(finding),
+            Action::Reject | Action::Off => {}
+            Action::Flag => self.flagged.push(finding),
+        }
+    }
 }
 
 #[cfg(test)]
