@@ -28,7 +28,9 @@ CHECKS="copied_example=flag,placeholder=flag,repetitive=flag,outcome_mismatch=fl
 CHECKS="$CHECKS,short_utterances=flag,repeated_reply=flag,intent_labels=flag"
 if [[ "$MODE" == annotated ]]; then
   PLAN=(--annotate --min_turns 2 3 --max_turns 3 4)
-  RUN=()
+  # An annotated answer is ~3x a plain one: on 2 cores it can take longer than the default
+  # 120 s timeout.
+  RUN=(--request_timeout 900)
   CHECKS="$CHECKS,unknown_label=flag,categorical_value=flag,ungrounded=flag,dropped_slot=flag"
   CHECKS="$CHECKS,goal_unrealized=flag,invalid_call=flag,outcome_calls=flag"
 else

@@ -34,7 +34,8 @@ if [[ "$ANNOTATE" == 1 ]]; then
   # (and the looping checks) instead of rejecting, so dialogues come; `dgen status` shows the
   # share with every label grounded and the goal realized. Use a capable model for real data.
   LABELS=unknown_label=flag,categorical_value=flag,ungrounded=flag,dropped_slot=flag,goal_unrealized=flag,invalid_call=flag,outcome_calls=flag
-  "$DGEN" --store annotated.redb run --local --max_attempts 4 \
+  # An annotated answer is ~3x as long as a plain one: give the local model time to write it.
+  "$DGEN" --store annotated.redb run --local --max_attempts 4 --request_timeout 900 \
     --checks "$LABELS,repetitive=flag,repeated_reply=flag,short_utterances=flag"
   "$DGEN" --store annotated.redb export
   "$DGEN" --store annotated.redb status
