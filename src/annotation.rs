@@ -22,6 +22,28 @@ pub struct UserGoal {
     pub request: Vec<String>,
 }
 
+impl std::fmt::Display for UserGoal {
+    /// `hotel: book_hotel (hotel-name=Maple Lodge, hotel-bookday=friday), asks for hotel-phone`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gives: Vec<String> = self
+            .inform
+            .iter()
+            .map(|(slot, value)| format!("{slot}={value}"))
+            .collect();
+        write!(
+            f,
+            "{}: {} ({})",
+            self.service,
+            self.intent,
+            gives.join(", ")
+        )?;
+        if !self.request.is_empty() {
+            write!(f, ", asks for {}", self.request.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// A value's place in an utterance: `start..exclusive_end` in characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {

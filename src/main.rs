@@ -33,7 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = cli.store();
     match cli.command {
         Command::Plan(args) => commands::plan::run(&store, *args),
-        Command::Extract(args) => commands::extract::run(args),
+        Command::Extract(args) => commands::extract::run(&store, args),
         Command::Run(args) => commands::run::run(&store, *args),
         Command::Import(args) => commands::import::run(&store, args),
         Command::Merge(args) => commands::merge::run(cli.store.as_deref(), args),

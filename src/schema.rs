@@ -249,7 +249,44 @@ impl ValuePools {
     pub fn values(&self, slot: &str) -> &[String] {
         self.slots.get(slot).map(Vec::as_slice).unwrap_or(&[])
     }
+
+    /// Pools from the values a dataset's frames hold (slot → value → dialogues), for the
+    /// schema's slots that draw from a pool (not categorical): per slot the
+    /// [`MAX_OBSERVED`] values said in most dialogues (ties by value), in that order. A slot
+    /// with fewer than [`MIN_OBSERVED`] distinct values is left out, so that a small file does
+    /// not narrow every goal to one value.
+    pub fn observed(
+        schema: &Schema,
+        counts: &BTreeMap<String, BTreeMap<String, u64>>,
+    ) -> ValuePools {
+        let mut slots = BTreeMap::new();
+        for slot in schema.services.iter().flat_map(|s| &s.slots) {
+            if slot.is_categorical && !slot.possible_values.is_empty() {
+                continue;
+            }
+            let Some(said) = counts.get(&slot.name) else {
+                continue;
+            };
+            if said.len() < MIN_OBSERVED {
+                continue;
+            }
+            let mut ranked: Vec<(&String, u64)> = said.iter().map(|(v, n)| (v, *n)).collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            ranked.truncate(MAX_OBSERVED);
+            slots.insert(
+                slot.name.clone(),
+                ranked.into_iter().map(|(v, _)| v.clone()).collect(),
+            );
+        }
+        ValuePools { slots }
+    }
 }
+
+/// The most values a slot's pool keeps from a dataset's frames: enough for MultiWOZ's venues
+/// (about 100 restaurant names), small enough that the plan's stored settings stay small.
+pub const MAX_OBSERVED: usize = 128;
+/// The fewest distinct values a dataset must give a slot before its pool replaces the built-in.
+pub const MIN_OBSERVED: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -308,5 +345,42 @@ mod tests {
         let s = Schema::builtin().extended(over);
         assert_eq!(s.service("hotel").unwrap().intents[0].name, "stay");
         assert!(s.service("gym").is_some() && s.service("train").is_some());
+    }
+
+    #[test]
+    fn observed_pools_rank_by_dialogues_and_skip_categorical_and_thin_slots() {
+        let schema = Schema::builtin();
+        let counts = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(v, n)| (v.to_string(), *n)).collect()
+        };
+        let mut observed = BTreeMap::new();
+        observed.insert(
+            "hotel-name".to_string(),
+            counts(&[("b inn", 2), ("a inn", 2), ("c inn", 5)]),
+        );
+        // Categorical in the schema: its possible values stay.
+        observed.insert(
+            "hotel-area".to_string(),
+            counts(&[("x", 1), ("y", 1), ("z", 1)]),
+        );
+        // Fewer than MIN_OBSERVED values: the built-in pool stays.
+        observed.insert(
+            "restaurant-name".to_string(),
+            counts(&[("one", 9), ("two", 9)]),
+        );
+        // Not a slot of the schema.
+        observed.insert(
+            "gym-branch".to_string(),
+            counts(&[("p", 1), ("q", 1), ("r", 1)]),
+        );
+        let many: Vec<(String, u64)> = (0..200).map(|i| (format!("t{i:03}"), 1)).collect();
+        observed.insert("train-leaveat".to_string(), many.into_iter().collect());
+        let pools = ValuePools::observed(&schema, &observed);
+        assert_eq!(
+            pools.slots.keys().collect::<Vec<_>>(),
+            ["hotel-name", "train-leaveat"]
+        );
+        assert_eq!(pools.values("hotel-name"), ["c inn", "a inn", "b inn"]);
+        assert_eq!(pools.values("train-leaveat").len(), MAX_OBSERVED);
     }
 }

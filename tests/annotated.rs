@@ -730,3 +730,225 @@ fn an_annotated_run_on_a_local_server_stand_in_accepts_every_item() {
         check_record(&record, &schema);
     }
 }
+
+/// Per slot, the distinct first values the states of a MultiWOZ 2.2 JSON file hold.
+fn frame_values(file: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
+    let dialogues: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for turn in dialogues
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["turns"].as_array().unwrap())
+    {
+        for frame in turn["frames"].as_array().unwrap() {
+            let Some(values) = frame["state"]["slot_values"].as_object() else {
+                continue;
+            };
+            for (slot, said) in values {
+                let first = said[0].as_str().unwrap().to_string();
+                out.entry(slot.clone()).or_default().insert(first);
+            }
+        }
+    }
+    out
+}
+
+/// The goals `dgen extract --item N --json` shows for each of the store's `n` items.
+fn extracted_goals(env: &Env, store: &str, n: u64) -> Vec<Value> {
+    (0..n)
+        .flat_map(|i| {
+            let shown = env.stdout(env.dgen().args([
+                "--store",
+                store,
+                "extract",
+                "--item",
+                &i.to_string(),
+                "--json",
+            ]));
+            let shown: Value = serde_json::from_str(&shown).unwrap();
+            assert_eq!(shown["index"], i);
+            shown["goals"].as_array().unwrap().clone()
+        })
+        .collect()
+}
+
+#[test]
+fn goals_draw_the_values_the_base_dialogues_frames_hold_and_extract_shows_them() {
+    // A first run whose goals say values no built-in pool has (each built-in value + " Vale"),
+    // exported in MultiWOZ 2.2's JSON and the Hugging Face layout: base dialogues with frames.
+    let env = Env::new();
+    let builtin = dgen::schema::ValuePools::builtin();
+    let own: BTreeMap<&String, Vec<String>> = builtin
+        .slots
+        .iter()
+        .map(|(slot, values)| (slot, values.iter().map(|v| format!("{v} Vale")).collect()))
+        .collect();
+    std::fs::write(env.path("own.json"), json!(own).to_string()).unwrap();
+    plan_annotated(&env, 24, &["--slot_values", "own.json"])
+        .assert()
+        .success();
+    let mock = MockServer::start();
+    env.run(&mock, &["--concurrency", "4"]).assert().success();
+    env.dgen()
+        .args(["export", "--multiwoz", "mw.json"])
+        .assert()
+        .success();
+    env.dgen().args(["export", "--hf", "hf"]).assert().success();
+    let said = frame_values(&env.path("mw.json"));
+
+    // Planned on those dialogues without --slot_values, the goals draw the frames' values for
+    // the slots the frames give at least three values, and the built-in ones for the others.
+    let plan_on = |store: &str, dataset: &str, extra: &[&str]| {
+        let mut plan = env.dgen();
+        plan.args([
+            "--store",
+            store,
+            "plan",
+            "--total_generations",
+            "30",
+            "--annotate",
+        ])
+        .arg("--dataset")
+        .arg(env.path(dataset))
+        .arg("--persona_dataset")
+        .arg(common::fixture("personas_hf"))
+        .args(extra);
+        env.stdout(&mut plan)
+    };
+    let out = plan_on("json.redb", "mw.json", &[]);
+    let from_frames = said
+        .iter()
+        .filter(|(slot, values)| values.len() >= 3 && builtin.slots.contains_key(*slot))
+        .count();
+    assert!(from_frames > 0, "{said:?}");
+    assert!(
+        out.contains(&format!(
+            "value pools: {from_frames} slot(s) from the frames of 24 base dialogues"
+        )),
+        "{out}"
+    );
+    let mut drawn_from_frames = 0;
+    for goal in extracted_goals(&env, "json.redb", 30) {
+        for pair in goal["inform"].as_array().unwrap() {
+            let (slot, value) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+            let Some(pool) = builtin.slots.get(slot) else {
+                continue; // categorical: the schema's possible values
+            };
+            match said.get(slot).filter(|values| values.len() >= 3) {
+                Some(values) => {
+                    assert!(values.contains(value), "{slot}={value} not in {values:?}");
+                    drawn_from_frames += 1;
+                }
+                None => assert!(pool.contains(&value.to_string()), "{slot}={value}"),
+            }
+        }
+    }
+    assert!(drawn_from_frames >= 10, "{drawn_from_frames}");
+
+    // The Hugging Face layout of the same dialogues gives the same values, so the same plan.
+    let hf = plan_on("hf.redb", "hf", &["--split", "train"]);
+    let fingerprint = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("plan fingerprint: "))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(fingerprint(&hf), fingerprint(&out));
+
+    // --slot_values still wins, slot by slot.
+    let slot = said
+        .iter()
+        .find(|(slot, values)| values.len() >= 3 && builtin.slots.contains_key(*slot))
+        .unwrap()
+        .0;
+    std::fs::write(
+        env.path("mine.json"),
+        json!({ slot: ["Mine A", "Mine B", "Mine C"] }).to_string(),
+    )
+    .unwrap();
+    plan_on("mine.redb", "mw.json", &["--slot_values", "mine.json"]);
+    let mut mine = 0;
+    for goal in extracted_goals(&env, "mine.redb", 30) {
+        for pair in goal["inform"].as_array().unwrap() {
+            if pair[0] == slot.as_str() {
+                assert!(pair[1].as_str().unwrap().starts_with("Mine "), "{pair}");
+                mine += 1;
+            }
+        }
+    }
+    assert!(mine > 0, "no goal of 30 gives {slot}");
+}
+
+#[test]
+fn extract_item_shows_what_the_plan_drew_and_the_goals_the_run_will_ask_for() {
+    let env = Env::new();
+    plan_annotated(&env, 3, &[]).assert().success();
+    let text = env.stdout(env.dgen().args(["extract", "--item", "2"]));
+    let shown: Value =
+        serde_json::from_str(&env.stdout(env.dgen().args(["extract", "--item", "2", "--json"])))
+            .unwrap();
+    let item = &shown;
+    assert!(text.starts_with("item: 2 of 3 (plan "), "{text}");
+    assert!(text.contains("state: pending after 0 attempt(s)"), "{text}");
+    assert!(text.contains(&format!(
+        "outcome: {}",
+        item["resolution_status"].as_str().unwrap()
+    )));
+    assert!(text.contains(&format!(
+        "persona {}: {}",
+        item["persona_index"],
+        shown["persona"].as_str().unwrap()
+    )));
+    // One line per goal, as the request will give them (the dry run's request has the same).
+    let goals = shown["goals"].as_array().unwrap();
+    assert_eq!(goals.len(), item["services"].as_array().unwrap().len());
+    let lines: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "user goals:")
+        .skip(1)
+        .collect();
+    assert_eq!(lines.len(), goals.len(), "{text}");
+    for (line, goal) in lines.iter().zip(goals) {
+        let first = &goal["inform"][0];
+        assert!(
+            line.starts_with(&format!(
+                "  {}: {} ({}={}",
+                goal["service"].as_str().unwrap(),
+                goal["intent"].as_str().unwrap(),
+                first[0].as_str().unwrap(),
+                first[1].as_str().unwrap()
+            )),
+            "{line} vs {goal}"
+        );
+    }
+    // `export --plan_file` writes the same goals beside each item.
+    assert_eq!(env.plan_jsonl("dgen.redb")[2]["goals"], shown["goals"]);
+    let dry = env.stdout(env.dgen().args(["run", "--dry_run", "--limit", "3"]));
+    for goal in goals {
+        let first = &goal["inform"][0];
+        assert!(dry.contains(first[1].as_str().unwrap()), "{goal}");
+    }
+    // A plain plan's item has no goals; an index past the plan names the valid ones.
+    let plain = Env::new();
+    plain.plan(3, &[]).assert().success();
+    let text = plain.stdout(plain.dgen().args(["extract", "--item", "0"]));
+    assert!(
+        text.contains("services: ") && !text.contains("user goals"),
+        "{text}"
+    );
+    plain
+        .dgen()
+        .args(["extract", "--item", "3"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "its plan has 3 items (valid indices 0..=2)",
+        ));
+    plain
+        .dgen()
+        .args(["--store", "none.redb", "extract", "--item", "0"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("none.redb"));
+}

@@ -494,6 +494,12 @@ fn while_a_run_holds_the_store_the_run_writes_the_exports_and_refuses_sgd_for_pl
         .assert()
         .failure()
         .stderr(predicate::str::contains("has no annotation"));
+    // `extract --item` asks the run too.
+    env.dgen()
+        .args(["extract", "--item", "15"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("item: 15 of 16 (plan "));
     assert!(
         child.try_wait().unwrap().is_none(),
         "the run is still going, so the run answered"

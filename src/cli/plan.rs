@@ -124,6 +124,15 @@ pub struct ExtractArgs {
     #[arg(long, visible_alias = "extraction_index", default_value_t = 0)]
     pub index: usize,
 
+    /// Show work item N of the store's plan instead (0-based): what was drawn for it, its
+    /// state, and an annotated plan's user goals; reads the store (--store), not the dataset.
+    #[arg(long, value_name = "N", conflicts_with_all = ["index", "dataset"])]
+    pub item: Option<u64>,
+
+    /// With --item: print the item, its state and goals as one JSON object.
+    #[arg(long, requires = "item")]
+    pub json: bool,
+
     #[command(flatten)]
     pub dataset: DatasetArgs,
 }

@@ -113,6 +113,7 @@ pub fn answer(store: &Store, request: Request, cancel: &AtomicBool) -> Result<St
                 ..StatusOptions::default()
             },
         ),
+        Request::Item(r) => super::extract::render_item(store, r.index, r.json),
         Request::ExportPlan(r) => {
             export::execute(store, &ExportJob::Plan(absolute(r.plan_file)?), cancel)
         }

@@ -10,10 +10,12 @@ use anyhow::{bail, Result};
 use crate::catalog::Catalog;
 use crate::cli::PlanArgs;
 use crate::cost::{Estimator, Expectation, PriceTable, Pricing};
+use crate::dataset::frames::ObservedValues;
 use crate::dataset::{self, DatasetSource, Dialogues, Personas};
 use crate::plan::shard::{self, ShardFlags};
 use crate::plan::{self, Fingerprinter, PlanConfig, Sampler, Shard};
 use crate::prompt::{RequestSettings, Schema, Structured};
+use crate::schema::{Schema as Services, ValuePools};
 use crate::store::{DatasetsMeta, Meta, ShardMeta, State, Store};
 
 fn pair(flag: Option<Vec<u32>>, default: [u32; 2]) -> [u32; 2] {
@@ -23,16 +25,18 @@ fn pair(flag: Option<Vec<u32>>, default: [u32; 2]) -> [u32; 2] {
     }
 }
 
-pub fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> Result<PlanConfig> {
+/// The plan's settings from the flags; `observed` (the base dataset's frame values) feeds an
+/// annotated plan's value pools.
+pub fn config_from_args(
+    args: &PlanArgs,
+    catalog: &Catalog,
+    observed: &ObservedValues,
+) -> Result<PlanConfig> {
     let d = &catalog.generation_defaults;
     let annotate = if args.annotate {
-        let mut schema = crate::schema::Schema::builtin();
+        let mut schema = Services::builtin();
         if let Some(path) = &args.services_schema {
-            schema = schema.extended(crate::schema::Schema::from_file(path)?);
-        }
-        let mut values = crate::schema::ValuePools::builtin();
-        if let Some(path) = &args.slot_values {
-            values = values.extended(crate::schema::ValuePools::from_file(path)?);
+            schema = schema.extended(Services::from_file(path)?);
         }
         // Only the services the catalog can plan are kept: the plan's encoding stays small
         // when a large schema file (SGD's has 45 services) is given.
@@ -50,6 +54,13 @@ pub fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> Result<PlanConfig
             );
         }
         let schema = schema.only(catalog.core_services.iter().map(String::as_str));
+        // Built in, then what the dataset's frames say, then the user's file: each replaces
+        // the one before slot by slot.
+        let mut values =
+            ValuePools::builtin().extended(ValuePools::observed(&schema, &observed.slots));
+        if let Some(path) = &args.slot_values {
+            values = values.extended(ValuePools::from_file(path)?);
+        }
         let annotate = plan::Annotate { schema, values };
         annotate.validate(&catalog.core_services)?;
         Some(annotate)
@@ -219,19 +230,23 @@ fn shard_of(args: &PlanArgs, total: u64) -> Result<Option<Shard>> {
 
 pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     let catalog = Catalog::load(args.catalog.as_deref())?;
-    let config = config_from_args(&args, &catalog)?;
+    let source = DatasetSource {
+        path: args.dataset.dataset.clone(),
+        name: args.dataset.dataset_name.clone(),
+        split: args.dataset.split.clone(),
+    };
+    let dialogues = if args.annotate {
+        dataset::load_dialogues_and_values(&source.resolve()?, &source.split)?
+    } else {
+        dataset::load_dialogues(&source.resolve()?, &source.split)?
+    };
+    let config = config_from_args(&args, &catalog, &dialogues.observed)?;
     config.validate()?;
     let model = args
         .model
         .clone()
         .unwrap_or_else(|| catalog.generation_defaults.model.clone());
     let pricing = PriceTable::resolve(&model, &args.prices.overrides())?;
-    let source = DatasetSource {
-        path: args.dataset.dataset.clone(),
-        name: args.dataset.dataset_name.clone(),
-        split: args.dataset.split.clone(),
-    };
-    let dialogues = dataset::load_dialogues(&source.resolve()?, &source.split)?;
     let personas = dataset::load_personas(
         &args.personas.persona_dataset,
         args.personas.persona_split.as_deref(),
@@ -323,25 +338,45 @@ fn print_goals(
         "annotated: user goals from {} services' schemas ({intents} intents, {slots} slots)",
         services.len()
     );
+    print_value_sources(annotate, dialogues);
     let first = Sampler::new(catalog, config, &dialogues.dialogues, &personas.personas).next();
     for goal in first.iter().flat_map(|item| annotate.goals(item)) {
-        let gives: Vec<String> = goal
-            .inform
-            .iter()
-            .map(|(slot, value)| format!("{slot}={value}"))
-            .collect();
-        println!(
-            "  item 0, {}: {} ({}){}",
-            goal.service,
-            goal.intent,
-            gives.join(", "),
-            if goal.request.is_empty() {
-                String::new()
-            } else {
-                format!(", asks for {}", goal.request.join(", "))
-            }
-        );
+        println!("  item 0, {goal}");
     }
+    println!("  (`dgen extract --item N` shows any item's goals)");
+}
+
+/// Where the goals' non-categorical values come from: how many slots take the base dataset's
+/// frame values (those `--slot_values` did not replace).
+fn print_value_sources(annotate: &plan::Annotate, dialogues: &Dialogues) {
+    let observed = &dialogues.observed;
+    if observed.is_empty() {
+        println!(
+            "  value pools: built in or --slot_values (the base dialogues have no frames with slot values)"
+        );
+        return;
+    }
+    let pools = ValuePools::observed(&annotate.schema, &observed.slots);
+    let kept: Vec<(&String, usize)> = pools
+        .slots
+        .iter()
+        .filter(|(slot, values)| annotate.values.slots.get(*slot) == Some(values))
+        .map(|(slot, values)| (slot, values.len()))
+        .collect();
+    let values: usize = kept.iter().map(|(_, n)| n).sum();
+    println!(
+        "  value pools: {} slot(s) from the frames of {} base dialogues ({values} values), the others built in or --slot_values{}",
+        kept.len(),
+        observed.dialogues,
+        if kept.is_empty() {
+            format!(
+                " (a slot needs {} distinct values in the frames)",
+                crate::schema::MIN_OBSERVED
+            )
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// Items counted one by one at most; a larger plan is counted on an even sample of this many

@@ -6,6 +6,7 @@
 //! skipped and counted, never fatal; a file that cannot be read at all is an error.
 
 mod arrow;
+pub mod frames;
 pub mod rows;
 
 use std::collections::BTreeMap;
@@ -93,6 +94,9 @@ impl LoadReport {
 pub struct Dialogues {
     pub dialogues: Vec<Dialogue>,
     pub report: LoadReport,
+    /// The slot values of the dialogues' frames, read by [`load_dialogues_and_values`] (empty
+    /// otherwise, and for datasets without frames).
+    pub observed: frames::ObservedValues,
 }
 
 pub struct Personas {
@@ -141,16 +145,40 @@ impl DatasetSource {
 }
 
 pub fn load_dialogues(path: &Path, split: &str) -> Result<Dialogues> {
-    let raw = rows::read_rows(path, Some(split), rows::DIALOGUE_FIELDS)
+    load(path, split, false)
+}
+
+/// [`load_dialogues`], also counting the slot values of the dialogues' frames (MultiWOZ 2.2,
+/// SGD): an annotated plan draws its goals' values from them.
+pub fn load_dialogues_and_values(path: &Path, split: &str) -> Result<Dialogues> {
+    load(path, split, true)
+}
+
+fn load(path: &Path, split: &str, values: bool) -> Result<Dialogues> {
+    let fields = if values {
+        [rows::DIALOGUE_FIELDS, frames::FRAME_FIELDS].concat()
+    } else {
+        rows::DIALOGUE_FIELDS.to_vec()
+    };
+    let raw = rows::read_rows(path, Some(split), &fields)
         .with_context(|| format!("cannot read dialogues from {}", path.display()))?;
     let mut report = raw.report;
     let mut hasher = blake3::Hasher::new();
     let mut dialogues = Vec::with_capacity(raw.rows.len());
+    let mut observed = frames::ObservedValues::default();
     for row in raw.rows {
+        let turns = if values {
+            row.get("turns").cloned()
+        } else {
+            None
+        };
         match normalize_dialogue(row) {
             Ok(d) => {
                 hasher.update(&encode(&d));
                 dialogues.push(d);
+                if let Some(turns) = &turns {
+                    observed.add_dialogue(turns);
+                }
             }
             Err(reason) => *report.skipped.entry(reason.to_string()).or_default() += 1,
         }
@@ -165,7 +193,19 @@ pub fn load_dialogues(path: &Path, split: &str) -> Result<Dialogues> {
         );
     }
     log_skips("dialogues", &report);
-    Ok(Dialogues { dialogues, report })
+    if values && !observed.is_empty() {
+        tracing::info!(
+            "{}: {} slots have values in the frames of {} dialogues",
+            report.source,
+            observed.slots.len(),
+            observed.dialogues
+        );
+    }
+    Ok(Dialogues {
+        dialogues,
+        report,
+        observed,
+    })
 }
 
 pub fn load_personas(path: &Path, split: Option<&str>) -> Result<Personas> {

@@ -105,8 +105,15 @@ fn locate(path: &Path, split: Option<&str>) -> Result<(Vec<PathBuf>, Format)> {
     if let Some(found) = data_files_folder(path, split)? {
         return Ok(found);
     }
+    // A Hub dataset repository (and `dgen export --hf`) keeps its files under data/.
+    let data = path.join("data");
+    if data.is_dir() {
+        if let Some(found) = data_files_folder(&data, split)? {
+            return Ok(found);
+        }
+    }
     bail!(
-        "{} is not a dataset dgen can read: expected dataset_dict.json or state.json (Hugging Face save_to_disk), dialogues_*.json (MultiWOZ), or .arrow/.parquet/.json/.jsonl files",
+        "{} is not a dataset dgen can read: expected dataset_dict.json or state.json (Hugging Face save_to_disk), dialogues_*.json (MultiWOZ), or .arrow/.parquet/.json/.jsonl files (in it or in its data/ folder)",
         path.display()
     )
 }
@@ -267,6 +274,10 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Columns whose value is a map keyed by data (MultiWOZ's `slot_values`: slot name → values),
+/// kept whole when wanted rather than filtered as if its keys were field names.
+const MAPS: &[&str] = &["slot_values"];
+
 /// Keeps only the wanted keys, at every level of nesting.
 fn filter_value(value: Value, fields: &[&str]) -> Value {
     match value {
@@ -281,7 +292,13 @@ fn filter_value(value: Value, fields: &[&str]) -> Value {
 fn filter_object(map: Map<String, Value>, fields: &[&str]) -> Map<String, Value> {
     map.into_iter()
         .filter(|(k, _)| fields.contains(&k.as_str()))
-        .map(|(k, v)| (k, filter_value(v, fields)))
+        .map(|(k, v)| {
+            if MAPS.contains(&k.as_str()) {
+                (k, v)
+            } else {
+                (k, filter_value(v, fields))
+            }
+        })
         .collect()
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Bumped on any incompatible change; both sides refuse another version. 2: the report
 /// request (a run speaking 1 could not have answered it). 3: the export-format request
 /// (`--sgd`, `--chat`, `--multiwoz`).
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The longest request line the server reads.
 pub const MAX_REQUEST_BYTES: u64 = 64 << 10;
@@ -23,6 +23,15 @@ pub enum Request {
     ExportHf(ExportHfRequest),
     ExportFormat(ExportFormatRequest),
     Report(ReportRequest),
+    Item(ItemRequest),
+}
+
+/// `dgen extract --item`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemRequest {
+    pub index: u64,
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -57,7 +57,11 @@ fn export_plan(store: &Store, path: &Path, cancel: &AtomicBool) -> Result<u64> {
         check(cancel)?;
         let persona = personas.get(&item.persona_index).map_or("", String::as_str);
         let w = file.writer();
-        serde_json::to_writer(&mut *w, &plan_record(&item, &meta.catalog, persona))?;
+        let mut record = plan_record(&item, &meta.catalog, persona);
+        if let Some(annotate) = &meta.config.annotate {
+            record["goals"] = json!(annotate.goals(&item));
+        }
+        serde_json::to_writer(&mut *w, &record)?;
         w.write_all(b"\n")?;
         count += 1;
         Ok(())
