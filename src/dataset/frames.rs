@@ -34,15 +34,13 @@ pub struct ObservedValues {
 }
 
 impl ObservedValues {
-    /// Counts the values of one dialogue's `turns` (either layout), each (slot, value) once.
-    pub fn add_dialogue(&mut self, turns: &Value) {
-        let mut seen = BTreeSet::new();
-        collect(turns, &mut seen);
-        if seen.is_empty() {
+    /// Counts one dialogue's (slot, value) pairs, as [`said_in`] found them.
+    pub fn add(&mut self, said: BTreeSet<(String, String)>) {
+        if said.is_empty() {
             return;
         }
         self.dialogues += 1;
-        for (slot, value) in seen {
+        for (slot, value) in said {
             *self
                 .slots
                 .entry(slot)
@@ -55,6 +53,13 @@ impl ObservedValues {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
+}
+
+/// The (slot, value) pairs the states in one dialogue's `turns` hold.
+pub fn said_in(turns: &Value) -> BTreeSet<(String, String)> {
+    let mut said = BTreeSet::new();
+    collect(turns, &mut said);
+    said
 }
 
 fn collect(value: &Value, out: &mut BTreeSet<(String, String)>) {
@@ -136,11 +141,11 @@ mod tests {
             ]
         });
         let mut a = ObservedValues::default();
-        a.add_dialogue(&json_layout);
-        a.add_dialogue(&json_layout);
+        a.add(said_in(&json_layout));
+        a.add(said_in(&json_layout));
         let mut b = ObservedValues::default();
-        b.add_dialogue(&hf_layout);
-        b.add_dialogue(&hf_layout);
+        b.add(said_in(&hf_layout));
+        b.add(said_in(&hf_layout));
         assert_eq!(a, b);
         assert_eq!(a.dialogues, 2);
         assert_eq!(a.slots["hotel-area"]["east"], 2, "once per dialogue");
@@ -154,11 +159,9 @@ mod tests {
     #[test]
     fn dialogues_without_frames_add_nothing() {
         let mut o = ObservedValues::default();
-        o.add_dialogue(&json!({"speaker": [0], "utterance": ["hi"]}));
-        o.add_dialogue(
-            &json!([{"speaker": "USER", "frames": [{"service": "x", "state": {
-            "slot_values": {}}}]}]),
-        );
+        o.add(said_in(&json!({"speaker": [0], "utterance": ["hi"]})));
+        let empty = json!([{"speaker": "USER", "frames": [{"state": {"slot_values": {}}}]}]);
+        o.add(said_in(&empty));
         assert!(o.is_empty());
         assert_eq!(o.dialogues, 0);
     }

@@ -167,18 +167,15 @@ fn load(path: &Path, split: &str, values: bool) -> Result<Dialogues> {
     let mut dialogues = Vec::with_capacity(raw.rows.len());
     let mut observed = frames::ObservedValues::default();
     for row in raw.rows {
-        let turns = if values {
-            row.get("turns").cloned()
-        } else {
-            None
+        let said = match row.get("turns") {
+            Some(turns) if values => frames::said_in(turns),
+            _ => Default::default(),
         };
         match normalize_dialogue(row) {
             Ok(d) => {
                 hasher.update(&encode(&d));
                 dialogues.push(d);
-                if let Some(turns) = &turns {
-                    observed.add_dialogue(turns);
-                }
+                observed.add(said);
             }
             Err(reason) => *report.skipped.entry(reason.to_string()).or_default() += 1,
         }
