@@ -393,6 +393,56 @@ fn datasets_load_dataset_reads_the_folder_as_exported() {
     );
 }
 
+#[test]
+#[ignore = "needs Hugging Face datasets in the venv of scripts/setup-hf.sh; .ci/run runs it after that script"]
+fn a_split_without_rows_is_left_out_so_the_folder_still_loads() {
+    let python = hf_python();
+    let env = Env::new();
+    let mock = MockServer::start();
+    env.plan_for_run(1);
+    env.run(&mock, &[]).assert().success();
+    env.dgen().arg("export").assert().success();
+    let printed = export_hf(&env, "ds", &["--splits", "train=0.5,test=0.5"]);
+    // One dialogue, two splits: one split is empty, has no file, and the card does not name it.
+    let (full, empty) = if printed.contains("train 1 (1 shard)") {
+        ("train", "test")
+    } else {
+        ("test", "train")
+    };
+    assert!(
+        printed.contains(&format!(
+            "{empty} 0 (left out: no rows, and datasets cannot load an empty split)"
+        )),
+        "{printed}"
+    );
+    let names: Vec<String> = files(&env.path("ds/data")).into_keys().collect();
+    assert_eq!(names, [format!("{full}-00000-of-00001.parquet")]);
+    let card = std::fs::read_to_string(env.path("ds/README.md")).unwrap();
+    assert!(card.contains(&format!("- split: {full}\n")), "{card}");
+    assert!(!card.contains(&format!("- split: {empty}\n")), "{card}");
+    std::fs::write(
+        env.path("load.py"),
+        "import json, sys\nfrom datasets import load_dataset\nds = load_dataset(sys.argv[1])\nprint(json.dumps({n: ds[n].num_rows for n in ds}))\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(&python)
+        .current_dir(env.dir.path())
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", env.path("hf-home"))
+        .args(["load.py", "ds"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "datasets could not load the folder:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loaded: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(loaded, serde_json::json!({ full: 1 }));
+}
+
 /// Loads `folder` with `datasets.load_dataset` in `cwd`, with the datasets cache under
 /// `hf_home`, and counts the rows that are not in `records` (a `generated_dialogues.json`) as
 /// they are there.

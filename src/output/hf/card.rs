@@ -200,8 +200,11 @@ fn header(out: &mut String, job: &HfJob, schema: &Schema, tally: &Tally) {
          description: \"dgen export, data fingerprint {}\"\n  data_files:",
         tally.data_fingerprint
     );
-    for name in job.splits.names() {
-        let _ = writeln!(out, "  - split: {name}\n    path: data/{name}-*");
+    for (name, shards) in job.splits.names().zip(&tally.shards_per_split) {
+        // A split left out for want of rows has no files to name.
+        if *shards > 0 {
+            let _ = writeln!(out, "  - split: {name}\n    path: data/{name}-*");
+        }
     }
     out.push_str("dataset_info:\n  features:\n");
     out.push_str(&columns::features_yaml(schema));

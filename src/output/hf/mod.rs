@@ -256,9 +256,12 @@ pub fn export(store: &Store, job: &HfJob, cancel: &AtomicBool) -> Result<String>
     let schema = schema.context("the store gave no snapshot to export")?;
     let mut finished = Vec::new();
     let mut fingerprint = blake3::Hasher::new();
+    // An empty split is left out, unless every split is (an empty store): then each keeps an
+    // empty file, which holds the columns.
+    let keep_empty = shards.iter().all(|s| s.rows == 0);
     for split in shards {
         tally.rows_per_split.push(split.rows);
-        let files = split.finish()?;
+        let files = split.finish(keep_empty)?;
         tally.shards_per_split.push(files.len());
         for (file, name, hash) in files {
             fingerprint.update(name.as_bytes());
@@ -281,7 +284,10 @@ pub fn export(store: &Store, job: &HfJob, cancel: &AtomicBool) -> Result<String>
         .names()
         .zip(&tally.rows_per_split)
         .zip(&tally.shards_per_split)
-        .map(|((name, rows), shards)| format!("{name} {rows} ({shards} shard{})", plural(*shards)))
+        .map(|((name, rows), shards)| match shards {
+            0 => format!("{name} 0 (left out: no rows, and datasets cannot load an empty split)"),
+            _ => format!("{name} {rows} ({shards} shard{})", plural(*shards)),
+        })
         .collect();
     Ok(format!(
         "exported {} dialogues to the dataset folder {}: {}\n",

@@ -104,10 +104,13 @@ impl SplitShards {
 
     /// Closes the last shard and returns the finished shards with their final names (relative
     /// to the dataset folder) and the hashes of their bytes.
-    /// A split without rows still gets one (empty) shard, so that it loads as a split of 0 rows
-    /// instead of failing for want of files.
-    pub fn finish(mut self) -> Result<Vec<(Finished, String, blake3::Hash)>> {
-        if self.done.is_empty() {
+    /// A split without rows gets no file (`datasets` refuses to load a split of 0 rows, "corresponds
+    /// to no data"), unless `keep_empty`: then one empty shard, which keeps the columns.
+    pub fn finish(mut self, keep_empty: bool) -> Result<Vec<(Finished, String, blake3::Hash)>> {
+        if self.rows == 0 && !keep_empty {
+            return Ok(Vec::new());
+        }
+        if self.done.is_empty() && self.current.is_none() {
             self.open()?;
         }
         self.close_current()?;
