@@ -38,6 +38,14 @@ pub struct Slot {
     pub possible_values: Vec<String>,
 }
 
+impl Slot {
+    /// Whether a goal draws this slot's values from a value pool: it is not categorical, or
+    /// it is but lists no possible values.
+    pub fn draws_from_pool(&self) -> bool {
+        !self.is_categorical || self.possible_values.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Intent {
     pub name: String,
@@ -261,7 +269,7 @@ impl ValuePools {
     ) -> ValuePools {
         let mut slots = BTreeMap::new();
         for slot in schema.services.iter().flat_map(|s| &s.slots) {
-            if slot.is_categorical && !slot.possible_values.is_empty() {
+            if !slot.draws_from_pool() {
                 continue;
             }
             let Some(said) = counts.get(&slot.name) else {

@@ -855,6 +855,26 @@ fn goals_draw_the_values_the_base_dialogues_frames_hold_and_extract_shows_them()
             .to_string()
     };
     assert_eq!(fingerprint(&hf), fingerprint(&out));
+    // A split the folder's data/ files are not named for is refused, not read as all of them.
+    env.dgen()
+        .args([
+            "--store",
+            "v.redb",
+            "plan",
+            "--total_generations",
+            "2",
+            "--split",
+            "validation",
+        ])
+        .arg("--dataset")
+        .arg(env.path("hf"))
+        .arg("--persona_dataset")
+        .arg(common::fixture("personas_hf"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "has no split \"validation\": its files are of split(s) train; pass --split train",
+        ));
 
     // --slot_values still wins, slot by slot.
     let slot = said
@@ -910,24 +930,31 @@ fn extract_item_shows_what_the_plan_drew_and_the_goals_the_run_will_ask_for() {
         .collect();
     assert_eq!(lines.len(), goals.len(), "{text}");
     for (line, goal) in lines.iter().zip(goals) {
-        let first = &goal["inform"][0];
-        assert!(
-            line.starts_with(&format!(
-                "  {}: {} ({}={}",
-                goal["service"].as_str().unwrap(),
-                goal["intent"].as_str().unwrap(),
-                first[0].as_str().unwrap(),
-                first[1].as_str().unwrap()
-            )),
-            "{line} vs {goal}"
+        let gives: Vec<String> = goal["inform"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}={}", p[0].as_str().unwrap(), p[1].as_str().unwrap()))
+            .collect();
+        let asks = strings(&goal["request"]);
+        let mut expected = format!(
+            "  {}: {} ({})",
+            goal["service"].as_str().unwrap(),
+            goal["intent"].as_str().unwrap(),
+            gives.join(", ")
         );
+        if !asks.is_empty() {
+            expected.push_str(&format!(", asks for {}", asks.join(", ")));
+        }
+        assert_eq!(*line, expected);
     }
     // `export --plan_file` writes the same goals beside each item.
     assert_eq!(env.plan_jsonl("dgen.redb")[2]["goals"], shown["goals"]);
     let dry = env.stdout(env.dgen().args(["run", "--dry_run", "--limit", "3"]));
     for goal in goals {
-        let first = &goal["inform"][0];
-        assert!(dry.contains(first[1].as_str().unwrap()), "{goal}");
+        for pair in goal["inform"].as_array().unwrap() {
+            assert!(dry.contains(pair[1].as_str().unwrap()), "{goal}");
+        }
     }
     // A plain plan's item has no goals; an index past the plan names the valid ones.
     let plain = Env::new();
@@ -951,4 +978,50 @@ fn extract_item_shows_what_the_plan_drew_and_the_goals_the_run_will_ask_for() {
         .assert()
         .failure()
         .stderr(predicates::str::contains("none.redb"));
+    // A shard's store shows its own items and names the shard that holds another.
+    let mut shard = plain.plan(8, &["--shard", "1/4"]);
+    shard.args(["--store", "s1.redb"]);
+    shard.assert().success();
+    let s1 = ["--store", "s1.redb", "extract", "--item"];
+    let text = plain.stdout(plain.dgen().args(s1).arg("5"));
+    assert!(text.starts_with("item: 5 of 8"), "{text}");
+    plain
+        .dgen()
+        .args(s1)
+        .arg("2")
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "it holds shard 1/4 (the items whose index divided by 4 leaves 1); item 2 is in the store of shard 2/4",
+        ));
+    plain
+        .dgen()
+        .args(s1)
+        .arg("8")
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("its plan has 8 items"));
+}
+
+#[test]
+fn frames_whose_slot_names_the_schema_lacks_leave_the_pools_and_say_why() {
+    // The SGD fixture's frames name SGD's slots (`event_date`), not the built-in schema's.
+    let env = Env::new();
+    let mut plan = env.dgen();
+    plan.args([
+        "plan",
+        "--total_generations",
+        "3",
+        "--annotate",
+        "--dataset",
+    ])
+    .arg(common::fixture("sgd"))
+    .arg("--persona_dataset")
+    .arg(common::fixture("personas_hf"));
+    let out = env.stdout(&mut plan);
+    assert!(
+        out.contains("none a free-text slot of the plan's schema")
+            && out.contains("--services_schema"),
+        "{out}"
+    );
 }

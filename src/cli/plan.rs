@@ -126,7 +126,7 @@ pub struct ExtractArgs {
 
     /// Show work item N of the store's plan instead (0-based): what was drawn for it, its
     /// state, and an annotated plan's user goals; reads the store (--store), not the dataset.
-    #[arg(long, value_name = "N", conflicts_with_all = ["index", "dataset"])]
+    #[arg(long, value_name = "N", conflicts_with_all = ["index", "dataset", "dataset_name", "split"])]
     pub item: Option<u64>,
 
     /// With --item: print the item, its state and goals as one JSON object.

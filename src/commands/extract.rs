@@ -90,29 +90,29 @@ pub fn render_item(store: &Store, index: u64, as_json: bool) -> Result<String> {
             store_path.display()
         )
     })?;
-    let item = match store.item(index) {
-        Ok(item) => item,
-        Err(_) if meta.shard.is_some() => bail!(
-            "work item {index} is not in {}: the store holds shard {} of {} (items whose index modulo {} is {}); pass one of those, or the merged store",
+    let total = meta.config.total_generations;
+    if index >= total {
+        bail!(
+            "work item {index} is not in {}: its plan has {total} items (valid indices 0..={})",
             store_path.display(),
-            meta.shard.as_ref().map_or(0, |s| s.index),
-            meta.shard.as_ref().map_or(0, |s| s.count),
-            meta.shard.as_ref().map_or(0, |s| s.count),
-            meta.shard.as_ref().map_or(0, |s| s.index),
-        ),
-        Err(_) => bail!(
-            "work item {index} is not in {}: its plan has {} items (valid indices 0..={})",
-            store_path.display(),
-            meta.config.total_generations,
-            meta.config.total_generations.saturating_sub(1)
-        ),
-    };
-    let state = store
-        .states()?
-        .into_iter()
-        .find(|(i, _)| *i == index)
-        .map(|(_, s)| s);
-    let persona = store.personas()?.remove(&item.persona_index);
+            total.saturating_sub(1)
+        );
+    }
+    if let Some(shard) = meta.shard.as_ref().map(|s| s.shard()) {
+        if !shard.holds(index) {
+            bail!(
+                "work item {index} is not in {}: it holds shard {shard} (the items whose index divided by {} leaves {}); item {index} is in the store of shard {}/{}, or the merged one",
+                store_path.display(),
+                shard.count,
+                shard.index,
+                index % u64::from(shard.count),
+                shard.count
+            );
+        }
+    }
+    let item = store.item(index)?;
+    let state = store.item_state(index)?;
+    let persona = store.persona(item.persona_index)?;
     let goals = meta
         .config
         .annotate

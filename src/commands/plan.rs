@@ -25,13 +25,10 @@ fn pair(flag: Option<Vec<u32>>, default: [u32; 2]) -> [u32; 2] {
     }
 }
 
-/// The plan's settings from the flags; `observed` (the base dataset's frame values) feeds an
-/// annotated plan's value pools.
-pub fn config_from_args(
-    args: &PlanArgs,
-    catalog: &Catalog,
-    observed: &ObservedValues,
-) -> Result<PlanConfig> {
+/// The plan's settings from the flags, checked before any data is read. An annotated plan's
+/// value pools are the built-in ones under `--slot_values`; [`adopt_frame_values`] puts the base
+/// dataset's frame values between them once the dataset is read.
+fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> Result<PlanConfig> {
     let d = &catalog.generation_defaults;
     let annotate = if args.annotate {
         let mut schema = Services::builtin();
@@ -54,13 +51,7 @@ pub fn config_from_args(
             );
         }
         let schema = schema.only(catalog.core_services.iter().map(String::as_str));
-        // Built in, then what the dataset's frames say, then the user's file: each replaces
-        // the one before slot by slot.
-        let mut values =
-            ValuePools::builtin().extended(ValuePools::observed(&schema, &observed.slots));
-        if let Some(path) = &args.slot_values {
-            values = values.extended(ValuePools::from_file(path)?);
-        }
+        let values = ValuePools::builtin().extended(slot_values_file(args)?);
         let annotate = plan::Annotate { schema, values };
         annotate.validate(&catalog.core_services)?;
         Some(annotate)
@@ -88,6 +79,32 @@ pub fn config_from_args(
             .unwrap_or_else(|| d.presence_penalty.clone()),
         annotate,
     })
+}
+
+/// The `--slot_values` file's pools (none without the flag).
+fn slot_values_file(args: &PlanArgs) -> Result<ValuePools> {
+    match &args.slot_values {
+        Some(path) => ValuePools::from_file(path),
+        None => Ok(ValuePools::default()),
+    }
+}
+
+/// An annotated plan's value pools with the base dataset's frame values: built in, then the
+/// frames', then `--slot_values`, each replacing the one before slot by slot.
+fn adopt_frame_values(
+    annotate: &mut plan::Annotate,
+    observed: &ObservedValues,
+    args: &PlanArgs,
+    catalog: &Catalog,
+) -> Result<()> {
+    if observed.is_empty() {
+        return Ok(());
+    }
+    let from_frames = ValuePools::observed(&annotate.schema, &observed.slots);
+    annotate.values = ValuePools::builtin()
+        .extended(from_frames)
+        .extended(slot_values_file(args)?);
+    annotate.validate(&catalog.core_services)
 }
 
 /// What an existing plan in `store` means for this one: `Some` when there is nothing to do,
@@ -230,23 +247,26 @@ fn shard_of(args: &PlanArgs, total: u64) -> Result<Option<Shard>> {
 
 pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     let catalog = Catalog::load(args.catalog.as_deref())?;
-    let source = DatasetSource {
-        path: args.dataset.dataset.clone(),
-        name: args.dataset.dataset_name.clone(),
-        split: args.dataset.split.clone(),
-    };
-    let dialogues = if args.annotate {
-        dataset::load_dialogues_and_values(&source.resolve()?, &source.split)?
-    } else {
-        dataset::load_dialogues(&source.resolve()?, &source.split)?
-    };
-    let config = config_from_args(&args, &catalog, &dialogues.observed)?;
+    let mut config = config_from_args(&args, &catalog)?;
     config.validate()?;
     let model = args
         .model
         .clone()
         .unwrap_or_else(|| catalog.generation_defaults.model.clone());
     let pricing = PriceTable::resolve(&model, &args.prices.overrides())?;
+    let source = DatasetSource {
+        path: args.dataset.dataset.clone(),
+        name: args.dataset.dataset_name.clone(),
+        split: args.dataset.split.clone(),
+    };
+    let dialogues = match config.annotate.as_mut() {
+        Some(annotate) => {
+            let d = dataset::load_dialogues_and_values(&source.resolve()?, &source.split)?;
+            adopt_frame_values(annotate, &d.observed, &args, &catalog)?;
+            d
+        }
+        None => dataset::load_dialogues(&source.resolve()?, &source.split)?,
+    };
     let personas = dataset::load_personas(
         &args.personas.persona_dataset,
         args.personas.persona_split.as_deref(),
@@ -347,7 +367,7 @@ fn print_goals(
 }
 
 /// Where the goals' non-categorical values come from: how many slots take the base dataset's
-/// frame values (those `--slot_values` did not replace).
+/// frame values, and why the others do not.
 fn print_value_sources(annotate: &plan::Annotate, dialogues: &Dialogues) {
     let observed = &dialogues.observed;
     if observed.is_empty() {
@@ -356,25 +376,56 @@ fn print_value_sources(annotate: &plan::Annotate, dialogues: &Dialogues) {
         );
         return;
     }
+    let free: BTreeSet<&str> = annotate
+        .schema
+        .services
+        .iter()
+        .flat_map(|s| &s.slots)
+        .filter(|s| s.draws_from_pool())
+        .map(|s| s.name.as_str())
+        .collect();
+    let matching: Vec<&String> = observed
+        .slots
+        .keys()
+        .filter(|slot| free.contains(slot.as_str()))
+        .collect();
+    if matching.is_empty() {
+        println!(
+            "  value pools: built in or --slot_values; the base dialogues' frames name {} slot(s) (e.g. {}), none a free-text slot of the plan's schema (e.g. {}): an SGD dataset needs SGD's schema (--services_schema) and its services in the catalog (--catalog)",
+            observed.slots.len(),
+            observed.slots.keys().next().map_or("", String::as_str),
+            free.iter().next().copied().unwrap_or("")
+        );
+        return;
+    }
     let pools = ValuePools::observed(&annotate.schema, &observed.slots);
-    let kept: Vec<(&String, usize)> = pools
+    let kept: Vec<usize> = pools
         .slots
         .iter()
         .filter(|(slot, values)| annotate.values.slots.get(*slot) == Some(values))
-        .map(|(slot, values)| (slot, values.len()))
+        .map(|(_, values)| values.len())
         .collect();
-    let values: usize = kept.iter().map(|(_, n)| n).sum();
+    let thin = matching.len() - pools.slots.len();
+    let replaced = pools.slots.len() - kept.len();
+    let mut notes = Vec::new();
+    if thin > 0 {
+        notes.push(format!(
+            "{thin} with fewer than {} distinct values kept the built-in pool",
+            crate::schema::MIN_OBSERVED
+        ));
+    }
+    if replaced > 0 {
+        notes.push(format!("{replaced} replaced by --slot_values"));
+    }
     println!(
-        "  value pools: {} slot(s) from the frames of {} base dialogues ({values} values), the others built in or --slot_values{}",
+        "  value pools: {} slot(s) from the frames of {} base dialogues ({} values){}; the others built in or --slot_values",
         kept.len(),
         observed.dialogues,
-        if kept.is_empty() {
-            format!(
-                " (a slot needs {} distinct values in the frames)",
-                crate::schema::MIN_OBSERVED
-            )
-        } else {
+        kept.iter().sum::<usize>(),
+        if notes.is_empty() {
             String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
         }
     );
 }

@@ -105,11 +105,37 @@ fn locate(path: &Path, split: Option<&str>) -> Result<(Vec<PathBuf>, Format)> {
     if let Some(found) = data_files_folder(path, split)? {
         return Ok(found);
     }
-    // A Hub dataset repository (and `dgen export --hf`) keeps its files under data/.
+    // A Hub dataset repository (and `dgen export --hf`) keeps its files under data/, named
+    // `<split>-…`: a split none is named for is refused rather than read as all of them.
     let data = path.join("data");
     if data.is_dir() {
-        if let Some(found) = data_files_folder(&data, split)? {
-            return Ok(found);
+        if let Some((files, format)) = data_files_folder(&data, None)? {
+            let split_of = |p: &PathBuf| {
+                let name = file_name(p);
+                name.split(['-', '.'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let Some(wanted) = split else {
+                return Ok((files, format));
+            };
+            let chosen: Vec<PathBuf> = files
+                .iter()
+                .filter(|p| split_of(p) == wanted)
+                .cloned()
+                .collect();
+            if chosen.is_empty() {
+                let mut splits: Vec<String> = files.iter().map(split_of).collect();
+                splits.dedup();
+                bail!(
+                    "{} has no split \"{wanted}\": its files are of split(s) {}; pass --split {}",
+                    data.display(),
+                    splits.join(", "),
+                    splits[0]
+                );
+            }
+            return Ok((chosen, format));
         }
     }
     bail!(

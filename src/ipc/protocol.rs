@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides refuse another version. 2: the report
 /// request (a run speaking 1 could not have answered it). 3: the export-format request
-/// (`--sgd`, `--chat`, `--multiwoz`).
+/// (`--sgd`, `--chat`, `--multiwoz`). 4: the item request (`dgen extract --item`).
 pub const VERSION: u32 = 4;
 
 /// The longest request line the server reads.
@@ -156,11 +156,12 @@ mod tests {
         });
         let line = String::from_utf8(encode(&request)).unwrap();
         assert_eq!(decode::<Request>(&line).unwrap(), request);
-        let other = line.replace("\"version\":3", "\"version\":2");
+        let other = line.replace(&format!("\"version\":{VERSION}"), "\"version\":2");
         assert!(decode::<Request>(&other)
             .unwrap_err()
             .contains("speaks protocol version 2"));
-        assert!(decode::<Request>("{\"version\":3,\"body\":{\"kind\":\"shell\"}}").is_err());
+        let unknown = format!("{{\"version\":{VERSION},\"body\":{{\"kind\":\"shell\"}}}}");
+        assert!(decode::<Request>(&unknown).is_err());
         let report = Request::Report(ReportRequest {
             html: "/tmp/r.html".into(),
             json: "/tmp/r.json".into(),
@@ -177,5 +178,11 @@ mod tests {
         });
         let line = String::from_utf8(encode(&format)).unwrap();
         assert_eq!(decode::<Request>(&line).unwrap(), format);
+        let item = Request::Item(ItemRequest {
+            index: 7,
+            json: true,
+        });
+        let line = String::from_utf8(encode(&item)).unwrap();
+        assert_eq!(decode::<Request>(&line).unwrap(), item);
     }
 }

@@ -58,7 +58,7 @@ impl Annotate {
     /// The values a goal may give a slot: a categorical slot's possible values, else the pool's.
     fn drawable<'a>(&'a self, service: &'a Service, slot: &str) -> &'a [String] {
         match service.slot(slot) {
-            Some(s) if s.is_categorical && !s.possible_values.is_empty() => &s.possible_values,
+            Some(s) if !s.draws_from_pool() => &s.possible_values,
             Some(_) => self.values.values(slot),
             None => &[],
         }

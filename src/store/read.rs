@@ -191,6 +191,14 @@ impl Store {
         Ok(())
     }
 
+    /// One persona of the plan, by its index in the persona dataset.
+    pub fn persona(&self, index: u32) -> Result<Option<String>> {
+        let txn = self.read()?;
+        let table = txn.open_table(PERSONAS)?;
+        let persona = table.get(index)?.map(|v| v.value().to_string());
+        Ok(persona)
+    }
+
     pub fn personas(&self) -> Result<BTreeMap<u32, String>> {
         let txn = self.read()?;
         let table = txn.open_table(PERSONAS)?;
@@ -305,6 +313,16 @@ impl Store {
             out.insert(k.value(), decode(v.value(), "base dialogue")?);
         }
         Ok(out)
+    }
+
+    /// One item's state; `None` when the store has none for it.
+    pub fn item_state(&self, index: u64) -> Result<Option<ItemState>> {
+        let txn = self.read()?;
+        let Some(table) = optional(&txn, ITEM_STATE)? else {
+            return Ok(None);
+        };
+        let state = table.get(index)?;
+        state.map(|v| ItemState::decode(v.value())).transpose()
     }
 
     /// Every item's state, in index order.
