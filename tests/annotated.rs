@@ -1025,3 +1025,56 @@ fn frames_whose_slot_names_the_schema_lacks_leave_the_pools_and_say_why() {
         "{out}"
     );
 }
+
+#[test]
+fn an_annotated_run_over_two_endpoints_is_judged_and_reported_like_a_plain_one() {
+    let env = Env::new();
+    let (a, b) = (MockServer::start(), MockServer::start());
+    plan_annotated(&env, 12, &[]).assert().success();
+    env.dgen()
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .args(["run", "--endpoint", &a.url, "--endpoint", &b.url])
+        .args(["--concurrency", "4", "--retry_base_ms", "20"])
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .success();
+    assert_eq!(env.state_count("done"), 12);
+    // Both endpoints answered annotated dialogue requests.
+    for mock in [&a, &b] {
+        assert!(
+            mock.requests().iter().any(|r| r.dialogue),
+            "an endpoint got no dialogue request"
+        );
+    }
+    let schema = builtin_schema();
+    let records = env.export_all().records;
+    assert_eq!(records.len(), 12);
+    for record in &records {
+        check_record(record, &schema);
+    }
+    // The judge scores every annotated dialogue; the report shows them with the label figures.
+    env.dgen()
+        .env_remove("OPENAI_API_KEY")
+        .args(["judge", "--judge_base_url", &a.url, "--retry_base_ms", "20"])
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .success();
+    assert_eq!(a.judge_calls(), 12);
+    env.dgen().arg("report").assert().success();
+    let report = run_report(&env, "dgen.redb");
+    assert_eq!(report["rejections"], json!({}), "{report}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["metrics"]["judge"]["judged"], 12,
+        "{}",
+        json["metrics"]["judge"]
+    );
+    assert_eq!(
+        json["metrics"]["labels"]["annotated"], 12,
+        "{}",
+        json["metrics"]["labels"]
+    );
+}
