@@ -334,6 +334,39 @@ out["flagged"] = flagged
 print(json.dumps(out))
 "#;
 
+/// Runs `args` with the venv's `python` in `cwd`, offline, with the datasets cache in `hf_home`;
+/// fails the test with the script's stderr (after `what`) unless it succeeds, and returns the
+/// last line it printed, as JSON.
+fn offline_python(
+    python: &Path,
+    cwd: &Path,
+    hf_home: &Path,
+    args: &[&std::ffi::OsStr],
+    what: &str,
+) -> serde_json::Value {
+    let out = std::process::Command::new(python)
+        .current_dir(cwd)
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", hf_home)
+        .env_remove("HF_DATASETS_CACHE")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap()
+}
+
+/// [`offline_python`] in `env`'s folder, with the cache in its `hf-home`.
+fn python_in(env: &Env, python: &Path, args: &[&str], what: &str) -> serde_json::Value {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    offline_python(python, env.dir.path(), &env.path("hf-home"), &args, what)
+}
+
 #[test]
 #[ignore = "needs Hugging Face datasets in the venv of scripts/setup-hf.sh; .ci/run runs it after that script"]
 fn datasets_load_dataset_reads_the_folder_as_exported() {
@@ -355,21 +388,12 @@ fn datasets_load_dataset_reads_the_folder_as_exported() {
         ],
     );
     std::fs::write(env.path("check.py"), LOAD_CHECK).unwrap();
-    let out = std::process::Command::new(&python)
-        .current_dir(env.dir.path())
-        .env("HF_DATASETS_OFFLINE", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", env.path("hf-home"))
-        .args(["check.py", "ds"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the datasets check failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = python_in(
+        &env,
+        &python,
+        &["check.py", "ds"],
+        "the datasets check failed",
     );
-    let report: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     let splits = report["splits"].as_object().unwrap();
     assert_eq!(splits.len(), 3, "{report}");
     let total: u64 = splits.values().map(|v| v.as_u64().unwrap()).sum();
@@ -425,21 +449,12 @@ fn a_split_without_rows_is_left_out_so_the_folder_still_loads() {
         "import json, sys\nfrom datasets import load_dataset\nds = load_dataset(sys.argv[1])\nprint(json.dumps({n: ds[n].num_rows for n in ds}))\n",
     )
     .unwrap();
-    let out = std::process::Command::new(&python)
-        .current_dir(env.dir.path())
-        .env("HF_DATASETS_OFFLINE", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", env.path("hf-home"))
-        .args(["load.py", "ds"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "datasets could not load the folder:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let loaded = python_in(
+        &env,
+        &python,
+        &["load.py", "ds"],
+        "datasets could not load the folder",
     );
-    let loaded: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(loaded, serde_json::json!({ full: 1 }));
 }
 
@@ -471,24 +486,13 @@ fn load_rows(
 ) -> (u64, u64) {
     let script = hf_home.join("load_rows.py");
     std::fs::write(&script, LOAD_ROWS).unwrap();
-    let out = std::process::Command::new(python)
-        .current_dir(cwd)
-        .env("HF_DATASETS_OFFLINE", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", hf_home)
-        .env_remove("HF_DATASETS_CACHE")
-        .arg(&script)
-        .arg(folder)
-        .arg(records)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "loading {folder} in {cwd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = offline_python(
+        python,
+        cwd,
+        hf_home,
+        &[script.as_os_str(), folder.as_ref(), records.as_os_str()],
+        &format!("loading {folder} in {cwd:?} failed"),
     );
-    let report: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(report["expected"], report["rows"], "{report}");
     (
         report["rows"].as_u64().unwrap(),
@@ -629,21 +633,12 @@ fn a_dst_reader_written_for_multi_woz_v22_reads_an_annotated_export() {
         "{card}"
     );
     std::fs::write(env.path("dst.py"), DST_READER).unwrap();
-    let out = std::process::Command::new(&python)
-        .current_dir(env.dir.path())
-        .env("HF_DATASETS_OFFLINE", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", env.path("hf-home"))
-        .args(["dst.py", "ds", "generated_dialogues.json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the multi_woz_v22 reader failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = python_in(
+        &env,
+        &python,
+        &["dst.py", "ds", "generated_dialogues.json"],
+        "the multi_woz_v22 reader failed",
     );
-    let report: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(report["dialogues"], 12, "{report}");
     for key in ["user_turns", "slot_values", "spans", "goals"] {
         assert!(report[key].as_u64().unwrap() > 0, "{key}: {report}");
