@@ -13,20 +13,8 @@ use common::{count_in, fixture, Env, TURNS};
 use predicates::prelude::*;
 use serde_json::{json, Value};
 
-/// `n` unit vectors (one-hot) as an NPY file, so nothing needs the embedding model.
-fn embeddings(env: &Env, name: &str, n: usize) {
-    let mut npy = dgen::output::npy::header(n as u64, 384);
-    for i in 0..n {
-        for d in 0..384 {
-            let x: f32 = if d == i % 384 { 1.0 } else { 0.0 };
-            npy.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-    std::fs::write(env.path(name), npy).unwrap();
-}
-
 fn import(env: &Env, input: &Path, rows: usize) -> assert_cmd::Command {
-    embeddings(env, "e.npy", rows);
+    env.one_hot_embeddings("e.npy", rows);
     let mut cmd = env.dgen();
     cmd.arg("import")
         .arg("--output_file")
@@ -387,27 +375,8 @@ fn multiwoz_export_keeps_states_and_spans_and_is_read_back_by_plan_and_import() 
     }
 }
 
-/// An annotated answer as the model gives it (values as the text says them).
-const ANSWER: &str = r#"{"turns": [
-    {"user": "I need a room at Maple Lodge for 2 people on friday.",
-     "state": [{"service": "hotel", "active_intent": "book_hotel",
-                "slot_values": [{"slot": "hotel-name", "value": "Maple Lodge"},
-                                {"slot": "hotel-bookpeople", "value": "2"},
-                                {"slot": "hotel-bookday", "value": "friday"}],
-                "requested_slots": []}],
-     "assistant": "How many nights at Maple Lodge?", "service_call": null, "service_results": [], "handover": false},
-    {"user": "Three nights. What is the phone number?",
-     "state": [{"service": "hotel", "active_intent": "book_hotel",
-                "slot_values": [{"slot": "hotel-name", "value": "Maple Lodge"},
-                                {"slot": "hotel-bookpeople", "value": "2"},
-                                {"slot": "hotel-bookday", "value": "friday"},
-                                {"slot": "hotel-bookstay", "value": "3"}],
-                "requested_slots": ["hotel-phone"]}],
-     "assistant": "Booked, reference 7GAWK; the phone is 01223 555.",
-     "service_call": {"service": "hotel", "method": "book_hotel",
-                      "parameters": [{"slot": "hotel-name", "value": "Maple Lodge"}]},
-     "service_results": [[{"slot": "hotel-ref", "value": "7GAWK"}, {"slot": "hotel-phone", "value": "01223 555"}]],
-     "handover": false}]}"#;
+/// An annotated answer as the model gives it (values as the text says them), right in every label.
+const ANSWER: &str = include_str!("../fixtures/annotated_answer.json");
 
 #[test]
 fn a_dgen_annotated_dialogue_exports_as_sgd_with_the_plans_schema() {

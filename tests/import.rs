@@ -24,18 +24,6 @@ fn record(i: usize) -> Value {
     })
 }
 
-/// `n` unit vectors of 384 dimensions (one-hot), as an NPY file.
-fn embeddings(env: &Env, name: &str, n: usize) {
-    let mut npy = dgen::output::npy::header(n as u64, 384);
-    for i in 0..n {
-        for d in 0..384 {
-            let x: f32 = if d == i % 384 { 1.0 } else { 0.0 };
-            npy.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-    std::fs::write(env.path(name), npy).unwrap();
-}
-
 fn import(env: &Env, records: &str, npy: &str) -> assert_cmd::Command {
     let mut cmd = env.dgen();
     cmd.args(["import", "--output_file", records, "--embedding_file", npy]);
@@ -53,7 +41,7 @@ fn a_large_json_array_imports_element_by_element() {
         serde_json::to_string_pretty(&records).unwrap(),
     )
     .unwrap();
-    embeddings(&env, "embeddings.npy", n);
+    env.one_hot_embeddings("embeddings.npy", n);
     import(&env, "records.json", "embeddings.npy")
         .assert()
         .success()
@@ -80,7 +68,7 @@ fn a_malformed_element_mid_file_is_named_by_its_index_and_nothing_is_imported() 
     let env = Env::new();
     env.plan(3, &[]).assert().success();
     let n = 100;
-    embeddings(&env, "embeddings.npy", n);
+    env.one_hot_embeddings("embeddings.npy", n);
     let mut elements: Vec<String> = (0..n).map(|i| record(i).to_string()).collect();
     let good = elements.clone();
     elements[57] = r#"{"dialogue_id": "import-57", "turns": [nope]}"#.into();

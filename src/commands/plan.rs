@@ -26,9 +26,9 @@ fn pair(flag: Option<Vec<u32>>, default: [u32; 2]) -> [u32; 2] {
 }
 
 /// The plan's settings from the flags, checked before any data is read. An annotated plan's
-/// value pools are the built-in ones under `--slot_values`; [`adopt_frame_values`] puts the base
-/// dataset's frame values between them once the dataset is read.
-fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> Result<PlanConfig> {
+/// value pools are the built-in ones under `own` (the `--slot_values` file's);
+/// [`adopt_frame_values`] puts the base dataset's frame values between them once it is read.
+fn config_from_args(args: &PlanArgs, catalog: &Catalog, own: &ValuePools) -> Result<PlanConfig> {
     let d = &catalog.generation_defaults;
     let annotate = if args.annotate {
         let mut schema = Services::builtin();
@@ -51,7 +51,7 @@ fn config_from_args(args: &PlanArgs, catalog: &Catalog) -> Result<PlanConfig> {
             );
         }
         let schema = schema.only(catalog.core_services.iter().map(String::as_str));
-        let values = ValuePools::builtin().extended(slot_values_file(args)?);
+        let values = ValuePools::builtin().extended(own.clone());
         let annotate = plan::Annotate { schema, values };
         annotate.validate(&catalog.core_services)?;
         Some(annotate)
@@ -94,7 +94,7 @@ fn slot_values_file(args: &PlanArgs) -> Result<ValuePools> {
 fn adopt_frame_values(
     annotate: &mut plan::Annotate,
     observed: &ObservedValues,
-    args: &PlanArgs,
+    own: &ValuePools,
     catalog: &Catalog,
 ) -> Result<()> {
     if observed.is_empty() {
@@ -103,7 +103,7 @@ fn adopt_frame_values(
     let from_frames = ValuePools::observed(&annotate.schema, &observed.slots);
     annotate.values = ValuePools::builtin()
         .extended(from_frames)
-        .extended(slot_values_file(args)?);
+        .extended(own.clone());
     annotate.validate(&catalog.core_services)
 }
 
@@ -247,7 +247,8 @@ fn shard_of(args: &PlanArgs, total: u64) -> Result<Option<Shard>> {
 
 pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     let catalog = Catalog::load(args.catalog.as_deref())?;
-    let mut config = config_from_args(&args, &catalog)?;
+    let own_values = slot_values_file(&args)?;
+    let mut config = config_from_args(&args, &catalog, &own_values)?;
     config.validate()?;
     let model = args
         .model
@@ -262,7 +263,7 @@ pub fn run(store_path: &Path, args: PlanArgs) -> Result<ExitCode> {
     let dialogues = match config.annotate.as_mut() {
         Some(annotate) => {
             let d = dataset::load_dialogues_and_values(&source.resolve()?, &source.split)?;
-            adopt_frame_values(annotate, &d.observed, &args, &catalog)?;
+            adopt_frame_values(annotate, &d.observed, &own_values, &catalog)?;
             d
         }
         None => dataset::load_dialogues(&source.resolve()?, &source.split)?,

@@ -153,14 +153,7 @@ fn hugging_face_folder(path: &Path, split: Option<&str>) -> Result<Option<(Vec<P
             .with_context(|| format!("cannot read {}", dict.display()))?;
         let value: Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not valid JSON", dict.display()))?;
-        let splits: Vec<String> = value["splits"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let splits = strings(&value["splits"]);
         let chosen = choose_split(path, split, &splits)?;
         return hf_dataset(&path.join(chosen)).map(Some);
     }
@@ -297,6 +290,18 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The strings of a JSON list (other items skipped); anything but a list gives none.
+pub fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -218,16 +218,7 @@ fn record_from_json(v: &Value, row: usize, file: &Path) -> Result<GeneratedDialo
             .unwrap_or_default()
             .to_string()
     };
-    let strings = |key: &str| -> Vec<String> {
-        v[key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let strings = |key: &str| crate::dataset::rows::strings(&v[key]);
     let slot = &v["time_slot"];
     let hour = |i: usize| slot[i].as_u64().unwrap_or(0).min(23) as u8;
     Ok(GeneratedDialogue {

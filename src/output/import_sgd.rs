@@ -59,14 +59,7 @@ pub fn dialogue(v: &Value) -> Result<(GeneratedDialogue, Annotation), String> {
             handover: false,
         });
     }
-    let mut services: Vec<String> = v["services"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut services = crate::dataset::rows::strings(&v["services"]);
     if services.is_empty() {
         for f in frames
             .iter()

@@ -380,29 +380,9 @@ mod tests {
     use crate::parse::annotated::parse_annotated;
     use crate::quality::Action;
 
-    const ANSWER: &str = r#"{"turns": [
-        {"user": "Please book Maple Lodge for 2 people from friday.",
-         "state": [{"service": "hotel", "active_intent": "book_hotel",
-                    "slot_values": [{"slot": "hotel-name", "value": "Maple Lodge"},
-                                    {"slot": "hotel-bookpeople", "value": "2"},
-                                    {"slot": "hotel-bookday", "value": "friday"}],
-                    "requested_slots": []}],
-         "assistant": "For how many nights?", "service_call": null, "service_results": [], "handover": false},
-        {"user": "Three nights, and what is their phone number?",
-         "state": [{"service": "hotel", "active_intent": "book_hotel",
-                    "slot_values": [{"slot": "hotel-name", "value": "Maple Lodge"},
-                                    {"slot": "hotel-bookpeople", "value": "2"},
-                                    {"slot": "hotel-bookday", "value": "friday"},
-                                    {"slot": "hotel-bookstay", "value": "3"}],
-                    "requested_slots": ["hotel-phone"]}],
-         "assistant": "Booked: reference 7GAWK, phone 01223 555.",
-         "service_call": {"service": "hotel", "method": "book_hotel",
-                          "parameters": [{"slot": "hotel-name", "value": "Maple Lodge"},
-                                         {"slot": "hotel-bookday", "value": "friday"},
-                                         {"slot": "hotel-bookpeople", "value": "2"},
-                                         {"slot": "hotel-bookstay", "value": "3"}]},
-         "service_results": [[{"slot": "hotel-ref", "value": "7GAWK"}, {"slot": "hotel-phone", "value": "01223 555"}]],
-         "handover": false}]}"#;
+    /// A labelled answer as the model gives it, right in every label (shared with
+    /// tests/annotated_export.rs); each test plants one fault in it by text replacement.
+    const ANSWER: &str = include_str!("../../fixtures/annotated_answer.json");
 
     fn goal() -> Vec<UserGoal> {
         vec![UserGoal {

@@ -59,6 +59,19 @@ impl Env {
         self.dir.path().join(name)
     }
 
+    /// `n` unit vectors of 384 dimensions (one-hot) as the NPY file `name`, for `dgen import`
+    /// without the embedding model.
+    pub fn one_hot_embeddings(&self, name: &str, n: usize) {
+        let mut npy = dgen::output::npy::header(n as u64, 384);
+        for i in 0..n {
+            for d in 0..384 {
+                let x: f32 = if d == i % 384 { 1.0 } else { 0.0 };
+                npy.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        std::fs::write(self.path(name), npy).unwrap();
+    }
+
     /// `dgen` running in the temp dir with the store `dgen.redb` there.
     pub fn dgen(&self) -> Command {
         let mut cmd = Command::cargo_bin("dgen").unwrap();
